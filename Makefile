@@ -1,0 +1,40 @@
+# OncoLens developer commands. `make run` and `make test` set up .venv on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-fast lint bundle demo-data models clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip -q
+	# torch first and pinned: an unpinned resolve pulls several GB of CUDA wheels.
+	$(BIN)/pip install -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/oncolens gui
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check engine app tests packaging
+
+bundle: $(STAMP)
+	bash packaging/build.sh
+
+demo-data: $(STAMP)
+	$(BIN)/oncolens make-demo-data
+
+# Retrain the shipped demo weights on phantoms (CPU, ~15 min); the cards record this exact command.
+models: $(STAMP)
+	$(BIN)/oncolens train fl_cnn --modality all --task all --data phantom
+
+clean:
+	rm -rf build dist .pytest_cache

@@ -1,0 +1,36 @@
+"""The `oncolens` entry point: the engine's CLI, with the GUI plugged in (Qt is imported only for `gui`)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def _launch_gui(paths=(), demo: bool = True) -> int:
+    from app.main import run_gui
+
+    return run_gui(open_paths=tuple(paths), demo=demo)
+
+
+def _self_test() -> int:
+    """Engine self-test, then build the main window offscreen and time it (used by the bundle smoke test)."""
+    import os
+
+    from engine.selftest import run_self_test
+
+    code = run_self_test()
+    if code != 0:
+        return code
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from app.selftest import window_self_test
+
+    return window_self_test()
+
+
+def main(argv=None) -> int:
+    from engine.cli import main as cli_main
+
+    return cli_main(sys.argv[1:] if argv is None else argv, gui_launcher=_launch_gui, self_test=_self_test)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,249 @@
+"""The `oncolens` command: gui (default), predict, train, evaluate, make-demo-data, models.
+
+The GUI is not part of the engine: the `oncolens` entry point (app/launcher.py) passes a launcher in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from engine.cases.model import FL, WL
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="oncolens", description="OncoLens (research use only, not for diagnostic use)")
+    p.add_argument("--self-test", action="store_true",
+                   help="load every shipped model, predict on a demo case, exit 0 on success")
+    sub = p.add_subparsers(dest="command")
+
+    g = sub.add_parser("gui", help="start the desktop application (default)")
+    g.add_argument("paths", nargs="*", help="image files or case bundles to open")
+    g.add_argument("--no-demo", action="store_true", help="do not import the bundled demo cases")
+
+    pr = sub.add_parser("predict", help="run the models on image files or case bundles")
+    pr.add_argument("paths", nargs="+", help="image files (FL/WL guessed from name or content) or bundle folders")
+    pr.add_argument("--out", help="write results to this .json or .csv file (default: JSON to stdout)")
+    pr.add_argument("--modality", choices=[FL, WL], help="treat every loose image file as this modality")
+    pr.add_argument("--explain", action="store_true", help="also compute Grad-CAM (slower; saved with --save-bundles)")
+    pr.add_argument("--save-bundles", help="write each case with its prediction as a bundle into this folder")
+
+    tr = sub.add_parser("train", help="train a model family and write its card + weights")
+    tr.add_argument("family", choices=["fl_cnn"])
+    tr.add_argument("--modality", default="all", choices=[FL, WL, "all"])
+    tr.add_argument("--task", default="all", choices=["tumor", "grade", "ki67", "all"])
+    tr.add_argument("--data", default="phantom", help="'phantom' or a CSV manifest (see README)")
+    tr.add_argument("--preset", default="compact", choices=["compact", "paper"])
+    tr.add_argument("--epochs", type=int, default=12)
+    tr.add_argument("--batch-size", type=int, default=32)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--pretrained", help="local ImageNet EfficientNet-B0 weights (.pth/.safetensors)")
+    tr.add_argument("--phantom-patients", type=int, default=36)
+    tr.add_argument("--phantom-per-patient", type=int, default=35)
+    tr.add_argument("--phantom-seed", type=int, default=2021)
+    tr.add_argument("--models-dir", help="write cards here instead of the shipped models folder")
+
+    ev = sub.add_parser("evaluate", help="evaluate shipped models: tables with bootstrap CIs, CSV/JSON, ROC PNG")
+    ev.add_argument("family", choices=["fl_cnn"])
+    ev.add_argument("--modality", default="all", choices=[FL, WL, "all"])
+    ev.add_argument("--data", default="phantom", help="'phantom' (regenerated from the card) or a CSV manifest")
+    ev.add_argument("--split", default="test", choices=["test", "all"],
+                    help="test: only the card's held-out patients; all: every record (external test set)")
+    ev.add_argument("--out", default="evaluation", help="output folder")
+    ev.add_argument("--bootstrap", type=int, default=1000)
+
+    md = sub.add_parser("make-demo-data", help="write the demo case bundles")
+    md.add_argument("--out", help="folder (default: resources/demo_cases)")
+    md.add_argument("--seed", type=int, default=7)
+
+    sub.add_parser("models", help="list the installed model cards")
+    return p
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_models() -> int:
+    from engine.registry import list_models
+
+    cards = list_models()
+    if not cards:
+        _say("No model cards installed.")
+        return 1
+    print(f"{'name':<20} {'family':<8} {'input':<6} {'threshold':>9}  {'weights':>9}  sha256        task")
+    for c in cards:
+        print(f"{c.name:<20} {c.family:<8} {c.input.get('modality', ''):<6} {c.thresholds.get('operating', 0):>9.3f}"
+              f"  {c.weights.get('bytes', 0) / 1e6:>7.2f}MB  {c.weights['sha256'][:12]}  {c.task}")
+    print(f"\n{cards[0].intended_use}")
+    return 0
+
+
+def _cases_from_paths(paths: Sequence[str], modality: str | None):
+    from engine.cases.loading import case_from_image_files, load_case_source
+
+    for raw in paths:
+        path = Path(raw)
+        if modality and path.is_file():
+            yield raw, case_from_image_files([path], {raw: modality})
+        else:
+            yield raw, load_case_source(path)
+
+
+def cmd_predict(args) -> int:
+    from tqdm import tqdm
+
+    from engine.cases.bundle import write_bundle
+    from engine.predict.glioma import GliomaCascadePredictor
+
+    predictors: dict[str, GliomaCascadePredictor] = {}
+    results = []
+    for source, case in tqdm(list(_cases_from_paths(args.paths, args.modality)), desc="predict", unit="case",
+                             file=sys.stderr):
+        for modality in (FL, WL):
+            if modality not in case.images:
+                continue
+            if modality not in predictors:
+                predictors[modality] = GliomaCascadePredictor(modality)
+            img = case.images[modality]
+            pred = predictors[modality].predict({modality: img.array}, explain=args.explain,
+                                                bit_depth=img.meta.bit_depth)
+            case.predictions.append(pred)
+            results.append({"source": source, "case_id": case.id, **pred.summary()})
+        if args.save_bundles:
+            write_bundle(case, Path(args.save_bundles) / case.id)
+    if not args.out:
+        print(json.dumps(results, indent=2))
+    elif args.out.endswith(".csv"):
+        with open(args.out, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["source", "case_id", "model", "task", "probability", "threshold", "call", "ms_total"])
+            for r in results:
+                for task, call in r["calls"].items():
+                    writer.writerow([r["source"], r["case_id"], r["model"], task, r["probabilities"].get(task, ""),
+                                     r["thresholds"].get(task, ""), call, r["timings_ms"].get("total", "")])
+    else:
+        Path(args.out).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    if args.out:
+        _say(f"wrote {len(results)} predictions to {args.out}")
+    return 0
+
+
+def _records(data: str, n_patients: int, per_patient: int, seed: int):
+    from engine.train.specimen_data import load_manifest, phantom_records
+
+    if data == "phantom":
+        return phantom_records(n_patients, per_patient, seed), {
+            "kind": "phantom", "generator": "engine.phantoms.glioma.make_glioma_dataset",
+            "n_patients": n_patients, "specimens_per_patient": per_patient, "seed": seed,
+            "note": "synthetic phantom specimens, not patient data; demo weights only"}
+    return load_manifest(data), {"kind": "manifest", "path": str(data)}
+
+
+def cmd_train(args, argv: Sequence[str]) -> int:
+    import os
+
+    import torch
+
+    from engine.train.fl_cnn import FLCNNTrainSettings, save_trained, train_fl_cnn
+
+    if args.models_dir:
+        os.environ["ONCOLENS_MODELS_DIR"] = str(Path(args.models_dir).resolve())
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    records, data_desc = _records(args.data, args.phantom_patients, args.phantom_per_patient, args.phantom_seed)
+    command = "oncolens " + " ".join(shlex.quote(a) for a in argv)
+    modalities = [FL, WL] if args.modality == "all" else [args.modality]
+    tasks = ["tumor", "grade", "ki67"] if args.task == "all" else [args.task]
+    for modality in modalities:
+        for task in tasks:
+            settings = FLCNNTrainSettings(modality=modality, task=task, preset=args.preset, epochs=args.epochs,
+                                          batch_size=args.batch_size, seed=args.seed,
+                                          pretrained_path=args.pretrained)
+            outcome = train_fl_cnn(records, settings, progress=_say)
+            card = save_trained(settings, outcome, data_desc, command)
+            auc = outcome.evaluation.to_dict()["metrics"]["auc"]
+            _say(f"{card.name}: test AUC {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}], "
+                 f"threshold {outcome.threshold:.3f}, {outcome.seconds:.0f} s -> {card.folder}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from engine.registry import load_card
+    from engine.train.evaluate_fl_cnn import evaluate_fl_cnn
+
+    modalities = [FL, WL] if args.modality == "all" else [args.modality]
+    for modality in modalities:
+        if args.data == "phantom":
+            data = load_card(f"fl_cnn_{modality.lower()}_tumor").training["data"]
+            if data.get("kind") != "phantom":
+                raise SystemExit("The installed cards were trained on a manifest; pass --data <manifest.csv>.")
+            records, _ = _records("phantom", data["n_patients"], data["specimens_per_patient"], data["seed"])
+        else:
+            records, _ = _records(args.data, 0, 0, 0)
+        evaluations = evaluate_fl_cnn(records, modality, args.out, split=args.split, n_bootstrap=args.bootstrap)
+        print(format_table(evaluations))
+    _say(f"wrote CSV, JSON and ROC PNG to {args.out}/")
+    return 0
+
+
+def format_table(evaluations: dict) -> str:
+    metrics = ["auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1"]
+    lines = [f"{'model':<18} {'n':>4} " + " ".join(f"{m:>21}" for m in metrics)]
+    for name, ev in evaluations.items():
+        d = ev.to_dict()
+        cells = []
+        for m in metrics:
+            e = d["metrics"][m]
+            cells.append(f"{e['value']:.3f} [{e['ci_low']:.3f},{e['ci_high']:.3f}]".rjust(21))
+        lines.append(f"{name:<18} {d['n']:>4} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def cmd_make_demo(args) -> int:
+    from engine.paths import demo_cases_dir
+    from engine.phantoms.glioma import write_glioma_demo_cases
+
+    out = Path(args.out) if args.out else demo_cases_dir()
+    paths = write_glioma_demo_cases(out, seed=args.seed)
+    _say(f"wrote {len(paths)} demo cases to {out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, gui_launcher: Callable[..., int] | None = None,
+         self_test: Callable[[], int] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    try:
+        if args.self_test:
+            from engine.selftest import run_self_test
+
+            return (self_test or run_self_test)()
+        command = args.command or "gui"
+        if command == "gui":
+            if gui_launcher is None:
+                _say("The GUI is started by the `oncolens` entry point (app.launcher); this entry has none.")
+                return 2
+            return gui_launcher(paths=getattr(args, "paths", []), demo=not getattr(args, "no_demo", False))
+        if command == "models":
+            return cmd_models()
+        if command == "predict":
+            return cmd_predict(args)
+        if command == "train":
+            return cmd_train(args, argv)
+        if command == "evaluate":
+            return cmd_evaluate(args)
+        if command == "make-demo-data":
+            return cmd_make_demo(args)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
+        _say(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""Reading 2-D images (8/16-bit, grey or RGB) with clear errors that name the file and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine.cases.model import ImageMeta
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy")
+
+
+class ImageReadError(ValueError):
+    """An image file could not be read; the message names the file and what was expected."""
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
+    """Read an image file exactly as stored: uint8/uint16 grey (H, W) or RGB (H, W, 3); .npy keeps its dtype."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: file not found.")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder; expected an image file ({', '.join(IMAGE_SUFFIXES)}).")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: file is empty (0 bytes). Re-export the image from the camera software.")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ImageReadError(f"{path}: unsupported file type '{suffix}'. Expected one of {', '.join(IMAGE_SUFFIXES)}.")
+    if suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise ImageReadError(f"{path}: not a valid .npy array ({exc}).") from exc
+    else:
+        data = np.fromfile(path, dtype=np.uint8)
+        array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if array is None:
+            raise ImageReadError(
+                f"{path}: could not be decoded as {suffix[1:].upper()} (corrupt or truncated file). "
+                "Re-export it as PNG or TIFF."
+            )
+        if array.ndim == 3:
+            if array.shape[2] == 4:
+                array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGB)
+            elif array.shape[2] == 3:
+                array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    return validate_image_array(array, str(path)), ImageMeta(
+        bit_depth=_bit_depth(array), source=path.name
+    )
+
+
+def validate_image_array(array: np.ndarray, where: str = "image") -> np.ndarray:
+    """Reject arrays no model can use: wrong rank, empty, NaN/inf."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
+        raise ImageReadError(f"{where}: expected a grey (H, W) or RGB (H, W, 3) image, got shape {array.shape}.")
+    if array.size == 0 or min(array.shape[:2]) < 8:
+        raise ImageReadError(f"{where}: image is too small ({array.shape}); at least 8x8 pixels are needed.")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise ImageReadError(f"{where}: image contains NaN or infinite values.")
+    return array
+
+
+def _bit_depth(array: np.ndarray) -> int:
+    if array.dtype == np.uint8:
+        return 8
+    if array.dtype == np.uint16:
+        return 16
+    return int(array.dtype.itemsize * 8)
+
+
+def write_image(path: str | Path, array: np.ndarray) -> None:
+    """Write losslessly: uint8/uint16 as PNG, anything else as .npy (caller picks the suffix)."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        np.save(path, array, allow_pickle=False)
+        return
+    out = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
+    ok, buf = cv2.imencode(path.suffix, out)
+    if not ok:
+        raise OSError(f"{path}: could not encode image of dtype {array.dtype}, shape {array.shape}.")
+    buf.tofile(path)

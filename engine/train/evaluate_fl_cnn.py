@@ -1,0 +1,58 @@
+"""Evaluate the shipped FL-CNN cascade nets of one modality on a dataset: tables, CSV/JSON, ROC PNG."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from engine.device import select_device
+from engine.metrics.classification import write_evaluation
+from engine.metrics.plots import plot_roc
+from engine.predict.glioma import TASKS, card_name
+from engine.registry import create_model
+from engine.train.fl_cnn import predict_scores, unit_inputs
+from engine.train.specimen_data import SpecimenRecord, task_records
+
+
+def evaluate_fl_cnn(records: list[SpecimenRecord], modality: str, out_dir: str | Path, split: str = "test",
+                    n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Score every task's net on `records` (split='test': only the card's held-out patients) at the card's
+    operating threshold; write <out>/fl_cnn_<mod>.csv/.json, per-specimen scores and a ROC figure."""
+    from engine.metrics.classification import evaluate_binary
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = select_device()
+    evaluations, curves, points, rows = {}, {}, {}, []
+    for task in TASKS:
+        net, card = create_model(card_name(modality, task), device=device)
+        recs = task_records(records, task, modality)
+        if split == "test":
+            test_patients = set(card.training.get("test_patients", []))
+            recs = [r for r in recs if r.patient_id in test_patients]
+        if not recs:
+            raise ValueError(f"No {modality} specimens with a {task} label in the {split} split.")
+        y = np.array([r.labels[task] for r in recs])
+        scores = predict_scores(net, unit_inputs(recs, modality, card.preprocessing), card.preprocessing,
+                                device=device)
+        threshold = float(card.thresholds["operating"])
+        ev = evaluate_binary(y, scores, threshold, n_resamples=n_bootstrap, seed=seed)
+        name = f"{modality}-CNN {task}"
+        evaluations[name] = ev
+        curves[name] = (y, scores)
+        preds = scores >= threshold
+        points[name] = (float(np.mean(preds[y == 0])) if (y == 0).any() else np.nan,
+                        float(np.mean(preds[y == 1])) if (y == 1).any() else np.nan)
+        rows += [{"task": task, "specimen_id": r.specimen_id, "patient_id": r.patient_id, "label": int(t),
+                  "score": float(sc), "call": int(sc >= threshold)} for r, t, sc in zip(recs, y, scores)]
+    stem = f"fl_cnn_{modality.lower()}_{split}"
+    write_evaluation(evaluations, out_dir, stem)
+    with open(out_dir / f"{stem}_per_specimen.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot_roc(curves, out_dir / f"{stem}_roc.png", operating_points=points,
+             title=f"FL-CNN cascade, {modality} images ({split} split)")
+    return evaluations

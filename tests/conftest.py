@@ -1,0 +1,34 @@
+"""Shared fixtures: every test gets its own settings/database folder; Qt runs offscreen; gpu tests skip."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_data(tmp_path_factory, monkeypatch):
+    """Settings and the SQLite store live in a fresh temp folder, never the developer's own."""
+    home = tmp_path_factory.mktemp("oncolens_home")
+    monkeypatch.setenv("ONCOLENS_HOME", str(home))
+    monkeypatch.delenv("ONCOLENS_DB_URL", raising=False)
+    monkeypatch.delenv("ONCOLENS_DEVICE", raising=False)
+    return home
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip_gpu = pytest.mark.skip(reason="needs CUDA (gpu marker)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)

@@ -1,0 +1,49 @@
+"""DESIGN rule: nothing under engine/ imports PySide6, pyqtgraph or app."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ENGINE = Path(__file__).resolve().parents[2] / "engine"
+FORBIDDEN = ("PySide6", "pyqtgraph", "app", "PyQt5", "PyQt6")
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.lineno, node.module
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+            "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
+            yield node.lineno, str(node.args[0].value)
+
+
+def test_engine_sources_import_no_qt_or_app():
+    offenders = [
+        f"{path.relative_to(ENGINE.parent)}:{line} imports {name}"
+        for path in sorted(ENGINE.rglob("*.py"))
+        for line, name in _imports(path)
+        if name.split(".")[0] in FORBIDDEN
+    ]
+    assert not offenders, "engine/ must not import Qt or app:\n" + "\n".join(offenders)
+
+
+def test_importing_whole_engine_loads_no_qt():
+    """Import every engine module in a fresh interpreter and check no Qt module got loaded."""
+    modules = sorted(
+        ".".join(p.relative_to(ENGINE.parent).with_suffix("").parts).removesuffix(".__init__")
+        for p in ENGINE.rglob("*.py") if "migrations" not in p.parts
+    )
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'app')]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"Qt/app modules loaded by engine imports: {out.stdout}"
