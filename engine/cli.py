@@ -85,34 +85,25 @@ def cmd_models() -> int:
 
 
 def _cases_from_paths(paths: Sequence[str], modality: str | None):
-    from engine.cases.loading import case_from_image_files, load_case_source
+    from engine.cases.loading import case_from_images, load_case_source
 
     for raw in paths:
         path = Path(raw)
-        if modality and path.is_file():
-            yield raw, case_from_image_files([path], {raw: modality})
-        else:
-            yield raw, load_case_source(path)
+        yield raw, (case_from_images([path], modality=modality) if modality and path.is_file()
+                    else load_case_source(path))
 
 
 def cmd_predict(args) -> int:
     from tqdm import tqdm
 
     from engine.cases.bundle import write_bundle
-    from engine.predict.glioma import GliomaCascadePredictor
+    from engine.predict.service import PredictionService
 
-    predictors: dict[str, GliomaCascadePredictor] = {}
+    service = PredictionService(store=None, actor="oncolens-cli")
     results = []
-    for source, case in tqdm(list(_cases_from_paths(args.paths, args.modality)), desc="predict", unit="case",
-                             file=sys.stderr):
-        for modality in (FL, WL):
-            if modality not in case.images:
-                continue
-            if modality not in predictors:
-                predictors[modality] = GliomaCascadePredictor(modality)
-            img = case.images[modality]
-            pred = predictors[modality].predict({modality: img.array}, explain=args.explain,
-                                                bit_depth=img.meta.bit_depth)
+    cases = list(_cases_from_paths(args.paths, args.modality))  # read everything first: bad input fails early
+    for source, case in tqdm(cases, desc="predict", unit="case", file=sys.stderr):
+        for pred in service.predict_case(case, explain=args.explain):
             case.predictions.append(pred)
             results.append({"source": source, "case_id": case.id, **pred.summary()})
         if args.save_bundles:

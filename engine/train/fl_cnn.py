@@ -180,7 +180,7 @@ def train_fl_cnn(records: list[SpecimenRecord], settings: FLCNNTrainSettings,
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss) * len(batch)
+            total += loss.item() * len(batch)
             seen += len(batch)
         history.append({"epoch": epoch + 1, "loss": total / max(seen, 1), "lr": scheduler.get_last_lr()[0]})
         say(f"{s.modality}/{s.task} epoch {epoch + 1}/{s.epochs} loss {history[-1]['loss']:.4f}")

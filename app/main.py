@@ -1,0 +1,102 @@
+"""Starting the GUI: QApplication with the OR-friendly dark theme, the store, demo cases, the main window."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtGui import QColor, QFont, QIcon, QPalette
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app.main_window import MainWindow
+from app.workers import error_text, wait_for_workers
+from engine.paths import demo_cases_dir, resources_dir
+from engine.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+BASE_POINT_SIZE = 13
+WINDOW_SIZE = (1600, 1000)
+_PALETTE = {
+    QPalette.ColorRole.Window: "#151a21",
+    QPalette.ColorRole.WindowText: "#e6e9ef",
+    QPalette.ColorRole.Base: "#0f1318",
+    QPalette.ColorRole.AlternateBase: "#1a2029",
+    QPalette.ColorRole.Text: "#e6e9ef",
+    QPalette.ColorRole.Button: "#232a35",
+    QPalette.ColorRole.ButtonText: "#e6e9ef",
+    QPalette.ColorRole.Highlight: "#2f6fb3",
+    QPalette.ColorRole.HighlightedText: "#ffffff",
+    QPalette.ColorRole.ToolTipBase: "#232a35",
+    QPalette.ColorRole.ToolTipText: "#e6e9ef",
+    QPalette.ColorRole.PlaceholderText: "#7d8797",
+    QPalette.ColorRole.Link: "#7fb8ff",
+}
+
+
+def configure_application(app: QApplication) -> None:
+    """Fusion style, dark palette, large type and `resources/style.qss` (missing file: defaults, logged)."""
+    app.setApplicationName("OncoLens")
+    app.setOrganizationName("OncoLens")
+    app.setStyle("Fusion")
+    palette = QPalette()
+    for role, color in _PALETTE.items():
+        palette.setColor(role, QColor(color))
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
+        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#6b7483"))
+    app.setPalette(palette)
+    font = QFont(app.font())
+    font.setPointSize(BASE_POINT_SIZE)
+    app.setFont(font)
+    pg.setConfigOptions(antialias=True)
+    style = resources_dir() / "style.qss"
+    try:
+        app.setStyleSheet(style.read_text(encoding="utf-8"))
+    except OSError as exc:
+        log.warning("Stylesheet %s not loaded (%s); using the plain dark palette.", style, exc)
+    icon = resources_dir() / "icons" / "oncolens.svg"
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
+
+
+def import_demo_cases(store: Store, folder: Path | None = None) -> str | None:
+    """On first start (empty store) add the shipped demo bundles; return the first demo case id, if any."""
+    folder = folder or demo_cases_dir()
+    if store.list_cases(limit=1) or not folder.is_dir():
+        return None
+    ids = sorted(store.import_bundles(folder))
+    return ids[0] if ids else None
+
+
+def run_gui(argv: Sequence[str] | None = None, *, demo: bool = True, open_paths: Sequence[str | Path] = ()) -> int:
+    """Start OncoLens and run until the main window closes; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv[:1] if argv is None else argv) or ["oncolens"]
+    app = QApplication.instance() or QApplication(argv)
+    configure_application(app)
+    try:
+        store = Store()
+    except (StoreError, OSError) as exc:
+        QMessageBox.critical(None, "OncoLens cannot open its database", error_text(exc))
+        return 2
+    window = MainWindow(store)
+    window.resize(*WINDOW_SIZE)
+    window.show()
+    first = None
+    if demo:
+        try:
+            first = import_demo_cases(store)
+        except (StoreError, OSError) as exc:
+            window.show_error(exc, title="Demo cases not added")
+    if open_paths:
+        window.open_paths(list(open_paths))
+    elif first is not None:
+        window.case_browser.refresh(select_id=first)
+        window.open_case(first)
+    code = app.exec()
+    wait_for_workers(timeout=10.0)
+    store.close()
+    return code

@@ -1,0 +1,391 @@
+"""The OncoLens main window: case browser, central case view, results, status bar and research-use banner."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShowEvent
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSizePolicy,
+    QStackedWidget,
+    QToolBar,
+    QWidget,
+)
+
+from engine.predict.service import PredictionService, model_label, stored_predictions, truth_labels
+from engine.cases.loading import open_into_store
+from app.views import CaseView, PlaceholderView, view_class
+from app.widgets.case_browser import CaseBrowser
+from app.widgets.model_cards import ModelCardsDialog
+from app.widgets.results_panel import ResultsPanel
+from app.workers import error_text, submit
+from engine.cases.model import Case
+from engine.io.images import IMAGE_SUFFIXES
+from engine.predict.base import Prediction
+from engine.settings import Settings, load_settings, save_settings
+
+log = logging.getLogger(__name__)
+
+BANNER_TEXT = "Research use only — not for diagnostic use"
+OPACITY_STEP = 0.1
+
+
+class MainWindow(QMainWindow):
+    """The shell every case kind shares; what is drawn in the middle comes from `app.views.VIEWS`."""
+
+    def __init__(self, store, *, service: PredictionService | None = None, settings: Settings | None = None,
+                 auto_predict: bool = True, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.service = service or PredictionService(store)
+        self._keep_settings = True  # False when the settings file was unreadable: never overwrite it
+        if settings is None:
+            settings, self._keep_settings = _load_settings_or_default()
+        self.settings = settings
+        self.auto_predict = auto_predict
+        self.current_case: Case | None = None
+        self.predictions: list[Prediction] = []
+        self._requested_case_id: str | None = None
+        self._predicting: set[str] = set()
+        self._busy_jobs: list[str] = []
+        self._docks_sized = False
+        self._views: dict[str, CaseView] = {}
+
+        self.setWindowTitle("OncoLens")
+        self.setObjectName("mainWindow")
+        self.setAcceptDrops(True)
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
+        self._build_banner()
+        self._build_central()
+        self._build_docks()
+        self._build_status_bar()
+        self._build_menus()
+        self.case_browser.refresh()
+        self._run(self.service.status_labels, what="Checking device", on_result=self._status_labels_ready)
+
+    # -- construction -----------------------------------------------------------------------------
+
+    def _build_banner(self) -> None:
+        self.banner = QLabel(BANNER_TEXT)
+        self.banner.setObjectName("researchBanner")
+        self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.banner.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        bar = QToolBar("Research use banner")
+        bar.setObjectName("bannerBar")
+        bar.setMovable(False)
+        bar.setFloatable(False)
+        bar.toggleViewAction().setVisible(False)  # the banner cannot be hidden
+        bar.addWidget(self.banner)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+
+    def _build_central(self) -> None:
+        self.stack = QStackedWidget()
+        self.placeholder = PlaceholderView()
+        self.stack.addWidget(self.placeholder)
+        self.setCentralWidget(self.stack)
+
+    def _build_docks(self) -> None:
+        self.case_browser = CaseBrowser(self.store)
+        self.case_browser.case_selected.connect(self.open_case)
+        self.case_browser.store_failed.connect(lambda exc: self.show_error(exc, title="Case list"))
+        self.case_browser.setMinimumWidth(260)
+        self.results_panel = ResultsPanel()
+        self.results_panel.setMinimumWidth(400)
+        self.browser_dock = self._dock("Cases", "caseDock", self.case_browser, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.results_dock = self._dock("Results", "resultsDock", self.results_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+
+    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_status_bar(self) -> None:
+        status = self.statusBar()
+        self.busy_label = QLabel("")
+        self.busy_bar = QProgressBar()
+        self.busy_bar.setRange(0, 0)  # indeterminate: inference reports no fraction
+        self.busy_bar.setFixedWidth(140)
+        self.busy_bar.setVisible(False)
+        self.device_label = QLabel("Device: …")
+        self.device_label.setObjectName("deviceLabel")
+        self.model_label = QLabel("Models: …")
+        self.model_label.setObjectName("modelLabel")
+        status.addPermanentWidget(self.busy_label)
+        status.addPermanentWidget(self.busy_bar)
+        status.addPermanentWidget(self.device_label)
+        status.addPermanentWidget(self.model_label)
+
+    def _action(self, menu, text: str, slot, shortcuts: tuple = (), tip: str = "") -> QAction:
+        action = QAction(text, self)
+        action.setShortcuts([QKeySequence(s) for s in shortcuts])
+        action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self._action(file_menu, "Open images…", self.open_images_dialog, ("Ctrl+O",),
+                     "Open an FL and/or WL image of one specimen as a new case")
+        self._action(file_menu, "Open case bundle…", self.open_bundle_dialog, ("Ctrl+Shift+O",),
+                     "Open a case bundle folder, or a folder of bundles")
+        file_menu.addSeparator()
+        self._action(file_menu, "Quit", self.close, ("Ctrl+Q",))
+        analysis = bar.addMenu("&Analysis")
+        self.predict_action = self._action(analysis, "Predict", self.predict, ("F5", "Ctrl+R"),
+                                           "Run the models on the open case")
+        analysis.addSeparator()
+        self._action(analysis, "Toggle heatmap", self.toggle_heatmap, ("H",))
+        self._action(analysis, "Heatmap opacity +", lambda: self.step_opacity(OPACITY_STEP), ("]",))
+        self._action(analysis, "Heatmap opacity −", lambda: self.step_opacity(-OPACITY_STEP), ("[",))
+        view = bar.addMenu("&View")
+        self._action(view, "Fit images", lambda: self.current_view().fit(), ("F",))
+        self._action(view, "Reset window/level", lambda: self.current_view().reset_levels(), ("W",))
+        view.addSeparator()
+        view.addAction(self.browser_dock.toggleViewAction())
+        view.addAction(self.results_dock.toggleViewAction())
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "Model cards…", self.show_model_cards)
+        self._action(help_menu, "About OncoLens", self.show_about)
+
+    # -- opening cases ----------------------------------------------------------------------------
+
+    def open_case(self, case_id: str) -> None:
+        """Load a stored case off the GUI thread, show it with its stored results, then predict."""
+        self._requested_case_id = case_id
+        self.statusBar().showMessage(f"Opening {case_id}…")
+        self._run(_load_case, self.store, case_id, what=f"Opening {case_id}", on_result=self._case_loaded)
+
+    def _case_loaded(self, loaded: tuple[Case, list[dict]]) -> None:
+        case, summaries = loaded
+        if case.id != self._requested_case_id:
+            return  # the user picked another case meanwhile
+        self.show_case(case)
+        stored = stored_predictions(case, summaries)
+        if stored:
+            self._show_predictions(stored, stored=True)
+        if self.auto_predict:
+            self.predict()
+
+    def show_case(self, case: Case) -> None:
+        """Put `case` in the central view for its kind (the placeholder when the kind has none)."""
+        self.current_case = case
+        self.predictions = []
+        self.setWindowTitle(f"OncoLens — {case.id}")
+        view = self._view_for(case.kind)
+        self.stack.setCurrentWidget(view)
+        view.show_case(case)
+        self.results_panel.set_case(case.id, truth_labels(case))
+        self.statusBar().showMessage(f"Opened {case.id}", 4000)
+
+    def _view_for(self, kind: str) -> CaseView:
+        cls = view_class(kind)
+        if cls is None:
+            return self.placeholder
+        if kind not in self._views:
+            view = cls()
+            view.set_opacity(self.settings.heatmap_opacity)
+            view.opacity_changed.connect(self._opacity_changed)
+            self.stack.addWidget(view)
+            self._views[kind] = view
+        return self._views[kind]
+
+    def current_view(self) -> CaseView:
+        return self.stack.currentWidget()
+
+    def open_paths(self, paths: list[str | Path]) -> None:
+        """Open image files, bundle folders or folders of bundles (dialogs and drag-and-drop end here)."""
+        paths = [Path(p) for p in paths]
+        if not paths:
+            return
+        self.settings.last_open_dir = str(paths[0].parent if paths[0].is_file() else paths[0])
+        names = ", ".join(p.name for p in paths[:3]) + ("…" if len(paths) > 3 else "")
+        self._run(open_into_store, paths, self.store, what=f"Opening {names}", on_result=self._paths_opened)
+
+    def _paths_opened(self, case_ids: list[str]) -> None:
+        if not case_ids:
+            self.statusBar().showMessage("No cases found in what was opened.", 6000)
+            return
+        self.case_browser.refresh()
+        self.case_browser.select(case_ids[0], emit=False)
+        self.open_case(case_ids[0])
+
+    def open_images_dialog(self) -> None:
+        patterns = " ".join(f"*{s}" for s in IMAGE_SUFFIXES)
+        files, _ = QFileDialog.getOpenFileNames(
+            self, "Open specimen images (FL and/or WL)", self.settings.last_open_dir,
+            f"Images ({patterns});;All files (*)")
+        self.open_paths(files)
+
+    def open_bundle_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open case bundle or folder of bundles",
+                                                  self.settings.last_open_dir)
+        if folder:
+            self.open_paths([folder])
+
+    # -- prediction -------------------------------------------------------------------------------
+
+    def predict(self) -> None:
+        """Run the models on the open case on a worker; the GUI stays responsive meanwhile."""
+        case = self.current_case
+        if case is None:
+            self.statusBar().showMessage("Open a case first.", 4000)
+            return
+        if case.id in self._predicting:
+            self.statusBar().showMessage(f"Already predicting {case.id}…", 4000)
+            return
+        self._predicting.add(case.id)
+        self.results_panel.set_busy("Running models…")
+
+        def done(predictions: list[Prediction]) -> None:
+            self._predicting.discard(case.id)
+            self.case_browser.refresh()
+            if self.current_case is not None and self.current_case.id == case.id:
+                self._show_predictions(predictions)
+
+        def failed(exc: BaseException, tb: str) -> None:
+            self._predicting.discard(case.id)
+            self.results_panel.set_busy("Prediction failed.")
+            self.show_error(exc, tb, title=f"Prediction failed for {case.id}")
+
+        self._run(self.service.predict_case, case, what=f"Predicting {case.id}", on_result=done, on_error=failed)
+
+    def _show_predictions(self, predictions: list[Prediction], stored: bool = False) -> None:
+        self.predictions = predictions
+        self.current_view().show_prediction(predictions)
+        self.results_panel.show_predictions(predictions, stored=stored)
+        if not stored:
+            self.model_label.setText("   ".join(model_label(p) for p in predictions))
+            self.statusBar().showMessage(f"Prediction done for {self.current_case.id}", 5000)
+
+    # -- view controls ----------------------------------------------------------------------------
+
+    def toggle_heatmap(self) -> None:
+        view = self.current_view()
+        view.set_heatmap_visible(not view.heatmap_visible())
+
+    def step_opacity(self, delta: float) -> None:
+        view = self.current_view()
+        view.set_opacity(view.opacity() + delta)
+
+    def _opacity_changed(self, opacity: float) -> None:
+        self.settings.heatmap_opacity = round(opacity, 2)
+
+    # -- workers, errors, status ------------------------------------------------------------------
+
+    def _run(self, fn, *args, what: str, on_result, on_error=None) -> None:
+        """Submit to the worker pool with the busy indicator on while it runs; errors reach the user."""
+        self._busy_jobs.append(what)
+        self._update_busy()
+        job = {"running": True}
+
+        def finish() -> None:  # once, even when a failing result handler leads to the error path
+            if job["running"]:
+                job["running"] = False
+                self._busy_jobs.remove(what)
+                self._update_busy()
+
+        def result(value) -> None:
+            finish()
+            on_result(value)
+
+        def error(exc: BaseException, tb: str) -> None:
+            finish()
+            (on_error or (lambda e, t: self.show_error(e, t, title=f"{what} failed")))(exc, tb)
+
+        submit(fn, *args, description=what, on_result=result, on_error=error, context=self)
+
+    def _update_busy(self) -> None:
+        self.busy_bar.setVisible(bool(self._busy_jobs))
+        self.busy_label.setText(f"{self._busy_jobs[-1]}…" if self._busy_jobs else "")
+
+    def _status_labels_ready(self, labels: tuple[str, str]) -> None:
+        device, models = labels
+        self.device_label.setText(f"Device: {device}")
+        if not self.predictions:
+            self.model_label.setText(models)
+
+    def show_error(self, exc: BaseException, tb: str = "", title: str = "OncoLens") -> None:
+        """Every error the user should know about ends here: status bar plus a message box."""
+        message = error_text(exc)
+        if tb:
+            log.error("%s: %s\n%s", title, message, tb)
+        self.statusBar().showMessage(f"Error: {message.splitlines()[0]}", 15000)
+        QMessageBox.critical(self, title, message)
+
+    def show_model_cards(self) -> None:
+        ModelCardsDialog(self).exec()
+
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self, "About OncoLens",
+            f"<h3>OncoLens {_app_version()}</h3><p><b>{BANNER_TEXT}.</b></p>"
+            "<p>Shows what published deep-learning methods see in intraoperative and preoperative images. "
+            "The models run locally; results are stored with the case.</p>"
+            "<p>Help &gt; Model cards lists each model's data, training and evaluation.</p>",
+        )
+
+    # -- drag and drop, close ---------------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls() and all(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._docks_sized:  # docks take their share only once the window has its size
+            self._docks_sized = True
+            self.resizeDocks([self.browser_dock, self.results_dock], [400, 460], Qt.Orientation.Horizontal)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self._keep_settings:
+            try:
+                save_settings(self.settings)
+            except OSError as exc:
+                log.warning("Settings not saved: %s", exc)
+        super().closeEvent(event)
+
+
+def _app_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("oncolens")
+    except PackageNotFoundError:  # frozen builds may carry no package metadata
+        return ""
+
+
+def _load_case(store, case_id: str) -> tuple[Case, list[dict]]:
+    """Worker job: the case's images plus the summaries of its stored predictions."""
+    return store.load_case(case_id), store.predictions_for(case_id)
+
+
+def _load_settings_or_default() -> tuple[Settings, bool]:
+    """(settings, whether they may be saved back): an unreadable file is left for the user to fix."""
+    try:
+        return load_settings(), True
+    except ValueError as exc:
+        log.warning("%s Using default settings for this session.", exc)
+        return Settings(), False

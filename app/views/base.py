@@ -1,0 +1,73 @@
+"""What every case view offers the main window, and the placeholder shown when no case is open."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from engine.cases.model import Case
+from engine.predict.base import Prediction
+
+
+class CaseView(QWidget):
+    """Base of the central views. The main window only calls these methods; a view ignores what it lacks."""
+
+    opacity_changed = Signal(float)  # heatmap opacity the user chose (0-1), so the window can remember it
+
+    def show_case(self, case: Case) -> None:
+        """Display a case's images; forgets any prediction shown before."""
+
+    def show_prediction(self, predictions: list[Prediction]) -> None:
+        """Overlay what the models returned for the case on display."""
+
+    def clear(self) -> None:
+        """Show nothing (no case open)."""
+
+    def fit(self) -> None:
+        """Zoom so the whole image is visible."""
+
+    def reset_levels(self) -> None:
+        """Return window/level to the automatic setting."""
+
+    def heatmap_visible(self) -> bool:
+        return False
+
+    def set_heatmap_visible(self, visible: bool) -> None:
+        """Show or hide explanation heatmaps."""
+
+    def opacity(self) -> float:
+        return 0.0
+
+    def set_opacity(self, opacity: float) -> None:
+        """Heatmap opacity, 0 (invisible) to 1 (opaque)."""
+
+
+class PlaceholderView(CaseView):
+    """Shown when no case is open, or when a case's kind has no view yet."""
+
+    DEFAULT_TEXT = (
+        "Open a case\n\n"
+        "Pick one in the case list, press Ctrl+O to open image files,\n"
+        "Ctrl+Shift+O to open a case bundle, or drop files on this window."
+    )
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("placeholderView")
+        self.label = QLabel(self.DEFAULT_TEXT)
+        self.label.setObjectName("placeholderText")
+        self.label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.label.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.label)
+
+    def set_message(self, text: str | None) -> None:
+        self.label.setText(text or self.DEFAULT_TEXT)
+
+    def show_case(self, case: Case) -> None:
+        self.set_message(
+            f"Case {case.id} is a '{case.kind}' case; this version of OncoLens has no view for it yet."
+        )
+
+    def clear(self) -> None:
+        self.set_message(None)

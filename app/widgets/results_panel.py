@@ -1,0 +1,259 @@
+"""Results dock: each model's probabilities against its operating threshold, the calls, and the truth."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.predict.base import Prediction
+
+TASK_TITLES = {"tumor": "Tumor", "grade": "Grade", "ki67": "Ki-67"}
+TASK_QUESTIONS = {"tumor": "tumor vs non-tumor", "grade": "GBM vs lower grade", "ki67": "Ki-67 ≥ 10 %"}
+POSITIVE_COLOR = QColor("#ffb347")  # amber: at or above the operating threshold
+NEGATIVE_COLOR = QColor("#5fa8d3")  # steel blue: below it
+TRACK_COLOR = QColor("#2a313c")
+TICK_COLOR = QColor("#f2f4f8")
+
+
+def column_title(model: str) -> str:
+    """'fl_cnn[FL]' -> 'FL-CNN'; other model names are shown as they are."""
+    family, _, modality = model.partition("[")
+    if family == "fl_cnn" and modality:
+        return f"{modality.rstrip(']')}-CNN"
+    return model
+
+
+class ProbabilityBar(QWidget):
+    """A probability as a filled bar, with the operating threshold as a white tick."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.probability: float | None = None
+        self.threshold: float | None = None
+        self.setFixedHeight(14)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def sizeHint(self) -> QSize:
+        return QSize(100, 14)
+
+    def set_values(self, probability: float | None, threshold: float | None) -> None:
+        self.probability, self.threshold = probability, threshold
+        self.update()
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        rect = QRectF(self.rect()).adjusted(1, 3, -1, -3)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(TRACK_COLOR)
+        painter.drawRoundedRect(rect, 3, 3)
+        if self.probability is not None:
+            positive = self.threshold is not None and self.probability >= self.threshold
+            fill = QRectF(rect.left(), rect.top(), rect.width() * min(max(self.probability, 0.0), 1.0), rect.height())
+            painter.setBrush(POSITIVE_COLOR if positive else NEGATIVE_COLOR)
+            painter.drawRoundedRect(fill, 3, 3)
+        if self.threshold is not None:
+            x = rect.left() + rect.width() * self.threshold
+            painter.setPen(QPen(TICK_COLOR, 2))
+            painter.drawLine(QPointF(x, 0), QPointF(x, self.height()))
+        painter.end()
+
+
+class ResultCell(QWidget):
+    """One model's answer to one task: probability and threshold, the bar, the call."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.probability_label = QLabel()
+        self.probability_label.setObjectName("probabilityText")
+        self.threshold_label = QLabel()
+        self.threshold_label.setObjectName("smallPrint")
+        self.bar = ProbabilityBar()
+        self.call_label = QLabel()
+        self.call_label.setObjectName("callText")
+        self.call_label.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 2, 0, 2)
+        layout.setSpacing(2)
+        layout.addWidget(self.probability_label)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.threshold_label)
+        layout.addWidget(self.call_label)
+
+    def set_result(self, probability: float | None, threshold: float | None, call: str) -> None:
+        self.probability_label.setText("—" if probability is None else f"{100 * probability:.1f} %")
+        self.threshold_label.setText("" if threshold is None else f"threshold {100 * threshold:.0f} %")
+        self.threshold_label.setToolTip("The model's operating threshold (from its model card)")
+        self.bar.set_values(probability, threshold)
+        self.call_label.setText(call or "—")
+        assessed = probability is not None
+        self.bar.setVisible(assessed)  # a gated task has no probability to compare with its threshold
+        self.threshold_label.setVisible(assessed)
+        positive = assessed and threshold is not None and probability >= threshold
+        self.call_label.setProperty("state", "positive" if positive else "negative" if assessed else "gated")
+        self.call_label.style().unpolish(self.call_label)
+        self.call_label.style().polish(self.call_label)
+
+
+class ResultsPanel(QWidget):
+    """Per task rows, one column per model, a truth column when the case has truth, timings in small print."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("resultsPanel")
+        self.cells: dict[tuple[str, str], ResultCell] = {}  # (task, model) -> cell
+        self.truth_cells: dict[str, QLabel] = {}
+        self._truth: dict[str, str] | None = None
+
+        self.case_label = QLabel("No case open")
+        self.case_label.setObjectName("panelTitle")
+        self.case_label.setWordWrap(True)
+        self.headline = QLabel("")
+        self.headline.setObjectName("headline")
+        self.headline.setWordWrap(True)
+        self.state_label = QLabel("")
+        self.state_label.setObjectName("smallPrint")
+        self.state_label.setWordWrap(True)
+        self.grid_host = QWidget()
+        self.grid = QGridLayout(self.grid_host)
+        self.grid.setContentsMargins(0, 8, 0, 8)
+        self.grid.setHorizontalSpacing(14)
+        self.grid.setVerticalSpacing(10)
+        self.timings_label = QLabel("")
+        self.timings_label.setObjectName("smallPrint")
+        self.timings_label.setWordWrap(True)
+        self.legend_label = QLabel(
+            "Bar: probability; white tick: the model's operating threshold. "
+            "Amber: at or above the threshold; blue: below it."
+        )
+        self.legend_label.setObjectName("smallPrint")
+        self.legend_label.setWordWrap(True)
+
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(12, 10, 12, 10)
+        layout.setSpacing(6)
+        for widget in (self.case_label, self.headline, self.state_label, self.grid_host):
+            layout.addWidget(widget)
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.HLine)
+        layout.addWidget(line)
+        layout.addWidget(self.timings_label)
+        layout.addWidget(self.legend_label)
+        layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(body)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+    # -- public -----------------------------------------------------------------------------------
+
+    def set_case(self, case_id: str | None, truth: dict[str, str] | None = None) -> None:
+        """A new case: forget shown results; `truth` maps task -> reference label in words."""
+        self.case_label.setText(f"Case {case_id}" if case_id else "No case open")
+        self._truth = truth
+        self.headline.setText("")
+        self.state_label.setText("")
+        self.timings_label.setText("")
+        self._rebuild([])
+
+    def set_busy(self, text: str) -> None:
+        self.state_label.setText(text)
+
+    def show_predictions(self, predictions: list[Prediction], stored: bool = False) -> None:
+        """Fill the table. `stored`: results read back from the store or bundle rather than computed now."""
+        self._rebuild(predictions)
+        if not predictions:
+            self.headline.setText("")
+            return
+        primary = predictions[0]
+        calls = [call for task, call in primary.calls.items() if task in primary.probabilities]
+        self.headline.setText(f"{column_title(primary.model)} call: " + " · ".join(calls))
+        when = _short_time(primary.created)
+        self.state_label.setText(f"Stored result from {when}" if stored else f"Computed {when}")
+        timings = [
+            f"{column_title(p.model)} {p.timings_ms['total']:.0f} ms" for p in predictions if "total" in p.timings_ms
+        ]
+        device = primary.device or "unknown device"
+        self.timings_label.setText(" · ".join(timings + [f"on {device}"]))
+
+    def probability_text(self, task: str, model: str) -> str:
+        return self.cells[(task, model)].probability_label.text()
+
+    def call_text(self, task: str, model: str) -> str:
+        return self.cells[(task, model)].call_label.text()
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _rebuild(self, predictions: list[Prediction]) -> None:
+        while self.grid.count():
+            item = self.grid.takeAt(0)
+            widget = item.widget()
+            if widget is not None:
+                widget.setParent(None)  # off screen now, not at the next event-loop pass
+                widget.deleteLater()
+        self.cells.clear()
+        self.truth_cells.clear()
+        keys = [t for p in predictions for t in (*p.calls, *p.probabilities)] + list(self._truth or {})
+        tasks = list(dict.fromkeys(keys))
+        if not tasks:
+            return
+        for col, prediction in enumerate(predictions, start=1):
+            note = "primary" if col == 1 and len(predictions) > 1 else "&nbsp;"
+            title = f"{column_title(prediction.model)}<br><span style='font-size:10pt;font-weight:normal'>{note}</span>"
+            self.grid.addWidget(self._header(title), 0, col)
+        truth_col = len(predictions) + 1
+        if self._truth is not None:
+            self.grid.addWidget(self._header("Truth<br><span style='font-size:10pt;font-weight:normal'>reference</span>"),
+                                0, truth_col)
+        for row, task in enumerate(tasks, start=1):
+            name = QLabel(f"<b>{TASK_TITLES.get(task, task.title())}</b><br>"
+                          f"<span style='font-size:10pt;color:#9aa5b4'>{TASK_QUESTIONS.get(task, '')}</span>")
+            name.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+            name.setWordWrap(True)
+            name.setFixedWidth(88)
+            self.grid.addWidget(name, row, 0)
+            for col, prediction in enumerate(predictions, start=1):
+                cell = ResultCell()
+                cell.set_result(prediction.probabilities.get(task), prediction.thresholds.get(task),
+                                prediction.calls.get(task, ""))
+                self.cells[(task, prediction.model)] = cell
+                self.grid.addWidget(cell, row, col)
+            if self._truth is not None:
+                truth = QLabel(self._truth.get(task, "—"))
+                truth.setObjectName("truthText")
+                truth.setWordWrap(True)
+                truth.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+                self.truth_cells[task] = truth
+                self.grid.addWidget(truth, row, truth_col)
+        for col in range(1, len(predictions) + 1):
+            self.grid.setColumnStretch(col, 3)
+        if self._truth is not None:
+            self.grid.setColumnStretch(truth_col, 2)
+
+    @staticmethod
+    def _header(text: str) -> QLabel:
+        label = QLabel(text)
+        label.setObjectName("columnHeader")
+        return label
+
+
+def _short_time(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso or "an unknown time"

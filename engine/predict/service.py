@@ -1,0 +1,181 @@
+"""Which predictors a case gets, cached and run together, with their results kept in the store. No Qt here.
+
+The GUI calls `PredictionService.predict_case` on a worker thread, the CLI calls it directly;
+the service is thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from engine.cases.model import FL, WL, Case
+from engine.predict.base import Prediction, Predictor
+
+# One predictor per modality present in the case, in display order (FL-CNN is the paper's primary model).
+PREDICTOR_MODALITIES: dict[str, tuple[str, ...]] = {"glioma_specimen": (FL, WL)}
+
+PredictorFactory = Callable[[str, str], Predictor]  # (case kind, modality) -> predictor
+
+
+def default_predictor(kind: str, modality: str) -> Predictor:
+    """Build the shipped predictor for one modality of a case kind (loads and verifies its weights)."""
+    if kind == "glioma_specimen":
+        from engine.predict.glioma import GliomaCascadePredictor
+
+        return GliomaCascadePredictor(modality)
+    raise ValueError(f"OncoLens has no predictor for '{kind}' cases yet.")
+
+
+def short_fingerprint(weights_sha256: dict[str, str]) -> str:
+    return "+".join(sha[:8] for sha in weights_sha256.values())
+
+
+def model_label(prediction: Prediction) -> str:
+    """Status-bar text naming the model and the weights it used, e.g. 'fl_cnn[FL] 7fc7615a+2279013e+fd1bdbfa'."""
+    return f"{prediction.model} {short_fingerprint(prediction.weights_sha256)}"
+
+
+class PredictionService:
+    """Runs every predictor a case calls for and stores each new result's summary."""
+
+    def __init__(self, store: Any = None, make_predictor: PredictorFactory | None = None,
+                 actor: str = "oncolens-gui") -> None:
+        self.store = store
+        self._make_predictor = make_predictor or default_predictor
+        self._predictors: dict[tuple[str, str], Predictor] = {}
+        self._lock = threading.Lock()  # one inference at a time; predictors are built once
+        self.actor = actor
+
+    def modalities_for(self, case: Case) -> list[str]:
+        wanted = PREDICTOR_MODALITIES.get(case.kind)
+        if wanted is None:
+            raise ValueError(f"Case {case.id}: OncoLens has no predictor for '{case.kind}' cases yet.")
+        present = [m for m in wanted if m in case.images]
+        if not present:
+            raise ValueError(
+                f"Case {case.id} has no image the models can read: it has {', '.join(case.images) or 'none'}, "
+                f"the models need {' or '.join(wanted)}."
+            )
+        return present
+
+    def predictor(self, kind: str, modality: str) -> Predictor:
+        key = (kind, modality)
+        if key not in self._predictors:
+            self._predictors[key] = self._make_predictor(kind, modality)
+        return self._predictors[key]
+
+    def predict_case(self, case: Case, explain: bool = True) -> list[Prediction]:
+        """Run the case's predictors; new results go to the store (if any). Call off the GUI thread."""
+        with self._lock:
+            predictions = []
+            for modality in self.modalities_for(case):
+                image = case.images[modality]
+                predictor = self.predictor(case.kind, modality)
+                predictions.append(predictor.predict(
+                    {modality: image.array}, explain=explain, bit_depth=image.meta.bit_depth
+                ))
+        if self.store is not None:
+            self._keep(case.id, predictions)
+        return predictions
+
+    def _keep(self, case_id: str, predictions: list[Prediction]) -> None:
+        """Store each prediction unless the same model, weights and result are already stored for the case."""
+        stored = self.store.predictions_for(case_id)
+        for prediction in predictions:
+            summary = prediction.summary()
+            if not any(_same_result(s, summary) for s in stored):
+                self.store.add_prediction(case_id, prediction, actor=self.actor)
+
+    def status_labels(self, kind: str = "glioma_specimen") -> tuple[str, str]:
+        """(device, models) texts for the status bar, read from settings and model cards (no nets loaded)."""
+        from engine.device import describe_device, select_device
+
+        try:
+            device = describe_device(select_device())
+        except (RuntimeError, ValueError) as exc:
+            device = f"Device error: {exc}"
+        return device, self.cards_label(kind)
+
+    @staticmethod
+    def cards_label(kind: str) -> str:
+        if kind != "glioma_specimen":
+            return ""
+        from engine.paths import models_dir
+        from engine.predict.glioma import TASKS, card_name
+        from engine.registry import ModelError, load_card
+
+        parts = []
+        for modality in PREDICTOR_MODALITIES[kind]:
+            try:
+                shas = {t: load_card(card_name(modality, t)).weights["sha256"] for t in TASKS}
+            except ModelError:
+                parts.append(f"fl_cnn[{modality}] not installed")
+                continue
+            parts.append(f"fl_cnn[{modality}] {short_fingerprint(shas)}")
+        if all(p.endswith("not installed") for p in parts):
+            return f"No FL-CNN models in {models_dir()}"
+        return " · ".join(parts)
+
+
+def _same_result(stored: dict, summary: dict) -> bool:
+    return (
+        stored.get("model") == summary["model"]
+        and stored.get("weights_sha256") == summary["weights_sha256"]
+        and stored.get("probabilities") == summary["probabilities"]
+    )
+
+
+def stored_predictions(case: Case, summaries: list[dict]) -> list[Prediction]:
+    """The newest known result per model: from the bundle when it has them (with heatmaps), else the store's summaries."""
+    latest: dict[str, Prediction] = {}
+    for summary in summaries:
+        latest[summary["model"]] = Prediction(
+            model=summary["model"],
+            weights_sha256=dict(summary.get("weights_sha256") or {}),
+            probabilities=dict(summary.get("probabilities") or {}),
+            thresholds=dict(summary.get("thresholds") or {}),
+            calls=dict(summary.get("calls") or {}),
+            timings_ms=dict(summary.get("timings_ms") or {}),
+            device=summary.get("device", ""),
+            created=summary.get("created", ""),
+            notes=list(summary.get("notes") or []),
+        )
+    for prediction in case.predictions:  # bundle results carry heatmaps: they win over summaries
+        current = latest.get(prediction.model)
+        if current is None or prediction.created >= current.created:
+            latest[prediction.model] = prediction
+    order = {f"fl_cnn[{m}]": i for i, m in enumerate(PREDICTOR_MODALITIES.get(case.kind, ()))}
+    return sorted(latest.values(), key=lambda p: order.get(p.model, len(order)))
+
+
+def truth_labels(case: Case) -> dict[str, str] | None:
+    """Reference labels as words (from the model cards' label names where installed), or None without truth."""
+    if case.truth is None:
+        return None
+    names: dict[str, list[str]] = {}
+    if case.kind == "glioma_specimen":
+        from engine.predict.glioma import card_name
+        from engine.registry import ModelError, load_card
+
+        for task in case.truth.labels:
+            try:
+                names[task] = load_card(card_name(FL, task)).labels
+            except ModelError:
+                pass
+    words = {}
+    for task, value in case.truth.labels.items():
+        if value is None:
+            words[task] = "n/a"
+        elif task in names and 0 <= int(value) < len(names[task]):
+            words[task] = names[task][int(value)]
+        else:
+            words[task] = "positive" if int(value) else "negative"
+    return words
+
+
+__all__ = [
+    "FL", "WL", "PREDICTOR_MODALITIES", "PredictionService", "default_predictor", "model_label",
+    "stored_predictions", "truth_labels",
+]

@@ -1,0 +1,451 @@
+"""The OncoLens store: cases, prediction summaries and the audit log in one SQL database.
+
+SQLite in the user data folder by default (WAL, so several OncoLens processes can share the file);
+any SQLAlchemy URL (e.g. PostgreSQL for a multi-reader site) through the `db_url` setting or
+ONCOLENS_DB_URL. Opening a Store runs the Alembic migrations up to the newest revision.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, make_url, or_, select
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session
+
+from engine.cases.bundle import BundleError, is_bundle, read_bundle
+from engine.cases.model import Case, utc_now
+from engine.paths import user_data_dir
+from engine.predict.base import Prediction
+from engine.settings import load_settings
+from engine.store.schema import AuditEvent, CaseRecord, PredictionRecord, StoreError
+
+SQLITE_FILE = "oncolens.sqlite3"
+BUSY_TIMEOUT_MS = 5000
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+_WRITE_OPTION = "oncolens_write"  # execution option marking connections that will write
+_PG_MIGRATION_LOCK = 0x0C0_1E25  # advisory lock id: one process migrates a PostgreSQL database at a time
+_CASE_FIELDS_AUDITED = ("kind", "patient_id", "bundle_path", "modalities", "has_truth")
+
+
+def default_db_url() -> str:
+    """The `db_url` setting (or ONCOLENS_DB_URL) if set, else a SQLite file in the user data folder."""
+    configured = load_settings().db_url.strip()
+    if configured:
+        return configured
+    return f"sqlite:///{(user_data_dir() / SQLITE_FILE).as_posix()}"
+
+
+def alembic_config() -> Config:
+    """Alembic configuration pointing at the migrations shipped in this package (no alembic.ini needed)."""
+    config = Config()
+    # Config values go through configparser interpolation, so a '%' in the path must be doubled.
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    """Id of the newest migration this version of OncoLens ships."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise StoreError(f"No database migrations found in {MIGRATIONS_DIR}; the installation is incomplete.")
+    return head
+
+
+@dataclass(frozen=True)
+class CaseSummary:
+    """One row of the case list: enough to show and filter cases without reading their bundles."""
+
+    id: str
+    kind: str
+    patient_id: str | None
+    modalities: tuple[str, ...]
+    has_truth: bool
+    n_predictions: int
+    bundle_path: Path
+    created: str
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=_json_default)
+
+
+def _case_values(case: Case, bundle_path: Path) -> dict[str, Any]:
+    """Column values of a case's row (everything but id and updated)."""
+    bad = [m for m in case.images if "," in m]
+    if bad:
+        raise StoreError(f"Case {case.id}: modality names may not contain commas ({bad}).")
+    truth = None
+    if case.truth is not None:
+        truth = {"labels": case.truth.labels, "source": case.truth.source, "masks": sorted(case.truth.masks)}
+    return {
+        "kind": case.kind,
+        "patient_id": case.patient_id,
+        "bundle_path": str(bundle_path.resolve()),
+        "modalities": ",".join(case.images),
+        "has_truth": case.truth is not None,
+        "truth_json": _dumps(truth) if truth is not None else None,
+        "created": case.created or utc_now(),
+    }
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch to WAL. When several processes open a new file at once, this switch can fail with
+    "database is locked" without waiting for busy_timeout, so it is retried here up to that long."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError; its class depends on the driver
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver must not open transactions by itself: _sqlite_on_begin emits BEGIN instead.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        _enable_wal(cursor)
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    # A writer takes the write lock up front (IMMEDIATE) and so waits its turn under busy_timeout;
+    # a deferred transaction that reads and then writes would instead fail at once with
+    # "database is locked" when another process wrote in between.
+    writes = connection.get_execution_options().get(_WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN DEFERRED")
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"Database URL {url!r} is not valid ({exc}). Fix the db_url setting or ONCOLENS_DB_URL.") from exc
+    shown = parsed.render_as_string(hide_password=True)
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite and parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(parsed)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise StoreError(
+            f"Cannot open database {shown}: its driver is not installed ({exc}). "
+            "Install it (for PostgreSQL: pip install 'psycopg[binary]') or change db_url."
+        ) from exc
+    if is_sqlite:
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+class Store:
+    """Cases, prediction summaries and the audit log; safe to open from several processes at once."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or default_db_url()
+        self._engine = _make_engine(self.url)
+        self._write_engine = self._engine.execution_options(**{_WRITE_OPTION: True})
+        self._shown_url = make_url(self.url).render_as_string(hide_password=True)
+        try:
+            self.upgrade()
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def __repr__(self) -> str:
+        return f"Store({self._shown_url!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (reads; writes should go through the Store's methods)."""
+        return self._engine
+
+    def close(self) -> None:
+        """Release every pooled connection; the Store is not usable afterwards."""
+        self._engine.dispose()
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Migrate the database to the newest revision; does nothing when it is already there."""
+        config = alembic_config()
+        script = ScriptDirectory.from_config(config)
+        known = {rev.revision for rev in script.walk_revisions()}
+        with self._writing_connection() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+            current = MigrationContext.configure(connection).get_current_revision()
+            if current is not None and current not in known:
+                raise StoreError(
+                    f"The database {self._shown_url} has schema revision {current}, which this OncoLens "
+                    f"does not know (newest here: {script.get_current_head()}). Update OncoLens, or set "
+                    "db_url to another database."
+                )
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def schema_revision(self) -> str:
+        """The Alembic revision the database is at ('' if it was never migrated)."""
+        with self._engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision() or ""
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _writing_connection(self) -> Iterator[Connection]:
+        with self._database_errors(), self._write_engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _session(self, *, write: bool) -> Iterator[Session]:
+        """A short transaction: committed on leaving, rolled back on error."""
+        bind = self._write_engine if write else self._engine
+        with self._database_errors(), Session(bind, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _database_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            raise StoreError(
+                f"Database {self._shown_url} failed: {exc.orig}. If another program holds it locked, "
+                "close that program and try again."
+            ) from exc
+
+    def _require_case(self, session: Session, case_id: str) -> CaseRecord:
+        record = session.get(CaseRecord, case_id)
+        if record is None:
+            raise StoreError(
+                f"No case {case_id!r} in the store {self._shown_url}. "
+                "Add it first (Store.add_case or Store.import_bundles)."
+            )
+        return record
+
+    @staticmethod
+    def _record_event(
+        session: Session, actor: str, action: str, entity: str, entity_id: str, detail: dict[str, Any]
+    ) -> None:
+        session.add(AuditEvent(
+            at=utc_now(), actor=actor, action=action, entity=entity, entity_id=entity_id,
+            detail_json=_dumps(detail),
+        ))
+
+    def _upsert_case(self, session: Session, case_id: str, values: dict[str, Any], actor: str) -> None:
+        """Insert or update one case row and log what changed; an unchanged case logs nothing."""
+        record = session.get(CaseRecord, case_id)
+        if record is None:
+            session.add(CaseRecord(id=case_id, updated=utc_now(), **values))
+            detail = {name: values[name] for name in _CASE_FIELDS_AUDITED}
+            self._record_event(session, actor, "case.add", "case", case_id, detail)
+            return
+        values = {k: v for k, v in values.items() if k != "created"}  # a case keeps its first creation time
+        changed = {k: [getattr(record, k), v] for k, v in values.items() if getattr(record, k) != v}
+        if not changed:
+            return
+        for name, (_old, new) in changed.items():
+            setattr(record, name, new)
+        record.updated = utc_now()
+        self._record_event(session, actor, "case.update", "case", case_id, {"changed": changed})
+
+    # -- cases ----------------------------------------------------------------------------------
+
+    def add_case(self, case: Case, bundle_path: Path, actor: str = "system") -> None:
+        """Add a case whose bundle is already written at `bundle_path`, or update its row if known."""
+        folder = Path(bundle_path)
+        if not is_bundle(folder):
+            raise StoreError(
+                f"Case {case.id}: {folder} is not a case bundle (no case.json). "
+                "Write it first with engine.cases.bundle.write_bundle(case, folder)."
+            )
+        values = _case_values(case, folder)
+        with self._session(write=True) as session:
+            self._upsert_case(session, case.id, values, actor)
+
+    def get_case_record(self, case_id: str) -> CaseRecord:
+        """The stored row of one case; StoreError if the id is unknown."""
+        with self._session(write=False) as session:
+            return self._require_case(session, case_id)
+
+    def load_case(self, case_id: str) -> Case:
+        """Read the case's images and truth back from its bundle folder."""
+        folder = Path(self.get_case_record(case_id).bundle_path)
+        if not folder.is_dir():
+            raise StoreError(
+                f"Case {case_id}: its bundle folder {folder} is missing (moved or deleted). "
+                "Re-import the bundle from where it is now (Store.import_bundles or Store.add_case)."
+            )
+        try:
+            case = read_bundle(folder)
+        except BundleError as exc:
+            raise StoreError(f"Case {case_id}: {exc}") from exc
+        if case.id != case_id:
+            raise StoreError(
+                f"Case {case_id}: the bundle at {folder} holds case {case.id} instead. Re-import the right bundle."
+            )
+        return case
+
+    def list_cases(
+        self, kind: str | None = None, text: str | None = None, limit: int | None = None
+    ) -> list[CaseSummary]:
+        """Cases newest first; `text` matches part of the id or patient id, ignoring case."""
+        counts = (
+            select(PredictionRecord.case_id, func.count().label("n"))
+            .group_by(PredictionRecord.case_id)
+            .subquery()
+        )
+        query = select(CaseRecord, func.coalesce(counts.c.n, 0)).outerjoin(
+            counts, counts.c.case_id == CaseRecord.id
+        )
+        if kind:
+            query = query.where(CaseRecord.kind == kind)
+        if text and text.strip():
+            needle = text.strip()
+            query = query.where(or_(
+                CaseRecord.id.icontains(needle, autoescape=True),
+                CaseRecord.patient_id.icontains(needle, autoescape=True),
+            ))
+        query = query.order_by(CaseRecord.created.desc(), CaseRecord.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._session(write=False) as session:
+            rows = session.execute(query).all()
+        return [
+            CaseSummary(
+                id=record.id,
+                kind=record.kind,
+                patient_id=record.patient_id,
+                modalities=tuple(m for m in record.modalities.split(",") if m),
+                has_truth=record.has_truth,
+                n_predictions=int(n),
+                bundle_path=Path(record.bundle_path),
+                created=record.created,
+            )
+            for record, n in rows
+        ]
+
+    def delete_case(self, case_id: str, actor: str) -> None:
+        """Remove the case row and its predictions (the bundle folder stays on disk; the audit log keeps its history)."""
+        with self._session(write=True) as session:
+            record = self._require_case(session, case_id)
+            removed = session.execute(delete(PredictionRecord).where(PredictionRecord.case_id == case_id))
+            detail = {name: getattr(record, name) for name in _CASE_FIELDS_AUDITED}
+            detail["predictions_deleted"] = removed.rowcount
+            session.delete(record)
+            self._record_event(session, actor, "case.delete", "case", case_id, detail)
+
+    def import_bundles(self, folder: Path, actor: str = "system") -> list[str]:
+        """Add (or update) every case bundle one level below `folder`; other entries are skipped.
+
+        All bundles are read first; if any is broken nothing is added and the error lists them.
+        """
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise StoreError(f"Cannot import bundles from {folder}: it is not a folder.")
+        found: dict[str, tuple[Path, dict[str, Any]]] = {}
+        problems: list[str] = []
+        for child in sorted(p for p in folder.iterdir() if p.is_dir() and is_bundle(p)):
+            try:
+                case = read_bundle(child)
+            except BundleError as exc:
+                problems.append(str(exc))
+                continue
+            if case.id in found:
+                problems.append(f"{child}: case {case.id} is also in {found[case.id][0]}.")
+                continue
+            found[case.id] = (child, _case_values(case, child))
+        if problems:
+            raise StoreError(
+                f"Nothing was imported from {folder}; fix or move these bundles first:\n  " + "\n  ".join(problems)
+            )
+        with self._session(write=True) as session:
+            for case_id, (_child, values) in found.items():
+                self._upsert_case(session, case_id, values, actor)
+        return list(found)
+
+    # -- predictions ----------------------------------------------------------------------------
+
+    def add_prediction(self, case_id: str, prediction: Prediction, actor: str = "system") -> int:
+        """Keep the summary of `prediction` for a stored case; returns the new prediction id."""
+        summary = prediction.summary()
+        with self._session(write=True) as session:
+            self._require_case(session, case_id)
+            record = PredictionRecord(
+                case_id=case_id,
+                model=prediction.model,
+                weights_sha256=_dumps(prediction.weights_sha256),
+                summary_json=_dumps(summary),
+                created=prediction.created or utc_now(),
+            )
+            session.add(record)
+            session.flush()
+            detail = {"prediction_id": record.id, "model": prediction.model, "calls": summary["calls"]}
+            self._record_event(session, actor, "prediction.add", "case", case_id, detail)
+        return record.id
+
+    def predictions_for(self, case_id: str) -> list[dict[str, Any]]:
+        """Summaries of a case's predictions, oldest first, each with its stored `id` and `case_id`."""
+        with self._session(write=False) as session:
+            self._require_case(session, case_id)
+            records = session.scalars(
+                select(PredictionRecord).where(PredictionRecord.case_id == case_id).order_by(PredictionRecord.id)
+            ).all()
+        return [{**json.loads(r.summary_json), "id": r.id, "case_id": r.case_id} for r in records]
+
+    # -- audit log ------------------------------------------------------------------------------
+
+    def audit(
+        self, actor: str, action: str, entity: str, entity_id: str, detail: dict[str, Any] | None = None
+    ) -> None:
+        """Append one event to the audit log (changes made through the Store log themselves)."""
+        with self._session(write=True) as session:
+            self._record_event(session, actor, action, entity, str(entity_id), detail or {})
+
+    def audit_log(self, entity_id: str | None = None, entity: str | None = None) -> list[dict[str, Any]]:
+        """Audit events oldest first, optionally only those about one entity id (and entity type)."""
+        query = select(AuditEvent).order_by(AuditEvent.id)
+        if entity_id is not None:
+            query = query.where(AuditEvent.entity_id == str(entity_id))
+        if entity is not None:
+            query = query.where(AuditEvent.entity == entity)
+        with self._session(write=False) as session:
+            events = session.scalars(query).all()
+        return [
+            {
+                "id": e.id, "at": e.at, "actor": e.actor, "action": e.action,
+                "entity": e.entity, "entity_id": e.entity_id, "detail": json.loads(e.detail_json),
+            }
+            for e in events
+        ]

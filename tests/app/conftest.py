@@ -1,0 +1,137 @@
+"""GUI test fixtures: a store of phantom specimens, a stand-in predictor, and a main window checked for leftover workers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
+
+from engine.predict.service import PredictionService  # noqa: E402
+from app.workers import pending_workers, wait_for_workers, worker_pool  # noqa: E402
+from engine.phantoms.glioma import write_glioma_demo_cases  # noqa: E402
+from engine.predict.base import Prediction  # noqa: E402
+from engine.store import Store  # noqa: E402
+
+TASKS = ("tumor", "grade", "ki67")
+FAKE_LABELS = {"tumor": ("non-tumor", "tumor"), "grade": ("lower grade", "GBM"), "ki67": ("Ki-67 < 10%", "Ki-67 >= 10%")}
+
+
+class FakeCascade:
+    """Stands in for GliomaCascadePredictor: deterministic probabilities and image-sized heatmaps, no torch."""
+
+    def __init__(self, modality: str, tumor_probability: float = 0.8, delay_s: float = 0.0,
+                 error: Exception | None = None) -> None:
+        self.modality = modality
+        self.modalities = (modality,)
+        self.name = f"fl_cnn[{modality}]"
+        self.tumor_probability = tumor_probability
+        self.delay_s = delay_s
+        self.error = error
+        self.calls = 0
+
+    def weight_hashes(self) -> dict[str, str]:
+        return {f"fake_{self.modality.lower()}_{t}": f"{i:x}" * 64 for i, t in enumerate(TASKS, start=10)}
+
+    def weights_fingerprint(self) -> str:
+        return "+".join(h[:8] for h in self.weight_hashes().values())
+
+    def predict(self, images, *, explain=True, bit_depth=None) -> Prediction:
+        self.calls += 1
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.error is not None:
+            raise self.error
+        image = images[self.modality]
+        h, w = image.shape[:2]
+        ramp = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :].repeat(h, axis=0)
+        pred = Prediction(model=self.name, weights_sha256=self.weight_hashes(), device="test device")
+        probabilities = {"tumor": self.tumor_probability, "grade": 0.3, "ki67": 0.65}
+        for task in TASKS:
+            pred.thresholds[task] = 0.5
+            if task != "tumor" and probabilities["tumor"] < 0.5:
+                pred.calls[task] = "not assessed (non-tumor call)"
+                continue
+            p = probabilities[task]
+            pred.probabilities[task] = p
+            pred.calls[task] = FAKE_LABELS[task][int(p >= 0.5)]
+            if explain:
+                pred.heatmaps[f"{task}/{self.modality}"] = ramp
+        pred.timings_ms = {"total": 1.0}
+        return pred
+
+
+@pytest.fixture(autouse=True)
+def message_boxes(monkeypatch):
+    """Record message boxes by kind as (title, text) instead of opening modal dialogs (they would hang offscreen)."""
+    shown: dict[str, list[tuple[str, str]]] = {k: [] for k in ("critical", "warning", "information", "question", "about")}
+
+    def recorder(kind):
+        def show(parent, title, text, *args, **kwargs):
+            shown[kind].append((title, text))
+            return QMessageBox.StandardButton.Ok
+        return staticmethod(show)
+
+    for kind in shown:
+        monkeypatch.setattr(QMessageBox, kind, recorder(kind))
+    return shown
+
+
+@pytest.fixture(name="FakeCascade")
+def fake_cascade_class():
+    """The FakeCascade class, for tests that build their own PredictionService."""
+    return FakeCascade
+
+
+@pytest.fixture
+def phantom_store(tmp_path: Path):
+    """A fresh store (in the per-test ONCOLENS_HOME) holding three phantom glioma specimens."""
+    store = Store()
+    write_glioma_demo_cases(tmp_path / "demo", n=3, seed=7)
+    ids = sorted(store.import_bundles(tmp_path / "demo"))
+    yield store, ids
+    store.close()
+
+
+@pytest.fixture
+def fake_predictors():
+    """The FakeCascade instances a service built, by modality (tests tune or inspect them)."""
+    return {}
+
+
+@pytest.fixture
+def make_window(qtbot, phantom_store, fake_predictors):
+    """Build MainWindow on the phantom store; at teardown no worker may still be running or undelivered."""
+    from app.main_window import MainWindow
+
+    store, _ids = phantom_store
+    windows = []
+
+    def build(service: PredictionService | None = None, **kwargs):
+        if service is None:
+            def factory(kind, modality):
+                fake_predictors.setdefault(modality, FakeCascade(modality))
+                return fake_predictors[modality]
+            service = PredictionService(store, make_predictor=factory)
+        window = MainWindow(store, service=service, **kwargs)
+        qtbot.addWidget(window)
+        window.resize(1600, 1000)
+        window.show()
+        windows.append(window)
+        return window
+
+    yield build
+    assert wait_for_workers(timeout=60), "a worker was still running at teardown"
+    assert pending_workers() == 0
+    assert worker_pool().activeThreadCount() == 0
+
+
+@pytest.fixture
+def window(make_window):
+    return make_window()

@@ -1,0 +1,59 @@
+"""The `oncolens` command end to end (engine side; the GUI is launched by app.launcher)."""
+
+import csv
+import json
+
+import pytest
+
+from engine.cli import main
+
+
+def test_models_lists_every_shipped_card(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for mod in ("fl", "wl"):
+        for task in ("tumor", "grade", "ki67"):
+            assert f"fl_cnn_{mod}_{task}" in out
+    assert "Research use only" in out
+
+
+def test_make_demo_data_then_predict_json_and_csv(tmp_path, capsys):
+    assert main(["make-demo-data", "--out", str(tmp_path / "demo")]) == 0
+    bundles = sorted(p.parent for p in (tmp_path / "demo").glob("*/case.json"))
+    assert len(bundles) >= 4
+    out_json = tmp_path / "r.json"
+    assert main(["predict", *map(str, bundles[:2]), "--out", str(out_json)]) == 0
+    results = json.loads(out_json.read_text())
+    assert len(results) == 4  # FL and WL cascade per case
+    assert {r["model"] for r in results} == {"fl_cnn[FL]", "fl_cnn[WL]"}
+    assert all(0 <= p <= 1 for r in results for p in r["probabilities"].values())
+    out_csv = tmp_path / "r.csv"
+    assert main(["predict", str(bundles[0] / "image_FL.png"), "--out", str(out_csv)]) == 0
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [r["task"] for r in rows] == ["tumor", "grade", "ki67"] and rows[0]["model"] == "fl_cnn[FL]"
+
+
+def test_predict_bad_file_reports_the_file(tmp_path, capsys):
+    bad = tmp_path / "scan.png"
+    bad.write_bytes(b"not a png")
+    assert main(["predict", str(bad)]) == 1
+    assert "scan.png" in capsys.readouterr().err
+
+
+def test_gui_needs_a_launcher(capsys):
+    assert main(["gui"]) == 2
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_tiny_run(tmp_path, monkeypatch, capsys):
+    """Train one tiny FL tumor net on a small phantom set into a temp models folder, then evaluate it."""
+    models = tmp_path / "models"
+    args = ["train", "fl_cnn", "--modality", "FL", "--task", "tumor", "--epochs", "1",
+            "--phantom-patients", "8", "--phantom-per-patient", "12", "--models-dir", str(models)]
+    assert main(args) == 0
+    card = json.loads((models / "fl_cnn_fl_tumor" / "config.json").read_text())
+    assert card["training"]["regenerate"].startswith("oncolens train fl_cnn")
+    assert card["weights"]["dtype"] == "float16" and len(card["weights"]["sha256"]) == 64
+    assert 0 <= card["evaluation"]["metrics"]["auc"]["value"] <= 1
+    assert set(card["training"]["test_patients"]).isdisjoint(card["training"]["validation_patients"])
+    assert (models / "fl_cnn_fl_tumor" / "README.md").exists()
