@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pyqtgraph as pg
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor, QFont, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -96,6 +98,9 @@ def run_gui(argv: Sequence[str] | None = None, *, demo: bool = True, open_paths:
     elif first is not None:
         window.case_browser.refresh(select_id=first)
         window.open_case(first)
+    if os.environ.get("ONCOLENS_QUIT_WHEN_SHOWN"):
+        # Start-up timing (README, packaging): leave as soon as the event loop has painted the window.
+        QTimer.singleShot(0, app.quit)
     code = app.exec()
     wait_for_workers(timeout=10.0)
     store.close()

@@ -20,16 +20,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.predict.service import PredictionService, model_label, stored_predictions, truth_labels
-from engine.cases.loading import open_into_store
 from app.views import CaseView, PlaceholderView, view_class
 from app.widgets.case_browser import CaseBrowser
 from app.widgets.model_cards import ModelCardsDialog
 from app.widgets.results_panel import ResultsPanel
 from app.workers import error_text, submit
+from engine.cases.loading import open_into_store
 from engine.cases.model import Case
 from engine.io.images import IMAGE_SUFFIXES
 from engine.predict.base import Prediction
+from engine.predict.service import PredictionService, model_label, stored_predictions, truth_labels
 from engine.settings import Settings, load_settings, save_settings
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from torchvision.models.efficientnet import EfficientNet, _efficientnet_conf
 from engine.registry import ModelError, register_model
 
 PAPER_CONFIG = {"width_mult": 1.0, "depth_mult": 1.0, "dropout": 0.5, "stochastic_depth_prob": 0.2}
-COMPACT_CONFIG = {"width_mult": 0.5, "depth_mult": 0.5, "dropout": 0.5, "stochastic_depth_prob": 0.1}
+COMPACT_CONFIG = {"width_mult": 0.5, "depth_mult": 0.5, "dropout": 0.5, "stochastic_depth_prob": 0.0}
 GRADCAM_LAYER = "features.8"  # the last stage (final 1x1 conv block) of EfficientNet
 
 

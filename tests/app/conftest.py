@@ -13,10 +13,10 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
-from engine.predict.service import PredictionService  # noqa: E402
 from app.workers import pending_workers, wait_for_workers, worker_pool  # noqa: E402
 from engine.phantoms.glioma import write_glioma_demo_cases  # noqa: E402
 from engine.predict.base import Prediction  # noqa: E402
+from engine.predict.service import PredictionService  # noqa: E402
 from engine.store import Store  # noqa: E402
 
 TASKS = ("tumor", "grade", "ki67")

@@ -11,13 +11,13 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QKeySequence
 
-from engine.predict.service import PredictionService
 from app.main_window import BANNER_TEXT
 from app.views import GliomaView, PlaceholderView
 from engine.cases.bundle import write_bundle
 from engine.cases.model import FL, WL
 from engine.paths import user_data_dir
 from engine.phantoms.glioma import PatientEffects, make_specimen, specimen_to_case
+from engine.predict.service import PredictionService
 
 pytestmark = pytest.mark.gui
 WAIT_MS = 30_000

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.cases.loading import case_from_images, guess_modality, open_into_store, sort_paths
 from engine.cases.bundle import write_bundle
+from engine.cases.loading import case_from_images, guess_modality, open_into_store, sort_paths
 from engine.cases.model import FL, WL
 from engine.io.images import ImageReadError
 from engine.phantoms.glioma import PatientEffects, make_specimen, specimen_to_case

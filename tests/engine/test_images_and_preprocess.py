@@ -58,7 +58,8 @@ def test_denoise_applied_only_when_noisy():
     b = normalise_fluorescence(clean.astype(np.uint16), 16, FL_CONST)
     # median filtering must reduce the pixel-to-pixel roughness of the noisy input
     rough = lambda im: np.abs(np.diff(im, axis=1)).mean()  # noqa: E731
-    from engine.preprocess.fluorescence import autocontrast as ac, log_normalise as ln
+    from engine.preprocess.fluorescence import autocontrast as ac
+    from engine.preprocess.fluorescence import log_normalise as ln
     undenoised = ac(ln(noisy, 16, FL_CONST["log_gain"]), 1.0, 99.5)
     assert rough(a) < rough(undenoised)
     assert rough(b) < rough(a)
