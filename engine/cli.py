@@ -143,23 +143,31 @@ def cmd_train(args, argv: Sequence[str]) -> int:
 
     from engine.train.fl_cnn import FLCNNTrainSettings, save_trained, train_fl_cnn
 
-    if args.models_dir:
-        os.environ["ONCOLENS_MODELS_DIR"] = str(Path(args.models_dir).resolve())
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     records, data_desc = _records(args.data, args.phantom_patients, args.phantom_per_patient, args.phantom_seed)
     command = "oncolens " + " ".join(shlex.quote(a) for a in argv)
     modalities = [FL, WL] if args.modality == "all" else [args.modality]
     tasks = ["tumor", "grade", "ki67"] if args.task == "all" else [args.task]
-    for modality in modalities:
-        for task in tasks:
-            settings = FLCNNTrainSettings(modality=modality, task=task, preset=args.preset, epochs=args.epochs,
-                                          batch_size=args.batch_size, seed=args.seed,
-                                          pretrained_path=args.pretrained)
-            outcome = train_fl_cnn(records, settings, progress=_say)
-            card = save_trained(settings, outcome, data_desc, command)
-            auc = outcome.evaluation.to_dict()["metrics"]["auc"]
-            _say(f"{card.name}: test AUC {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}], "
-                 f"threshold {outcome.threshold:.3f}, {outcome.seconds:.0f} s -> {card.folder}")
+    previous = os.environ.get("ONCOLENS_MODELS_DIR")
+    if args.models_dir:  # cards are written under models_dir(); point it at the requested folder for this run
+        os.environ["ONCOLENS_MODELS_DIR"] = str(Path(args.models_dir).resolve())
+    try:
+        for modality in modalities:
+            for task in tasks:
+                settings = FLCNNTrainSettings(modality=modality, task=task, preset=args.preset,
+                                              epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                                              pretrained_path=args.pretrained)
+                outcome = train_fl_cnn(records, settings, progress=_say)
+                card = save_trained(settings, outcome, data_desc, command)
+                auc = outcome.evaluation.to_dict()["metrics"]["auc"]
+                _say(f"{card.name}: test AUC {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}], "
+                     f"threshold {outcome.threshold:.3f}, {outcome.seconds:.0f} s -> {card.folder}")
+    finally:
+        if args.models_dir:
+            if previous is None:
+                os.environ.pop("ONCOLENS_MODELS_DIR", None)
+            else:
+                os.environ["ONCOLENS_MODELS_DIR"] = previous
     return 0
 
 

@@ -207,12 +207,17 @@ def _table(rows: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _num(value: float | None) -> str:
+    """Metric for the card; None is an undefined metric (e.g. PPV with no positive calls)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def render_card(card: ModelCard) -> str:
     ev = card.evaluation
     metric_lines = []
     for metric, entry in (ev.get("metrics") or {}).items():
         if isinstance(entry, dict) and "value" in entry:
-            metric_lines.append(f"| {metric} | {entry['value']:.3f} | {entry['ci_low']:.3f} – {entry['ci_high']:.3f} |")
+            metric_lines.append(f"| {metric} | {_num(entry['value'])} | {_num(entry['ci_low'])} – {_num(entry['ci_high'])} |")
     metrics = "\n".join(["| metric | value | 95% CI |", "|---|---|---|", *metric_lines]) if metric_lines else "_not evaluated_"
     return f"""# Model card: {card.name}
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+# isort: off
+from engine import compat  # noqa: F401  (must precede pytorch_grad_cam, which imports torchvision)
+from pytorch_grad_cam import GradCAM
+# isort: on
+
 import numpy as np
 import torch
 from torch import nn
-
-from engine import compat  # noqa: F401  (before pytorch_grad_cam, which imports torchvision)
-from pytorch_grad_cam import GradCAM  # noqa: E402
 
 
 def resolve_layer(net: nn.Module, name: str) -> nn.Module:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# isort: off
+from engine import compat  # noqa: F401  (must precede torchvision)
+from torchvision.models.efficientnet import EfficientNet, _efficientnet_conf
+# isort: on
+
 import torch
 from torch import nn
-from torchvision.models.efficientnet import EfficientNet, _efficientnet_conf
 
 from engine.registry import ModelError, register_model
 

@@ -5,6 +5,8 @@ a latent score drawn from overlapping class-conditional normals, so even a perfe
 stays below AUC 1. The nuisances the paper names (ambient light, white noise, camera gain and exposure,
 varied specimen size and shape) are drawn per patient and per image, so that no absolute pixel value
 separates tumor from non-tumor: only contrast against the tray and texture inside the specimen do.
+As in the paper, FL carries tumor and grade best (ICG clusters, ring enhancement around necrosis) and
+WL carries Ki-67 best (red punctate micro-vessels).
 """
 
 from __future__ import annotations

@@ -262,31 +262,29 @@ def test_model_cards_dialog_lists_installed_cards(qtbot, window):
         assert cards[0].name in dialog.text.toPlainText()
 
 
-def _installed_glioma_models() -> bool:
-    from engine.predict.glioma import TASKS, card_name
-    from engine.registry import ModelError, load_card
-
-    try:
-        for modality in (FL, WL):
-            for task in TASKS:
-                load_card(card_name(modality, task))
-    except ModelError:
-        return False
-    return True
-
-
 @pytest.mark.slow
-def test_predict_with_installed_models(qtbot, make_window, phantom_store):
-    if not _installed_glioma_models():
-        pytest.skip("no FL-CNN/WL-CNN model cards in engine.paths.models_dir()")
-    store, ids = phantom_store
+def test_demo_case_with_shipped_models_predict_and_toggle_heatmap(qtbot, make_window, phantom_store):
+    """The path a surgeon takes: a bundled demo case, the shipped FL-CNN/WL-CNN weights, the heatmap toggle."""
+    from engine.paths import demo_cases_dir
+
+    store, _ids = phantom_store
+    demo_ids = sorted(store.import_bundles(demo_cases_dir()))
+    assert demo_ids, "no demo cases shipped in resources/demo_cases"
+    first = demo_ids[0]
     window = make_window(service=PredictionService(store))
-    open_and_wait(qtbot, window, ids[0])
+    window.case_browser.refresh(select_id=first)
+    open_and_wait(qtbot, window, first)
+    assert [p.model for p in window.predictions] == ["fl_cnn[FL]", "fl_cnn[WL]"]
     for prediction in window.predictions:
         assert 0.0 <= prediction.probabilities["tumor"] <= 1.0
         assert 0.0 <= percent(window.results_panel.probability_text("tumor", prediction.model)) <= 100.0
-    assert window.predictions[0].model == "fl_cnn[FL]"
-    assert window.current_view().fl_panel.heat.isVisible()
+        assert prediction.heatmaps, "Grad-CAM maps missing"
+    view = window.current_view()
+    assert view.fl_panel.heat.isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_H)
+    assert not view.fl_panel.heat.isVisible() and not view.wl_panel.heat.isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_H)
+    assert view.fl_panel.heat.isVisible()
 
 
 def test_case_browser_filters_by_text_and_kind(qtbot, window, phantom_store):

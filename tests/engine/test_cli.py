@@ -57,3 +57,16 @@ def test_train_then_evaluate_tiny_run(tmp_path, monkeypatch, capsys):
     assert 0 <= card["evaluation"]["metrics"]["auc"]["value"] <= 1
     assert set(card["training"]["test_patients"]).isdisjoint(card["training"]["validation_patients"])
     assert (models / "fl_cnn_fl_tumor" / "README.md").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_shipped_fl_models_on_their_phantom_test_split(tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "fl_cnn", "--modality", "FL", "--bootstrap", "200", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "FL-CNN tumor" in table and "FL-CNN grade" in table and "FL-CNN ki67" in table
+    for suffix in (".csv", ".json", "_per_specimen.csv", "_roc.png"):
+        assert (out / f"fl_cnn_fl_test{suffix}").stat().st_size > 0
+    doc = json.loads((out / "fl_cnn_fl_test.json").read_text())
+    tumor = doc["evaluations"]["FL-CNN tumor"]["metrics"]["auc"]
+    assert tumor["ci_low"] <= tumor["value"] <= tumor["ci_high"]

@@ -1,3 +1,7 @@
+import subprocess
+import sys
+
+import pytest
 import torch
 
 from engine import compat
@@ -22,3 +26,10 @@ def test_reference_nms_matches_greedy_definition():
 def test_install_is_idempotent():
     first = compat.fallback_active()
     assert compat.install() == first
+
+
+@pytest.mark.parametrize("module", ["engine.explain.gradcam", "engine.nets.fl_cnn", "engine.predict.glioma"])
+def test_modules_using_torchvision_import_alone(module):
+    """Each module that pulls in torchvision must work as the first import of a fresh interpreter."""
+    out = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
