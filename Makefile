@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test test-fast lint bundle demo-data models clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml packaging/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip -q
 	# torch first and pinned: an unpinned resolve pulls several GB of CUDA wheels.
-	$(BIN)/pip install -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -c packaging/constraints.txt torch==2.13.0
+	$(BIN)/pip install -c packaging/constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 run: $(STAMP)
