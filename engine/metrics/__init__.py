@@ -26,6 +26,31 @@ from engine.metrics.classification import (
     threshold_youden,
     write_evaluation,
 )
+from engine.metrics.mrmc import (
+    MRMC_FOMS,
+    ORComparison,
+    ORResult,
+    TreatmentCI,
+    fom_matrix,
+    jackknife_covariance,
+    jackknife_foms,
+    long_format_rows,
+    or_hillis,
+    or_hillis_fixed_reference,
+    write_imrmc,
+)
+from engine.metrics.reader_study import (
+    ComparisonResult,
+    ErrorAnalysis,
+    MetricDifference,
+    ReaderComparison,
+    ReaderScores,
+    ReaderStudyAnalysis,
+    analyze_reader_study,
+    compare_model_with_readers,
+    error_analysis,
+    reader_metrics,
+)
 
 __all__ = [
     "METRIC_NAMES",
@@ -52,4 +77,27 @@ __all__ = [
     "threshold_for_sensitivity",
     "threshold_youden",
     "write_evaluation",
+]
+__all__ += [
+    "MRMC_FOMS",
+    "ORComparison",
+    "ORResult",
+    "TreatmentCI",
+    "fom_matrix",
+    "jackknife_covariance",
+    "jackknife_foms",
+    "long_format_rows",
+    "or_hillis",
+    "or_hillis_fixed_reference",
+    "write_imrmc",
+    "ComparisonResult",
+    "ErrorAnalysis",
+    "MetricDifference",
+    "ReaderComparison",
+    "ReaderScores",
+    "ReaderStudyAnalysis",
+    "analyze_reader_study",
+    "compare_model_with_readers",
+    "error_analysis",
+    "reader_metrics",
 ]
