@@ -23,9 +23,17 @@ from PySide6.QtWidgets import (
 from app.views import CaseView, PlaceholderView, view_class
 from app.widgets.case_browser import CaseBrowser
 from app.widgets.model_cards import ModelCardsDialog
+from app.widgets.node_assignment import NodeAssignmentDialog
 from app.widgets.results_panel import ResultsPanel
 from app.workers import error_text, submit
-from engine.cases.loading import open_into_store
+from engine.cases.loading import (
+    NodeFile,
+    describe_node_files,
+    looks_like_node_images,
+    node_mapping_from_names,
+    open_into_store,
+    open_node_into_store,
+)
 from engine.cases.model import Case
 from engine.io.images import IMAGE_SUFFIXES
 from engine.predict.base import Prediction
@@ -58,6 +66,7 @@ class MainWindow(QMainWindow):
         self._busy_jobs: list[str] = []
         self._docks_sized = False
         self._views: dict[str, CaseView] = {}
+        self.node_dialog: NodeAssignmentDialog | None = None
 
         self.setWindowTitle("OncoLens")
         self.setObjectName("mainWindow")
@@ -141,6 +150,8 @@ class MainWindow(QMainWindow):
         file_menu = bar.addMenu("&File")
         self._action(file_menu, "Open images…", self.open_images_dialog, ("Ctrl+O",),
                      "Open an FL and/or WL image of one specimen as a new case")
+        self._action(file_menu, "Open node images…", self.open_node_images_dialog, ("Ctrl+L",),
+                     "Open the WLI, FI and PCI images of one lymph node as a new case")
         self._action(file_menu, "Open case bundle…", self.open_bundle_dialog, ("Ctrl+Shift+O",),
                      "Open a case bundle folder, or a folder of bundles")
         file_menu.addSeparator()
@@ -213,6 +224,9 @@ class MainWindow(QMainWindow):
         if not paths:
             return
         self.settings.last_open_dir = str(paths[0].parent if paths[0].is_file() else paths[0])
+        if _unclear_node_images(paths):  # e.g. three dropped images whose names do not say WLI / FI / PCI
+            self.assign_node_files(paths)
+            return
         names = ", ".join(p.name for p in paths[:3]) + ("…" if len(paths) > 3 else "")
         self._run(open_into_store, paths, self.store, what=f"Opening {names}", on_result=self._paths_opened)
 
@@ -230,6 +244,39 @@ class MainWindow(QMainWindow):
             self, "Open specimen images (FL and/or WL)", self.settings.last_open_dir,
             f"Images ({patterns});;All files (*)")
         self.open_paths(files)
+
+    def open_node_images_dialog(self) -> None:
+        patterns = " ".join(f"*{s}" for s in IMAGE_SUFFIXES)
+        files, _ = QFileDialog.getOpenFileNames(
+            self, "Open the images of one lymph node (WLI, FI, PCI)", self.settings.last_open_dir,
+            f"Images ({patterns});;All files (*)")
+        if files:
+            self.settings.last_open_dir = str(Path(files[0]).parent)
+            self.assign_node_files(files)
+
+    def assign_node_files(self, paths: list[str | Path]) -> None:
+        """Read the files off the GUI thread, then let the user confirm which is WLI, FI and PCI."""
+        paths = [Path(p) for p in paths]
+        self._run(describe_node_files, paths, what="Reading node images", on_result=self._ask_node_assignment)
+
+    def _ask_node_assignment(self, files: list[NodeFile]) -> None:
+        if self.node_dialog is not None:
+            self.node_dialog.reject()
+        dialog = NodeAssignmentDialog(files, self)
+        dialog.accepted.connect(lambda: self.open_node_images(dialog.mapping()))
+        dialog.finished.connect(lambda _result: self._node_dialog_closed(dialog))
+        self.node_dialog = dialog
+        dialog.open()  # window-modal, without blocking: the answer comes through `accepted`
+
+    def _node_dialog_closed(self, dialog: NodeAssignmentDialog) -> None:
+        if self.node_dialog is dialog:
+            self.node_dialog = None
+        dialog.deleteLater()
+
+    def open_node_images(self, mapping: dict[str, Path]) -> None:
+        """Make a lymph-node case of {'WLI' | 'FI' | 'PCI': file}, add it to the store and open it."""
+        names = ", ".join(f"{m} {Path(p).name}" for m, p in mapping.items())
+        self._run(open_node_into_store, mapping, self.store, what=f"Opening {names}", on_result=self._paths_opened)
 
     def open_bundle_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open case bundle or folder of bundles",
@@ -375,6 +422,12 @@ def _app_version() -> str:
         return version("oncolens")
     except PackageNotFoundError:  # frozen builds may carry no package metadata
         return ""
+
+
+def _unclear_node_images(paths: list[Path]) -> bool:
+    """Only image files, that look like one lymph node's images, whose names do not say which mode each is."""
+    images = all(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in paths)
+    return images and looks_like_node_images(paths) and node_mapping_from_names(paths) is None
 
 
 def _load_case(store, case_id: str) -> tuple[Case, list[dict]]:

@@ -34,28 +34,35 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--save-bundles", help="write each case with its prediction as a bundle into this folder")
 
     tr = sub.add_parser("train", help="train a model family and write its card + weights")
-    tr.add_argument("family", choices=["fl_cnn"])
+    tr.add_argument("family", choices=["fl_cnn", "mfi_ffp"])
     tr.add_argument("--modality", default="all", choices=[FL, WL, "all"])
     tr.add_argument("--task", default="all", choices=["tumor", "grade", "ki67", "all"])
     tr.add_argument("--data", default="phantom", help="'phantom' or a CSV manifest (see README)")
     tr.add_argument("--preset", default="compact", choices=["compact", "paper"])
-    tr.add_argument("--epochs", type=int, default=10)
+    tr.add_argument("--epochs", type=int, help="default: fl_cnn 10; mfi_ffp 100 (paper) or 12 (compact)")
     tr.add_argument("--batch-size", type=int, default=32)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--pretrained", help="local ImageNet EfficientNet-B0 weights (.pth/.safetensors)")
-    tr.add_argument("--phantom-patients", type=int, default=30)
+    tr.add_argument("--phantom-patients", type=int, help="default: fl_cnn 30, mfi_ffp 60")
     tr.add_argument("--phantom-per-patient", type=int, default=30)
-    tr.add_argument("--phantom-seed", type=int, default=2021)
+    tr.add_argument("--phantom-seed", type=int, help="default: fl_cnn 2021, mfi_ffp 2024")
     tr.add_argument("--models-dir", help="write cards here instead of the shipped models folder")
+    _mfi_options(tr, training=True)
 
     ev = sub.add_parser("evaluate", help="evaluate shipped models: tables with bootstrap CIs, CSV/JSON, ROC PNG")
-    ev.add_argument("family", choices=["fl_cnn"])
+    ev.add_argument("family", choices=["fl_cnn", "mfi_ffp"])
     ev.add_argument("--modality", default="all", choices=[FL, WL, "all"])
     ev.add_argument("--data", default="phantom", help="'phantom' (regenerated from the card) or a CSV manifest")
     ev.add_argument("--split", default="test", choices=["test", "all"],
                     help="test: only the card's held-out patients; all: every record (external test set)")
     ev.add_argument("--out", default="evaluation", help="output folder")
     ev.add_argument("--bootstrap", type=int, default=1000)
+    _mfi_options(ev, training=False)
+
+    be = sub.add_parser("bench", help="CPU/GPU latency: eager PyTorch vs the fast path, in one run")
+    be.add_argument("family", choices=["mfi_ffp"])
+    be.add_argument("--repeats", type=int, default=50)
+    be.add_argument("--out", help="also write the table as CSV")
 
     md = sub.add_parser("make-demo-data", help="write the demo case bundles")
     md.add_argument("--out", help="folder (default: resources/demo_cases)")
@@ -63,6 +70,25 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the installed model cards")
     return p
+
+
+def _mfi_options(p: argparse.ArgumentParser, training: bool) -> None:
+    g = p.add_argument_group("mfi_ffp")
+    g.add_argument("--variants", default="all" if training else "installed",
+                   help="mfi_ffp: modality sets to train/evaluate, e.g. 'WLI+FI+PCI,WLI+FI' or 'all' (7 sets)")
+    g.add_argument("--ablation", help="mfi_ffp: also train these ablation rows: all, modalities, branches, losses, "
+                                      "or comma-separated row names")
+    g.add_argument("--runs", type=int, default=1, help="mfi_ffp: runs per configuration; the median-AUC run is kept")
+    g.add_argument("--phantom-nodes", type=int, default=30, help="mfi_ffp: mean nodes per phantom patient")
+    if not training:
+        g.add_argument("--epochs", type=int, default=12, help="mfi_ffp --ablation: epochs per configuration")
+        g.add_argument("--preset", default="compact", choices=["compact", "paper"])
+        g.add_argument("--phantom-patients", type=int, default=60)
+        g.add_argument("--phantom-seed", type=int, default=2024)
+    else:
+        g.add_argument("--pretrained-irb", help="mfi_ffp: local torchvision MobileNetV2 ImageNet weights")
+        g.add_argument("--pretrained-rb", help="mfi_ffp: local torchvision ResNet18 ImageNet weights")
+        g.add_argument("--out", help="mfi_ffp: folder for the ablation tables (default: next to the tri-modal card)")
 
 
 def _say(msg: str) -> None:
@@ -144,7 +170,8 @@ def cmd_train(args, argv: Sequence[str]) -> int:
     from engine.train.fl_cnn import FLCNNTrainSettings, save_trained, train_fl_cnn
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    records, data_desc = _records(args.data, args.phantom_patients, args.phantom_per_patient, args.phantom_seed)
+    records, data_desc = _records(args.data, args.phantom_patients or 30, args.phantom_per_patient,
+                                  args.phantom_seed or 2021)
     command = "oncolens " + " ".join(shlex.quote(a) for a in argv)
     modalities = [FL, WL] if args.modality == "all" else [args.modality]
     tasks = ["tumor", "grade", "ki67"] if args.task == "all" else [args.task]
@@ -155,7 +182,7 @@ def cmd_train(args, argv: Sequence[str]) -> int:
         for modality in modalities:
             for task in tasks:
                 settings = FLCNNTrainSettings(modality=modality, task=task, preset=args.preset,
-                                              epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                                              epochs=args.epochs or 10, batch_size=args.batch_size, seed=args.seed,
                                               pretrained_path=args.pretrained)
                 outcome = train_fl_cnn(records, settings, progress=_say)
                 card = save_trained(settings, outcome, data_desc, command)
@@ -233,9 +260,21 @@ def main(argv: Sequence[str] | None = None, gui_launcher: Callable[..., int] | N
         if command == "predict":
             return cmd_predict(args)
         if command == "train":
+            if args.family == "mfi_ffp":
+                from engine.train.mfi_ffp_run import cmd_train_mfi_ffp
+
+                return cmd_train_mfi_ffp(args, argv, _say)
             return cmd_train(args, argv)
         if command == "evaluate":
+            if args.family == "mfi_ffp":
+                from engine.train.mfi_ffp_run import cmd_evaluate_mfi_ffp
+
+                return cmd_evaluate_mfi_ffp(args, _say)
             return cmd_evaluate(args)
+        if command == "bench":
+            from engine.train.mfi_ffp_run import cmd_bench_mfi_ffp
+
+            return cmd_bench_mfi_ffp(args, _say)
         if command == "make-demo-data":
             return cmd_make_demo(args)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:

@@ -252,5 +252,19 @@ Grad-CAM target layers: {', '.join(f'`{x}`' for x in card.gradcam_layers)}
 
 {metrics}
 
-{_table({k: v for k, v in ev.items() if k not in ('metrics', 'description')})}
+{_table({k: v for k, v in ev.items() if k not in ('metrics', 'description', 'ablation')})}
+{_ablation_section(ev.get('ablation'))}"""
+
+
+def _ablation_section(ablation: dict | None) -> str:
+    if not ablation:
+        return ""
+    files = ", ".join(f"`ablation/{f}`" for f in ablation.get("files", []))
+    return f"""
+## Ablation
+{ablation.get('title', '')}
+
+{ablation.get('markdown', '')}
+
+Files: {files}
 """

@@ -9,7 +9,7 @@ import time
 def run_self_test() -> int:
     from engine.cases.bundle import read_bundle
     from engine.paths import demo_cases_dir, models_dir
-    from engine.predict.glioma import GliomaCascadePredictor
+    from engine.predict.service import PredictionService
     from engine.registry import create_model, list_models
 
     started = time.perf_counter()
@@ -24,15 +24,20 @@ def run_self_test() -> int:
     if not demos:
         print(f"self-test FAILED: no demo cases in {demo_cases_dir()}", file=sys.stderr)
         return 1
-    case = read_bundle(demos[0].parent)
-    for modality, img in case.images.items():
-        pred = GliomaCascadePredictor(modality).predict({modality: img.array}, explain=True,
-                                                        bit_depth=img.meta.bit_depth)
-        if not all(0.0 <= p <= 1.0 for p in pred.probabilities.values()) or not pred.heatmaps:
-            print(f"self-test FAILED: bad prediction on {case.id}/{modality}: {pred.summary()}", file=sys.stderr)
-            return 1
-        print(f"ok  predict {case.id} {modality}: " +
-              ", ".join(f"{k}={v:.3f}" for k, v in pred.probabilities.items()) +
-              f" ({pred.timings_ms['total']:.0f} ms)")
+    service = PredictionService(store=None, actor="self-test")
+    seen = set()
+    for path in demos:  # the first demo case of every kind
+        case = read_bundle(path.parent)
+        if case.kind in seen:
+            continue
+        seen.add(case.kind)
+        for pred in service.predict_case(case, explain=True):
+            if not all(0.0 <= p <= 1.0 for p in pred.probabilities.values()) or not pred.heatmaps:
+                print(f"self-test FAILED: bad prediction on {case.id} by {pred.model}: {pred.summary()}",
+                      file=sys.stderr)
+                return 1
+            print(f"ok  predict {case.id} {pred.model}: " +
+                  ", ".join(f"{k}={v:.3f}" for k, v in pred.probabilities.items()) +
+                  f" ({pred.timings_ms['total']:.0f} ms)")
     print(f"self-test passed in {time.perf_counter() - started:.1f} s")
     return 0

@@ -1,11 +1,12 @@
-"""Central views, one per case kind. Later views (lymph node, fluorescence segmentation, ...) register here."""
+"""Central views, one per case kind. Later views (fluorescence segmentation, ...) register here."""
 
 from __future__ import annotations
 
 from app.views.base import CaseView, PlaceholderView
 from app.views.glioma_view import GliomaView
+from app.views.lymph_node_view import LymphNodeView
 
-VIEWS: dict[str, type[CaseView]] = {"glioma_specimen": GliomaView}
+VIEWS: dict[str, type[CaseView]] = {"glioma_specimen": GliomaView, "lymph_node": LymphNodeView}
 
 
 def view_class(kind: str) -> type[CaseView] | None:
@@ -13,4 +14,4 @@ def view_class(kind: str) -> type[CaseView] | None:
     return VIEWS.get(kind)
 
 
-__all__ = ["VIEWS", "CaseView", "GliomaView", "PlaceholderView", "view_class"]
+__all__ = ["VIEWS", "CaseView", "GliomaView", "LymphNodeView", "PlaceholderView", "view_class"]

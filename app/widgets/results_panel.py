@@ -18,8 +18,9 @@ from PySide6.QtWidgets import (
 
 from engine.predict.base import Prediction
 
-TASK_TITLES = {"tumor": "Tumor", "grade": "Grade", "ki67": "Ki-67"}
-TASK_QUESTIONS = {"tumor": "tumor vs non-tumor", "grade": "GBM vs lower grade", "ki67": "Ki-67 ≥ 10 %"}
+TASK_TITLES = {"tumor": "Tumor", "grade": "Grade", "ki67": "Ki-67", "metastatic": "LNM"}
+TASK_QUESTIONS = {"tumor": "tumor vs non-tumor", "grade": "GBM vs lower grade", "ki67": "Ki-67 ≥ 10 %",
+                  "metastatic": "metastatic vs benign"}
 POSITIVE_COLOR = QColor("#ffb347")  # amber: at or above the operating threshold
 NEGATIVE_COLOR = QColor("#5fa8d3")  # steel blue: below it
 TRACK_COLOR = QColor("#2a313c")
@@ -27,11 +28,24 @@ TICK_COLOR = QColor("#f2f4f8")
 
 
 def column_title(model: str) -> str:
-    """'fl_cnn[FL]' -> 'FL-CNN'; other model names are shown as they are."""
+    """'fl_cnn[FL]' -> 'FL-CNN', 'mfi_ffp[WLI+FI]' -> 'MFI-FFP WLI+FI'; other model names are shown as they are."""
     family, _, modality = model.partition("[")
     if family == "fl_cnn" and modality:
         return f"{modality.rstrip(']')}-CNN"
+    if family == "mfi_ffp" and modality:
+        return f"MFI-FFP {modality.rstrip(']')}"
     return model
+
+
+def _column_header(model: str, primary: bool) -> str:
+    """Bold model name over a small second line (the modes of an MFI-FFP model, 'primary' for the first of several)."""
+    family, _, modality = model.partition("[")
+    title, notes = column_title(model), []
+    if family == "mfi_ffp" and modality:
+        title, notes = "MFI-FFP", [modality.rstrip("]")]
+    if primary:
+        notes.append("primary")
+    return f"{title}<br><span style='font-size:10pt;font-weight:normal'>{' · '.join(notes) or '&nbsp;'}</span>"
 
 
 class ProbabilityBar(QWidget):
@@ -213,9 +227,8 @@ class ResultsPanel(QWidget):
         if not tasks:
             return
         for col, prediction in enumerate(predictions, start=1):
-            note = "primary" if col == 1 and len(predictions) > 1 else "&nbsp;"
-            title = f"{column_title(prediction.model)}<br><span style='font-size:10pt;font-weight:normal'>{note}</span>"
-            self.grid.addWidget(self._header(title), 0, col)
+            header = _column_header(prediction.model, primary=col == 1 and len(predictions) > 1)
+            self.grid.addWidget(self._header(header), 0, col)
         truth_col = len(predictions) + 1
         if self._truth is not None:
             self.grid.addWidget(self._header("Truth<br><span style='font-size:10pt;font-weight:normal'>reference</span>"),

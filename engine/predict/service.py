@@ -13,18 +13,24 @@ from typing import Any
 from engine.cases.model import FL, WL, Case
 from engine.predict.base import Prediction, Predictor
 
-# One predictor per modality present in the case, in display order (FL-CNN is the paper's primary model).
-PREDICTOR_MODALITIES: dict[str, tuple[str, ...]] = {"glioma_specimen": (FL, WL)}
+# Glioma specimens: one FL-CNN cascade per modality present, in display order (FL-CNN is the paper's primary
+# model). Lymph nodes: one MFI-FFP net for the set of modalities present (tri-modal when all three exist).
+PREDICTOR_MODALITIES: dict[str, tuple[str, ...]] = {"glioma_specimen": (FL, WL), "lymph_node": ("WLI", "FI", "PCI")}
 
-PredictorFactory = Callable[[str, str], Predictor]  # (case kind, modality) -> predictor
+PredictorFactory = Callable[[str, tuple[str, ...]], Predictor]  # (case kind, modalities it reads) -> predictor
 
 
-def default_predictor(kind: str, modality: str) -> Predictor:
-    """Build the shipped predictor for one modality of a case kind (loads and verifies its weights)."""
+def default_predictor(kind: str, modalities: tuple[str, ...]) -> Predictor:
+    """Build the shipped predictor for a case kind and the modalities it reads (loads and verifies weights)."""
     if kind == "glioma_specimen":
         from engine.predict.glioma import GliomaCascadePredictor
 
+        (modality,) = modalities
         return GliomaCascadePredictor(modality)
+    if kind == "lymph_node":
+        from engine.predict.lymph_node import MFIFFPPredictor
+
+        return MFIFFPPredictor(modalities)
     raise ValueError(f"OncoLens has no predictor for '{kind}' cases yet.")
 
 
@@ -48,7 +54,8 @@ class PredictionService:
         self._lock = threading.Lock()  # one inference at a time; predictors are built once
         self.actor = actor
 
-    def modalities_for(self, case: Case) -> list[str]:
+    def modalities_for(self, case: Case) -> list[tuple[str, ...]]:
+        """The modality sets the case's predictors read: one per modality (glioma) or one set (lymph node)."""
         wanted = PREDICTOR_MODALITIES.get(case.kind)
         if wanted is None:
             raise ValueError(f"Case {case.id}: OncoLens has no predictor for '{case.kind}' cases yet.")
@@ -58,24 +65,30 @@ class PredictionService:
                 f"Case {case.id} has no image the models can read: it has {', '.join(case.images) or 'none'}, "
                 f"the models need {' or '.join(wanted)}."
             )
-        return present
+        if case.kind == "lymph_node":
+            return [tuple(present)]
+        return [(m,) for m in present]
 
-    def predictor(self, kind: str, modality: str) -> Predictor:
-        key = (kind, modality)
+    def predictor(self, kind: str, modalities: tuple[str, ...]) -> Predictor:
+        key = (kind, modalities)
         if key not in self._predictors:
-            self._predictors[key] = self._make_predictor(kind, modality)
+            self._predictors[key] = self._make_predictor(kind, modalities)
         return self._predictors[key]
 
     def predict_case(self, case: Case, explain: bool = True) -> list[Prediction]:
         """Run the case's predictors; new results go to the store (if any). Call off the GUI thread."""
         with self._lock:
             predictions = []
-            for modality in self.modalities_for(case):
-                image = case.images[modality]
-                predictor = self.predictor(case.kind, modality)
-                predictions.append(predictor.predict(
-                    {modality: image.array}, explain=explain, bit_depth=image.meta.bit_depth
-                ))
+            for modalities in self.modalities_for(case):
+                predictor = self.predictor(case.kind, modalities)
+                arrays = {m: case.images[m].array for m in modalities}
+                if case.kind == "lymph_node":
+                    depths = {m: case.images[m].meta.bit_depth for m in modalities}
+                    predictions.append(predictor.predict(arrays, explain=explain, bit_depths=depths))
+                else:
+                    (modality,) = modalities
+                    predictions.append(predictor.predict(
+                        arrays, explain=explain, bit_depth=case.images[modality].meta.bit_depth))
         if self.store is not None:
             self._keep(case.id, predictions)
         return predictions
@@ -100,6 +113,8 @@ class PredictionService:
 
     @staticmethod
     def cards_label(kind: str) -> str:
+        if kind == "lymph_node":
+            return _node_cards_label()
         if kind != "glioma_specimen":
             return ""
         from engine.paths import models_dir
@@ -117,6 +132,17 @@ class PredictionService:
         if all(p.endswith("not installed") for p in parts):
             return f"No FL-CNN models in {models_dir()}"
         return " · ".join(parts)
+
+
+def _node_cards_label() -> str:
+    from engine.predict.lymph_node import card_name
+    from engine.registry import ModelError, load_card
+
+    try:
+        card = load_card(card_name(PREDICTOR_MODALITIES["lymph_node"]))
+    except ModelError:
+        return "mfi_ffp not installed"
+    return f"mfi_ffp {card.weights['sha256'][:8]}"
 
 
 def _same_result(stored: dict, summary: dict) -> bool:
@@ -147,6 +173,8 @@ def stored_predictions(case: Case, summaries: list[dict]) -> list[Prediction]:
         if current is None or prediction.created >= current.created:
             latest[prediction.model] = prediction
     order = {f"fl_cnn[{m}]": i for i, m in enumerate(PREDICTOR_MODALITIES.get(case.kind, ()))}
+    if case.kind == "lymph_node":  # the tri-modal result first, then bi-, then uni-modal ones
+        return sorted(latest.values(), key=lambda p: -p.model.count("+"))
     return sorted(latest.values(), key=lambda p: order.get(p.model, len(order)))
 
 
@@ -164,6 +192,8 @@ def truth_labels(case: Case) -> dict[str, str] | None:
                 names[task] = load_card(card_name(FL, task)).labels
             except ModelError:
                 pass
+    elif case.kind == "lymph_node":
+        names["metastatic"] = ["benign", "metastatic"]
     words = {}
     for task, value in case.truth.labels.items():
         if value is None:

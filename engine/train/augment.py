@@ -39,3 +39,24 @@ def augment_specimen(image: np.ndarray, rng: np.random.Generator, params: dict) 
     if params.get("crop_padding", 0):
         out = random_crop_with_padding(out, rng, int(params["crop_padding"]))
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def augment_aligned(stack: np.ndarray, rng: np.random.Generator, params: dict) -> np.ndarray:
+    """One random horizontal flip and rotation applied identically to every channel of an (S, S, 3M) stack,
+    so the aligned modalities of a node stay pixel-aligned (MFI-FFP: random horizontal flip and rotation).
+
+    params: hflip (bool), rotation_degrees (rotation drawn from U[-d, d]; corners filled with zeros)."""
+    import cv2
+
+    out = stack
+    if params.get("hflip") and rng.random() < 0.5:
+        out = out[:, ::-1]
+    degrees = float(params.get("rotation_degrees", 0.0))
+    if degrees:
+        h, w = out.shape[:2]
+        matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), float(rng.uniform(-degrees, degrees)), 1.0)
+        out = cv2.warpAffine(np.ascontiguousarray(out), matrix, (w, h), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        if out.ndim == 2:
+            out = out[..., None]
+    return np.ascontiguousarray(out, dtype=np.float32)

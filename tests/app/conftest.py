@@ -115,7 +115,8 @@ def make_window(qtbot, phantom_store, fake_predictors):
 
     def build(service: PredictionService | None = None, **kwargs):
         if service is None:
-            def factory(kind, modality):
+            def factory(kind, modalities):
+                (modality,) = modalities
                 fake_predictors.setdefault(modality, FakeCascade(modality))
                 return fake_predictors[modality]
             service = PredictionService(store, make_predictor=factory)

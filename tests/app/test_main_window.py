@@ -83,7 +83,7 @@ def test_predict_fills_results_with_probabilities_and_calls(qtbot, window, phant
 
 def test_gated_tasks_read_not_assessed(qtbot, make_window, phantom_store, FakeCascade):
     store, ids = phantom_store
-    service = PredictionService(store, make_predictor=lambda kind, m: FakeCascade(m, tumor_probability=0.2))
+    service = PredictionService(store, make_predictor=lambda kind, m: FakeCascade(m[0], tumor_probability=0.2))
     window = make_window(service=service)
     open_and_wait(qtbot, window, ids[0])
     assert window.results_panel.probability_text("grade", "fl_cnn[FL]") == "—"
@@ -148,7 +148,7 @@ def test_window_level_and_fit(qtbot, window, phantom_store):
 def test_worker_error_reaches_the_user(qtbot, make_window, phantom_store, message_boxes, FakeCascade):
     store, ids = phantom_store
     failing = PredictionService(store, make_predictor=lambda kind, m: FakeCascade(
-        m, error=RuntimeError("simulated inference failure: CUDA out of memory")))
+        m[0], error=RuntimeError("simulated inference failure: CUDA out of memory")))
     window = make_window(service=failing)
     open_and_wait(qtbot, window, ids[0], predicted=False)
     qtbot.waitUntil(lambda: bool(message_boxes["critical"]), timeout=WAIT_MS)
@@ -161,7 +161,7 @@ def test_worker_error_reaches_the_user(qtbot, make_window, phantom_store, messag
 
 def test_gui_thread_does_not_wait_for_inference(qtbot, make_window, phantom_store, FakeCascade):
     store, ids = phantom_store
-    slow = PredictionService(store, make_predictor=lambda kind, m: FakeCascade(m, delay_s=1.0))
+    slow = PredictionService(store, make_predictor=lambda kind, m: FakeCascade(m[0], delay_s=1.0))
     window = make_window(service=slow, auto_predict=False)
     open_and_wait(qtbot, window, ids[0], predicted=False)
     started = time.perf_counter()
@@ -243,10 +243,10 @@ def test_stored_predictions_show_before_a_new_run(qtbot, make_window, phantom_st
 def test_case_of_a_kind_without_view_shows_placeholder(qtbot, window, phantom_store):
     store, ids = phantom_store
     case = store.load_case(ids[0])
-    case.kind = "lymph_node"
+    case.kind = "fluoro_frame"  # no view yet (lymph nodes have one)
     window.show_case(case)
     assert isinstance(window.current_view(), PlaceholderView)
-    assert "lymph_node" in window.placeholder.label.text()
+    assert "fluoro_frame" in window.placeholder.label.text()
 
 
 def test_model_cards_dialog_lists_installed_cards(qtbot, window):

@@ -1,0 +1,114 @@
+"""MFI-FFP predictor: P(metastatic) for one lymph node from whichever of WLI / FI / PCI it has.
+
+The installed card whose modalities are exactly those present is used (tri-modal when all three
+exist; a bi- or uni-modal MFI-FFP variant otherwise). Grad-CAM comes from each branch's last feature
+layer (heatmap '<label>/<modality>' on that modality's image) and from the fusion layer (heatmap
+'<label>/fusion', drawn on WLI as in the paper's Fig. 5).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from engine.device import describe_device, select_device
+from engine.explain.gradcam import gradcam_maps
+from engine.predict.base import Prediction, Predictor
+from engine.preprocess.lymph_node import NODE_MODALITIES, check_node_images, preprocess_node
+from engine.registry import ModelCard, ModelError, create_model, load_card
+
+TASK = "metastatic"
+
+
+def card_name(modalities: Sequence[str]) -> str:
+    ordered = [m for m in NODE_MODALITIES if m in modalities]
+    return "mfi_ffp_" + "_".join(m.lower() for m in ordered)
+
+
+def model_name(modalities: Sequence[str]) -> str:
+    return "mfi_ffp[" + "+".join(m for m in NODE_MODALITIES if m in modalities) + "]"
+
+
+def installed_variant(present: Sequence[str]) -> list[str]:
+    """The modalities of the installed card that fits the images present (exact set), or a clear error."""
+    wanted = [m for m in NODE_MODALITIES if m in present]
+    if not wanted:
+        raise ValueError(f"MFI-FFP needs at least one of {', '.join(NODE_MODALITIES)}; the case has "
+                         f"{', '.join(present) or 'no image'}.")
+    try:
+        load_card(card_name(wanted))
+    except ModelError as exc:
+        raise ModelError(f"No MFI-FFP model is installed for {' + '.join(wanted)} ({exc})") from exc
+    return wanted
+
+
+class MFIFFPPredictor(Predictor):
+    """Runs one MFI-FFP card on the node images it needs; heatmaps per branch and at the fusion layer."""
+
+    def __init__(self, modalities: Sequence[str] = NODE_MODALITIES, device: str | torch.device | None = None,
+                 backend: str = "torch") -> None:
+        self.modalities = tuple(m for m in NODE_MODALITIES if m in modalities)
+        self.name = model_name(self.modalities)
+        self.device = device if isinstance(device, torch.device) else select_device(device)
+        self.net, self.card = create_model(card_name(self.modalities), device=self.device)
+        self.backend = backend
+        self._onnx = None
+        if backend == "onnx":
+            from engine.fastpath import OnnxRunner
+
+            self._onnx = OnnxRunner.for_model(self.net, self.card, self._example())
+        elif backend != "torch":
+            raise ValueError(f"Unknown backend {backend!r}: use 'torch' or 'onnx'.")
+
+    def _example(self) -> torch.Tensor:
+        size = int(self.card.input["size"][0])
+        return torch.zeros(1, 3 * len(self.modalities), size, size)
+
+    @property
+    def cards(self) -> dict[str, ModelCard]:
+        return {TASK: self.card}
+
+    def weight_hashes(self) -> dict[str, str]:
+        return {self.card.name: self.card.weights["sha256"]}
+
+    def predict(self, images: dict[str, np.ndarray], *, explain: bool = True,
+                bit_depths: dict[str, int] | None = None) -> Prediction:
+        check_node_images(images, self.modalities)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        chw, geometry = preprocess_node(images, self.modalities, self.card.preprocessing, bit_depths)
+        x = torch.from_numpy(chw)[None].to(self.device)
+        timings["preprocess"] = (time.perf_counter() - t0) * 1e3
+        t = time.perf_counter()
+        if self._onnx is not None:
+            logits = torch.from_numpy(self._onnx(chw[None]))
+        else:
+            with torch.inference_mode():
+                logits = self.net(x).float().cpu()
+        prob = float(torch.softmax(logits, dim=1)[0, 1])
+        timings["inference"] = (time.perf_counter() - t) * 1e3
+        threshold = float(self.card.thresholds["operating"])
+        pred = Prediction(model=self.name, weights_sha256=self.weight_hashes(), device=describe_device(self.device),
+                          probabilities={TASK: prob}, thresholds={TASK: threshold},
+                          calls={TASK: self.card.labels[1] if prob >= threshold else self.card.labels[0]})
+        if self._onnx is not None:
+            pred.notes.append("ONNX Runtime")
+        if explain:
+            t = time.perf_counter()
+            for key, layer in self.gradcam_targets().items():
+                cam = gradcam_maps(self.net, x, [layer])[0]
+                pred.heatmaps[f"{TASK}/{key}"] = np.clip(geometry.to_original(cam), 0, 1)
+            timings["gradcam"] = (time.perf_counter() - t) * 1e3
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        pred.timings_ms = timings
+        return pred
+
+    def gradcam_targets(self) -> dict[str, str]:
+        """{'WLI': 'branches.WLI.out', ..., 'fusion': 'fusion'}; no fusion map for a uni-modal net."""
+        targets = {m: f"branches.{m}.out" for m in self.modalities}
+        if len(self.modalities) > 1:
+            targets["fusion"] = "fusion"
+        return targets

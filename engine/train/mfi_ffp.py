@@ -1,0 +1,379 @@
+"""MFI-FFP training (Zhu et al., IEEE TMI 2024), in one process or under `torchrun` with DDP.
+
+Per the paper: Adam lr 1e-3, weight decay 3e-3, batch 32, 100 epochs, cosine schedule, 224 px inputs,
+random horizontal flip and rotation applied identically to the three aligned images, WLI background
+removed (automatically here), L_All = L_LDAM^reweighted + L_Focal + L_Intra, 7:3 split. Splits are
+patient-level (nodes of one patient never straddle train and test); the operating threshold is the ROC
+point closest to (0, 1) on validation patients held out of training.
+
+Under `torchrun --nproc_per_node N` every rank draws the same epoch permutation and takes its own
+slice of each global batch (batch_size / N per rank); DDP averages gradients (gloo on CPU, NCCL on
+CUDA); rank 0 evaluates and writes the card.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.metrics.classification import evaluate_binary, threshold_closest_to_corner
+from engine.nets.mfi_ffp import COMPACT_CONFIG, PAPER_CONFIG, gradcam_layers, load_imagenet_branches
+from engine.predict.lymph_node import card_name
+from engine.preprocess.lymph_node import NODE_MODALITIES, box_source, node_units, preprocessing_constants
+from engine.registry import ModelCard, build_net, save_weights, write_card
+from engine.train.augment import augment_aligned
+from engine.train.losses import MFILoss
+from engine.train.schedule import warmup_cosine
+from engine.train.splits import patient_split
+
+SOURCE = ("Zhu et al., Prediction of Lymph Node Metastasis in Colorectal Cancer using Intraoperative "
+          "Fluorescence Multi-modal Imaging, IEEE TMI 2024 (MFI-FFP).")
+LABELS = ["benign", "metastatic"]
+THRESHOLD_RULE = "ROC point closest to (FPR 0, TPR 1) on validation patients"
+MANIFEST_COLUMNS = ("node_id", "patient_id", "wli_path", "fi_path", "pci_path", "metastatic")
+
+
+@dataclass
+class NodeSample:
+    """One node: aligned images per modality (WLI/PCI RGB, FI grey), label 1 = metastatic."""
+
+    node_id: str
+    patient_id: str
+    label: int
+    images: dict[str, np.ndarray]
+    bit_depths: dict[str, int] = field(default_factory=dict)
+
+
+def load_node_manifest(path: str | Path) -> list[NodeSample]:
+    """A hospital's CSV: node_id, patient_id, wli_path, fi_path, pci_path, metastatic (0/1).
+
+    Paths are relative to the manifest's folder; an empty path means that modality was not captured
+    (such nodes can train only the models that do not need it)."""
+    from engine.io.images import read_image
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Manifest {path} not found.")
+    samples = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing columns {missing}; expected {', '.join(MANIFEST_COLUMNS)}.")
+        for line, row in enumerate(reader, start=2):
+            where = f"{path}:{line}"
+            label = (row["metastatic"] or "").strip()
+            if label not in ("0", "1"):
+                raise ValueError(f"{where}: column 'metastatic' must be 0 or 1, got {label!r}.")
+            images, depths = {}, {}
+            for m in NODE_MODALITIES:
+                rel = (row[f"{m.lower()}_path"] or "").strip()
+                if rel:
+                    image, meta = read_image(path.parent / rel)
+                    images[m], depths[m] = image, meta.bit_depth
+            samples.append(NodeSample(row["node_id"], row["patient_id"], int(label), images, depths))
+    if not samples:
+        raise ValueError(f"{path}: the manifest lists no nodes.")
+    return samples
+
+
+def phantom_samples(n_patients: int, nodes_per_patient: int, seed: int, size: int = 224) -> list[NodeSample]:
+    from engine.phantoms.lymph_node import make_node_dataset
+
+    records = make_node_dataset(n_patients=n_patients, nodes_per_patient=nodes_per_patient, seed=seed, size=size)
+    return [NodeSample(r.node_id, r.patient_id, int(r.label), dict(r.images), {m: 8 for m in r.images})
+            for r in records]
+
+
+@dataclass
+class NodeArrays:
+    """Nodes preprocessed once per crop source: (N, S, S, 9) uint8 (value * 255) per box source.
+
+    A model's crop box is found on WLI when it reads WLI, else on FI, else on PCI (as the predictor
+    does), so nets without WLI train on exactly the crops they will see."""
+
+    units: dict[str, np.ndarray]
+    labels: np.ndarray
+    patients: list[str]
+    node_ids: list[str]
+    constants: dict
+
+    def inputs(self, index: np.ndarray, modalities: Sequence[str]) -> np.ndarray:
+        units = self.units[box_source(modalities)]
+        channels = [c for m in modalities for c in range(3 * NODE_MODALITIES.index(m), 3 * NODE_MODALITIES.index(m) + 3)]
+        return units[index][..., channels].astype(np.float32) / 255.0
+
+
+def prepare_arrays(samples: list[NodeSample], input_size: int, sources: Sequence[str] = NODE_MODALITIES) -> NodeArrays:
+    constants = preprocessing_constants(input_size)
+    units = {}
+    for source in sources:
+        array = np.zeros((len(samples), input_size, input_size, 9), np.uint8)
+        for i, s in enumerate(samples):
+            present = [m for m in NODE_MODALITIES if m in s.images]
+            if source not in present:
+                continue  # this node cannot serve models that find the node on `source`
+            stack, _ = node_units(s.images, present, constants, s.bit_depths, box_modalities=[source])
+            for j, m in enumerate(present):
+                k = NODE_MODALITIES.index(m)
+                array[i, ..., 3 * k:3 * k + 3] = np.round(stack[..., 3 * j:3 * j + 3] * 255)
+        units[source] = array
+    return NodeArrays(units, np.array([s.label for s in samples], np.int64), [s.patient_id for s in samples],
+                      [s.node_id for s in samples], constants)
+
+
+@dataclass
+class MFIFFPTrainSettings:
+    preset: str = "compact"  # compact (demo, CPU) or paper (224 px, 512 x 7 x 7, ViT-B/16-sized)
+    modalities: tuple[str, ...] = NODE_MODALITIES
+    branches: dict = field(default_factory=lambda: {"WLI": "irb", "FI": "rb", "PCI": "vit"})
+    fusion: str = "mff"
+    loss_terms: tuple[str, ...] = ("ldam", "focal", "intra")
+    alpha: float = 1.0
+    beta: float = 1.0
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 3e-3
+    warmup_epochs: float = 0.0
+    rotation_degrees: float = 15.0
+    test_fraction: float = 0.3
+    val_fraction: float = 0.2
+    seed: int = 0
+    n_bootstrap: int = 1000
+    pretrained: dict = field(default_factory=dict)  # {"irb": path, "rb": path} local ImageNet files
+
+    def net_config(self) -> dict:
+        base = COMPACT_CONFIG if self.preset == "compact" else PAPER_CONFIG
+        return {**{k: v for k, v in base.items()}, "modalities": list(self.modalities),
+                "branches": {m: self.branches[m] for m in self.modalities}, "fusion": self.fusion}
+
+    @property
+    def input_size(self) -> int:
+        return int(self.net_config()["input_size"])
+
+    def augmentation(self) -> dict:
+        return {"hflip": True, "rotation_degrees": self.rotation_degrees, "identical_across_modalities": True}
+
+
+@dataclass
+class Split:
+    fit: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def describe(self, data: NodeArrays) -> dict:
+        y, p = data.labels, data.patients
+        return {"test_patients": sorted({p[i] for i in self.test}),
+                "validation_patients": sorted({p[i] for i in self.val}),
+                "n_train": int(len(self.fit)), "n_validation": int(len(self.val)), "n_test": int(len(self.test)),
+                "train_positive": int(y[self.fit].sum()), "validation_positive": int(y[self.val].sum()),
+                "test_positive": int(y[self.test].sum())}
+
+
+def make_split(data: NodeArrays, test_fraction: float = 0.3, val_fraction: float = 0.2, seed: int = 0) -> Split:
+    y = data.labels
+    train_mask, test_mask = patient_split(data.patients, test_fraction, seed, labels=y.tolist())
+    train_idx = np.flatnonzero(train_mask)
+    fit_sub, val_sub = patient_split([data.patients[i] for i in train_idx], val_fraction, seed + 1,
+                                     labels=y[train_idx].tolist())
+    return Split(train_idx[fit_sub], train_idx[val_sub], np.flatnonzero(test_mask))
+
+
+@dataclass
+class TrainOutcome:
+    net: torch.nn.Module
+    threshold: float
+    evaluation: object  # BinaryEvaluation
+    test_scores: np.ndarray
+    split: Split
+    history: list[dict]
+    seconds: float
+    settings: MFIFFPTrainSettings
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def to_tensor(batch: np.ndarray, constants: dict, device: torch.device | None = None) -> torch.Tensor:
+    """(B, S, S, 3M) [0, 1] -> (B, 3M, S, S) standardised, channels-last (faster convolutions on CPU)."""
+    m = batch.shape[-1] // 3
+    mean = np.asarray(list(constants["mean"]) * m, np.float32)
+    std = np.asarray(list(constants["std"]) * m, np.float32)
+    x = torch.from_numpy(((batch - mean) / std).transpose(0, 3, 1, 2).copy())
+    if device is not None:
+        x = x.to(device)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@torch.inference_mode()
+def predict_scores(net: torch.nn.Module, data: NodeArrays, index: np.ndarray, modalities: Sequence[str],
+                   batch_size: int = 64, device: torch.device | None = None) -> np.ndarray:
+    """P(metastatic) for the nodes in `index`."""
+    net.eval()
+    out = []
+    for start in range(0, len(index), batch_size):
+        x = to_tensor(data.inputs(index[start:start + batch_size], modalities), data.constants, device)
+        out.append(torch.softmax(net(x).float(), dim=1)[:, 1].cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def round_trip_fp16(net: torch.nn.Module) -> None:
+    """Round float parameters (not BN statistics) through fp16, as the shipped safetensors store them."""
+    with torch.no_grad():
+        for key, tensor in net.state_dict().items():
+            if tensor.is_floating_point() and "running_" not in key:
+                tensor.copy_(tensor.half().float())
+
+
+def check_ranks_agree(net: torch.nn.Module, world: int, say: Callable[[str], None] | None) -> None:
+    """DDP keeps every rank's weights equal; a parameter checksum compared across ranks proves it."""
+    import torch.distributed as dist
+
+    digest = torch.stack([p.detach().double().sum() for p in net.parameters()]).sum().reshape(1)
+    high, low = digest.clone(), digest.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    if float(high - low) != 0.0:
+        raise RuntimeError(f"DDP ranks diverged: parameter checksums range {float(low)} .. {float(high)}.")
+    if say:
+        say(f"DDP: weights identical on all {world} processes (checksum {float(digest):.6f})")
+
+
+def train_mfi_ffp(data: NodeArrays, settings: MFIFFPTrainSettings, split: Split | None = None,
+                  progress: Callable[[str], None] | None = None) -> TrainOutcome | None:
+    """Train one configuration and evaluate it on the held-out test patients (rank 0 only returns)."""
+    s = settings
+    say = progress or (lambda _msg: None)
+    rank, world = distributed()
+    started = time.perf_counter()
+    torch.manual_seed(s.seed)
+    rng = np.random.default_rng(s.seed)  # same on every rank: same permutation, each rank takes its slice
+    aug_rng = np.random.default_rng([s.seed, rank])
+    split = split or make_split(data, s.test_fraction, s.val_fraction, s.seed)
+    y = data.labels
+    if s.batch_size % world:
+        raise ValueError(f"batch size {s.batch_size} is not divisible by the {world} processes.")
+    net = build_net("mfi_ffp", s.net_config()).to(memory_format=torch.channels_last)
+    if s.pretrained:
+        load_imagenet_branches(net, s.pretrained)
+    model: torch.nn.Module = net
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters="intra" in s.loss_terms
+                                                          and len(s.loss_terms) == 1)
+    counts = [int((y[split.fit] == 0).sum()), int((y[split.fit] == 1).sum())]
+    criterion = MFILoss(counts, tuple(s.loss_terms), alpha=s.alpha, beta=s.beta)
+    optimizer = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    iters = int(np.ceil(len(split.fit) / s.batch_size))
+    scheduler = warmup_cosine(optimizer, max(1, s.epochs * iters), int(s.warmup_epochs * iters))
+    aug = s.augmentation()
+    history = []
+    for epoch in range(s.epochs):
+        model.train()
+        order = rng.permutation(split.fit)
+        total, seen = 0.0, 0
+        for start in range(0, len(order), s.batch_size):
+            batch = order[start:start + s.batch_size]
+            if len(batch) < 2 * world:
+                continue  # BatchNorm needs more than one sample per process
+            mine = batch[rank * len(batch) // world:(rank + 1) * len(batch) // world]
+            stack = data.inputs(mine, s.modalities)
+            x = to_tensor(np.stack([augment_aligned(u, aug_rng, aug) for u in stack]), data.constants)
+            target = torch.from_numpy(y[mine])
+            logits = model(x)
+            loss = criterion(logits, target, net.last_features)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(mine)
+            seen += len(mine)
+        history.append({"epoch": epoch + 1, "loss": total / max(seen, 1), "lr": scheduler.get_last_lr()[0]})
+        if rank == 0:
+            say(f"{card_name(s.modalities)} epoch {epoch + 1}/{s.epochs} loss {history[-1]['loss']:.4f}")
+    if world > 1:
+        check_ranks_agree(net, world, say if rank == 0 else None)
+    if rank != 0:
+        return None
+    round_trip_fp16(net)  # evaluate exactly the weights that ship
+    val_scores = predict_scores(net, data, split.val, s.modalities)
+    threshold = float(threshold_closest_to_corner(y[split.val], val_scores))
+    test_scores = predict_scores(net, data, split.test, s.modalities)
+    evaluation = evaluate_binary(y[split.test], test_scores, threshold, n_resamples=s.n_bootstrap, seed=s.seed)
+    return TrainOutcome(net, threshold, evaluation, test_scores, split, history, time.perf_counter() - started, s)
+
+
+def build_card(outcome: TrainOutcome, data: NodeArrays, data_description: dict, command: str,
+               ablation: dict | None = None) -> ModelCard:
+    s = outcome.settings
+    config = s.net_config()
+    name = card_name(s.modalities)
+    pretrained = (", ".join(f"{k}: {Path(v).name}" for k, v in s.pretrained.items()) if s.pretrained
+                  else "none: trained from scratch (no ImageNet weights available offline)")
+    mods = " + ".join(s.modalities)
+    return ModelCard(
+        name=name,
+        family="mfi_ffp",
+        task="metastatic: benign vs metastatic lymph node",
+        config=config,
+        input={"modalities": list(s.modalities), "channels": 3 * len(s.modalities),
+               "size": [s.input_size, s.input_size],
+               "accepts": "aligned images of one node: WLI RGB, FI grey (8/16-bit), PCI RGB; one size for all"},
+        preprocessing=data.constants,
+        labels=LABELS,
+        thresholds={"operating": round(outcome.threshold, 6)},
+        gradcam_layers=list(gradcam_layers(config).values()),
+        training={
+            "data": data_description,
+            "preset": s.preset,
+            "pretrained": pretrained,
+            "epochs": s.epochs, "batch_size": s.batch_size, "optimizer": "Adam", "lr": s.lr,
+            "weight_decay": s.weight_decay, "schedule": "cosine annealing per iteration",
+            "loss": (f"terms {'+'.join(s.loss_terms)}; L_All = LDAM(reweighted, C=0.5, margins C/n_j^0.25) + "
+                     f"{s.alpha} * Focal(kappa=2) + {s.beta} * Intra(Pearson on fused feature vectors); "
+                     "class weights (0.15, 0.85)"),
+            "augmentation": s.augmentation(),
+            "split": "patient-level 70/30; threshold chosen on validation patients held out of training",
+            **outcome.split.describe(data),
+            "seed": s.seed,
+            "train_seconds": round(outcome.seconds, 1),
+            "regenerate": command,
+        },
+        evaluation={
+            "description": (f"Held-out test patients ({len(outcome.split.test)} nodes), operating threshold "
+                            f"{outcome.threshold:.3f} chosen by: {THRESHOLD_RULE}. 95% CIs from "
+                            f"{s.n_bootstrap} bootstrap resamples."),
+            "threshold_rule": THRESHOLD_RULE,
+            **outcome.evaluation.to_dict(),
+            **({"ablation": ablation} if ablation else {}),
+        },
+        weights={"file": f"{name}.safetensors"},
+        description=(f"MFI-FFP {'tri' if len(s.modalities) == 3 else 'bi' if len(s.modalities) == 2 else 'uni'}-modal "
+                     f"({mods}) lymph-node metastasis classifier, {s.fusion.upper()} fusion, "
+                     f"branches {', '.join(f'{m}: {s.branches[m].upper()}' for m in s.modalities)}."),
+        source=SOURCE,
+    )
+
+
+def save_trained(outcome: TrainOutcome, data: NodeArrays, data_description: dict, command: str,
+                 ablation: dict | None = None) -> ModelCard:
+    card = build_card(outcome, data, data_description, command, ablation)
+    save_weights(outcome.net, card, dtype="float16")
+    write_card(card)
+    return card

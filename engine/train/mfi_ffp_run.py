@@ -1,0 +1,260 @@
+"""`oncolens train|evaluate|bench mfi_ffp`: the command-line side of MFI-FFP (no Qt)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from engine.predict.lymph_node import card_name
+from engine.preprocess.lymph_node import NODE_MODALITIES
+from engine.train.mfi_ffp import MFIFFPTrainSettings, NodeArrays, Split, phantom_samples, prepare_arrays
+from engine.train.mfi_ffp_ablation import (
+    ABLATIONS,
+    format_ablation,
+    resolve_names,
+    run_ablation,
+    write_ablation,
+)
+
+Say = Callable[[str], None]
+ALL_VARIANTS = [("WLI", "FI", "PCI"), ("WLI", "FI"), ("FI", "PCI"), ("WLI", "PCI"), ("WLI",), ("FI",), ("PCI",)]
+
+
+def row_name(modalities: Sequence[str]) -> str:
+    return "tri-modal" if len(modalities) == 3 else "+".join(modalities)
+
+
+def parse_variants(spec: str) -> list[tuple[str, ...]]:
+    if spec in ("all", "installed"):
+        return list(ALL_VARIANTS)
+    out = []
+    for part in spec.split(","):
+        mods = tuple(m for m in NODE_MODALITIES if m in part.strip().upper().split("+"))
+        if not mods or len(mods) != len(part.strip().split("+")):
+            raise ValueError(f"Unknown modality set {part!r}: use e.g. WLI+FI+PCI, WLI+FI, FI.")
+        out.append(mods)
+    return out
+
+
+def node_data(source: str, n_patients: int, nodes_per_patient: int, seed: int) -> tuple[list, dict]:
+    from engine.train.mfi_ffp import load_node_manifest
+
+    if source == "phantom":
+        return phantom_samples(n_patients, nodes_per_patient, seed), {
+            "kind": "phantom", "generator": "engine.phantoms.lymph_node.make_node_dataset",
+            "n_patients": n_patients, "nodes_per_patient": nodes_per_patient, "seed": seed,
+            "note": "synthetic phantom nodes, not patient data; demo weights only"}
+    return load_node_manifest(source), {"kind": "manifest", "path": str(source)}
+
+
+def _input_size(preset: str) -> int:
+    return MFIFFPTrainSettings(preset=preset).input_size
+
+
+def cmd_train_mfi_ffp(args, argv: Sequence[str], say: Say) -> int:
+    """Train the modality variants (and optional ablation rows); install the variants' cards."""
+    import torch
+
+    from engine.paths import models_dir
+    from engine.train.mfi_ffp import distributed, save_trained
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("WORLD_SIZE", "1"))))
+    rank, _ = distributed()
+    preset = args.preset
+    epochs = args.epochs or (100 if preset == "paper" else 12)
+    samples, description = node_data(args.data, args.phantom_patients or 60, args.phantom_nodes,
+                                     args.phantom_seed or 2024)
+    data = prepare_arrays(samples, _input_size(preset))
+    variants = parse_variants(args.variants)
+    names = list(dict.fromkeys([row_name(v) for v in variants] + (resolve_names(args.ablation) if args.ablation else [])))
+    pretrained = {k: v for k, v in (("irb", args.pretrained_irb), ("rb", args.pretrained_rb)) if v}
+    base = MFIFFPTrainSettings(preset=preset, epochs=epochs, batch_size=args.batch_size, pretrained=pretrained)
+    command = "oncolens " + " ".join(shlex.quote(a) for a in argv)
+    previous = os.environ.get("ONCOLENS_MODELS_DIR")
+    if args.models_dir:
+        os.environ["ONCOLENS_MODELS_DIR"] = str(Path(args.models_dir).resolve())
+    try:
+        rows = run_ablation(data, names, base, runs=args.runs, progress=say if rank == 0 else None)
+        if rank != 0:
+            return 0
+        title = (f"MFI-FFP ablation on phantom test patients ({len(rows[0].median.split.test)} nodes), "
+                 f"{preset} configuration, {epochs} epochs, median of {args.runs} run(s)")
+        table = format_ablation(rows, markdown=True)
+        out = Path(args.out) if args.out else models_dir() / card_name(NODE_MODALITIES) / "ablation"
+        paths = write_ablation(rows, data, out, title)
+        print(format_ablation(rows))
+        by_name = {r.name: r for r in rows}
+        for v in variants:
+            row = by_name[row_name(v)]
+            ablation = {"title": title, "rows": [r.to_dict() for r in rows], "markdown": table,
+                        "files": sorted(p.name for p in paths.values())} if len(v) == 3 else None
+            card = save_trained(row.median, data, description, command, ablation=ablation)
+            auc = row.metric("auc")
+            say(f"{card.name}: test AUC {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}] -> {card.folder}")
+        say(f"ablation tables in {out}")
+    finally:
+        if args.models_dir:
+            if previous is None:
+                os.environ.pop("ONCOLENS_MODELS_DIR", None)
+            else:
+                os.environ["ONCOLENS_MODELS_DIR"] = previous
+    return 0
+
+
+def installed_variants() -> list[tuple[str, ...]]:
+    from engine.registry import ModelError, load_card
+
+    found = []
+    for v in ALL_VARIANTS:
+        try:
+            load_card(card_name(v))
+            found.append(v)
+        except ModelError:
+            pass
+    return found
+
+
+def evaluate_installed(data: NodeArrays, variants: list[tuple[str, ...]], split_name: str, out_dir: Path,
+                       n_bootstrap: int = 1000) -> list[dict]:
+    """Score the installed variant cards at their operating thresholds; CSV/JSON tables and a ROC PNG."""
+    from engine.device import select_device
+    from engine.metrics.classification import evaluate_binary, write_evaluation
+    from engine.metrics.plots import plot_roc
+    from engine.nets.mfi_ffp import count_flops, count_parameters
+    from engine.registry import create_model
+    from engine.train.mfi_ffp import predict_scores
+
+    device = select_device()
+    evaluations, curves, rows = {}, {}, []
+    for v in variants:
+        net, card = create_model(card_name(v), device=device)
+        index = np.arange(len(data.labels))
+        if split_name == "test":
+            test_patients = set(card.training.get("test_patients", []))
+            index = np.array([i for i, p in enumerate(data.patients) if p in test_patients])
+        if len(index) == 0:
+            raise ValueError(f"{card.name}: no nodes of its test patients in this data; use --split all.")
+        y = data.labels[index]
+        scores = predict_scores(net, data, index, v, device=device)
+        ev = evaluate_binary(y, scores, float(card.thresholds["operating"]), n_resamples=n_bootstrap)
+        evaluations[row_name(v)], curves[row_name(v)] = ev, (y, scores)
+        d = ev.to_dict()
+        rows.append({"variant": row_name(v), "model": card.name, "n": int(len(y)), "positives": int(y.sum()),
+                     **{k: d["metrics"][k] for k in ("auc", "accuracy", "f1", "sensitivity", "specificity")},
+                     "params_m": count_parameters(net) / 1e6, "gflops": count_flops(net.cpu()) / 2e9})
+        net.to(device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_evaluation(evaluations, out_dir, f"mfi_ffp_{split_name}")
+    plot_roc(curves, out_dir / f"mfi_ffp_{split_name}_roc.png", title=f"MFI-FFP variants ({split_name} split)")
+    (out_dir / f"mfi_ffp_{split_name}_table.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    return rows
+
+
+def _cell(e: dict) -> str:
+    return "n/a" if e["value"] is None else f"{e['value']:.3f} ({e['ci_low']:.3f}, {e['ci_high']:.3f})"
+
+
+def cmd_evaluate_mfi_ffp(args, say: Say) -> int:
+    from engine.registry import load_card
+
+    out = Path(args.out)
+    if args.ablation:
+        samples, _ = node_data(args.data, args.phantom_patients, args.phantom_nodes, args.phantom_seed)
+        data = prepare_arrays(samples, _input_size(args.preset))
+        base = MFIFFPTrainSettings(preset=args.preset, epochs=args.epochs, n_bootstrap=args.bootstrap)
+        rows = run_ablation(data, resolve_names(args.ablation), base, runs=args.runs, progress=say)
+        title = f"MFI-FFP ablation ({args.preset}, {args.epochs} epochs, median of {args.runs} run(s))"
+        write_ablation(rows, data, out, title)
+        print(format_ablation(rows))
+        say(f"wrote CSV, JSON, Markdown and ROC PNG to {out}/")
+        return 0
+    variants = installed_variants() if args.variants == "installed" else parse_variants(args.variants)
+    if not variants:
+        raise ValueError("No MFI-FFP model cards are installed; train them with `oncolens train mfi_ffp`.")
+    card = load_card(card_name(variants[0]))
+    desc = card.training["data"]
+    if args.data == "phantom":
+        if desc.get("kind") != "phantom":
+            raise ValueError("The installed cards were trained on a manifest; pass --data <manifest.csv>.")
+        samples, _ = node_data("phantom", desc["n_patients"], desc["nodes_per_patient"], desc["seed"])
+    else:
+        samples, _ = node_data(args.data, 0, 0, 0)
+    data = prepare_arrays(samples, int(card.input["size"][0]))
+    rows = evaluate_installed(data, variants, args.split, out, args.bootstrap)
+    print(f"{'variant':<12} {'n':>5} {'pos':>4}  {'AUC (95% CI)':<24} {'ACC (95% CI)':<24} {'F1 (95% CI)':<24} "
+          f"{'params M':>8} {'GFLOPs':>7}")
+    for r in rows:
+        print(f"{r['variant']:<12} {r['n']:>5} {r['positives']:>4}  {_cell(r['auc']):<24} {_cell(r['accuracy']):<24} "
+              f"{_cell(r['f1']):<24} {r['params_m']:>8.2f} {r['gflops']:>7.3f}")
+    say(f"wrote CSV, JSON and ROC PNG to {out}/")
+    return 0
+
+
+def _percentiles(times: list[float]) -> tuple[float, float]:
+    a = np.asarray(times) * 1e3
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def cmd_bench_mfi_ffp(args, say: Say) -> int:
+    """Per-case latency of the tri-modal net: eager PyTorch vs ONNX Runtime, same process, same inputs."""
+    import torch
+
+    from engine.phantoms.lymph_node import make_node_dataset
+    from engine.predict.lymph_node import MFIFFPPredictor
+    from engine.preprocess.lymph_node import preprocess_node
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    eager = MFIFFPPredictor(NODE_MODALITIES, device="cpu")
+    t = time.perf_counter()
+    fast = MFIFFPPredictor(NODE_MODALITIES, device="cpu", backend="onnx")
+    say(f"ONNX graph ready in {time.perf_counter() - t:.1f} s (cached in the user data folder)")
+    nodes = make_node_dataset(n_patients=2, nodes_per_patient=10, seed=99)
+    inputs = [torch.from_numpy(preprocess_node(n.images, NODE_MODALITIES, eager.card.preprocessing)[0])[None]
+              for n in nodes]
+    results: dict[str, list[float]] = {"preprocess": [], "eager": [], "onnx": [], "gradcam": []}
+    diffs = []
+    for i in range(args.repeats):
+        node, x = nodes[i % len(nodes)], inputs[i % len(inputs)]
+        t = time.perf_counter()
+        preprocess_node(node.images, NODE_MODALITIES, eager.card.preprocessing)
+        results["preprocess"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        with torch.inference_mode():
+            ref = torch.softmax(eager.net(x), 1)[0, 1].item()
+        results["eager"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        out = fast._onnx(x.numpy())
+        results["onnx"].append(time.perf_counter() - t)
+        diffs.append(abs(float(torch.softmax(torch.from_numpy(out), 1)[0, 1]) - ref))
+        if i < 10:
+            t = time.perf_counter()
+            eager.predict(node.images, explain=True)
+            results["gradcam"].append(time.perf_counter() - t)
+    eager_p50, eager_p99 = _percentiles(results["eager"])
+    rows = [("preprocess (WLI background removal, resize)", *_percentiles(results["preprocess"])),
+            ("eager PyTorch fp32", eager_p50, eager_p99),
+            ("ONNX Runtime fp32", *_percentiles(results["onnx"])),
+            ("full predict incl. 4 Grad-CAMs (eager)", *_percentiles(results["gradcam"]))]
+    print(f"MFI-FFP tri-modal ({eager.card.name}, input {eager.card.input['size']}), batch 1, "
+          f"{torch.get_num_threads()} CPU threads, {args.repeats} repeats")
+    print(f"{'path':<44} {'p50 ms':>8} {'p99 ms':>8} {'speed-up (p50)':>15}")
+    for name, p50, p99 in rows:
+        ratio = f"{eager_p50 / p50:.2f}x" if name.startswith(("eager", "ONNX")) else ""
+        print(f"{name:<44} {p50:>8.2f} {p99:>8.2f} {ratio:>15}")
+    print(f"max |P_onnx - P_eager| over {args.repeats} cases: {max(diffs):.2e}")
+    if args.out:
+        with open(args.out, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["path", "p50_ms", "p99_ms"])
+            writer.writerows([(n, f"{a:.3f}", f"{b:.3f}") for n, a, b in rows])
+    return 0
+
+
+__all__ = ["ABLATIONS", "Split", "cmd_bench_mfi_ffp", "cmd_evaluate_mfi_ffp", "cmd_train_mfi_ffp"]

@@ -1,0 +1,139 @@
+"""MFI-FFP end to end on tiny phantom data: preprocessing, training (one process and DDP), cards,
+the predictor (heatmaps, ONNX fast path) and the ablation table."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.io.images import ImageReadError
+from engine.phantoms.lymph_node import make_node_dataset
+from engine.preprocess.lymph_node import (
+    check_node_images,
+    foreground_mask,
+    node_units,
+    preprocessing_constants,
+)
+from engine.train.mfi_ffp import (
+    MFIFFPTrainSettings,
+    NodeSample,
+    make_split,
+    prepare_arrays,
+    save_trained,
+    train_mfi_ffp,
+)
+from engine.train.mfi_ffp_ablation import format_ablation, resolve_names, run_ablation
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def nodes():
+    return make_node_dataset(n_patients=8, nodes_per_patient=6, seed=5, size=160, positive_rate=0.3)
+
+
+@pytest.fixture(scope="module")
+def arrays(nodes):
+    samples = [NodeSample(n.node_id, n.patient_id, int(n.label), dict(n.images)) for n in nodes]
+    return prepare_arrays(samples, 80)
+
+
+def test_wli_background_removal_finds_the_node(nodes):
+    ious = []
+    for n in nodes[:12]:
+        mask = foreground_mask(n.images["WLI"])
+        ious.append((mask & n.mask).sum() / (mask | n.mask).sum())
+    assert np.median(ious) > 0.85, ious
+
+
+def test_preprocessing_is_aligned_and_keeps_pci_background(nodes):
+    n = nodes[0]
+    units, box = node_units(n.images, ("WLI", "FI", "PCI"), preprocessing_constants(80))
+    assert units.shape == (80, 80, 9) and units.dtype == np.float32
+    assert box.height == n.images["WLI"].shape[0]
+    ys, xs = np.nonzero(n.mask)  # the crop is centred on the node and holds all of it
+    assert box.top <= ys.min() and ys.max() < box.top + box.side
+    assert box.left <= xs.min() and xs.max() < box.left + box.side
+    wli, pci = units[..., 0:3], units[..., 6:9]
+    inside = box.cut(np.ones(n.mask.shape, np.float32)) > 0  # pixels of the image, not padding
+    inside = cv2.resize(inside.astype(np.uint8), (80, 80), interpolation=cv2.INTER_NEAREST) > 0
+    cloth = (wli.sum(axis=2) == 0) & inside
+    assert cloth.mean() > 0.3  # cloth removed from WLI ...
+    assert pci[cloth].mean() > 0.05  # ... but kept in PCI, as in the paper
+    heat = box.to_original(np.ones((80, 80), np.float32))
+    assert heat.shape == n.mask.shape and heat[n.mask].min() > 0.99
+
+
+def test_mismatched_or_missing_images_are_clear_errors(nodes):
+    images = dict(nodes[0].images)
+    images["FI"] = images["FI"][:-4]
+    with pytest.raises(ImageReadError, match="not aligned.*FI 156x160"):
+        check_node_images(images, ("WLI", "FI", "PCI"))
+    with pytest.raises(ImageReadError, match="missing: PCI"):
+        check_node_images({"WLI": images["WLI"]}, ("WLI", "PCI"))
+
+
+def test_train_save_and_predict_with_heatmaps_and_onnx(arrays, tmp_path, monkeypatch):
+    monkeypatch.setenv("ONCOLENS_MODELS_DIR", str(tmp_path / "models"))
+    settings = MFIFFPTrainSettings(epochs=1, batch_size=8, n_bootstrap=50)
+    outcome = train_mfi_ffp(arrays, settings)
+    assert outcome is not None and 0.0 <= outcome.threshold <= 1.0
+    assert len(outcome.test_scores) == len(outcome.split.test)
+    assert set(arrays.patients[i] for i in outcome.split.test).isdisjoint(
+        arrays.patients[i] for i in outcome.split.fit)
+    card = save_trained(outcome, arrays, {"kind": "phantom"}, "pytest")
+    assert card.name == "mfi_ffp_wli_fi_pci" and card.weights["dtype"] == "float16"
+    assert (tmp_path / "models" / card.name / "README.md").is_file()
+
+    from engine.phantoms.lymph_node import make_node_dataset
+    from engine.predict.lymph_node import MFIFFPPredictor
+
+    node = make_node_dataset(n_patients=1, nodes_per_patient=1, seed=9, size=150)[0]
+    predictor = MFIFFPPredictor(device="cpu")
+    pred = predictor.predict(node.images, explain=True)
+    assert pred.model == "mfi_ffp[WLI+FI+PCI]"
+    assert 0.0 <= pred.probabilities["metastatic"] <= 1.0
+    assert pred.calls["metastatic"] in ("benign", "metastatic")
+    assert set(pred.heatmaps) == {"metastatic/WLI", "metastatic/FI", "metastatic/PCI", "metastatic/fusion"}
+    for heat in pred.heatmaps.values():
+        assert heat.shape == (150, 150) and heat.min() >= 0 and heat.max() <= 1
+
+    fast = MFIFFPPredictor(device="cpu", backend="onnx")
+    assert fast.predict(node.images, explain=False).probabilities["metastatic"] == pytest.approx(
+        pred.probabilities["metastatic"], abs=1e-4)
+
+
+def test_ablation_rows_and_table(arrays):
+    assert resolve_names("modalities")[:2] == ["tri-modal", "WLI+FI"]
+    with pytest.raises(ValueError, match="Unknown ablation"):
+        resolve_names("tri-LSTM")
+    base = MFIFFPTrainSettings(epochs=1, batch_size=8, n_bootstrap=20)
+    rows = run_ablation(arrays, ["FI", "concat"], base, runs=2, split=make_split(arrays))
+    assert [r.name for r in rows] == ["FI", "concat"]
+    assert len(rows[0].runs_auc) == 2 and rows[0].params_m < rows[1].params_m
+    table = format_ablation(rows)
+    assert "FI" in table and "0.6396" in table  # the paper's FI AUC sits beside ours
+    assert "|" in format_ablation(rows, markdown=True)
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_cpu_processes(tmp_path):
+    """`torchrun --nproc_per_node 2` with gloo: both ranks finish and rank 0 writes the card."""
+    env = {**os.environ, "ONCOLENS_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+           "-m", "engine.cli", "train", "mfi_ffp", "--variants", "FI", "--epochs", "1", "--batch-size", "8",
+           "--phantom-patients", "6", "--phantom-nodes", "6", "--models-dir", str(tmp_path / "models"),
+           "--out", str(tmp_path / "ablation")]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "weights identical on all 2 processes" in done.stderr  # gradients were averaged
+    assert (tmp_path / "models" / "mfi_ffp_fi" / "config.json").is_file()
+    assert (tmp_path / "ablation" / "mfi_ffp_ablation.csv").is_file()
+
