@@ -201,6 +201,7 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentWidget(view)
         view.show_case(case)
         self.results_panel.set_case(case.id, truth_labels(case))
+        self.model_label.setText(self.service.cards_label(case.kind))  # this kind's models until a prediction
         self.statusBar().showMessage(f"Opened {case.id}", 4000)
 
     def _view_for(self, kind: str) -> CaseView:

@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--no-demo", action="store_true", help="do not import the bundled demo cases")
 
     pr = sub.add_parser("predict", help="run the models on image files or case bundles")
-    pr.add_argument("paths", nargs="+", help="image files (FL/WL guessed from name or content) or bundle folders")
+    pr.add_argument("paths", nargs="+", help="image files (FL/WL guessed from name or content), the WLI/FI/PCI "
+                                             "files of one lymph node (named *wli*, *fi*, *pci*), or bundle folders")
     pr.add_argument("--out", help="write results to this .json or .csv file (default: JSON to stdout)")
     pr.add_argument("--modality", choices=[FL, WL], help="treat every loose image file as this modality")
     pr.add_argument("--explain", action="store_true", help="also compute Grad-CAM (slower; saved with --save-bundles)")
@@ -69,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     md.add_argument("--seed", type=int, default=7)
 
     sub.add_parser("models", help="list the installed model cards")
+
+    from engine.studies import add_study_parsers
+
+    add_study_parsers(sub)
     return p
 
 
@@ -111,8 +116,17 @@ def cmd_models() -> int:
 
 
 def _cases_from_paths(paths: Sequence[str], modality: str | None):
-    from engine.cases.loading import case_from_images, load_case_source
+    from engine.cases.loading import (
+        case_from_images,
+        case_from_loose_images,
+        load_case_source,
+        looks_like_node_images,
+    )
 
+    files = [Path(p) for p in paths]
+    if not modality and len(files) > 1 and all(f.is_file() for f in files) and looks_like_node_images(files):
+        yield " ".join(paths), case_from_loose_images(files)  # the WLI/FI/PCI images of one lymph node
+        return
     for raw in paths:
         path = Path(raw)
         yield raw, (case_from_images([path], modality=modality) if modality and path.is_file()
@@ -271,6 +285,10 @@ def main(argv: Sequence[str] | None = None, gui_launcher: Callable[..., int] | N
 
                 return cmd_evaluate_mfi_ffp(args, _say)
             return cmd_evaluate(args)
+        if command == "study":
+            from engine.studies import run_study_command
+
+            return run_study_command(args, _say)
         if command == "bench":
             from engine.train.mfi_ffp_run import cmd_bench_mfi_ffp
 

@@ -19,7 +19,7 @@ def main() -> int:
 
     from app.main import configure_application, import_demo_cases
     from app.main_window import MainWindow
-    from app.workers import wait_for_workers
+    from app.workers import pending_workers, wait_for_workers
     from engine.store import Store
 
     out = sys.argv[1] if len(sys.argv) > 1 else "resources/screenshot.png"
@@ -34,7 +34,7 @@ def main() -> int:
     window.case_browser.refresh(select_id=case_id)
     window.open_case(case_id)
     deadline = time.monotonic() + 300
-    while len(window.predictions) < 2 and time.monotonic() < deadline:
+    while (not window.predictions or pending_workers()) and time.monotonic() < deadline:
         app.processEvents()
         time.sleep(0.02)
     wait_for_workers(timeout=30)

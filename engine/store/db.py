@@ -424,6 +424,22 @@ class Store:
             ).all()
         return [{**json.loads(r.summary_json), "id": r.id, "case_id": r.case_id} for r in records]
 
+    # -- transactions for engine packages with their own tables --------------------------------
+
+    @contextmanager
+    def transaction(self, *, write: bool) -> Iterator[Session]:
+        """A short ORM transaction for engine packages that keep their own tables here (engine.studies):
+        committed on leaving, rolled back on error; `write=True` waits for SQLite's write lock up front."""
+        with self._session(write=write) as session:
+            yield session
+
+    @staticmethod
+    def record_event(
+        session: Session, actor: str, action: str, entity: str, entity_id: str, detail: dict[str, Any]
+    ) -> None:
+        """Append an audit event inside an open `transaction`, so it commits with the change it describes."""
+        Store._record_event(session, actor, action, entity, str(entity_id), detail)
+
     # -- audit log ------------------------------------------------------------------------------
 
     def audit(

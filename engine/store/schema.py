@@ -6,7 +6,18 @@ The tables themselves are created by the Alembic migrations in `migrations/versi
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, ForeignKey, Integer, MetaData, String, Text, event
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Stable constraint names, so later migrations (batch mode on SQLite) can find and alter them.
@@ -77,4 +88,108 @@ def _refuse_audit_change(mapper, connection, target: AuditEvent) -> None:
     raise StoreError(
         f"audit_events is append-only: event {target.id} cannot be changed or deleted. "
         "Record a new event instead."
+    )
+
+
+# -- reader studies (migration 0002) --------------------------------------------------------------
+
+
+class StudyRecord(Base):
+    """One reader study: its question, what readers see, its arms and the model it is compared with."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    task_label: Mapped[str] = mapped_column(String(64))  # truth / prediction label, e.g. "metastatic"
+    case_kind: Mapped[str] = mapped_column(String(64))
+    question: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    confidence_scale: Mapped[str] = mapped_column(String(16))  # "5-point" or "0-100"
+    contours: Mapped[bool] = mapped_column(Boolean, default=False)  # readers also draw a contour
+    modalities: Mapped[str] = mapped_column(String(256))  # comma list: what readers see
+    arms: Mapped[str] = mapped_column(String(64))  # comma list in reading order: "unaided", "aided"
+    model: Mapped[str] = mapped_column(String(128))
+    model_threshold: Mapped[float] = mapped_column(Float)
+    seed: Mapped[int] = mapped_column(Integer)
+    repeat_reads: Mapped[int] = mapped_column(Integer, default=0)
+    washout_days: Mapped[float] = mapped_column(Float, default=0.0)
+    created: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class StudyCaseRecord(Base):
+    """A case of a study, in the study's own order, with the model output frozen when the study was made."""
+
+    __tablename__ = "study_cases"
+    __table_args__ = (UniqueConstraint("study_id", "case_id", name="uq_study_cases_study_id"),)
+
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(128))  # no foreign key: see migration 0002
+    prediction_id: Mapped[int] = mapped_column(Integer)  # provenance: predictions.id at creation
+    model_probability: Mapped[float] = mapped_column(Float)
+
+
+class ReaderRecord(Base):
+    """A reader enrolled in one study; the PIN is kept only as a salted KDF hash."""
+
+    __tablename__ = "readers"
+
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"), primary_key=True)
+    reader_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(256))
+    pin_hash: Mapped[str] = mapped_column(String(256))
+    created: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class ReadingSessionRecord(Base):
+    """One reader reading all the study's cases once in one arm (round 2+ are repeat reads)."""
+
+    __tablename__ = "reading_sessions"
+    __table_args__ = (
+        UniqueConstraint("study_id", "reader_id", "arm", "round", name="uq_reading_sessions_study_id"),
+        ForeignKeyConstraint(["study_id", "reader_id"], ["readers.study_id", "readers.reader_id"],
+                             name="fk_reading_sessions_study_id_readers"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[str] = mapped_column(String(128))
+    reader_id: Mapped[str] = mapped_column(String(128))
+    arm: Mapped[str] = mapped_column(String(16))
+    round: Mapped[int] = mapped_column(Integer)
+    order_json: Mapped[str] = mapped_column(Text)  # case ids in this session's reading order
+    order_seed: Mapped[str] = mapped_column(String(40))  # the seed that drew the order (decimal)
+    started: Mapped[str] = mapped_column(String(40))
+    completed: Mapped[str | None] = mapped_column(String(40))
+
+
+class ReadRecord(Base):
+    """One answer. Never changed: a changed answer is a new row that `supersedes` the old one."""
+
+    __tablename__ = "reads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("reading_sessions.id"), index=True)
+    study_id: Mapped[str] = mapped_column(String(128), index=True)
+    reader_id: Mapped[str] = mapped_column(String(128))
+    case_id: Mapped[str] = mapped_column(String(128))
+    positive: Mapped[bool] = mapped_column(Boolean)  # the call on the study's task label
+    confidence: Mapped[float] = mapped_column(Float)  # rating on the study's scale, higher = more likely positive
+    comment: Mapped[str] = mapped_column(Text, default="")
+    contour_json: Mapped[str | None] = mapped_column(Text)  # list of [[x, y], ...] polygons
+    shown_at: Mapped[str] = mapped_column(String(40))
+    answered_at: Mapped[str] = mapped_column(String(40))
+    seconds: Mapped[float] = mapped_column(Float)  # time the case was on screen up to this answer
+    supersedes: Mapped[int | None] = mapped_column(Integer)  # id of the read this one replaces
+
+
+@event.listens_for(ReadRecord, "before_update")
+@event.listens_for(ReadRecord, "before_delete")
+def _refuse_read_change(mapper, connection, target: ReadRecord) -> None:
+    """ORM guard; the database triggers from migration 0002 refuse the same through raw SQL."""
+    raise StoreError(
+        f"reads is append-only: read {target.id} cannot be changed or deleted. "
+        "A changed answer is saved as a new read."
     )

@@ -144,7 +144,7 @@ def run_ablation(data: NodeArrays, names: list[str], base: MFIFFPTrainSettings, 
         ab = ABLATIONS[name]
         outcomes = []
         for run in range(runs):
-            outcome = train_mfi_ffp(data, ab.settings(base, seed=run), split=split)
+            outcome = train_mfi_ffp(data, ab.settings(base, seed=run), split=split, progress=progress)
             if outcome is None:  # a non-zero DDP rank: rank 0 evaluates
                 continue
             auc = outcome.evaluation.to_dict()["metrics"]["auc"]["value"]

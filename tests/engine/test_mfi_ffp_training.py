@@ -129,7 +129,7 @@ def test_torchrun_ddp_two_cpu_processes(tmp_path):
            "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
            "-m", "engine.cli", "train", "mfi_ffp", "--variants", "FI", "--epochs", "1", "--batch-size", "8",
-           "--phantom-patients", "6", "--phantom-nodes", "6", "--models-dir", str(tmp_path / "models"),
+           "--phantom-patients", "20", "--phantom-nodes", "10", "--models-dir", str(tmp_path / "models"),
            "--out", str(tmp_path / "ablation")]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -137,3 +137,24 @@ def test_torchrun_ddp_two_cpu_processes(tmp_path):
     assert (tmp_path / "models" / "mfi_ffp_fi" / "config.json").is_file()
     assert (tmp_path / "ablation" / "mfi_ffp_ablation.csv").is_file()
 
+
+
+@pytest.mark.slow
+def test_cli_train_evaluate_and_bench(tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+
+    models = tmp_path / "models"
+    assert main(["train", "mfi_ffp", "--variants", "WLI+FI+PCI", "--epochs", "1", "--batch-size", "8",
+                 "--phantom-patients", "20", "--phantom-nodes", "10", "--models-dir", str(models),
+                 "--out", str(tmp_path / "ablation")]) == 0
+    readme = (models / "mfi_ffp_wli_fi_pci" / "README.md").read_text(encoding="utf-8")
+    assert "## Ablation" in readme and "tri-modal" in readme
+    monkeypatch.setenv("ONCOLENS_MODELS_DIR", str(models))
+    capsys.readouterr()
+    assert main(["evaluate", "mfi_ffp", "--out", str(tmp_path / "eval"), "--bootstrap", "50"]) == 0
+    table = capsys.readouterr().out
+    assert "tri-modal" in table and "GFLOPs" in table
+    assert (tmp_path / "eval" / "mfi_ffp_test_roc.png").is_file()
+    assert main(["bench", "mfi_ffp", "--repeats", "4"]) == 0
+    bench = capsys.readouterr().out
+    assert "ONNX Runtime fp32" in bench and "eager PyTorch fp32" in bench

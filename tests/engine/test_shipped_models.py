@@ -38,3 +38,32 @@ def test_card_is_complete_and_matches_its_files(card):
 def test_all_shipped_weights_fit_the_budget():
     total = sum(p.stat().st_size for p in models_dir().rglob("*.safetensors"))
     assert total < WEIGHT_BUDGET_MB * 1e6, f"shipped weights {total / 1e6:.1f} MB exceed {WEIGHT_BUDGET_MB} MB"
+
+
+def test_every_mfi_ffp_variant_is_shipped_with_its_ablation():
+    from engine.predict.lymph_node import card_name
+    from engine.train.mfi_ffp_run import ALL_VARIANTS
+
+    names = {c.name for c in CARDS}
+    assert {card_name(v) for v in ALL_VARIANTS} <= names
+    tri = next(c for c in CARDS if c.name == card_name(("WLI", "FI", "PCI")))
+    rows = {r["name"]: r for r in tri.evaluation["ablation"]["rows"]}
+    assert {"tri-modal", "WLI+FI", "FI+PCI", "WLI+PCI", "WLI", "FI", "PCI", "concat"} <= set(rows)
+    for name in ("tri-modal", "WLI", "concat"):
+        assert rows[name]["params_m"] > 0 and rows[name]["paper_config_params_m"] > rows[name]["params_m"]
+    assert (tri.folder / "ablation" / "mfi_ffp_ablation.csv").is_file()
+
+
+def test_shipped_mfi_ffp_predicts_on_a_demo_node():
+    from engine.cases.bundle import read_bundle
+    from engine.paths import demo_cases_dir
+    from engine.predict.lymph_node import MFIFFPPredictor
+
+    case = read_bundle(next(demo_cases_dir().glob("demo-node-*")))
+    images = {m: img.array for m, img in case.images.items()}
+    pred = MFIFFPPredictor(device="cpu").predict(images, explain=True)
+    assert 0.0 <= pred.probabilities["metastatic"] <= 1.0
+    assert {k.split("/")[1] for k in pred.heatmaps} == {"WLI", "FI", "PCI", "fusion"}
+    assert all(h.shape == case.images["WLI"].array.shape[:2] for h in pred.heatmaps.values())
+    bi = MFIFFPPredictor(("WLI", "FI"), device="cpu").predict({m: images[m] for m in ("WLI", "FI")})
+    assert bi.model == "mfi_ffp[WLI+FI]" and 0.0 <= bi.probabilities["metastatic"] <= 1.0

@@ -1,0 +1,475 @@
+"""Reader-study set-up: study settings, readers with hashed PINs, per-reader case orders.
+
+A study asks one question per case: a call on the study's task label (e.g. "metastatic") plus a
+rating of how likely the case is positive on a 5-point or 0-100 scale, so that every reader has an
+ROC curve. Readers belong to one study (a clinician in two studies is enrolled twice), which keeps a
+study and its PINs self-contained. Each reader reads every case once per arm ("unaided": images
+only; "aided": images plus the model's stored output), in a random order drawn from the study seed
+and the reader id, and again in a new order for each repeat round. Between two of a reader's sessions
+at least `washout_days` must pass.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import math
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from getpass import getpass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from engine.cases.model import utc_now
+from engine.store import Store
+from engine.store.schema import CaseRecord, PredictionRecord, ReaderRecord, StudyCaseRecord, StudyRecord
+
+UNAIDED = "unaided"  # images only: no model output, no truth
+AIDED = "aided"  # images plus the model's stored output for the task label
+ARMS = (UNAIDED, AIDED)
+RESERVED_READER_IDS = ("model", "average reader", "-1")  # used by the statistics and the long format
+MIN_PIN_LENGTH = 4
+
+# Keyboard mapping for the reading view (Qt key names as text; the GUI binds them).
+KEY_POSITIVE = "Y"
+KEY_NEGATIVE = "N"
+KEY_NEXT = "Right"
+KEY_PREVIOUS = "Left"
+KEY_RESUME = "Home"
+KEY_COMMENT = "C"
+
+# PIN hashing: scrypt with a 16-byte random salt per reader (Django's default cost, 16 MiB per hash).
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+_SCRYPT_MAXMEM = 64 * 2**20
+_SALT_BYTES, _KEY_BYTES = 16, 32
+
+
+class StudyError(ValueError):
+    """A reader-study request cannot be done; the message names the study, reader or case and the fix."""
+
+
+class AuthError(StudyError):
+    """Reader id or PIN is wrong; one message for both, so a failure tells nothing about which."""
+
+
+class WashoutError(StudyError):
+    """The reader's next session is not open yet: the washout since the previous one has not passed."""
+
+
+AUTH_FAILED = ("Reader id or PIN is wrong. Check both and try again; the study administrator can "
+               "reset a forgotten PIN.")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Confidence scales
+
+
+@dataclass(frozen=True)
+class ConfidenceScale:
+    """How likely the reader thinks the case is positive; higher = more likely. A positive call needs a
+    rating at or above the midpoint, a negative call one at or below it."""
+
+    name: str
+    low: float
+    high: float
+    integer: bool
+    anchors: tuple[tuple[float, str], ...]  # rating -> wording, "{label}" filled in by `wording`
+    keys: tuple[tuple[str, float], ...]  # keyboard shortcut -> rating
+
+    @property
+    def midpoint(self) -> float:
+        return (self.low + self.high) / 2
+
+    def wording(self, label: str) -> list[tuple[float, str]]:
+        return [(value, text.format(label=label)) for value, text in self.anchors]
+
+    def check(self, positive: bool, rating: float) -> float:
+        """The rating as a float; StudyError when it is off the scale or contradicts the call."""
+        try:
+            value = float(rating)
+        except (TypeError, ValueError):
+            raise StudyError(f"Confidence must be a number on the {self.name} scale, got {rating!r}.") from None
+        if not math.isfinite(value) or not self.low <= value <= self.high or (self.integer and not value.is_integer()):
+            kind = "a whole number" if self.integer else "a number"
+            raise StudyError(f"Confidence must be {kind} from {self.low:g} to {self.high:g} "
+                             f"({self.name} scale), got {rating!r}.")
+        if positive and value < self.midpoint or not positive and value > self.midpoint:
+            call = "positive" if positive else "negative"
+            raise StudyError(f"A {call} call needs a rating {'at or above' if positive else 'at or below'} "
+                             f"{self.midpoint:g} on the {self.name} scale (higher = more likely positive); "
+                             f"got {value:g}. Change the call or the rating.")
+        return value
+
+
+SCALES = {
+    "5-point": ConfidenceScale(
+        "5-point", 1, 5, True,
+        ((1, "definitely not {label}"), (2, "probably not {label}"), (3, "equivocal"),
+         (4, "probably {label}"), (5, "definitely {label}")),
+        tuple((str(v), float(v)) for v in range(1, 6))),
+    "0-100": ConfidenceScale(
+        "0-100", 0, 100, False,
+        ((0, "certainly not {label}"), (50, "equivocal"), (100, "certainly {label}")),
+        tuple((str(d), 10.0 * d + 5) for d in range(10))),
+}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Study settings
+
+
+@dataclass(frozen=True)
+class Study:
+    """A reader study's settings. `model=None` takes, per case, the newest stored prediction that has the
+    task label (they must all come from one model and threshold). `create_study` fills in `model`, an
+    empty `question`, and the last four fields."""
+
+    id: str
+    name: str
+    task_label: str
+    case_ids: tuple[str, ...]
+    modalities: tuple[str, ...]
+    arms: tuple[str, ...] = (UNAIDED,)
+    confidence_scale: str = "5-point"
+    contours: bool = False
+    seed: int = 0
+    repeat_reads: int = 0
+    washout_days: float = 0.0
+    model: str | None = None
+    question: str = ""
+    description: str = ""
+    case_kind: str = ""
+    model_threshold: float | None = None
+    created: str = ""
+    created_by: str = ""
+
+    @property
+    def scale(self) -> ConfidenceScale:
+        return SCALES[self.confidence_scale]
+
+    @property
+    def rounds(self) -> int:
+        return 1 + self.repeat_reads
+
+    def schedule(self) -> tuple[tuple[int, str], ...]:
+        """(round, arm) of every session a reader reads, in order."""
+        return tuple((r, arm) for r in range(1, self.rounds + 1) for arm in self.arms)
+
+    def asked(self) -> str:
+        return self.question or f"Is this case {self.task_label}?"
+
+    def validate(self) -> None:
+        """StudyError naming every setting that is wrong (checks that need no database)."""
+        problems = []
+        if not self.id.strip() or len(self.id) > 128:
+            problems.append("the study id must be 1 to 128 characters")
+        if not self.name.strip():
+            problems.append("the study needs a name")
+        if not self.task_label.strip():
+            problems.append("task_label must name the truth label readers call, e.g. 'metastatic' or 'tumor'")
+        if not self.case_ids:
+            problems.append("the study needs at least one case")
+        repeated = sorted({c for c in self.case_ids if self.case_ids.count(c) > 1})
+        if repeated:
+            problems.append(f"case ids listed twice: {', '.join(repeated)}")
+        if not self.modalities or any(not m or "," in m for m in self.modalities):
+            problems.append("modalities must name at least one modality readers see (no commas)")
+        if not self.arms or len(set(self.arms)) != len(self.arms) or any(a not in ARMS for a in self.arms):
+            problems.append(f"arms must be one or both of {', '.join(ARMS)} (in reading order), got {list(self.arms)}")
+        if self.confidence_scale not in SCALES:
+            problems.append(f"confidence_scale must be one of {', '.join(SCALES)}, got {self.confidence_scale!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
+            problems.append(f"seed must be a whole number from 0 to 2**31 - 1, got {self.seed!r}")
+        if not isinstance(self.repeat_reads, int) or self.repeat_reads < 0:
+            problems.append(f"repeat_reads must be 0 or more, got {self.repeat_reads!r}")
+        if not math.isfinite(self.washout_days) or self.washout_days < 0:
+            problems.append(f"washout_days must be 0 or more, got {self.washout_days!r}")
+        if problems:
+            raise StudyError(f"Study {self.id!r} cannot be created: " + "; ".join(problems) + ".")
+
+
+def id_chunks(values: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
+    """Keeps `IN (...)` lists under SQLite's bound-parameter limit."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def _listed(ids: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def _frozen_predictions(session, study: Study, records: dict[str, CaseRecord]) -> dict[str, PredictionRecord]:
+    """Per case the newest prediction with the task label (of `study.model` when set)."""
+    chosen: dict[str, PredictionRecord] = {}
+    for chunk in id_chunks(list(records)):
+        query = select(PredictionRecord).where(PredictionRecord.case_id.in_(chunk)).order_by(PredictionRecord.id.desc())
+        if study.model:
+            query = query.where(PredictionRecord.model == study.model)
+        for prediction in session.scalars(query):
+            if prediction.case_id not in chosen and study.task_label in json.loads(prediction.summary_json)["probabilities"]:
+                chosen[prediction.case_id] = prediction
+    missing = [c for c in study.case_ids if c not in chosen]
+    if missing:
+        which = f"from model {study.model!r} " if study.model else ""
+        raise StudyError(f"Study {study.id!r}: {len(missing)} case(s) have no stored prediction {which}with a "
+                         f"{study.task_label!r} probability: {_listed(missing)}. Run the model on them first "
+                         "(its summary is what aided readers see and what readers are compared with).")
+    summaries = {c: json.loads(p.summary_json) for c, p in chosen.items()}
+    for what, value in (("model", lambda s: s["model"]),
+                        ("threshold", lambda s: s["thresholds"].get(study.task_label)),
+                        ("weights", lambda s: json.dumps(s["weights_sha256"], sort_keys=True))):
+        seen = {}
+        for case_id, summary in summaries.items():
+            seen.setdefault(value(summary), case_id)
+        if len(seen) > 1:
+            examples = "; ".join(f"{v} (e.g. case {c})" for v, c in list(seen.items())[:3])
+            raise StudyError(f"Study {study.id!r}: the cases' predictions differ in {what}: {examples}. "
+                             "Predict every case with one model version (or pick one with model=...).")
+    return chosen
+
+
+def create_study(store: Store, study: Study, actor: str = "admin") -> Study:
+    """Check the settings against the store and save the study with its cases and frozen model outputs."""
+    study.validate()
+    ids = list(study.case_ids)
+    with store.transaction(write=True) as session:
+        if session.get(StudyRecord, study.id) is not None:
+            raise StudyError(f"A study with id {study.id!r} already exists; choose another id.")
+        records = {r.id: r for chunk in id_chunks(ids)
+                   for r in session.scalars(select(CaseRecord).where(CaseRecord.id.in_(chunk)))}
+        unknown = [c for c in ids if c not in records]
+        if unknown:
+            raise StudyError(f"Study {study.id!r}: {len(unknown)} case id(s) are not in the store: "
+                             f"{_listed(unknown)}. Import the cases first (oncolens import / Store.add_case).")
+        kinds = sorted({r.kind for r in records.values()})
+        if len(kinds) > 1:
+            raise StudyError(f"Study {study.id!r}: all cases must be of one kind, got {', '.join(kinds)}.")
+        lacking = [f"{c} (has {records[c].modalities or 'none'})" for c in ids
+                   if not set(study.modalities) <= set(records[c].modalities.split(","))]
+        if lacking:
+            raise StudyError(f"Study {study.id!r}: these cases lack a modality of {', '.join(study.modalities)}: "
+                             f"{_listed(lacking)}.")
+        chosen = _frozen_predictions(session, study, records)
+        first = json.loads(chosen[ids[0]].summary_json)
+        saved = Study(**{**asdict(study), "case_ids": tuple(ids), "modalities": tuple(study.modalities),
+                         "arms": tuple(study.arms), "model": first["model"], "case_kind": kinds[0],
+                         "model_threshold": float(first["thresholds"][study.task_label]),
+                         "question": study.asked(), "created": utc_now(), "created_by": actor})
+        session.add(StudyRecord(
+            id=saved.id, name=saved.name, task_label=saved.task_label, case_kind=saved.case_kind,
+            question=saved.question, description=saved.description, confidence_scale=saved.confidence_scale,
+            contours=saved.contours, modalities=",".join(saved.modalities), arms=",".join(saved.arms),
+            model=saved.model, model_threshold=saved.model_threshold, seed=saved.seed,
+            repeat_reads=saved.repeat_reads, washout_days=float(saved.washout_days), created=saved.created,
+            created_by=actor))
+        session.flush()
+        for position, case_id in enumerate(ids):
+            prediction = chosen[case_id]
+            probability = json.loads(prediction.summary_json)["probabilities"][study.task_label]
+            session.add(StudyCaseRecord(study_id=saved.id, position=position, case_id=case_id,
+                                        prediction_id=prediction.id, model_probability=float(probability)))
+        detail = {k: v for k, v in asdict(saved).items() if k not in ("case_ids", "created", "created_by")}
+        detail["n_cases"] = len(ids)
+        store.record_event(session, actor, "study.create", "study", saved.id, detail)
+    return saved
+
+
+def _study_from_record(record: StudyRecord, case_ids: tuple[str, ...]) -> Study:
+    return Study(
+        id=record.id, name=record.name, task_label=record.task_label, case_ids=case_ids,
+        modalities=tuple(record.modalities.split(",")), arms=tuple(record.arms.split(",")),
+        confidence_scale=record.confidence_scale, contours=record.contours, seed=record.seed,
+        repeat_reads=record.repeat_reads, washout_days=record.washout_days, model=record.model,
+        question=record.question, description=record.description, case_kind=record.case_kind,
+        model_threshold=record.model_threshold, created=record.created, created_by=record.created_by)
+
+
+def load_study(store: Store, study_id: str) -> Study:
+    """A saved study; StudyError naming the known studies when the id is unknown."""
+    with store.transaction(write=False) as session:
+        record = session.get(StudyRecord, study_id)
+        if record is None:
+            known = session.scalars(select(StudyRecord.id).order_by(StudyRecord.id)).all()
+            raise StudyError(f"No reader study {study_id!r} in the store (known: {', '.join(known) or 'none'}).")
+        case_ids = tuple(session.scalars(select(StudyCaseRecord.case_id).where(StudyCaseRecord.study_id == study_id)
+                                         .order_by(StudyCaseRecord.position)))
+        return _study_from_record(record, case_ids)
+
+
+def list_studies(store: Store) -> list[Study]:
+    with store.transaction(write=False) as session:
+        ids = session.scalars(select(StudyRecord.id).order_by(StudyRecord.created)).all()
+    return [load_study(store, i) for i in ids]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Readers and PINs
+
+
+def hash_pin(pin: str) -> str:
+    """`scrypt$N$r$p$salt$key` with a fresh random salt; the PIN itself is never stored."""
+    salt = secrets.token_bytes(_SALT_BYTES)
+    key = hashlib.scrypt(pin.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
+                         maxmem=_SCRYPT_MAXMEM, dklen=_KEY_BYTES)
+    b64 = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(key).decode()}"
+
+
+def verify_pin(pin: str, stored: str) -> bool:
+    """True when `pin` matches `stored` (constant-time comparison); False for anything malformed."""
+    try:
+        scheme, n, r, p, salt, key = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(key, validate=True)
+        actual = hashlib.scrypt(pin.encode("utf-8"), salt=base64.b64decode(salt, validate=True), n=int(n),
+                                r=int(r), p=int(p), maxmem=_SCRYPT_MAXMEM, dklen=len(expected))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+_DECOY_HASH: list[str] = []  # verified against when the reader id is unknown, so both failures cost the same
+
+
+@dataclass(frozen=True)
+class ReaderInfo:
+    study_id: str
+    reader_id: str
+    display_name: str
+    created: str
+
+
+def _check_pin(pin: str) -> None:
+    if not isinstance(pin, str) or len(pin) < MIN_PIN_LENGTH or len(pin) > 128 or pin != pin.strip():
+        raise StudyError(f"A PIN must be {MIN_PIN_LENGTH} to 128 characters without leading or trailing spaces.")
+
+
+def add_reader(store: Store, study_id: str, reader_id: str, display_name: str, pin: str,
+               actor: str = "admin") -> ReaderInfo:
+    """Enrol a reader in a study with a PIN (kept only as a salted scrypt hash)."""
+    reader_id = str(reader_id)
+    if not reader_id or reader_id != reader_id.strip() or len(reader_id) > 128 or reader_id in RESERVED_READER_IDS:
+        raise StudyError(f"Reader id {reader_id!r} is not allowed: use 1 to 128 characters without leading or "
+                         f"trailing spaces, and none of {', '.join(map(repr, RESERVED_READER_IDS))}.")
+    _check_pin(pin)
+    pin_hash = hash_pin(pin)  # slow on purpose: done before taking the write lock
+    created = utc_now()
+    with store.transaction(write=True) as session:
+        if session.get(StudyRecord, study_id) is None:
+            raise StudyError(f"No reader study {study_id!r} in the store; create it first.")
+        existing = session.get(ReaderRecord, (study_id, reader_id))
+        if existing is not None:
+            raise StudyError(f"Study {study_id!r} already has a reader {reader_id!r} ({existing.display_name}); "
+                             "choose another reader id (a forgotten PIN is reset with reset_pin).")
+        session.add(ReaderRecord(study_id=study_id, reader_id=reader_id, display_name=display_name or reader_id,
+                                 pin_hash=pin_hash, created=created, created_by=actor))
+        store.record_event(session, actor, "reader.add", "study", study_id,
+                           {"reader_id": reader_id, "display_name": display_name or reader_id})
+    return ReaderInfo(study_id, reader_id, display_name or reader_id, created)
+
+
+def reset_pin(store: Store, study_id: str, reader_id: str, pin: str, actor: str = "admin") -> None:
+    """Give an enrolled reader a new PIN (their reads are untouched)."""
+    _check_pin(pin)
+    pin_hash = hash_pin(pin)
+    with store.transaction(write=True) as session:
+        record = session.get(ReaderRecord, (study_id, reader_id))
+        if record is None:
+            raise StudyError(f"Study {study_id!r} has no reader {reader_id!r}.")
+        record.pin_hash = pin_hash
+        store.record_event(session, actor, "reader.pin_reset", "study", study_id, {"reader_id": reader_id})
+
+
+def list_readers(store: Store, study_id: str) -> list[ReaderInfo]:
+    """The study's readers (never their PIN hashes), in enrolment order."""
+    with store.transaction(write=False) as session:
+        rows = session.scalars(select(ReaderRecord).where(ReaderRecord.study_id == study_id)
+                               .order_by(ReaderRecord.created, ReaderRecord.reader_id)).all()
+        return [ReaderInfo(r.study_id, r.reader_id, r.display_name, r.created) for r in rows]
+
+
+def authenticate(store: Store, study_id: str, reader_id: str, pin: str) -> ReaderInfo:
+    """The reader when the PIN matches; AuthError with one message for an unknown reader or a wrong PIN."""
+    with store.transaction(write=False) as session:
+        record = session.get(ReaderRecord, (study_id, str(reader_id)))
+        info = None if record is None else ReaderInfo(record.study_id, record.reader_id, record.display_name,
+                                                      record.created)
+        stored = None if record is None else record.pin_hash
+    if stored is None:
+        if not _DECOY_HASH:
+            _DECOY_HASH.append(hash_pin(secrets.token_hex(8)))
+        stored = _DECOY_HASH[0]
+    ok = verify_pin(str(pin), stored) and info is not None
+    if not ok:
+        store.audit(str(reader_id), "reader.login_failed", "study", study_id, {})
+        raise AuthError(AUTH_FAILED)
+    return info
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading order
+
+
+def order_seed(study_seed: int, reader_id: str, arm: str, round_: int) -> int:
+    """A 63-bit seed from the study seed, reader, arm and round: reproducible, different per reader."""
+    text = "\x1f".join((str(study_seed), reader_id, arm, str(round_)))
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1
+
+
+def reading_order(case_ids: Sequence[str], study_seed: int, reader_id: str, arm: str = UNAIDED,
+                  round_: int = 1) -> tuple[str, ...]:
+    """The study's cases in the random order this reader reads them in this arm and round."""
+    rng = np.random.default_rng(order_seed(study_seed, reader_id, arm, round_))
+    return tuple(case_ids[i] for i in rng.permutation(len(case_ids)))
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Administrator's commands (wired into `oncolens study ...` by engine.cli)
+
+
+def cmd_study_create(args: Any, say: Callable[[str], None] = print) -> int:
+    """Create a study from command-line options; cases by id (`cases`) or every stored case of `kind`."""
+    with Store(getattr(args, "db", None) or None) as store:
+        case_ids = list(getattr(args, "cases", None) or [])
+        kind = getattr(args, "kind", None)
+        if kind:
+            case_ids += [c.id for c in sorted(store.list_cases(kind=kind), key=lambda c: c.id) if c.id not in case_ids]
+        study = create_study(store, Study(
+            id=args.study, name=getattr(args, "name", None) or args.study, task_label=args.label,
+            case_ids=tuple(case_ids), modalities=tuple(args.modalities),
+            arms=tuple(getattr(args, "arms", None) or (UNAIDED,)),
+            confidence_scale=getattr(args, "scale", "5-point"), contours=bool(getattr(args, "contours", False)),
+            seed=int(getattr(args, "seed", 0)), repeat_reads=int(getattr(args, "repeat_reads", 0)),
+            washout_days=float(getattr(args, "washout_days", 0.0)), model=getattr(args, "model", None),
+            question=getattr(args, "question", None) or "", description=getattr(args, "description", None) or ""),
+            actor=getattr(args, "actor", None) or "admin")
+    say(f"created study {study.id}: {len(study.case_ids)} {study.case_kind} cases, arms {', '.join(study.arms)}, "
+        f"model {study.model} at {study.model_threshold:g}")
+    return 0
+
+
+def cmd_study_add_reader(args: Any, say: Callable[[str], None] = print,
+                         prompt: Callable[[str], str] = getpass) -> int:
+    """Enrol a reader; the PIN comes from `args.pin` or is asked twice with `prompt` (not echoed)."""
+    pin = getattr(args, "pin", None)
+    if not pin:
+        pin = prompt(f"PIN for reader {args.reader}: ")
+        if prompt("Repeat the PIN: ") != pin:
+            raise StudyError("The two PINs differ; nothing was saved. Try again.")
+    with Store(getattr(args, "db", None) or None) as store:
+        reader = add_reader(store, args.study, args.reader, getattr(args, "name", None) or args.reader, pin,
+                            actor=getattr(args, "actor", None) or "admin")
+    say(f"enrolled reader {reader.reader_id} ({reader.display_name}) in study {reader.study_id}")
+    return 0

@@ -1,0 +1,149 @@
+"""Reader-study analysis from the store end to end: tables, long format, iMRMC file, the HTML report, and
+clear errors (nothing lost) for a study with one class or one reader."""
+
+from __future__ import annotations
+
+import csv
+import re
+import zlib
+from argparse import Namespace
+
+import numpy as np
+import pytest
+from test_studies import PINS, add_cases, make_study
+
+from engine.store import Store
+from engine.studies import AIDED, UNAIDED, ReadingSession, Study, StudyError, add_reader, create_study
+from engine.studies.analysis import analyze_study, collect_study_data, export_long_format, read_rows
+from engine.studies.report import cmd_study_report, render_report, write_report
+
+STATS = {"n_boot": 200, "n_perm": 400}
+
+
+@pytest.fixture
+def store() -> Store:
+    opened = Store()
+    yield opened
+    opened.close()
+
+
+def truth_of(case_id: str) -> int:
+    return int(case_id[-3:]) % 2  # as add_cases labels them
+
+
+def rating(reader: str, arm: str, case_id: str) -> int:
+    """A 5-point rating: mostly right, with reader noise; aided readers a little better."""
+    noise = (zlib.crc32(f"{reader}/{arm}/{case_id}".encode()) % 1000) / 1000
+    latent = truth_of(case_id) + (0.35 if arm == AIDED else 0) * (2 * truth_of(case_id) - 1) + 1.6 * (noise - 0.5)
+    return int(np.clip(np.round(1 + 4 * (latent + 0.5) / 2), 1, 5))
+
+
+def read_everything(store: Store, study_id: str, readers, arms=(UNAIDED,)) -> None:
+    for reader in readers:
+        for _ in arms:
+            session = ReadingSession.open(store, study_id, reader, PINS[reader])
+            case = session.current_case()
+            while case is not None:
+                r = rating(reader, session.arm, case.case_id)
+                session.answer(r > 3 or (r == 3 and truth_of(case.case_id) == 1), r, comment="")
+                case = session.next()
+            assert session.is_complete
+
+
+def test_end_to_end_analysis_with_both_arms_writes_tables_and_report(store, tmp_path):
+    study = make_study(store, tmp_path / "bundles", n=24, readers=("r1", "r2", "r3"), arms=(UNAIDED, AIDED))
+    read_everything(store, "s1", ("r1", "r2", "r3"), arms=study.arms)
+    analysis = analyze_study(store, "s1", **STATS)
+
+    data = analysis.data
+    assert data.case_ids == study.case_ids and list(data.arms) == [UNAIDED, AIDED]
+    assert data.truth.tolist() == [truth_of(c) for c in study.case_ids]
+    assert set(analysis.result.mrmc) >= {"model_vs_readers/auc", "aided_vs_unaided/auc",
+                                         "aided_vs_unaided/sensitivity"}
+    assert [r.reader_id for r in analysis.result.comparison.readers] == ["r1", "r2", "r3"]
+    assert analysis.aided_comparison is not None
+    r1 = next(r for r in analysis.result.comparison.readers if r.reader_id == "r1")
+    calls = data.arms[UNAIDED].calls["r1"]
+    assert r1.metrics["sensitivity"].value == pytest.approx(calls[data.truth == 1].mean())
+
+    paths = {p.name: p for p in analysis.write(tmp_path / "out")}
+    assert {"study_s1.json", "study_s1_metrics.csv", "study_s1_differences.csv", "study_s1_errors.csv",
+            "study_s1_mrmc.csv", "study_s1_reads_scores.csv", "study_s1_aided_metrics.csv",
+            "study_s1_reading_time.csv", "study_s1_imrmc.txt"} <= set(paths)
+    with paths["study_s1_reads_scores.csv"].open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 24 * (1 + 1 + 3 + 3)  # truth, model, three readers in each arm
+    assert {r["modalityID"] for r in rows} == {"truth", "model", UNAIDED, AIDED}
+    assert paths["study_s1_imrmc.txt"].read_text().splitlines()[1:5] == ["N0:12", "N1:12", "NR:4", "NM:3"]
+
+    html = write_report(analysis, tmp_path / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "Research use only" in html
+    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{2000,}"', html)) == 4  # ROC + forest x 2 arms
+    assert not re.search(r'(src|href)="(http|file|/)', html)  # nothing outside the file
+    for text in ("Study settings", "Metrics with confidence intervals", "Model minus reader", "Error analysis",
+                 "MRMC analysis", "aided_vs_unaided/auc", "Reading time", "r1", "r2", "r3", "average reader",
+                 study.question):
+        assert text in html, text
+
+
+def test_repeat_reads_give_intra_reader_agreement(store, tmp_path):
+    make_study(store, tmp_path, n=12, readers=("r1", "r2"), repeat_reads=1, washout_days=0)
+    read_everything(store, "s1", ("r1", "r2"), arms=(UNAIDED, UNAIDED))  # round 1, then round 2
+    analysis = analyze_study(store, "s1", **STATS)
+    agreement = {r["reader"]: r for r in analysis.data.agreement}
+    assert set(agreement) == {"r1", "r2"} and agreement["r1"]["call_agreement"] == 1.0
+    assert agreement["r1"]["kappa"] == pytest.approx(1.0) and agreement["r1"]["n_cases"] == 12
+    assert "Intra-reader agreement" in render_report(analysis)
+
+
+def test_one_reader_is_analysed_with_a_clear_note(store, tmp_path):
+    make_study(store, tmp_path, n=12, readers=("r1", "r2"))
+    read_everything(store, "s1", ("r1",))
+    ReadingSession.open(store, "s1", "r2", PINS["r2"]).answer(True, 5)  # r2 has only just started
+    analysis = analyze_study(store, "s1", **STATS)
+    assert [r.reader_id for r in analysis.result.comparison.readers] == ["r1"]
+    assert analysis.result.mrmc == {}
+    assert any("Only one reader (r1)" in n for n in analysis.notes)
+    assert {"kind": "reader", "id": "r2", "arm": UNAIDED, "reason": "answered 1 of the 12 cases; the session is not finished"} \
+        in analysis.data.excluded
+    assert "MRMC analyses need at least 2 readers" in render_report(analysis)
+
+
+def test_one_class_only_is_a_clear_error_and_loses_nothing(store, tmp_path):
+    ids = [c for c in add_cases(store, tmp_path, 12) if truth_of(c) == 1]
+    create_study(store, Study(id="pos", name="All positive", task_label="tumor", case_ids=tuple(ids),
+                              modalities=("FL",)))
+    for reader in ("r1", "r2"):
+        add_reader(store, "pos", reader, reader, PINS[reader])
+    read_everything(store, "pos", ("r1", "r2"))
+    before = read_rows(store, "pos", history=True)
+    with pytest.raises(StudyError, match=r"6 are tumor and 0 are not.*at least 2 cases of each class"):
+        analyze_study(store, "pos", **STATS)
+    assert read_rows(store, "pos", history=True) == before
+
+
+def test_nothing_to_analyse_before_anyone_finishes(store, tmp_path):
+    make_study(store, tmp_path, n=6)
+    ReadingSession.open(store, "s1", "r1", PINS["r1"]).answer(False, 1)
+    with pytest.raises(StudyError, match="no reader has finished an arm"):
+        analyze_study(store, "s1", **STATS)
+
+
+def test_long_format_export_and_report_command(store, tmp_path):
+    make_study(store, tmp_path / "bundles", n=10, readers=("r1", "r2"))
+    read_everything(store, "s1", ("r1", "r2"))
+    data = collect_study_data(store, "s1")
+    scores, calls, imrmc = export_long_format(store, "s1", tmp_path / "long")
+    with scores.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["readerID", "caseID", "modalityID", "score"]
+    truth = {r["caseID"]: r["score"] for r in rows if r["readerID"] == "-1"}
+    assert truth == {c: str(t) for c, t in zip(data.case_ids, data.truth)}
+    assert {r["score"] for r in csv.DictReader(calls.open()) if r["modalityID"] == UNAIDED} <= {"0", "1"}
+    assert imrmc.read_text().startswith("OncoLens reader study s1")
+
+    said = []
+    url = store.url
+    assert cmd_study_report(Namespace(study="s1", out=str(tmp_path / "cli"), db=url, **STATS), say=said.append) == 0
+    assert (tmp_path / "cli" / "study_s1_report.html").is_file()
+    assert any(line.startswith("analysed 10 cases") for line in said)
