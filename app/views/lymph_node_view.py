@@ -32,6 +32,15 @@ FUSION_BASES = (WLI, PCI, FI)  # the fusion map is drawn on WLI (paper, Fig. 5),
 NOTE_BEFORE_PREDICTION = "Grad-CAM appears after prediction (F5)."
 
 
+def fading_colormap(colormap: pg.ColorMap, ramp: float = 0.35) -> pg.ColorMap:
+    """The colour map with alpha rising from 0 to opaque over the lowest `ramp` of the scale, so weak
+    Grad-CAM evidence leaves the image visible and the map's extent (the node crop) leaves no hard edge."""
+    positions = np.linspace(0.0, 1.0, 256)
+    lut = colormap.getLookupTable(0.0, 1.0, nPts=256, alpha=True).astype(np.float64)
+    lut[:, 3] = 255 * np.clip(positions / ramp, 0.0, 1.0)
+    return pg.ColorMap(positions, lut.astype(np.ubyte))
+
+
 class _NodePanel:
     """One plot of the 2×2 grid: an image, its Grad-CAM overlay and a 'not available' note."""
 
@@ -106,7 +115,7 @@ class LymphNodeView(CaseView):
         self._heatmaps: dict[str, np.ndarray] = {}  # WLI / FI / PCI / fusion -> map in [0, 1]
         self._prediction: Prediction | None = None
         self._fusion_base: str | None = None
-        self._colormap = pg.colormap.get(HEATMAP_COLORMAP)
+        self._colormap = fading_colormap(pg.colormap.get(HEATMAP_COLORMAP))
 
         self.heatmap_checkbox = QCheckBox("Grad-CAM (H)")
         self.heatmap_checkbox.setChecked(True)

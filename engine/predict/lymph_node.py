@@ -98,9 +98,10 @@ class MFIFFPPredictor(Predictor):
             pred.notes.append("ONNX Runtime")
         if explain:
             t = time.perf_counter()
+            taper = geometry.taper()  # the net saw only the node crop: fade the maps out at its border
             for key, layer in self.gradcam_targets().items():
                 cam = gradcam_maps(self.net, x, [layer])[0]
-                pred.heatmaps[f"{TASK}/{key}"] = np.clip(geometry.to_original(cam), 0, 1)
+                pred.heatmaps[f"{TASK}/{key}"] = np.clip(geometry.to_original(cam) * taper, 0, 1)
             timings["gradcam"] = (time.perf_counter() - t) * 1e3
         timings["total"] = (time.perf_counter() - t0) * 1e3
         pred.timings_ms = timings

@@ -107,6 +107,14 @@ class SquareBox:
             out[y0:y1, x0:x1] = square[y0 - self.top:y1 - self.top, x0 - self.left:x1 - self.left]
         return out
 
+    def taper(self, fraction: float = 0.12) -> np.ndarray:
+        """(H, W) weights: 1 inside the box, falling smoothly (raised cosine) to 0 over its outer `fraction`
+        and 0 outside it. Heatmaps are multiplied by it so the crop's border is not drawn as a hard edge."""
+        n = self.input_size
+        ramp = np.clip(np.minimum(np.arange(n), np.arange(n)[::-1]) / max(1.0, fraction * n), 0.0, 1.0)
+        ramp = 0.5 - 0.5 * np.cos(np.pi * ramp)
+        return self.to_original(np.outer(ramp, ramp).astype(np.float32))
+
     def cut(self, image: np.ndarray) -> np.ndarray:
         """The box's pixels of an (H, W[, C]) image, zero where the box leaves the image."""
         out = np.zeros((self.side, self.side) + image.shape[2:], image.dtype)

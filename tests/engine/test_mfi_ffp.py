@@ -149,13 +149,14 @@ def test_mfi_loss_combines_terms_and_rejects_unknown_ones():
 
 
 @pytest.mark.parametrize("kind", ["irb", "rb", "vit"])
-def test_compact_branch_maps_are_spatial_7x7(kind):
+def test_compact_branch_maps_are_spatial(kind):
     cfg = resolve_config({"preset": "compact"})
     branch = {"irb": lambda: InvertedResidualBranch(cfg["channels"], **cfg["irb"]),
               "rb": lambda: ResidualBranch(cfg["channels"], **cfg["rb"]),
               "vit": lambda: ViTBranch(cfg["channels"], cfg["input_size"], cfg["grid"], **cfg["vit"])}[kind]()
-    out = branch(torch.randn(2, 3, 112, 112))
-    assert out.shape == (2, cfg["channels"], 7, 7)
+    size, grid = cfg["input_size"], cfg["grid"]
+    out = branch(torch.randn(2, 3, size, size))
+    assert out.shape == (2, cfg["channels"], grid, grid)
     # a genuine map: different positions see different image content
     assert out.std(dim=(2, 3)).mean() > 0
 
@@ -175,7 +176,7 @@ def test_paper_configuration_shapes_and_size():
 def test_gradient_reaches_all_three_branches():
     torch.manual_seed(4)
     net = build_net("mfi_ffp", {"preset": "compact"})
-    x = torch.randn(4, 9, 112, 112)
+    x = torch.randn(4, 9, 80, 80)
     loss = MFILoss([30, 10])(net(x), torch.tensor([0, 1, 0, 1]), net.last_features)
     loss.backward()
     for m, branch in net.branches.items():
@@ -188,9 +189,9 @@ def test_gradient_reaches_all_three_branches():
 def test_variants_build_and_run(mods, fusion):
     net = build_net("mfi_ffp", {"preset": "compact", "modalities": mods, "fusion": fusion}).eval()
     with torch.no_grad():
-        assert net(torch.randn(2, 3 * len(mods), 112, 112)).shape == (2, 2)
+        assert net(torch.randn(2, 3 * len(mods), 80, 80)).shape == (2, 2)
     with pytest.raises(ValueError, match="expects"):
-        net(torch.randn(1, 3 * len(mods) + 3, 112, 112))
+        net(torch.randn(1, 3 * len(mods) + 3, 80, 80))
     assert set(gradcam_layers({"preset": "compact", "modalities": mods})) == {*mods, "fusion"}
 
 
