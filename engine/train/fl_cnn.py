@@ -239,8 +239,8 @@ def build_card(settings: FLCNNTrainSettings, outcome: TrainOutcome, data_descrip
             "description": (f"Held-out test patients ({outcome.split['n_test']} specimens), operating threshold "
                             f"{outcome.threshold:.3f} chosen by: {THRESHOLD_RULES[s.task]}. 95% CIs from "
                             f"{s.n_bootstrap} bootstrap resamples."),
-            "threshold_rule": THRESHOLD_RULES[s.task],
             **outcome.evaluation.to_dict(),
+            "threshold_rule": THRESHOLD_RULES[s.task],  # after the spread: the evaluation's own entry is None
         },
         weights={"file": f"{card_name(s.modality, s.task)}.safetensors"},
         description=(f"FL-CNN {'CNN1' if s.task == 'tumor' else 'CNN2' if s.task == 'grade' else 'CNN3'} for "

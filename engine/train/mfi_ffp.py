@@ -359,8 +359,8 @@ def build_card(outcome: TrainOutcome, data: NodeArrays, data_description: dict, 
             "description": (f"Held-out test patients ({len(outcome.split.test)} nodes), operating threshold "
                             f"{outcome.threshold:.3f} chosen by: {THRESHOLD_RULE}. 95% CIs from "
                             f"{s.n_bootstrap} bootstrap resamples."),
-            "threshold_rule": THRESHOLD_RULE,
             **outcome.evaluation.to_dict(),
+            "threshold_rule": THRESHOLD_RULE,  # after the spread: the evaluation's own entry is None
             **({"ablation": ablation} if ablation else {}),
         },
         weights={"file": f"{name}.safetensors"},
