@@ -20,11 +20,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.reading import ReadingController, aid_to_prediction, blinded_to_case
 from app.views import CaseView, PlaceholderView, view_class
 from app.widgets.case_browser import CaseBrowser
 from app.widgets.model_cards import ModelCardsDialog
 from app.widgets.node_assignment import NodeAssignmentDialog
 from app.widgets.results_panel import ResultsPanel
+from app.widgets.study_dialogs import AddReaderDialog, NewStudyDialog, StartReadingDialog
 from app.workers import error_text, submit
 from engine.cases.loading import (
     NodeFile,
@@ -39,6 +41,7 @@ from engine.io.images import IMAGE_SUFFIXES
 from engine.predict.base import Prediction
 from engine.predict.service import PredictionService, model_label, stored_predictions, truth_labels
 from engine.settings import Settings, load_settings, save_settings
+from engine.studies import BlindedCase, ReadingSession, StudyError, list_studies
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,10 @@ class MainWindow(QMainWindow):
         self._docks_sized = False
         self._views: dict[str, CaseView] = {}
         self.node_dialog: NodeAssignmentDialog | None = None
+        self.study_dialog: StartReadingDialog | NewStudyDialog | AddReaderDialog | None = None
+        self.reading: ReadingController | None = None
+        self.reading_dock: QDockWidget | None = None
+        self._before_reading: dict = {}
 
         self.setWindowTitle("OncoLens")
         self.setObjectName("mainWindow")
@@ -148,12 +155,14 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        self._action(file_menu, "Open images…", self.open_images_dialog, ("Ctrl+O",),
-                     "Open an FL and/or WL image of one specimen as a new case")
-        self._action(file_menu, "Open node images…", self.open_node_images_dialog, ("Ctrl+L",),
-                     "Open the WLI, FI and PCI images of one lymph node as a new case")
-        self._action(file_menu, "Open case bundle…", self.open_bundle_dialog, ("Ctrl+Shift+O",),
-                     "Open a case bundle folder, or a folder of bundles")
+        self.open_actions = [
+            self._action(file_menu, "Open images…", self.open_images_dialog, ("Ctrl+O",),
+                         "Open an FL and/or WL image of one specimen as a new case"),
+            self._action(file_menu, "Open node images…", self.open_node_images_dialog, ("Ctrl+L",),
+                         "Open the WLI, FI and PCI images of one lymph node as a new case"),
+            self._action(file_menu, "Open case bundle…", self.open_bundle_dialog, ("Ctrl+Shift+O",),
+                         "Open a case bundle folder, or a folder of bundles"),
+        ]
         file_menu.addSeparator()
         self._action(file_menu, "Quit", self.close, ("Ctrl+Q",))
         analysis = bar.addMenu("&Analysis")
@@ -169,6 +178,17 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         view.addAction(self.browser_dock.toggleViewAction())
         view.addAction(self.results_dock.toggleViewAction())
+        study = bar.addMenu("&Study")
+        self.start_reading_action = self._action(study, "Start reading…", self.start_reading_dialog, (),
+                                                 "Sign in with your reader id and PIN and read a study's cases")
+        self.stop_reading_action = self._action(study, "Stop reading", self.stop_reading, (),
+                                                "Leave the reading session; every answer is already saved")
+        self.stop_reading_action.setEnabled(False)
+        study.addSeparator()
+        self.admin_actions = [
+            self._action(study, "New study…", self.new_study_dialog, (), "Create a reader study from stored cases"),
+            self._action(study, "Add reader…", self.add_reader_dialog, (), "Enrol a reader in a study with a PIN"),
+        ]
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "Model cards…", self.show_model_cards)
         self._action(help_menu, "About OncoLens", self.show_about)
@@ -177,6 +197,8 @@ class MainWindow(QMainWindow):
 
     def open_case(self, case_id: str) -> None:
         """Load a stored case off the GUI thread, show it with its stored results, then predict."""
+        if self._refuse_while_reading():
+            return
         self._requested_case_id = case_id
         self.statusBar().showMessage(f"Opening {case_id}…")
         self._run(_load_case, self.store, case_id, what=f"Opening {case_id}", on_result=self._case_loaded)
@@ -222,7 +244,7 @@ class MainWindow(QMainWindow):
     def open_paths(self, paths: list[str | Path]) -> None:
         """Open image files, bundle folders or folders of bundles (dialogs and drag-and-drop end here)."""
         paths = [Path(p) for p in paths]
-        if not paths:
+        if not paths or self._refuse_while_reading():
             return
         self.settings.last_open_dir = str(paths[0].parent if paths[0].is_file() else paths[0])
         if _unclear_node_images(paths):  # e.g. three dropped images whose names do not say WLI / FI / PCI
@@ -290,6 +312,8 @@ class MainWindow(QMainWindow):
     def predict(self) -> None:
         """Run the models on the open case on a worker; the GUI stays responsive meanwhile."""
         case = self.current_case
+        if self._refuse_while_reading():
+            return
         if case is None:
             self.statusBar().showMessage("Open a case first.", 4000)
             return
@@ -313,12 +337,156 @@ class MainWindow(QMainWindow):
         self._run(self.service.predict_case, case, what=f"Predicting {case.id}", on_result=done, on_error=failed)
 
     def _show_predictions(self, predictions: list[Prediction], stored: bool = False) -> None:
+        if self.reading is not None:
+            return  # a result that arrives during reading is not shown (blinding)
         self.predictions = predictions
         self.current_view().show_prediction(predictions)
         self.results_panel.show_predictions(predictions, stored=stored)
         if not stored:
             self.model_label.setText("   ".join(model_label(p) for p in predictions))
             self.statusBar().showMessage(f"Prediction done for {self.current_case.id}", 5000)
+
+    # -- reader studies ---------------------------------------------------------------------------
+
+    def _refuse_while_reading(self) -> bool:
+        if self.reading is not None:
+            self.statusBar().showMessage("Reading a study: Study ▸ Stop reading first.", 5000)
+        return self.reading is not None
+
+    def _open_study_dialog(self, dialog, on_accept) -> None:
+        """Window-modal without blocking (as the node dialog): the answer comes through `accepted`."""
+        if self.study_dialog is not None:
+            self.study_dialog.reject()
+        self.study_dialog = dialog
+        dialog.accepted.connect(on_accept)
+        dialog.finished.connect(lambda _result: self._study_dialog_closed(dialog))
+        dialog.open()
+
+    def _study_dialog_closed(self, dialog) -> None:
+        if self.study_dialog is dialog:
+            self.study_dialog = None
+        dialog.deleteLater()
+
+    def _studies_or_say(self, title: str) -> list | None:
+        try:
+            studies = list_studies(self.store)
+        except Exception as exc:  # the store is a file or a server: report, don't crash
+            self.show_error(exc, title=title)
+            return None
+        if not studies:
+            QMessageBox.information(self, title, "There is no reader study in this store yet; "
+                                                 "an administrator creates one with Study ▸ New study….")
+            return None
+        return studies
+
+    def start_reading_dialog(self) -> None:
+        if self._refuse_while_reading():
+            return
+        studies = self._studies_or_say("Start reading")
+        if studies:
+            dialog = StartReadingDialog(studies, self)
+            self._open_study_dialog(dialog, lambda: self.start_reading(*dialog.values()))
+
+    def start_reading(self, study_id: str, reader_id: str, pin: str) -> None:
+        """Check the PIN off the GUI thread (scrypt is slow on purpose), then enter reading mode."""
+        if self._refuse_while_reading():
+            return
+
+        def failed(exc: BaseException, tb: str) -> None:
+            if isinstance(exc, StudyError):  # wrong reader/PIN (one message for both), washout, unknown study
+                QMessageBox.warning(self, "Start reading", str(exc))
+                self.statusBar().showMessage("Not signed in.", 6000)
+            else:
+                self.show_error(exc, tb, title="Start reading failed")
+
+        self._run(ReadingSession.open, self.store, study_id, reader_id, pin, what="Signing in",
+                  on_result=self._reading_opened, on_error=failed)
+
+    def _reading_opened(self, session: ReadingSession) -> None:
+        if self.reading is not None:
+            return
+        study = next((s for s in list_studies(self.store) if s.id == session.study_id), None)
+        self._before_reading = {"browser": self.browser_dock.isVisible(), "results": self.results_dock.isVisible(),
+                                "model_label": self.model_label.text()}
+        # Blinding: nothing of the case opened before, no truth column, no case list, no model status.
+        self.current_case = None
+        self._requested_case_id = None
+        self.predictions = []
+        self.results_panel.set_case(None)
+        for dock in (self.browser_dock, self.results_dock):
+            dock.hide()
+            dock.toggleViewAction().setEnabled(False)
+        for action in (*self.open_actions, *self.admin_actions, self.predict_action, self.start_reading_action):
+            action.setEnabled(False)
+        self.stop_reading_action.setEnabled(True)
+        self.model_label.setText("Reading session")
+        self.reading = ReadingController(session, study.name if study else session.study_id, self,
+                                         on_error=lambda exc: self.show_error(exc, title="Answer not saved"))
+        self.reading.case_shown.connect(self._show_blinded)
+        self.reading_dock = self._dock("Reading", "readingDock", self.reading.panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.reading_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)  # not closable mid-study
+        self.reading_dock.setMinimumWidth(380)
+        self.resizeDocks([self.reading_dock], [460], Qt.Orientation.Horizontal)
+        self.reading.start()
+        self.reading.panel.setFocus()
+        self.statusBar().showMessage(f"Reading as {session.display_name}; every answer is saved at once.", 6000)
+
+    def _show_blinded(self, blinded: BlindedCase) -> None:
+        """The blinded case in the view for its kind; the model output only when the session is aided."""
+        title = self.reading.panel.title.text() if self.reading else ""
+        self.setWindowTitle(f"OncoLens — reading: {title} — case {blinded.position} of {blinded.total}")
+        view = self._view_for(blinded.kind) if not blinded.unavailable else self.placeholder
+        if blinded.unavailable or view is self.placeholder:
+            self.placeholder.set_message(blinded.unavailable or "This case's kind has no view in this version.")
+            self.stack.setCurrentWidget(self.placeholder)
+            return
+        self.stack.setCurrentWidget(view)
+        view.show_case(blinded_to_case(blinded))
+        if blinded.aid is not None:
+            view.show_prediction([aid_to_prediction(blinded.aid, self.reading.names)])
+        elif hasattr(view, "note"):
+            view.note.setText("Reading: images only.")  # not the "press F5 to predict" hint
+
+    def stop_reading(self) -> None:
+        """Leave reading mode (the answers are already saved); the session resumes at the next sign-in."""
+        if self.reading is None:
+            return
+        self.reading.close()
+        self.reading = None
+        if self.reading_dock is not None:
+            self.removeDockWidget(self.reading_dock)
+            self.reading_dock.deleteLater()
+            self.reading_dock = None
+        for view in self._views.values():
+            view.clear()
+        self.placeholder.clear()
+        self.stack.setCurrentWidget(self.placeholder)
+        self.setWindowTitle("OncoLens")
+        self.model_label.setText(self._before_reading.get("model_label", ""))
+        for dock, key in ((self.browser_dock, "browser"), (self.results_dock, "results")):
+            dock.toggleViewAction().setEnabled(True)
+            dock.setVisible(self._before_reading.get(key, True))
+        for action in (*self.open_actions, *self.admin_actions, self.predict_action, self.start_reading_action):
+            action.setEnabled(True)
+        self.stop_reading_action.setEnabled(False)
+        self.case_browser.table.clearSelection()
+        self.statusBar().showMessage("Reading stopped; your answers are saved.", 6000)
+
+    def new_study_dialog(self) -> None:
+        if self._refuse_while_reading():
+            return
+        dialog = NewStudyDialog(self.store, self.case_browser.selected_id(), self)
+        self._open_study_dialog(dialog, lambda: self.statusBar().showMessage(
+            f"Created study {dialog.created.id} ({len(dialog.created.case_ids)} cases).", 8000))
+
+    def add_reader_dialog(self) -> None:
+        if self._refuse_while_reading():
+            return
+        studies = self._studies_or_say("Add reader")
+        if studies:
+            dialog = AddReaderDialog(self.store, studies, self)
+            self._open_study_dialog(dialog, lambda: self.statusBar().showMessage(
+                f"Enrolled reader {dialog.added.reader_id} in study {dialog.added.study_id}.", 8000))
 
     # -- view controls ----------------------------------------------------------------------------
 
@@ -364,7 +532,9 @@ class MainWindow(QMainWindow):
     def _status_labels_ready(self, labels: tuple[str, str]) -> None:
         device, models = labels
         self.device_label.setText(f"Device: {device}")
-        if not self.predictions:
+        if self.reading is not None:
+            self._before_reading["model_label"] = models
+        elif not self.predictions:
             self.model_label.setText(models)
 
     def show_error(self, exc: BaseException, tb: str = "", title: str = "OncoLens") -> None:
@@ -408,6 +578,7 @@ class MainWindow(QMainWindow):
             self.resizeDocks([self.browser_dock, self.results_dock], [400, 460], Qt.Orientation.Horizontal)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.stop_reading()
         if self._keep_settings:
             try:
                 save_settings(self.settings)

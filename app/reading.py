@@ -1,0 +1,267 @@
+"""Reading mode: drives an engine `ReadingSession` from the reading panel and the keyboard.
+
+The controller holds the answer being given for the case on screen and saves it through
+`ReadingSession.answer` the moment it is complete (a call plus a rating on the study's scale); a later
+change is saved again, which the engine keeps as a new read that supersedes the old one. It never sees
+truth: everything it shows comes from the `BlindedCase` the session hands out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QWidget
+
+from app.widgets.reading_panel import ReadingPanel
+from engine.cases.model import Case, GroundTruth
+from engine.predict.base import Prediction
+from engine.predict.service import truth_labels
+from engine.studies import BlindedCase, ModelAid, ReadingSession, StudyError
+from engine.studies.model import KEY_COMMENT, KEY_NEGATIVE, KEY_NEXT, KEY_POSITIVE, KEY_PREVIOUS, KEY_RESUME
+
+KEY_ACCEPT = ("Return", "Enter")  # next case, once the one on screen is answered
+KEY_UP, KEY_DOWN = "Up", "Down"  # confidence one step up / down
+KEY_LEAVE_COMMENT = "Escape"
+
+
+def answer_names(kind: str, label: str) -> tuple[str, str]:
+    """(positive, negative) wording of the study's call, from the model cards' label names where known."""
+    words = [(truth_labels(Case("names", kind, truth=GroundTruth({label: v}))) or {}).get(label) for v in (1, 0)]
+    if not all(words) or words == ["positive", "negative"]:
+        return label, f"not {label}"
+    return words[0], words[1]
+
+
+def blinded_to_case(blinded: BlindedCase) -> Case:
+    """A throw-away `Case` holding only the blinded images, for the case views (no id, truth or predictions)."""
+    return Case(id="blinded", kind=blinded.kind, images=dict(blinded.images))
+
+
+def aid_to_prediction(aid: ModelAid, names: tuple[str, str]) -> Prediction:
+    """The aided reader's model output in the shape the case views draw (probability, threshold, call, maps)."""
+    return Prediction(model=aid.model, weights_sha256={}, probabilities={aid.label: aid.probability},
+                      thresholds={aid.label: aid.threshold}, calls={aid.label: names[0] if aid.positive else names[1]},
+                      masks=dict(aid.masks), heatmaps=dict(aid.heatmaps))
+
+
+def local_time(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%H:%M:%S")
+    except ValueError:
+        return iso
+
+
+class ReadingController(QObject):
+    """One reading session on screen: panel, keyboard shortcuts on `window`, saving and moving."""
+
+    case_shown = Signal(object)  # BlindedCase, for the window's central view
+
+    def __init__(self, session: ReadingSession, study_name: str, window: QWidget,
+                 on_error: Callable[[BaseException], None]) -> None:
+        super().__init__(window)
+        self.session = session
+        self._on_error = on_error
+        blinded = session.current_case()
+        self.scale = blinded.scale
+        self.names = answer_names(blinded.kind, blinded.task_label)
+        self.panel = ReadingPanel(study_name, session.display_name, session.aided, blinded.question,
+                                  blinded.task_label, self.names, self.scale)
+        self.call: bool | None = None
+        self.confidence: float | None = None
+        self.comment = ""
+        self.case: BlindedCase = blinded
+        self.panel.call_clicked.connect(self.choose_call)
+        self.panel.confidence_clicked.connect(self.rate)
+        self.panel.comment_committed.connect(self.commit_comment)
+        self.panel.next_clicked.connect(lambda: self.next(require_answer=False))
+        self.panel.previous_clicked.connect(self.previous)
+        self.shortcuts: list[QShortcut] = []
+        self._bind_keys(window)
+
+    # -- keyboard ---------------------------------------------------------------------------------
+
+    def _bind_keys(self, window: QWidget) -> None:
+        keys: list[tuple[str, Callable[[], None]]] = [
+            (KEY_POSITIVE, lambda: self.choose_call(True)),
+            (KEY_NEGATIVE, lambda: self.choose_call(False)),
+            (KEY_NEXT, lambda: self.next(require_answer=False)),
+            (KEY_PREVIOUS, self.previous),
+            (KEY_RESUME, self.resume),
+            (KEY_COMMENT, self.panel.focus_comment),
+            (KEY_UP, lambda: self.step(+1)),
+            (KEY_DOWN, lambda: self.step(-1)),
+            (KEY_LEAVE_COMMENT, self.panel.leave_comment),
+            *[(key, self._enter) for key in KEY_ACCEPT],
+            *[(key, lambda v=value: self.rate(v)) for key, value in self.scale.keys],
+        ]
+        for key, slot in keys:
+            shortcut = QShortcut(QKeySequence(key), window)
+            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+            shortcut.activated.connect(slot)
+            self.shortcuts.append(shortcut)
+
+    def _enter(self) -> None:
+        if self.panel.comment_has_focus():
+            self.panel.leave_comment()
+        else:
+            self.next(require_answer=True)
+
+    # -- showing ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._show(self.session.current_case())
+
+    def _show(self, blinded: BlindedCase) -> None:
+        self.case = blinded
+        answer = blinded.answer
+        self.call = None if answer is None else answer.positive
+        self.confidence = None if answer is None else answer.confidence
+        self.comment = "" if answer is None else answer.comment
+        aid = None
+        if blinded.aid is not None:
+            aid = (blinded.aid.probability, blinded.aid.threshold, self.names[0] if blinded.aid.positive else self.names[1])
+        self.panel.show_case(self.session.progress(), blinded.unavailable, aid)
+        self.panel.set_answer(self.call, self.confidence, self.comment)
+        self.panel.set_saved(None if answer is None else local_time(answer.answered_at))
+        self.case_shown.emit(blinded)
+
+    # -- answering --------------------------------------------------------------------------------
+
+    def choose_call(self, positive: bool) -> None:
+        if self._refuse_unavailable():
+            return
+        self.call = bool(positive)
+        self.panel.set_message("")
+        if self.confidence is not None and not self._fits(self.call, self.confidence):
+            self.confidence = None
+            self.panel.set_message(f"Choose a confidence that fits the call ({self._keys_hint()}).")
+        self.panel.set_answer(self.call, self.confidence, self.comment)
+        self._save()
+
+    def rate(self, value: float) -> None:
+        if self._refuse_unavailable():
+            return
+        if self.call is not None:
+            try:
+                self.scale.check(self.call, value)
+            except StudyError as exc:
+                self.panel.set_message(str(exc), warning=True)
+                self.panel.set_answer(self.call, self.confidence, self.comment)
+                return
+        self.confidence = float(value)
+        self.panel.set_message("" if self.call is not None else
+                               f"Now the call: {KEY_POSITIVE} = {self.names[0]}, {KEY_NEGATIVE} = {self.names[1]}.")
+        self.panel.set_answer(self.call, self.confidence, self.comment)
+        self._save()
+
+    def step(self, direction: int) -> None:
+        size = 1.0 if self.scale.integer else 5.0
+        start = self.scale.midpoint if self.confidence is None else self.confidence
+        self.rate(min(max(start + direction * size, self.scale.low), self.scale.high))
+
+    def commit_comment(self, text: str) -> None:
+        self.comment = text.strip()
+        if self.case.answer is not None:
+            self._save()
+        elif self.comment:
+            self.panel.set_message("Comment kept; it is saved with your answer.")
+
+    def _fits(self, positive: bool, value: float) -> bool:
+        try:
+            self.scale.check(positive, value)
+        except StudyError:
+            return False
+        return True
+
+    def _refuse_unavailable(self) -> bool:
+        if self.case.unavailable:
+            self.panel.set_message("This case cannot be shown, so it cannot be answered; "
+                                   f"press {KEY_NEXT} for the next case.", warning=True)
+        return bool(self.case.unavailable)
+
+    def _save(self) -> None:
+        if self.call is None or self.confidence is None or self.case.unavailable:
+            return
+        old = self.case.answer
+        if old is not None and (old.positive, old.confidence, old.comment) == (self.call, self.confidence, self.comment):
+            return
+        try:
+            saved = self.session.answer(self.call, self.confidence, self.comment)
+        except StudyError as exc:
+            self.panel.set_message(str(exc), warning=True)
+            return
+        except Exception as exc:  # the store failed: the reader must know the answer is not saved
+            self.panel.set_message("Not saved — see the error message.", warning=True)
+            self._on_error(exc)
+            return
+        self.case = self.session.current_case()
+        self.panel.set_saved(local_time(saved.answered_at))
+        self.panel.set_progress(self.session.progress())
+
+    # -- moving -----------------------------------------------------------------------------------
+
+    def _pending(self) -> bool:
+        """A call or rating given but not saved (the answer is incomplete)."""
+        old = self.case.answer
+        given = (self.call, self.confidence)
+        return given != (None, None) and (old is None or given != (old.positive, old.confidence))
+
+    def _flush_comment(self) -> None:
+        """A comment typed but not yet kept with Enter is kept before the case changes."""
+        text = self.panel.comment_edit.text().strip()
+        if text != self.comment and not self.case.unavailable:
+            self.commit_comment(text)
+
+    def next(self, require_answer: bool = False) -> None:
+        self._flush_comment()
+        if require_answer and self.case.answer is None and not self.case.unavailable:
+            need = "a confidence" if self.call is not None else "the call"
+            self.panel.set_message(f"Not answered yet: give {need} first "
+                                   f"(or press {KEY_NEXT} to leave this case for later).", warning=True)
+            return
+        left_open = self._pending()
+        following = self.session.next()
+        if following is None:
+            self._at_end()
+            return
+        self._show(following)
+        if left_open:
+            self.panel.set_message(f"Case {following.position - 1} was left unanswered (its answer was incomplete).",
+                                   warning=True)
+
+    def previous(self) -> None:
+        self._flush_comment()
+        earlier = self.session.previous()
+        if earlier is not None:
+            self._show(earlier)
+
+    def resume(self) -> None:
+        self._flush_comment()
+        self._show(self.session.resume())
+
+    def _at_end(self) -> None:
+        progress = self.session.progress()
+        if self.session.is_complete:
+            self.panel.set_message(f"All {progress.total} cases are answered — thank you. "
+                                   "Study ▸ Stop reading closes the session.")
+            return
+        try:
+            self.session.finish()  # closes only when every case left is one that cannot be shown
+        except StudyError as exc:
+            self.panel.set_message(f"{exc} Press {KEY_RESUME} for the first unanswered case.", warning=True)
+            return
+        self.panel.set_message("Session finished; the cases that could not be shown are reported. Thank you.")
+
+    def close(self) -> None:
+        self._flush_comment()
+        for shortcut in self.shortcuts:
+            shortcut.setEnabled(False)
+            shortcut.deleteLater()
+        self.shortcuts.clear()
+
+    def _keys_hint(self) -> str:
+        keys = [k for k, _ in self.scale.keys]
+        return f"keys {keys[0]}–{keys[-1]} or ↑/↓"
