@@ -32,13 +32,13 @@ bundle: $(STAMP)
 demo-data: $(STAMP)
 	$(BIN)/oncolens make-demo-data
 
-# Retrain the shipped demo weights on phantoms (CPU, about 2 h on 2 cores); each card records its command.
+# Retrain the shipped demo weights on phantoms (CPU, about 2.5 h on 2 cores); each card records its command.
 # WL nets get 30 epochs: with 10 the from-scratch WL tumor net stayed near chance (AUC 0.61 vs 0.83).
 # MFI-FFP: the 7 modality variants are installed; the ablation table goes into the tri-modal card.
 models: $(STAMP)
 	$(BIN)/oncolens train fl_cnn --modality FL --task all --data phantom
 	$(BIN)/oncolens train fl_cnn --modality WL --task all --data phantom --epochs 30
-	$(BIN)/oncolens train mfi_ffp --variants all --ablation modalities --epochs 12 --phantom-patients 50
+	$(BIN)/oncolens train mfi_ffp --variants all --ablation modalities --runs 3 --epochs 12 --phantom-patients 50
 
 clean:
 	rm -rf build dist .pytest_cache
