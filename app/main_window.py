@@ -27,7 +27,7 @@ from app.widgets.model_cards import ModelCardsDialog
 from app.widgets.node_assignment import NodeAssignmentDialog
 from app.widgets.results_panel import ResultsPanel
 from app.widgets.study_dialogs import AddReaderDialog, NewStudyDialog, StartReadingDialog
-from app.workers import error_text, submit
+from app.workers import error_text, keep_garbage_collection_on_gui_thread, submit
 from engine.cases.loading import (
     NodeFile,
     describe_node_files,
@@ -55,6 +55,7 @@ class MainWindow(QMainWindow):
     def __init__(self, store, *, service: PredictionService | None = None, settings: Settings | None = None,
                  auto_predict: bool = True, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        keep_garbage_collection_on_gui_thread()
         self.store = store
         self.service = service or PredictionService(store)
         self._keep_settings = True  # False when the settings file was unreadable: never overwrite it

@@ -166,3 +166,21 @@ def wait_for_workers(timeout: float = 30.0) -> bool:
         worker_pool().waitForDone(20)
         QCoreApplication.processEvents()
     return not _pending and worker_pool().activeThreadCount() == 0
+
+
+_GC_TIMER = None
+
+
+def keep_garbage_collection_on_gui_thread(interval_s: float = 1.0) -> None:
+    """Python's cyclic garbage collector runs in whichever thread happens to allocate when a threshold
+    trips; if that is a worker and the garbage holds Qt objects, Qt crashes (seen as a segfault inside a
+    store write on a worker). Automatic collection is switched off and done by a GUI-thread timer instead
+    (pyqtgraph's GarbageCollector). Safe to call repeatedly: one timer per process."""
+    global _GC_TIMER
+    import gc
+
+    if _GC_TIMER is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        _GC_TIMER = GarbageCollector(interval=interval_s)
+    gc.disable()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 
@@ -65,6 +66,17 @@ class FakeCascade:
                 pred.heatmaps[f"{task}/{self.modality}"] = ramp
         pred.timings_ms = {"total": 1.0}
         return pred
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_on_the_gui_thread():
+    """Free each test's Qt garbage here, on the GUI thread, and give the next (engine) tests normal GC:
+    a window turns automatic collection off so that a worker never frees Qt objects (app.workers)."""
+    gc.collect()
+    yield
+    wait_for_workers(timeout=30)
+    gc.collect()
+    gc.enable()
 
 
 @pytest.fixture(autouse=True)
