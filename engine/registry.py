@@ -194,6 +194,17 @@ def save_weights(net, card: ModelCard, dtype: str = "float16") -> None:
     }
 
 
+def round_trip_fp16(net) -> None:
+    """Round float parameters (not BN statistics) through fp16 in place, exactly as save_weights stores them,
+    so an evaluation before saving measures the weights that ship."""
+    import torch
+
+    with torch.no_grad():
+        for key, tensor in net.state_dict().items():
+            if tensor.is_floating_point() and "running_" not in key:
+                tensor.copy_(tensor.half().float())
+
+
 def write_card(card: ModelCard) -> None:
     """Write config.json and the human-readable README.md generated from it."""
     card.folder.mkdir(parents=True, exist_ok=True)

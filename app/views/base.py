@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QPainter, QPixmap
+from PySide6.QtWidgets import QLabel, QSlider, QVBoxLayout, QWidget
 
 from engine.cases.model import Case
 from engine.predict.base import Prediction
@@ -71,3 +73,28 @@ class PlaceholderView(CaseView):
 
     def clear(self) -> None:
         self.set_message(None)
+
+
+def opacity_controls() -> tuple[QSlider, QLabel]:
+    """The heatmap opacity slider (0-100, [ and ] step it) and the label that shows its value."""
+    slider = QSlider(Qt.Orientation.Horizontal)
+    slider.setRange(0, 100)
+    slider.setSingleStep(5)
+    slider.setPageStep(10)
+    slider.setFixedWidth(120)
+    slider.setToolTip("Heatmap opacity  ([ and ])")
+    label = QLabel()
+    label.setMinimumWidth(48)
+    return slider, label
+
+
+def colormap_legend(colormap: pg.ColorMap, name: str, width: int = 96, height: int = 12) -> QLabel:
+    """A small low-to-high strip of the heatmap colour map."""
+    pixmap = QPixmap(width, height)
+    painter = QPainter(pixmap)
+    painter.fillRect(pixmap.rect(), colormap.getGradient(QPointF(0, 0), QPointF(width, 0)))
+    painter.end()
+    legend = QLabel()
+    legend.setPixmap(pixmap)
+    legend.setToolTip(f"Grad-CAM colour scale ({name}): low to high attention")
+    return legend

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QFont, QPainter, QPixmap
+from PySide6.QtCore import QPointF, QRectF
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSlider,
     QVBoxLayout,
     QWidget,
 )
 
-from app.views.base import CaseView
+from app.views.base import CaseView, colormap_legend, opacity_controls
 from engine.cases.model import FL, WL, Case
 from engine.predict.base import Prediction
 
@@ -98,17 +97,8 @@ class GliomaView(CaseView):
         for title, task in HEATMAP_TASKS:
             self.heatmap_combo.addItem(title, task)
         self.heatmap_combo.setToolTip("Which model's Grad-CAM to overlay")
-        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
-        self.opacity_slider.setRange(0, 100)
-        self.opacity_slider.setSingleStep(5)
-        self.opacity_slider.setPageStep(10)
-        self.opacity_slider.setFixedWidth(120)
-        self.opacity_slider.setToolTip("Heatmap opacity  ([ and ])")
-        self.opacity_label = QLabel()
-        self.opacity_label.setMinimumWidth(48)
-        self.legend = QLabel()
-        self.legend.setPixmap(self._legend_pixmap(96, 12))
-        self.legend.setToolTip(f"Grad-CAM colour scale ({HEATMAP_COLORMAP}): low to high attention")
+        self.opacity_slider, self.opacity_label = opacity_controls()
+        self.legend = colormap_legend(self._colormap, HEATMAP_COLORMAP)
         fit_button = QPushButton("Fit (F)")
         fit_button.clicked.connect(self.fit)
         levels_button = QPushButton("Reset W/L")
@@ -281,9 +271,3 @@ class GliomaView(CaseView):
                 parts.append(f"{modality}: {array.shape[1]}×{array.shape[0]} px, {meta.bit_depth}-bit {meta.units}")
         return "<br>".join(parts)
 
-    def _legend_pixmap(self, width: int, height: int) -> QPixmap:
-        pixmap = QPixmap(width, height)
-        painter = QPainter(pixmap)
-        painter.fillRect(pixmap.rect(), self._colormap.getGradient(QPointF(0, 0), QPointF(width, 0)))
-        painter.end()
-        return pixmap

@@ -6,19 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QFont, QPainter, QPixmap
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QSizePolicy,
-    QSlider,
     QVBoxLayout,
     QWidget,
 )
 
-from app.views.base import CaseView
+from app.views.base import CaseView, colormap_legend, opacity_controls
 from app.views.glioma_view import BACKGROUND, HEATMAP_COLORMAP, TITLE_COLOR, robust_levels
 from app.widgets.results_panel import NEGATIVE_COLOR, POSITIVE_COLOR
 from engine.cases.loading import FI, NODE_MODALITIES, NODE_MODALITY_TITLES, PCI, WLI
@@ -120,17 +119,8 @@ class LymphNodeView(CaseView):
         self.heatmap_checkbox = QCheckBox("Grad-CAM (H)")
         self.heatmap_checkbox.setChecked(True)
         self.heatmap_checkbox.setToolTip("Show each branch's Grad-CAM on its image and the fusion-layer map on WLI")
-        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
-        self.opacity_slider.setRange(0, 100)
-        self.opacity_slider.setSingleStep(5)
-        self.opacity_slider.setPageStep(10)
-        self.opacity_slider.setFixedWidth(120)
-        self.opacity_slider.setToolTip("Heatmap opacity  ([ and ])")
-        self.opacity_label = QLabel()
-        self.opacity_label.setMinimumWidth(48)
-        self.legend = QLabel()
-        self.legend.setPixmap(self._legend_pixmap(96, 12))
-        self.legend.setToolTip(f"Grad-CAM colour scale ({HEATMAP_COLORMAP}): low to high attention")
+        self.opacity_slider, self.opacity_label = opacity_controls()
+        self.legend = colormap_legend(self._colormap, HEATMAP_COLORMAP)
         fit_button = QPushButton("Fit (F)")
         fit_button.setToolTip("Zoom all four images to show the whole node")
         fit_button.clicked.connect(self.fit)
@@ -371,12 +361,6 @@ class LymphNodeView(CaseView):
             parts.append("FI window/level: drag the region on the right")
         return "<br>".join(parts)
 
-    def _legend_pixmap(self, width: int, height: int) -> QPixmap:
-        pixmap = QPixmap(width, height)
-        painter = QPainter(pixmap)
-        painter.fillRect(pixmap.rect(), self._colormap.getGradient(QPointF(0, 0), QPointF(width, 0)))
-        painter.end()
-        return pixmap
 
 
 def _rgb_levels(array: np.ndarray | None) -> tuple[float, float] | None:

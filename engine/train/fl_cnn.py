@@ -26,7 +26,7 @@ from engine.nets.fl_cnn import COMPACT_CONFIG, GRADCAM_LAYER, PAPER_CONFIG, load
 from engine.predict.glioma import card_name
 from engine.preprocess.common import normalise_channels, square_resize
 from engine.preprocess.specimen import display_image
-from engine.registry import ModelCard, build_net, save_weights, write_card
+from engine.registry import ModelCard, build_net, round_trip_fp16, save_weights, write_card
 from engine.train.augment import augment_specimen
 from engine.train.losses import class_balance_weights, weighted_bce_with_logits
 from engine.train.schedule import warmup_cosine
@@ -123,14 +123,6 @@ def predict_scores(net: torch.nn.Module, units: np.ndarray, constants: dict, bat
             x = x.to(device)
         scores.append(torch.sigmoid(net(x)).float().cpu().numpy())
     return np.concatenate(scores) if scores else np.zeros(0, np.float32)
-
-
-def round_trip_fp16(net: torch.nn.Module) -> None:
-    """Round every float parameter (not BN statistics) through fp16, as save_weights stores them."""
-    with torch.no_grad():
-        for key, tensor in net.state_dict().items():
-            if tensor.is_floating_point() and "running_" not in key:
-                tensor.copy_(tensor.half().float())
 
 
 def choose_threshold(task: str, y: np.ndarray, scores: np.ndarray) -> float:

@@ -27,7 +27,7 @@ from engine.metrics.classification import evaluate_binary, threshold_closest_to_
 from engine.nets.mfi_ffp import COMPACT_CONFIG, PAPER_CONFIG, gradcam_layers, load_imagenet_branches
 from engine.predict.lymph_node import card_name
 from engine.preprocess.lymph_node import NODE_MODALITIES, box_source, node_units, preprocessing_constants
-from engine.registry import ModelCard, build_net, save_weights, write_card
+from engine.registry import ModelCard, build_net, round_trip_fp16, save_weights, write_card
 from engine.train.augment import augment_aligned
 from engine.train.losses import MFILoss
 from engine.train.schedule import warmup_cosine
@@ -232,14 +232,6 @@ def predict_scores(net: torch.nn.Module, data: NodeArrays, index: np.ndarray, mo
         x = to_tensor(data.inputs(index[start:start + batch_size], modalities), data.constants, device)
         out.append(torch.softmax(net(x).float(), dim=1)[:, 1].cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-
-def round_trip_fp16(net: torch.nn.Module) -> None:
-    """Round float parameters (not BN statistics) through fp16, as the shipped safetensors store them."""
-    with torch.no_grad():
-        for key, tensor in net.state_dict().items():
-            if tensor.is_floating_point() and "running_" not in key:
-                tensor.copy_(tensor.half().float())
 
 
 def check_ranks_agree(net: torch.nn.Module, world: int, say: Callable[[str], None] | None) -> None:
