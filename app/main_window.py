@@ -39,7 +39,13 @@ from engine.cases.loading import (
 from engine.cases.model import Case
 from engine.io.images import IMAGE_SUFFIXES
 from engine.predict.base import Prediction
-from engine.predict.service import PredictionService, model_label, stored_predictions, truth_labels
+from engine.predict.service import (
+    PREDICTOR_MODALITIES,
+    PredictionService,
+    model_label,
+    stored_predictions,
+    truth_labels,
+)
 from engine.settings import Settings, load_settings, save_settings
 from engine.studies import BlindedCase, ReadingSession, StudyError, list_studies
 
@@ -235,9 +241,32 @@ class MainWindow(QMainWindow):
             view = cls()
             view.set_opacity(self.settings.heatmap_opacity)
             view.opacity_changed.connect(self._opacity_changed)
+            if hasattr(view, "method_changed"):  # segmentation views: another method, segment again
+                self._sync_segmentation_method(view)
+                view.method_changed.connect(self._segmentation_method_changed)
             self.stack.addWidget(view)
             self._views[kind] = view
         return self._views[kind]
+
+    def _sync_segmentation_method(self, view) -> None:
+        """The view's method combo and the service agree: the service's choice when the combo offers it."""
+        from engine.predict.service import default_segmentation_method
+
+        wanted = self.service.segmentation_method or default_segmentation_method()
+        view.method_combo.blockSignals(True)
+        try:
+            view.set_method(wanted)
+        except ValueError:
+            wanted = view.method()
+        finally:
+            view.method_combo.blockSignals(False)
+        self.service.segmentation_method = wanted
+
+    def _segmentation_method_changed(self, method: str) -> None:
+        self.service.segmentation_method = method
+        case = self.current_case
+        if case is not None and case.kind in PREDICTOR_MODALITIES and self.auto_predict:
+            self.predict()
 
     def current_view(self) -> CaseView:
         return self.stack.currentWidget()

@@ -35,13 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--save-bundles", help="write each case with its prediction as a bundle into this folder")
 
     tr = sub.add_parser("train", help="train a model family and write its card + weights")
-    tr.add_argument("family", choices=["fl_cnn", "mfi_ffp"])
+    tr.add_argument("family", choices=["fl_cnn", "mfi_ffp", "fluoro_seg"])
     tr.add_argument("--modality", default="all", choices=[FL, WL, "all"])
     tr.add_argument("--task", default="all", choices=["tumor", "grade", "ki67", "all"])
     tr.add_argument("--data", default="phantom", help="'phantom' or a CSV manifest (see README)")
     tr.add_argument("--preset", default="compact", choices=["compact", "paper"])
-    tr.add_argument("--epochs", type=int, help="default: fl_cnn 10; mfi_ffp 100 (paper) or 12 (compact)")
-    tr.add_argument("--batch-size", type=int, default=32)
+    tr.add_argument("--epochs", type=int, help="default: fl_cnn 10; mfi_ffp 100 (paper) or 12 (compact); "
+                                               "fluoro_seg 200 (paper) or 40 (compact)")
+    tr.add_argument("--batch-size", type=int, help="default: 32 (fl_cnn, mfi_ffp), 4 (fluoro_seg)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--pretrained", help="local ImageNet EfficientNet-B0 weights (.pth/.safetensors)")
     tr.add_argument("--phantom-patients", type=int, help="default: fl_cnn 30, mfi_ffp 60")
@@ -49,9 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--phantom-seed", type=int, help="default: fl_cnn 2021, mfi_ffp 2024")
     tr.add_argument("--models-dir", help="write cards here instead of the shipped models folder")
     _mfi_options(tr, training=True)
+    _seg_options(tr, training=True)
 
     ev = sub.add_parser("evaluate", help="evaluate shipped models: tables with bootstrap CIs, CSV/JSON, ROC PNG")
-    ev.add_argument("family", choices=["fl_cnn", "mfi_ffp"])
+    ev.add_argument("family", choices=["fl_cnn", "mfi_ffp", "fluoro_seg"])
     ev.add_argument("--modality", default="all", choices=[FL, WL, "all"])
     ev.add_argument("--data", default="phantom", help="'phantom' (regenerated from the card) or a CSV manifest")
     ev.add_argument("--split", default="test", choices=["test", "all"],
@@ -59,10 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default="evaluation", help="output folder")
     ev.add_argument("--bootstrap", type=int, default=1000)
     _mfi_options(ev, training=False)
+    _seg_options(ev, training=False)
 
     be = sub.add_parser("bench", help="CPU/GPU latency: eager PyTorch vs the fast path, in one run")
-    be.add_argument("family", choices=["mfi_ffp"])
+    be.add_argument("family", choices=["mfi_ffp", "seg"])
     be.add_argument("--repeats", type=int, default=50)
+    be.add_argument("--nets", default="installed", help="seg: which installed nets (default all installed)")
     be.add_argument("--out", help="also write the table as CSV")
 
     md = sub.add_parser("make-demo-data", help="write the demo case bundles")
@@ -86,14 +90,33 @@ def _mfi_options(p: argparse.ArgumentParser, training: bool) -> None:
     g.add_argument("--runs", type=int, default=1, help="mfi_ffp: runs per configuration; the median-AUC run is kept")
     g.add_argument("--phantom-nodes", type=int, default=30, help="mfi_ffp: mean nodes per phantom patient")
     if not training:
-        g.add_argument("--epochs", type=int, default=12, help="mfi_ffp --ablation: epochs per configuration")
+        g.add_argument("--epochs", type=int, help="epochs per configuration (mfi_ffp --ablation: 12; "
+                                                  "fluoro_seg: 40 compact, 200 paper)")
         g.add_argument("--preset", default="compact", choices=["compact", "paper"])
         g.add_argument("--phantom-patients", type=int, default=60)
         g.add_argument("--phantom-seed", type=int, default=2024)
     else:
         g.add_argument("--pretrained-irb", help="mfi_ffp: local torchvision MobileNetV2 ImageNet weights")
         g.add_argument("--pretrained-rb", help="mfi_ffp: local torchvision ResNet18 ImageNet weights")
-        g.add_argument("--out", help="mfi_ffp: folder for the ablation tables (default: next to the tri-modal card)")
+        g.add_argument("--out", help="mfi_ffp / fluoro_seg: folder for the ablation / protocol tables "
+                                         "(default: in the models folder)")
+
+
+def _seg_options(p: argparse.ArgumentParser, training: bool) -> None:
+    g = p.add_argument_group("fluoro_seg")
+    g.add_argument("--nets", default="unetplusplus,unet" if training else "all",
+                   help="fluoro_seg: unet, unetplusplus, deeplabv3plus, swin_unetr (comma-separated) or all")
+    g.add_argument("--folds", type=int, default=0 if training else 5,
+                   help="fluoro_seg: k-fold cross-validation of end-to-end vs transfer (0: skip; the paper used 5)")
+    g.add_argument("--targets", default="A,B", help="fluoro_seg: datasets fine-tuned on in the protocol")
+    g.add_argument("--imagenet-encoder", action="append", metavar="NET=FILE",
+                   help="fluoro_seg: local ImageNet encoder weights for a net (else pretraining on the other dataset)")
+    g.add_argument("--phantom-frames", default="A=61,B=106,C=24", help="fluoro_seg: phantom frames per dataset")
+    g.add_argument("--phantom-size", type=int, default=1024, help="fluoro_seg: phantom frame size in pixels")
+    g.add_argument("--lr", type=float, default=1e-3, help="fluoro_seg: Adam learning rate")
+    if not training:
+        g.add_argument("--batch-size", type=int, default=4)
+        g.add_argument("--seed", type=int, default=0)
 
 
 def _say(msg: str) -> None:
@@ -246,10 +269,14 @@ def format_table(evaluations: dict) -> str:
 
 def cmd_make_demo(args) -> int:
     from engine.paths import demo_cases_dir
+    from engine.phantoms.fluoro_frames import write_fluoro_demo_cases
     from engine.phantoms.glioma import write_glioma_demo_cases
+    from engine.phantoms.lymph_node import write_node_demo_cases
 
     out = Path(args.out) if args.out else demo_cases_dir()
     paths = write_glioma_demo_cases(out, seed=args.seed)
+    paths += write_node_demo_cases(out)
+    paths += write_fluoro_demo_cases(out, size=512)  # 512 px keeps the bundled frames small
     _say(f"wrote {len(paths)} demo cases to {out}")
     return 0
 
@@ -278,17 +305,31 @@ def main(argv: Sequence[str] | None = None, gui_launcher: Callable[..., int] | N
                 from engine.train.mfi_ffp_run import cmd_train_mfi_ffp
 
                 return cmd_train_mfi_ffp(args, argv, _say)
+            if args.family == "fluoro_seg":
+                from engine.train.fluoro_seg_run import cmd_train_fluoro_seg
+
+                args.batch_size = args.batch_size or 4
+                return cmd_train_fluoro_seg(args, argv, _say)
+            args.batch_size = args.batch_size or 32
             return cmd_train(args, argv)
         if command == "evaluate":
             if args.family == "mfi_ffp":
                 from engine.train.mfi_ffp_run import cmd_evaluate_mfi_ffp
 
                 return cmd_evaluate_mfi_ffp(args, _say)
+            if args.family == "fluoro_seg":
+                from engine.train.fluoro_seg_run import cmd_evaluate_fluoro_seg
+
+                return cmd_evaluate_fluoro_seg(args, _say)
             return cmd_evaluate(args)
         if command == "study":
             from engine.studies import run_study_command
 
             return run_study_command(args, _say)
+        if command == "bench" and args.family == "seg":
+            from engine.train.fluoro_seg_run import cmd_bench_seg
+
+            return cmd_bench_seg(args, _say)
         if command == "bench":
             from engine.train.mfi_ffp_run import cmd_bench_mfi_ffp
 

@@ -15,12 +15,24 @@ from engine.predict.base import Prediction, Predictor
 
 # Glioma specimens: one FL-CNN cascade per modality present, in display order (FL-CNN is the paper's primary
 # model). Lymph nodes: one MFI-FFP net for the set of modalities present (tri-modal when all three exist).
-PREDICTOR_MODALITIES: dict[str, tuple[str, ...]] = {"glioma_specimen": (FL, WL), "lymph_node": ("WLI", "FI", "PCI")}
+# Fluorescence frames: one segmentation method (a net or DRLSE), chosen in the view (`segmentation_method`).
+PREDICTOR_MODALITIES: dict[str, tuple[str, ...]] = {"glioma_specimen": (FL, WL), "lymph_node": ("WLI", "FI", "PCI"),
+                                                    "fluoro_frame": ("NIR",)}
+SEGMENTATION_KINDS = ("fluoro_frame",)
 
-PredictorFactory = Callable[[str, tuple[str, ...]], Predictor]  # (case kind, modalities it reads) -> predictor
+# (case kind, modalities it reads) -> predictor; segmentation kinds also get method=<net or 'drlse'>
+PredictorFactory = Callable[..., Predictor]
 
 
-def default_predictor(kind: str, modalities: tuple[str, ...]) -> Predictor:
+def default_segmentation_method() -> str:
+    """UNet++ (the paper's best) when installed, else the first installed net, else DRLSE."""
+    from engine.predict.fluoro import installed_methods
+
+    methods = installed_methods()
+    return "unetplusplus" if "unetplusplus" in methods else methods[0]
+
+
+def default_predictor(kind: str, modalities: tuple[str, ...], method: str | None = None) -> Predictor:
     """Build the shipped predictor for a case kind and the modalities it reads (loads and verifies weights)."""
     if kind == "glioma_specimen":
         from engine.predict.glioma import GliomaCascadePredictor
@@ -31,6 +43,10 @@ def default_predictor(kind: str, modalities: tuple[str, ...]) -> Predictor:
         from engine.predict.lymph_node import MFIFFPPredictor
 
         return MFIFFPPredictor(modalities)
+    if kind == "fluoro_frame":
+        from engine.predict.fluoro import FluoroSegPredictor
+
+        return FluoroSegPredictor(method or default_segmentation_method())
     raise ValueError(f"OncoLens has no predictor for '{kind}' cases yet.")
 
 
@@ -50,7 +66,8 @@ class PredictionService:
                  actor: str = "oncolens-gui") -> None:
         self.store = store
         self._make_predictor = make_predictor or default_predictor
-        self._predictors: dict[tuple[str, str], Predictor] = {}
+        self._predictors: dict[tuple, Predictor] = {}
+        self.segmentation_method: str | None = None  # None: default_segmentation_method()
         self._lock = threading.Lock()  # one inference at a time; predictors are built once
         self.actor = actor
 
@@ -70,6 +87,12 @@ class PredictionService:
         return [(m,) for m in present]
 
     def predictor(self, kind: str, modalities: tuple[str, ...]) -> Predictor:
+        if kind in SEGMENTATION_KINDS:
+            method = self.segmentation_method or default_segmentation_method()
+            key = (kind, modalities, method)
+            if key not in self._predictors:
+                self._predictors[key] = self._make_predictor(kind, modalities, method=method)
+            return self._predictors[key]
         key = (kind, modalities)
         if key not in self._predictors:
             self._predictors[key] = self._make_predictor(kind, modalities)
@@ -85,6 +108,10 @@ class PredictionService:
                 if case.kind == "lymph_node":
                     depths = {m: case.images[m].meta.bit_depth for m in modalities}
                     predictions.append(predictor.predict(arrays, explain=explain, bit_depths=depths))
+                elif case.kind in SEGMENTATION_KINDS:
+                    meta = case.images[modalities[0]].meta
+                    predictions.append(predictor.predict(arrays, explain=explain, bit_depth=meta.bit_depth,
+                                                         spacing=meta.spacing))
                 else:
                     (modality,) = modalities
                     predictions.append(predictor.predict(
@@ -115,6 +142,11 @@ class PredictionService:
     def cards_label(kind: str) -> str:
         if kind == "lymph_node":
             return _node_cards_label()
+        if kind in SEGMENTATION_KINDS:
+            from engine.predict.fluoro import installed_methods
+
+            nets = [m for m in installed_methods() if m != "drlse"]
+            return f"fluoro_seg: {', '.join(nets) or 'no nets installed'} + DRLSE"
         if kind != "glioma_specimen":
             return ""
         from engine.paths import models_dir

@@ -111,8 +111,10 @@ class NodeArrays:
         return units[index][..., channels].astype(np.float32) / 255.0
 
 
-def prepare_arrays(samples: list[NodeSample], input_size: int, sources: Sequence[str] = NODE_MODALITIES) -> NodeArrays:
-    constants = preprocessing_constants(input_size)
+def prepare_arrays(samples: list[NodeSample], input_size: int, sources: Sequence[str] = NODE_MODALITIES,
+                   crop_scale: float | None = None) -> NodeArrays:
+    constants = preprocessing_constants(input_size) if crop_scale is None else \
+        preprocessing_constants(input_size, crop_scale)
     units = {}
     for source in sources:
         array = np.zeros((len(samples), input_size, input_size, 9), np.uint8)

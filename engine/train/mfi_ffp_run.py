@@ -75,7 +75,7 @@ def cmd_train_mfi_ffp(args, argv: Sequence[str], say: Say) -> int:
     variants = parse_variants(args.variants)
     names = list(dict.fromkeys([row_name(v) for v in variants] + (resolve_names(args.ablation) if args.ablation else [])))
     pretrained = {k: v for k, v in (("irb", args.pretrained_irb), ("rb", args.pretrained_rb)) if v}
-    base = MFIFFPTrainSettings(preset=preset, epochs=epochs, batch_size=args.batch_size, pretrained=pretrained)
+    base = MFIFFPTrainSettings(preset=preset, epochs=epochs, batch_size=args.batch_size or 32, pretrained=pretrained)
     command = "oncolens " + " ".join(shlex.quote(a) for a in argv)
     previous = os.environ.get("ONCOLENS_MODELS_DIR")
     if args.models_dir:
@@ -168,9 +168,9 @@ def cmd_evaluate_mfi_ffp(args, say: Say) -> int:
     if args.ablation:
         samples, _ = node_data(args.data, args.phantom_patients, args.phantom_nodes, args.phantom_seed)
         data = prepare_arrays(samples, _input_size(args.preset))
-        base = MFIFFPTrainSettings(preset=args.preset, epochs=args.epochs, n_bootstrap=args.bootstrap)
+        base = MFIFFPTrainSettings(preset=args.preset, epochs=args.epochs or 12, n_bootstrap=args.bootstrap)
         rows = run_ablation(data, resolve_names(args.ablation), base, runs=args.runs, progress=say)
-        title = f"MFI-FFP ablation ({args.preset}, {args.epochs} epochs, median of {args.runs} run(s))"
+        title = f"MFI-FFP ablation ({args.preset}, {base.epochs} epochs, median of {args.runs} run(s))"
         write_ablation(rows, data, out, title)
         print(format_ablation(rows))
         say(f"wrote CSV, JSON, Markdown and ROC PNG to {out}/")

@@ -1,0 +1,389 @@
+"""Fluorescence segmentation view: one NIR frame with window/level, the predicted tumor contour (yellow)
+and the ground-truth contour (green) as in the paper's figures, the method choice (the installed nets
+and DRLSE), Dice / HD / FPSR / FNSR when truth exists, and export of the mask and contours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.views.base import CaseView, colormap_legend, opacity_controls
+from app.views.glioma_view import BACKGROUND, TITLE_COLOR, robust_levels
+from engine.cases.model import Case
+from engine.metrics.segmentation import segmentation_metrics
+from engine.predict.base import Prediction
+from engine.predict.fluoro import MODALITY, STRUCTURE, installed_methods, method_label
+from engine.seg.contours import (
+    Contour,
+    export_contours_csv,
+    export_contours_json,
+    mask_to_contours,
+    net_area,
+    region_count,
+)
+
+PREDICTION_COLOR = "#ffd400"  # yellow, as in the paper's figures
+TRUTH_COLOR = "#2ee65c"  # green
+PROBABILITY_COLORMAP = "viridis"
+
+
+def _closed(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x (columns) and y (rows) of a contour with its first point repeated at the end."""
+    loop = np.vstack([points, points[:1]])
+    return loop[:, 1], loop[:, 0]
+
+
+class _ContourLayer:
+    """All contours of one mask drawn as one pen colour on a plot."""
+
+    def __init__(self, plot: pg.PlotItem, color: str, width: float, z: int) -> None:
+        self.plot = plot
+        self.pen = pg.mkPen(color, width=width)
+        self.items: list[pg.PlotCurveItem] = []
+        self.z = z
+        self.visible = True
+
+    def set_contours(self, contours: list[Contour]) -> None:
+        for item in self.items:
+            self.plot.removeItem(item)
+        self.items = []
+        for c in contours:
+            x, y = _closed(c.points)
+            item = pg.PlotCurveItem(x + 0.5, y + 0.5, pen=self.pen, antialias=True)  # pixel centres
+            item.setZValue(self.z)
+            item.setVisible(self.visible)
+            self.plot.addItem(item)
+            self.items.append(item)
+
+    def set_visible(self, visible: bool) -> None:
+        self.visible = visible
+        for item in self.items:
+            item.setVisible(visible)
+
+
+class FluoroView(CaseView):
+    """One NIR frame; the method combo asks the main window to segment again with another method."""
+
+    method_changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("fluoroView")
+        self._case: Case | None = None
+        self._levels: tuple[float, float] | None = None
+        self._shape: tuple[int, int] | None = None
+        self._spacing: tuple[float, float] | None = None
+        self.truth_mask: np.ndarray | None = None
+        self.pred_mask: np.ndarray | None = None
+        self.pred_contours: list[Contour] = []
+        self.truth_contours: list[Contour] = []
+        self.metrics: dict[str, float] = {}
+        self._model = ""
+        self._colormap = pg.colormap.get(PROBABILITY_COLORMAP)
+
+        self.method_combo = QComboBox()
+        self.method_combo.setToolTip("Segmentation method: a trained network or the DRLSE level set (baseline)")
+        self.refresh_methods()
+        self.pred_checkbox = QCheckBox("Prediction (yellow)")
+        self.truth_checkbox = QCheckBox("Truth (green)")
+        self.heatmap_checkbox = QCheckBox("Probability (H)")
+        for box in (self.pred_checkbox, self.truth_checkbox):
+            box.setChecked(True)
+        self.heatmap_checkbox.setChecked(False)
+        self.heatmap_checkbox.setToolTip("Overlay the network's tumor probability map")
+        self.opacity_slider, self.opacity_label = opacity_controls()
+        self.legend = colormap_legend(self._colormap, PROBABILITY_COLORMAP)
+        self.legend.setToolTip("Tumor probability: 0 to 1")
+        self.export_mask_button = QPushButton("Export mask…")
+        self.export_mask_button.setToolTip("Save the predicted tumor mask as a PNG (tumor = 255)")
+        self.export_contours_button = QPushButton("Export contours…")
+        self.export_contours_button.setToolTip("Save the predicted contours as JSON or CSV (pixels and mm)")
+        for button in (self.export_mask_button, self.export_contours_button):
+            button.setEnabled(False)
+        fit_button = QPushButton("Fit (F)")
+        fit_button.clicked.connect(self.fit)
+        levels_button = QPushButton("Reset W/L")
+        levels_button.clicked.connect(self.reset_levels)
+
+        controls = QHBoxLayout()
+        controls.setSpacing(8)
+        controls.addWidget(QLabel("Method"))
+        controls.addWidget(self.method_combo)
+        controls.addWidget(self.pred_checkbox)
+        controls.addWidget(self.truth_checkbox)
+        controls.addWidget(self.heatmap_checkbox)
+        controls.addWidget(self.opacity_slider)
+        controls.addWidget(self.opacity_label)
+        controls.addWidget(self.legend)
+        controls.addStretch(1)
+        controls.addWidget(self.export_mask_button)
+        controls.addWidget(self.export_contours_button)
+        controls.addWidget(fit_button)
+        controls.addWidget(levels_button)
+
+        self.note = QLabel("The tumor contour appears after prediction (F5).")
+        self.note.setObjectName("viewNote")
+        self.note.setWordWrap(True)
+        self.metrics_label = QLabel("")
+        self.metrics_label.setObjectName("segMetrics")
+        self.metrics_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setBackground(BACKGROUND)
+        self.graphics.setAcceptDrops(False)
+        self.plot: pg.PlotItem = self.graphics.addPlot(row=0, col=0)
+        self.plot.setTitle("NIR fluorescence", size="14pt", color=TITLE_COLOR)
+        for axis in ("left", "bottom"):
+            self.plot.hideAxis(axis)
+        self.plot.hideButtons()
+        self.plot.setMenuEnabled(False)
+        self.viewbox: pg.ViewBox = self.plot.getViewBox()
+        self.viewbox.setAspectLocked(True)
+        self.viewbox.invertY(True)
+        self.image = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
+        self.heat = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
+        self.heat.setColorMap(self._colormap)
+        self.heat.setZValue(10)
+        self.heat.setVisible(False)
+        self.plot.addItem(self.image)
+        self.plot.addItem(self.heat)
+        self.truth_layer = _ContourLayer(self.plot, TRUTH_COLOR, 2.0, 20)
+        self.pred_layer = _ContourLayer(self.plot, PREDICTION_COLOR, 2.0, 21)
+        self.histogram = pg.HistogramLUTItem(image=self.image, orientation="horizontal")
+        self.histogram.setToolTip("Window/level: drag the region or its edges (raw counts)")
+        self.histogram.setMaximumHeight(110)
+        self.graphics.addItem(self.histogram, row=1, col=0)
+        self.graphics.ci.layout.setRowStretchFactor(0, 10)
+        self.graphics.ci.layout.setRowStretchFactor(1, 1)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 4)
+        layout.addLayout(controls)
+        layout.addWidget(self.note)
+        layout.addWidget(self.metrics_label)
+        layout.addWidget(self.graphics, 1)
+
+        self.pred_checkbox.toggled.connect(self.pred_layer.set_visible)
+        self.truth_checkbox.toggled.connect(self.truth_layer.set_visible)
+        self.heatmap_checkbox.toggled.connect(self._update_heat)
+        self.opacity_slider.valueChanged.connect(self._slider_moved)
+        self.method_combo.currentIndexChanged.connect(self._method_picked)
+        self.export_mask_button.clicked.connect(self._ask_export_mask)
+        self.export_contours_button.clicked.connect(self._ask_export_contours)
+        self.set_opacity(0.4)
+
+    # -- methods ----------------------------------------------------------------------------------
+
+    def refresh_methods(self) -> None:
+        """Fill the method combo from the installed cards (DRLSE is always there)."""
+        current = self.method()
+        self.method_combo.blockSignals(True)
+        self.method_combo.clear()
+        for method in installed_methods():
+            self.method_combo.addItem(method_label(method), method)
+        index = self.method_combo.findData(current)
+        self.method_combo.setCurrentIndex(max(index, 0))
+        self.method_combo.blockSignals(False)
+
+    def method(self) -> str:
+        return self.method_combo.currentData() or ""
+
+    def set_method(self, method: str) -> None:
+        index = self.method_combo.findData(method)
+        if index < 0:
+            raise ValueError(f"Segmentation method {method!r} is not available here.")
+        self.method_combo.setCurrentIndex(index)
+
+    def _method_picked(self, _index: int) -> None:
+        if self.method():
+            self.method_changed.emit(self.method())
+
+    # -- CaseView ---------------------------------------------------------------------------------
+
+    def show_case(self, case: Case) -> None:
+        self._case = case
+        image = case.images[MODALITY]
+        frame = image.array if image.array.ndim == 2 else image.array.mean(axis=2)
+        self._shape = frame.shape[:2]
+        self._spacing = tuple(image.meta.spacing) if image.meta.spacing else None
+        self._levels = robust_levels(frame)
+        self.image.setImage(frame, autoLevels=False, levels=self._levels)
+        self.histogram.setLevels(*self._levels)
+        low, high = self._levels
+        self.histogram.setHistogramRange(float(frame.min()), min(float(frame.max()), high + (high - low)))
+        truth = case.truth.masks.get(STRUCTURE) if case.truth is not None else None
+        self.truth_mask = None if truth is None else np.asarray(truth).astype(bool)
+        self.truth_contours = [] if self.truth_mask is None else mask_to_contours(self.truth_mask, self._spacing)
+        self.truth_layer.set_contours(self.truth_contours)
+        self.truth_checkbox.setEnabled(self.truth_mask is not None)
+        self._clear_prediction()
+        self.plot.setTitle(f"NIR fluorescence · {frame.shape[1]}×{frame.shape[0]} px", size="14pt", color=TITLE_COLOR)
+        self.note.setText("The tumor contour appears after prediction (F5)."
+                          + ("" if self.truth_mask is not None else " This frame has no ground truth."))
+        self.fit()
+
+    def show_prediction(self, predictions: list[Prediction]) -> None:
+        prediction = next((p for p in predictions if STRUCTURE in p.masks), None)
+        if prediction is None or self._shape is None:
+            return
+        mask = np.asarray(prediction.masks[STRUCTURE]).astype(bool)
+        if mask.shape != self._shape:
+            self.note.setText(f"The prediction's mask is {mask.shape[1]}×{mask.shape[0]}, the frame "
+                              f"{self._shape[1]}×{self._shape[0]}: not drawn.")
+            return
+        self.pred_mask = mask
+        self._model = prediction.model
+        probability = prediction.heatmaps.get(f"{STRUCTURE}/{MODALITY}")
+        field = mask if probability is None else probability
+        self.pred_contours = mask_to_contours(field, self._spacing, threshold=prediction.thresholds.get(STRUCTURE, 0.5))
+        self.pred_layer.set_contours(self.pred_contours)
+        self._probability = probability
+        self.heatmap_checkbox.setEnabled(probability is not None)
+        self._update_heat()
+        for button in (self.export_mask_button, self.export_contours_button):
+            button.setEnabled(True)
+        self.metrics = {} if self.truth_mask is None else segmentation_metrics(mask, self.truth_mask)
+        if self.metrics and self._spacing:
+            in_mm = segmentation_metrics(mask, self.truth_mask, self._spacing)
+            self.metrics.update(hausdorff_mm=in_mm["hausdorff"], hd95_mm=in_mm["hd95"])
+        self.metrics_label.setText(self._metrics_text(prediction))
+        method = prediction.model.partition("[")[2].rstrip("]")
+        self.note.setText(f"{method_label(method)}: yellow = prediction"
+                          + (", green = ground truth." if self.truth_mask is not None else "."))
+
+    def clear(self) -> None:
+        self._case = None
+        self._shape = None
+        self.image.clear()
+        self.truth_mask = None
+        self.truth_contours = []
+        self.truth_layer.set_contours([])
+        self._clear_prediction()
+
+    def fit(self) -> None:
+        if self._shape is not None:
+            self.viewbox.setRange(QRectF(0, 0, self._shape[1], self._shape[0]), padding=0.02)
+
+    def reset_levels(self) -> None:
+        if self._levels is not None:
+            self.image.setLevels(self._levels)
+            self.histogram.setLevels(*self._levels)
+
+    def heatmap_visible(self) -> bool:
+        return self.heatmap_checkbox.isChecked()
+
+    def set_heatmap_visible(self, visible: bool) -> None:
+        self.heatmap_checkbox.setChecked(visible)
+
+    def opacity(self) -> float:
+        return self.opacity_slider.value() / 100.0
+
+    def set_opacity(self, opacity: float) -> None:
+        self.opacity_slider.setValue(round(min(max(opacity, 0.0), 1.0) * 100))
+        self._slider_moved(self.opacity_slider.value())
+
+    # -- export -----------------------------------------------------------------------------------
+
+    def export_mask(self, path: str | Path) -> Path:
+        """The predicted mask as an 8-bit PNG (tumor 255, background 0) at the frame's resolution."""
+        import cv2
+
+        if self.pred_mask is None:
+            raise ValueError("Nothing to export: segment the frame first (F5).")
+        path = Path(path).with_suffix(".png")
+        if not cv2.imwrite(str(path), self.pred_mask.astype(np.uint8) * 255):
+            raise OSError(f"Could not write {path}.")
+        return path
+
+    def export_contours(self, path: str | Path) -> Path:
+        """The predicted contours as JSON (with shape, spacing, method) or CSV, chosen by the suffix."""
+        if self.pred_mask is None:
+            raise ValueError("Nothing to export: segment the frame first (F5).")
+        path = Path(path)
+        if path.suffix.lower() == ".csv":
+            return export_contours_csv(self.pred_contours, path, spacing=self._spacing)
+        metrics = {k: (float(v) if np.isfinite(v) else None) for k, v in self.metrics.items()}  # strict JSON
+        extra = {"case": self._case.id if self._case else None, "model": self._model, "metrics": metrics}
+        return export_contours_json(self.pred_contours, path.with_suffix(".json"), shape=self._shape,
+                                    spacing=self._spacing, extra=extra)
+
+    def _ask_export_mask(self) -> None:
+        name = f"{self._case.id if self._case else 'frame'}_mask.png"
+        path, _ = QFileDialog.getSaveFileName(self, "Export tumor mask", name, "PNG image (*.png)")
+        if path:
+            self._guarded(lambda: self.export_mask(path))
+
+    def _ask_export_contours(self) -> None:
+        name = f"{self._case.id if self._case else 'frame'}_contours.json"
+        path, _ = QFileDialog.getSaveFileName(self, "Export contours", name, "JSON (*.json);;CSV (*.csv)")
+        if path:
+            self._guarded(lambda: self.export_contours(path))
+
+    def _guarded(self, action) -> None:
+        try:
+            written = action()
+        except (OSError, ValueError) as exc:
+            QMessageBox.warning(self, "Export failed", str(exc))
+            return
+        self.note.setText(f"Saved {written}")
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _clear_prediction(self) -> None:
+        self.pred_mask = None
+        self.pred_contours = []
+        self.metrics = {}
+        self._probability = None
+        self._model = ""
+        self.pred_layer.set_contours([])
+        self.heat.setVisible(False)
+        self.heatmap_checkbox.setEnabled(False)
+        self.metrics_label.setText("")
+        for button in (self.export_mask_button, self.export_contours_button):
+            button.setEnabled(False)
+
+    def _slider_moved(self, value: int) -> None:
+        self.opacity_label.setText(f"{value} %")
+        self.heat.setOpacity(value / 100.0)
+        self.opacity_changed.emit(value / 100.0)
+
+    def _update_heat(self) -> None:
+        probability = getattr(self, "_probability", None)
+        if probability is None or self._shape is None:
+            self.heat.setVisible(False)
+            return
+        self.heat.setImage(probability, autoLevels=False, levels=(0.0, 1.0))
+        self.heat.setRect(QRectF(0, 0, self._shape[1], self._shape[0]))
+        self.heat.setOpacity(self.opacity())
+        self.heat.setVisible(self.heatmap_checkbox.isChecked())
+
+    def _metrics_text(self, prediction: Prediction) -> str:
+        assert self.pred_mask is not None
+        parts = [f"Area {int(self.pred_mask.sum())} px"]
+        if self._spacing and self.pred_contours:
+            parts[0] += f" ({net_area(self.pred_contours, mm=True):.1f} mm²)"
+        parts.append(f"{region_count(self.pred_mask)} region(s)")
+        if self.metrics:
+            m = self.metrics
+            hd = "n/a (one mask empty)" if not np.isfinite(m["hausdorff"]) else f"{m['hausdorff']:.1f} px"
+            if "hausdorff_mm" in m and np.isfinite(m["hausdorff_mm"]):
+                hd += f" ({m['hausdorff_mm']:.2f} mm)"
+            parts += [f"Dice {m['dice']:.3f}", f"HD {hd}", f"FPSR {m['fpsr']:.3f}", f"FNSR {m['fnsr']:.3f}"]
+        total = prediction.timings_ms.get("total")
+        if total is not None:
+            parts.append(f"{total:.0f} ms")
+        return "   ·   ".join(parts)

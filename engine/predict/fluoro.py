@@ -1,0 +1,136 @@
+"""Tumor segmentation of one NIR fluorescence frame: a trained net (card `fluoro_seg_<arch>`) or DRLSE.
+
+The result is a tumor mask at the frame's own resolution, its sub-pixel contours, the tumor
+probability map (heatmap 'tumor/NIR'), the area in pixels (and mm^2 when the spacing is known) and
+the number of regions. With a truth mask the caller scores it with engine.metrics.segmentation.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from engine.device import describe_device, select_device
+from engine.predict.base import Prediction, Predictor
+from engine.preprocess.fluoro import prepare_frame
+from engine.registry import ModelCard, ModelError, create_model, list_models
+from engine.seg.contours import mask_to_contours, net_area, region_count
+
+MODALITY = "NIR"
+STRUCTURE = "tumor"
+DRLSE = "drlse"
+MULTIPLE = 32
+
+
+def card_name(arch: str) -> str:
+    return f"fluoro_seg_{arch}"
+
+
+def installed_methods() -> list[str]:
+    """Archs with an installed card (in the paper's table order), then 'drlse' (always available)."""
+    from engine.nets.fluoro_seg import ARCHS
+
+    names = {c.name for c in list_models() if c.family == "fluoro_seg"}
+    return [a for a in ARCHS if card_name(a) in names] + [DRLSE]
+
+
+def method_label(method: str) -> str:
+    from engine.nets.fluoro_seg import ARCH_NAMES
+
+    return "DRLSE (level set)" if method == DRLSE else ARCH_NAMES.get(method, method)
+
+
+def _pad(x: np.ndarray) -> np.ndarray:
+    h, w = x.shape
+    return np.pad(x, ((0, (-h) % MULTIPLE), (0, (-w) % MULTIPLE)), mode="edge")
+
+
+class FluoroSegPredictor(Predictor):
+    """One segmentation method on NIR frames. backend 'onnx' runs the net through ONNX Runtime (exported once
+    per weights, any frame size); 'torch' is eager PyTorch on the selected device."""
+
+    modalities = (MODALITY,)
+
+    def __init__(self, method: str = "unetplusplus", device: str | torch.device | None = None,
+                 backend: str = "torch") -> None:
+        self.method = method
+        self.name = f"fluoro_seg[{method}]"
+        self.card: ModelCard | None = None
+        self.net = None
+        self._onnx = None
+        self.backend = backend
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"Unknown backend {backend!r}: use 'torch' or 'onnx'.")
+        self.device = device if isinstance(device, torch.device) else select_device(device)
+        if method == DRLSE:
+            return
+        try:
+            self.net, self.card = create_model(card_name(method), device=self.device)
+        except ModelError as exc:
+            raise ModelError(f"No segmentation model '{method}' is installed ({exc}). Train it with "
+                             "`oncolens train fluoro_seg` or pick DRLSE.") from exc
+        if backend == "onnx":
+            from engine.fastpath import OnnxRunner
+
+            self._onnx = OnnxRunner.for_model(self.net.core, self.card, torch.zeros(1, 1, 64, 64), dynamic_hw=True)
+
+    def weight_hashes(self) -> dict[str, str]:
+        return {} if self.card is None else {self.card.name: self.card.weights["sha256"]}
+
+    @property
+    def threshold(self) -> float:
+        return 0.5 if self.card is None else float(self.card.thresholds.get(STRUCTURE, 0.5))
+
+    def probabilities(self, image: np.ndarray, bit_depth: int | None = None) -> tuple[np.ndarray, dict]:
+        """Tumor probability at the frame's resolution, and timings (ms)."""
+        assert self.card is not None
+        t0 = time.perf_counter()
+        x, geometry = prepare_frame(image, self.card.preprocessing, bit_depth)
+        h, w = x.shape
+        padded = _pad(x)[None, None]
+        t1 = time.perf_counter()
+        if self._onnx is not None:
+            logits = self._onnx(padded)[0, 0, :h, :w]
+        else:
+            with torch.inference_mode():
+                logits = self.net.core(torch.from_numpy(padded).to(self.device)).float().cpu().numpy()[0, 0, :h, :w]
+        t2 = time.perf_counter()
+        prob = geometry.to_frame(1.0 / (1.0 + np.exp(-logits)))
+        t3 = time.perf_counter()
+        return prob, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+
+    def predict(self, images: dict[str, np.ndarray], *, explain: bool = True, bit_depth: int | None = None,
+                spacing: tuple[float, float] | None = None) -> Prediction:
+        if MODALITY not in images:
+            raise ValueError(f"Segmentation needs a {MODALITY} fluorescence frame; got {', '.join(images) or 'none'}.")
+        image = images[MODALITY]
+        t0 = time.perf_counter()
+        if self.card is None:
+            from engine.seg.drlse import drlse_segment
+
+            result = drlse_segment(image)
+            mask, prob, timings = result.mask, None, {"inference": (time.perf_counter() - t0) * 1e3}
+        else:
+            prob, timings = self.probabilities(image, bit_depth)
+            mask = prob >= self.threshold
+        t = time.perf_counter()
+        # Sub-pixel outlines: the probability map contoured at the threshold (the mask itself for DRLSE).
+        contours = mask_to_contours(mask if prob is None else prob, spacing=spacing, threshold=self.threshold)
+        timings["contours"] = (time.perf_counter() - t) * 1e3
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        pred = Prediction(model=self.name, weights_sha256=self.weight_hashes(), device=describe_device(self.device),
+                          masks={STRUCTURE: mask}, contours={STRUCTURE: [c.points for c in contours]},
+                          timings_ms=timings)
+        if prob is not None and explain:
+            pred.heatmaps[f"{STRUCTURE}/{MODALITY}"] = prob.astype(np.float32)
+        pred.thresholds[STRUCTURE] = self.threshold
+        pixels = int(mask.sum())
+        regions = region_count(mask)
+        pred.notes.append(f"area {pixels} px, {regions} region(s)")
+        if spacing:
+            pred.notes.append(f"area {net_area(contours, mm=True):.2f} mm^2 (contours)")
+        if self._onnx is not None:
+            pred.notes.append("ONNX Runtime")
+        return pred

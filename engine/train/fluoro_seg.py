@@ -1,0 +1,315 @@
+"""Training of the fluorescence segmentation nets (Hou, Zou, Wang, Surg Innov 2024).
+
+Per the paper: training regions of 512 x 512 around labelled areas of 1024 x 1024 frames,
+augmentation by 90/180/270-degree rotations and horizontal/vertical flips, Adam, batch 4, 200
+epochs. The paper does not give its loss; the issue asks for Dice + cross-entropy, used here
+(soft Dice over the batch plus binary cross-entropy, equal weights). Learning rate and schedule are
+not in the paper either: Adam 1e-3 with per-iteration cosine annealing, written into every card.
+
+Transfer learning: the paper pretrained the encoders on ImageNet, froze them and trained the
+decoders on the fluorescence data. Here `init_state` is the pretrained net (the dataset-A training,
+or an ImageNet encoder file when the user has one) and `freeze_encoder` keeps its encoder fixed,
+BatchNorm statistics included, while the decoder learns.
+
+The compact demo preset keeps the paper's proportions at a quarter of the scale (frames scaled to
+256 pixels, 128-pixel training regions) so that the four nets train on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.metrics.segmentation import segmentation_metrics
+from engine.nets.fluoro_seg import ARCH_NAMES, config_for
+from engine.preprocess.fluoro import mask_to_work, prepare_frame, preprocessing_constants
+from engine.registry import build_net
+from engine.train.schedule import warmup_cosine
+
+SOURCE = ("Hou Y., Zou L., Wang J. Tumor Segmentation in Intraoperative Fluorescence Images Based on Transfer "
+          "Learning and Convolutional Neural Networks. Surgical Innovation 2024.")
+MANIFEST_COLUMNS = ("frame_id", "image_path", "mask_path", "dataset")
+PRESET_SIZES = {"paper": (1024, 512), "compact": (256, 128)}  # (work size, training crop)
+PHANTOM_COUNTS = {"A": 61, "B": 106, "C": 24}  # the paper's ABFM, DTHP and DTHL frame counts
+
+
+@dataclass
+class SegSample:
+    """One frame with its truth mask, as loaded (original resolution and bit depth)."""
+
+    frame_id: str
+    dataset: str
+    image: np.ndarray
+    mask: np.ndarray
+    bit_depth: int | None = None
+    spacing_mm: tuple[float, float] | None = None
+    group: str = ""  # e.g. tumor type, for the per-group table
+
+
+def load_fluoro_manifest(path: str | Path) -> list[SegSample]:
+    """A hospital's CSV: frame_id, image_path, mask_path, dataset (e.g. A/B/C or device names), and
+    optionally group (tumor type) and spacing_mm (pixel size). Paths are relative to the manifest;
+    masks are images where non-zero means tumor and must match their frame's size."""
+    from engine.io.images import read_image
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Manifest {path} not found.")
+    samples = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing columns {missing}; expected {', '.join(MANIFEST_COLUMNS)} "
+                             "(optional: group, spacing_mm).")
+        for line, row in enumerate(reader, start=2):
+            where = f"{path}:{line}"
+            image, meta = read_image(path.parent / row["image_path"].strip())
+            mask_image, _ = read_image(path.parent / row["mask_path"].strip())
+            mask = (mask_image if mask_image.ndim == 2 else mask_image.max(axis=2)) > 0
+            if mask.shape != image.shape[:2]:
+                raise ValueError(f"{where}: mask {row['mask_path']} is {mask.shape[1]}x{mask.shape[0]} but frame "
+                                 f"{row['image_path']} is {image.shape[1]}x{image.shape[0]}; they must match.")
+            spacing = (row.get("spacing_mm") or "").strip()
+            try:
+                spacing_mm = (float(spacing), float(spacing)) if spacing else meta.spacing
+            except ValueError:
+                raise ValueError(f"{where}: spacing_mm must be a number, got {spacing!r}.") from None
+            samples.append(SegSample(row["frame_id"].strip(), row["dataset"].strip(), image, mask,
+                                     meta.bit_depth, spacing_mm, (row.get("group") or "").strip()))
+    if not samples:
+        raise ValueError(f"{path}: the manifest lists no frames.")
+    return samples
+
+
+def phantom_group(info: dict) -> str:
+    """Phantom stand-in for the paper's per-tumor-type table: the kind of uptake the frame shows."""
+    if info.get("rim_lesions", 0):
+        return "rim-type uptake"
+    return "multiple tumors" if info.get("n_lesions", 1) > 1 else "single solid tumor"
+
+
+def phantom_seg_samples(counts: dict[str, int] | None = None, seed: int = 2024, size: int = 1024) -> list[SegSample]:
+    from engine.phantoms.fluoro_frames import make_fluoro_dataset
+
+    samples = []
+    for key, n in (counts or PHANTOM_COUNTS).items():
+        for f in make_fluoro_dataset(key, n, seed=seed, size=size):
+            samples.append(SegSample(f.frame_id, key, f.image, f.mask, f.bit_depth, f.spacing_mm, phantom_group(f.info)))
+    return samples
+
+
+@dataclass
+class SegArrays:
+    """Frames prepared once at work scale: standardised grey (float32) and truth (bool)."""
+
+    samples: list[SegSample]
+    x: list[np.ndarray]
+    y: list[np.ndarray]
+    constants: dict
+
+    def where(self, dataset: str) -> np.ndarray:
+        return np.array([i for i, s in enumerate(self.samples) if s.dataset == dataset], np.int64)
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted({s.dataset for s in self.samples})
+
+
+def prepare_seg_arrays(samples: Sequence[SegSample], preset: str = "compact") -> SegArrays:
+    work, crop = PRESET_SIZES[preset]
+    constants = preprocessing_constants(work, crop)
+    xs, ys = [], []
+    for s in samples:
+        x, geometry = prepare_frame(s.image, constants, s.bit_depth)
+        xs.append(x)
+        ys.append(mask_to_work(s.mask, geometry))
+    return SegArrays(list(samples), xs, ys, constants)
+
+
+@dataclass
+class SegTrainSettings:
+    arch: str = "unetplusplus"
+    preset: str = "compact"
+    epochs: int = 200
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    roi_fraction: float = 1.0  # share of crops centred near labelled tumor (the rest anywhere)
+    freeze_encoder: bool = False
+    seed: int = 0
+
+    @property
+    def crop_size(self) -> int:
+        return PRESET_SIZES[self.preset][1]
+
+    def net_config(self) -> dict:
+        return config_for(self.arch, self.preset)
+
+    def augmentation(self) -> dict:
+        return {"rotations_degrees": [0, 90, 180, 270], "hflip": True, "vflip": True,
+                "crop": f"{self.crop_size} px region around labelled tumor ({self.roi_fraction:.0%} of crops)"}
+
+
+def roi_crop(x: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator, roi: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A size x size region: around a random tumor pixel (jittered by a quarter of the side) when `roi`
+    and the frame has tumor, else anywhere. Frames smaller than `size` are padded with edge values."""
+    h, w = x.shape
+    if h < size or w < size:
+        ph, pw = max(0, size - h), max(0, size - w)
+        x = np.pad(x, ((0, ph), (0, pw)), mode="edge")
+        y = np.pad(y, ((0, ph), (0, pw)))
+        h, w = x.shape
+    if roi and y.any():
+        ys, xs = np.nonzero(y)
+        k = rng.integers(len(ys))
+        jitter = rng.integers(-size // 4, size // 4 + 1, 2)
+        cy, cx = ys[k] + jitter[0], xs[k] + jitter[1]
+        top, left = int(np.clip(cy - size // 2, 0, h - size)), int(np.clip(cx - size // 2, 0, w - size))
+    else:
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    return x[top:top + size, left:left + size], y[top:top + size, left:left + size]
+
+
+def dihedral(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's augmentation: a rotation by 0/90/180/270 degrees and optional horizontal and vertical
+    flips, the same for frame and mask."""
+    k = int(rng.integers(4))
+    x, y = np.rot90(x, k), np.rot90(y, k)
+    if rng.random() < 0.5:
+        x, y = x[:, ::-1], y[:, ::-1]
+    if rng.random() < 0.5:
+        x, y = x[::-1], y[::-1]
+    return x, y
+
+
+def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Soft Dice over the batch plus binary cross-entropy (mean), equal weights."""
+    prob = torch.sigmoid(logits)
+    inter = (prob * target).sum()
+    dice = (2 * inter + smooth) / (prob.sum() + target.sum() + smooth)
+    return (1 - dice) + F.binary_cross_entropy_with_logits(logits, target)
+
+
+def batches(data: SegArrays, index: np.ndarray, settings: SegTrainSettings, rng: np.random.Generator):
+    order = rng.permutation(index)
+    for start in range(0, len(order), settings.batch_size):
+        xs, ys = [], []
+        for i in order[start:start + settings.batch_size]:
+            x, y = roi_crop(data.x[i], data.y[i], settings.crop_size, rng, rng.random() < settings.roi_fraction)
+            x, y = dihedral(x, y, rng)
+            xs.append(np.ascontiguousarray(x))
+            ys.append(np.ascontiguousarray(y, dtype=np.float32))
+        yield torch.from_numpy(np.stack(xs)[:, None]), torch.from_numpy(np.stack(ys)[:, None])
+
+
+@dataclass
+class SegOutcome:
+    net: torch.nn.Module
+    settings: SegTrainSettings
+    history: list[dict]
+    seconds: float
+    n_train: int
+    init: str = "random"  # or where the encoder came from
+
+
+def train_seg(data: SegArrays, index: np.ndarray, settings: SegTrainSettings, init_state: dict | None = None,
+              init: str = "random", progress: Callable[[str], None] | None = None) -> SegOutcome:
+    """Train one net on the frames `index` of `data`; `init_state` (a state dict of the same net) starts it
+    from a pretrained net, whose encoder stays fixed when settings.freeze_encoder."""
+    if len(index) == 0:
+        raise ValueError("No training frames.")
+    if settings.freeze_encoder and init_state is None:
+        raise ValueError("Freezing the encoder needs pretrained weights (init_state).")
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    net = build_net("fluoro_seg", settings.net_config())
+    if init_state is not None:
+        net.load_state_dict(init_state)
+    net.freeze_encoder(settings.freeze_encoder)
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    steps = settings.epochs * int(np.ceil(len(index) / settings.batch_size))
+    schedule = warmup_cosine(optimizer, steps, 0)
+    history, start = [], time.perf_counter()
+    net.train()
+    for epoch in range(settings.epochs):
+        losses = []
+        for x, y in batches(data, index, settings, rng):
+            optimizer.zero_grad(set_to_none=True)
+            loss = dice_bce_loss(net(x), y)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+        history.append({"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 5)})
+        if progress and (epoch + 1) % max(1, settings.epochs // 5) == 0:
+            progress(f"{ARCH_NAMES[settings.arch]} epoch {epoch + 1}/{settings.epochs}: loss {np.mean(losses):.4f}")
+    net.eval()
+    return SegOutcome(net, settings, history, time.perf_counter() - start, len(index), init)
+
+
+@torch.no_grad()
+def work_probabilities(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    """Sigmoid probabilities at work scale for one prepared frame (H, W)."""
+    net.eval()
+    return torch.sigmoid(net(torch.from_numpy(x)[None, None])).numpy()[0, 0]
+
+
+def frame_mask(net: torch.nn.Module, sample: SegSample, constants: dict) -> np.ndarray:
+    """The net's tumor mask for a frame, at the frame's own resolution."""
+    x, geometry = prepare_frame(sample.image, constants, sample.bit_depth)
+    return geometry.to_frame(work_probabilities(net, x)) >= float(constants.get("threshold", 0.5))
+
+
+def metric_row(pred: np.ndarray, sample: SegSample, **labels) -> dict:
+    """Per-image metrics at the frame's resolution (pixels, and mm when the spacing is known)."""
+    row = {**labels, "dataset": sample.dataset, "frame_id": sample.frame_id, "group": sample.group}
+    row.update(segmentation_metrics(pred, sample.mask))
+    if sample.spacing_mm:
+        mm = segmentation_metrics(pred, sample.mask, spacing=sample.spacing_mm)
+        row["hausdorff_mm"], row["hd95_mm"] = mm["hausdorff"], mm["hd95"]
+    row["pred_pixels"], row["truth_pixels"] = int(pred.sum()), int(sample.mask.sum())
+    return row
+
+
+def evaluate_net(model: torch.nn.Module, data: SegArrays, index: Sequence[int], **labels) -> list[dict]:
+    """Per-image rows for the frames `index`: the net runs on the prepared frame, metrics at full resolution.
+    `labels` (method, net, fold) are copied into every row."""
+    rows = []
+    for i in index:
+        s = data.samples[i]
+        prob = work_probabilities(model, data.x[i])
+        pred = _to_frame(prob, s.mask.shape) >= float(data.constants.get("threshold", 0.5))
+        rows.append(metric_row(pred, s, **labels))
+    return rows
+
+
+def _to_frame(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    if prob.shape == tuple(shape):
+        return prob
+    return cv2.resize(prob, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def describe_settings(settings: SegTrainSettings) -> dict:
+    return {**asdict(settings), "crop_size": settings.crop_size, "optimizer": "Adam",
+            "schedule": "cosine annealing per iteration", "loss": "soft Dice (batch) + binary cross-entropy",
+            "augmentation": settings.augmentation()}
+
+
+@dataclass
+class Pretrained:
+    """Where a transfer model's encoder came from."""
+
+    state: dict
+    description: str
+    extra: dict = field(default_factory=dict)

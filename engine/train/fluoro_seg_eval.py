@@ -1,0 +1,271 @@
+"""The paper's evaluation protocol for fluorescence segmentation, and its tables.
+
+For each network and each fine-tuning dataset T (the paper's ABFM and DTHP; phantom A and B):
+- end-to-end: the net trained from random weights on T;
+- transfer: an encoder pretrained elsewhere, frozen, and the decoder trained on T. The paper's
+  encoders were pretrained on ImageNet; with a local ImageNet weight file that is used here too,
+  otherwise the pretraining is a full training on the other fluorescence dataset (B for A, A for B).
+Both are scored by k-fold cross-validation on T (5 folds in the paper). The held-out dataset C
+(the paper's DTHL) is never trained on: every fold model of the B protocol is tested on all of it.
+DRLSE, the level-set baseline, runs on every frame.
+
+Tables like the paper's: 2 (dataset A), 3 (B), 4 (B per group: tumor type in a hospital's data, the
+kind of uptake in phantoms), 5 (C). Dice, FPSR, FNSR in percent as the paper prints them; HD and
+HD95 in pixels of the original frame (mm columns when the spacing is known). Means over images
+(for C, over images x fold models), with the SD across images.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from engine.metrics.segmentation import METRIC_NAMES
+from engine.nets.fluoro_seg import ARCH_NAMES
+from engine.train.fluoro_seg import SegArrays, SegTrainSettings, evaluate_net, metric_row, train_seg
+
+METHODS = ("DRLSE", "End-to-end", "Transfer")
+PERCENT = ("dice", "fpsr", "fnsr")
+TABLE_COLUMNS = ("dice", "hausdorff", "hd95", "fpsr", "fnsr")
+PAPER_TABLES = {  # Dice, HD, FPSR, FNSR as printed in Hou et al. 2024 (Tables 2, 3, 5)
+    "A": {"DRLSE": {"DRLSE": (34.06, None, None, None)},
+          "End-to-end": {"unet": (80.41, 35.83, 3.97, 15.61), "deeplabv3plus": (69.40, 60.20, 5.89, 24.71),
+                         "unetplusplus": (80.71, 33.34, 5.08, 14.20), "swin_unetr": (74.42, 48.95, 5.69, 19.89)},
+          "Transfer": {"unet": (80.76, 34.76, 3.88, 15.36), "deeplabv3plus": (71.71, 58.94, 7.14, 21.15),
+                       "unetplusplus": (82.17, 37.49, 4.04, 13.79), "swin_unetr": (75.21, 39.27, 5.27, 19.52)}},
+    "B": {"DRLSE": {"DRLSE": (54.12, None, None, None)},
+          "End-to-end": {"unet": (94.25, 32.96, 2.77, 2.98), "deeplabv3plus": (96.35, 20.03, 1.83, 1.82),
+                         "unetplusplus": (94.90, 29.16, 2.61, 2.49), "swin_unetr": (90.03, 101.32, 4.19, 5.78)},
+          "Transfer": {"unet": (94.33, 32.11, 2.84, 2.82), "deeplabv3plus": (96.48, 20.25, 1.70, 1.82),
+                       "unetplusplus": (95.61, 25.77, 2.03, 2.37), "swin_unetr": (91.82, 82.14, 3.27, 4.91)}},
+    "C": {"DRLSE": {"DRLSE": (64.26, None, None, None)},
+          "End-to-end": {"unet": (81.48, 303.21, 5.63, 12.89), "deeplabv3plus": (80.97, 381.06, 8.87, 10.16),
+                         "unetplusplus": (83.68, 335.40, 5.03, 11.29), "swin_unetr": (75.59, 505.02, 8.84, 15.57)},
+          "Transfer": {"unet": (83.59, 342.25, 10.73, 5.67), "deeplabv3plus": (82.76, 321.95, 8.29, 8.95),
+                       "unetplusplus": (85.49, 293.47, 12.49, 2.02), "swin_unetr": (77.66, 495.03, 6.81, 15.53)}},
+}
+TABLE_NUMBERS = {"A": 2, "B": 3, "C": 5}
+
+
+def kfold(n: int, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k (train, test) splits of range(n): a seeded shuffle cut into k nearly equal test folds."""
+    if not 2 <= k <= n:
+        raise ValueError(f"Cross-validation needs 2 <= folds <= frames, got {k} folds for {n} frames.")
+    order = np.random.default_rng(seed).permutation(n)
+    tests = np.array_split(order, k)
+    return [(np.sort(np.setdiff1d(order, t)), np.sort(t)) for t in tests]
+
+
+@dataclass
+class ProtocolSettings:
+    archs: tuple[str, ...] = ("unet", "unetplusplus", "deeplabv3plus", "swin_unetr")
+    folds: int = 5
+    targets: tuple[str, ...] = ("A", "B")
+    test: str = "C"
+    source: dict = field(default_factory=lambda: {"A": "B", "B": "A"})  # pretraining data per target
+    base: SegTrainSettings = field(default_factory=SegTrainSettings)
+    imagenet: dict = field(default_factory=dict)  # arch -> local ImageNet encoder file
+    drlse: bool = True
+    seed: int = 0
+
+
+@dataclass
+class ProtocolResult:
+    rows: list[dict]  # per image: method, net, fold, dataset, frame_id, group, metrics
+    settings: ProtocolSettings
+    seconds: dict = field(default_factory=dict)
+    pretrained: dict = field(default_factory=dict)  # (arch, target) -> description
+    final_states: dict = field(default_factory=dict)  # (arch, source) -> state dict of the full source training
+
+
+def pretrained_encoder(data: SegArrays, arch: str, target: str, s: ProtocolSettings,
+                       progress: Callable[[str], None] | None, cache: dict) -> tuple[dict, str]:
+    """The starting weights of the transfer model for `target`: an ImageNet encoder file when given, else a
+    full end-to-end training on the source dataset (cached: the same training serves as that dataset's model)."""
+    from engine.train.fluoro_seg_encoders import init_from_imagenet
+
+    if arch in s.imagenet:
+        state = init_from_imagenet(replace(s.base, arch=arch), s.imagenet[arch])
+        return state, f"ImageNet encoder from {Path(s.imagenet[arch]).name}"
+    source = s.source[target]
+    if (arch, source) not in cache:
+        index = data.where(source)
+        if len(index) == 0:
+            raise ValueError(f"Transfer into {target} pretrains on dataset {source}, which has no frames.")
+        outcome = train_seg(data, index, replace(s.base, arch=arch, freeze_encoder=False, seed=s.seed),
+                            progress=progress)
+        cache[(arch, source)] = {k: v.detach().clone() for k, v in outcome.net.state_dict().items()}
+    return cache[(arch, source)], f"end-to-end training on all of dataset {source} ({len(data.where(source))} frames)"
+
+
+def drlse_rows(data: SegArrays, datasets: Sequence[str]) -> list[dict]:
+    from engine.seg.drlse import drlse_segment
+
+    rows = []
+    for key in datasets:
+        for i in data.where(key):
+            s = data.samples[i]
+            result = drlse_segment(s.image)
+            rows.append(metric_row(result.mask, s, method="DRLSE", net="DRLSE", fold=0))
+    return rows
+
+
+def run_protocol(data: SegArrays, s: ProtocolSettings, progress: Callable[[str], None] | None = None,
+                 cache: dict | None = None) -> ProtocolResult:
+    import time
+
+    say = progress or (lambda _m: None)
+    cache = {} if cache is None else cache
+    rows: list[dict] = []
+    result = ProtocolResult(rows, s, final_states=cache)
+    missing = [t for t in (*s.targets, s.test) if len(data.where(t)) == 0]
+    if missing:
+        raise ValueError(f"No frames for dataset(s) {missing}; the data has {data.datasets}.")
+    test_index = data.where(s.test)
+    for arch in s.archs:
+        start = time.perf_counter()
+        for target in s.targets:
+            init, description = pretrained_encoder(data, arch, target, s, progress, cache)
+            result.pretrained[f"{arch}/{target}"] = description
+            target_index = data.where(target)
+            for k, (fit, held) in enumerate(kfold(len(target_index), s.folds, s.seed), start=1):
+                for method, kwargs in (("End-to-end", {}),
+                                       ("Transfer", {"init_state": init, "init": description})):
+                    settings = replace(s.base, arch=arch, freeze_encoder=method == "Transfer", seed=s.seed + k)
+                    outcome = train_seg(data, target_index[fit], settings, **kwargs)
+                    labels = {"method": method, "net": arch, "fold": k}
+                    fold_rows = evaluate_net(outcome.net, data, target_index[held], **labels)
+                    if target == "B":  # the held-out dataset is read by the models fine-tuned on B
+                        fold_rows += evaluate_net(outcome.net, data, test_index, **labels)
+                    rows.extend(fold_rows)
+                    dice = np.mean([r["dice"] for r in fold_rows if r["dataset"] == target])
+                    say(f"{ARCH_NAMES[arch]} {method} on {target}, fold {k}/{s.folds}: Dice {dice:.3f} "
+                        f"({outcome.seconds:.0f} s)")
+        result.seconds[arch] = round(time.perf_counter() - start, 1)
+    if s.drlse:
+        rows.extend(drlse_rows(data, (*s.targets, s.test)))
+    return result
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float | None, float | None, int]:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return None, None, 0
+    return float(np.mean(finite)), float(np.std(finite)), len(values) - len(finite)
+
+
+def summarise_rows(rows: Sequence[dict], group_by: Sequence[str]) -> list[dict]:
+    """Mean and SD per metric for each combination of `group_by` keys (in first-seen order). Infinite
+    distances (one mask empty) are left out of the HD means and counted in `hd_undefined`."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in group_by), []).append(r)
+    out = []
+    for key, members in groups.items():
+        entry = dict(zip(group_by, key))
+        entry["n"] = len(members)
+        for name in (*METRIC_NAMES, "hausdorff_mm", "hd95_mm"):
+            if name not in members[0]:
+                continue
+            scale = 100.0 if name in PERCENT else 1.0
+            mean, sd, undefined = _mean_sd([m.get(name) for m in members])
+            entry[name] = None if mean is None else round(mean * scale, 3)
+            entry[f"{name}_sd"] = None if sd is None else round(sd * scale, 3)
+            if name == "hausdorff":
+                entry["hd_undefined"] = undefined
+        out.append(entry)
+    return out
+
+
+def _method_order(entry: dict) -> tuple:
+    nets = list(ARCH_NAMES) + ["DRLSE"]
+    return METHODS.index(entry["method"]), nets.index(entry["net"]) if entry["net"] in nets else 99
+
+
+def protocol_tables(result: ProtocolResult) -> dict[str, list[dict]]:
+    """{'A': [...], 'B': [...], 'B groups': [...], 'C': [...]}: one row per method x net (x group)."""
+    tables = {}
+    for key in (*result.settings.targets, result.settings.test):
+        rows = [r for r in result.rows if r["dataset"] == key]
+        entries = sorted(summarise_rows(rows, ("method", "net")), key=_method_order)
+        for e in entries:
+            paper = PAPER_TABLES.get(key, {}).get(e["method"], {}).get(e["net"])
+            e["paper_dice"], e["paper_hd"] = (paper[0], paper[1]) if paper else (None, None)
+        tables[key] = entries
+    if "B" in result.settings.targets:
+        rows = [r for r in result.rows if r["dataset"] == "B" and r["method"] == "Transfer" and r["group"]]
+        tables["B groups"] = sorted(summarise_rows(rows, ("method", "net", "group")),
+                                    key=lambda e: (*_method_order(e), e["group"]))
+    return tables
+
+
+def _cell(entry: dict, name: str) -> str:
+    value = entry.get(name)
+    if value is None:
+        return "—"
+    sd = entry.get(f"{name}_sd")
+    return f"{value:.2f} ± {sd:.2f}" if sd is not None else f"{value:.2f}"
+
+
+def table_title(key: str, settings: ProtocolSettings) -> str:
+    if key == "B groups":
+        return "Table 4 analogue: dataset B by group, transfer models (cross-validation)"
+    number = TABLE_NUMBERS.get(key, "")
+    how = (f"{settings.folds}-fold cross-validation" if key in settings.targets
+           else "held out: every fold model fine-tuned on B, never trained on C")
+    return f"Table {number} analogue: dataset {key} ({how})"
+
+
+def format_tables(tables: dict[str, list[dict]], settings: ProtocolSettings, markdown: bool = False) -> str:
+    lines = []
+    for key, entries in tables.items():
+        lines.append(("### " if markdown else "") + table_title(key, settings))
+        header = ["method", "net"] + (["group"] if key == "B groups" else []) + \
+                 ["n", "Dice %", "HD px", "HD95 px", "FPSR %", "FNSR %", "paper Dice", "paper HD"]
+        if markdown:
+            lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        else:
+            lines.append("  ".join(f"{h:<13}" if i < 3 else f"{h:>15}" for i, h in enumerate(header)))
+        for e in entries:
+            cells = [e["method"], ARCH_NAMES.get(e["net"], e["net"])] + ([e["group"]] if key == "B groups" else [])
+            cells += [str(e["n"])] + [_cell(e, m) for m in TABLE_COLUMNS]
+            cells += ["—" if e.get("paper_dice") is None else f"{e['paper_dice']:.2f}",
+                      "—" if e.get("paper_hd") is None else f"{e['paper_hd']:.2f}"]
+            if markdown:
+                lines.append("| " + " | ".join(cells) + " |")
+            else:
+                lines.append("  ".join(f"{c:<13}" if i < 3 else f"{c:>15}" for i, c in enumerate(cells)))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_protocol(result: ProtocolResult, out_dir: str | Path, title: str) -> dict[str, Path]:
+    """Per-image CSV, one CSV per table, JSON and Markdown with every table."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = protocol_tables(result)
+    paths = {"per_image": out / "per_image_metrics.csv", "json": out / "tables.json", "markdown": out / "tables.md"}
+    columns = ["method", "net", "fold", "dataset", "frame_id", "group", *METRIC_NAMES, "hausdorff_mm", "hd95_mm",
+               "pred_pixels", "truth_pixels"]
+    with open(paths["per_image"], "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(result.rows)
+    for key, entries in tables.items():
+        path = out / f"table_{key.replace(' ', '_')}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(entries[0]) if entries else ["method"])
+            writer.writeheader()
+            writer.writerows(entries)
+        paths[f"table {key}"] = path
+    paths["json"].write_text(json.dumps({"title": title, "tables": tables, "pretrained": result.pretrained,
+                                         "seconds": result.seconds}, indent=2), encoding="utf-8")
+    paths["markdown"].write_text(f"## {title}\n\n" + format_tables(tables, result.settings, markdown=True),
+                                 encoding="utf-8")
+    return paths

@@ -1,0 +1,280 @@
+"""`oncolens train|evaluate fluoro_seg` and `oncolens bench seg`."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from engine.nets.fluoro_seg import ARCH_NAMES, ARCHS
+from engine.train.fluoro_seg import (
+    PHANTOM_COUNTS,
+    SOURCE,
+    SegArrays,
+    SegTrainSettings,
+    describe_settings,
+    evaluate_net,
+    load_fluoro_manifest,
+    phantom_seg_samples,
+    prepare_seg_arrays,
+    train_seg,
+)
+from engine.train.fluoro_seg_eval import (
+    ProtocolSettings,
+    format_tables,
+    pretrained_encoder,
+    protocol_tables,
+    run_protocol,
+    summarise_rows,
+    write_protocol,
+)
+
+Say = Callable[[str], None]
+COMPACT_EPOCHS = 40
+
+
+def parse_nets(spec: str) -> tuple[str, ...]:
+    names = ARCHS if spec == "all" else tuple(n.strip() for n in spec.split(",") if n.strip())
+    unknown = [n for n in names if n not in ARCHS]
+    if unknown or not names:
+        raise ValueError(f"Unknown segmentation nets {unknown or spec!r}; use 'all' or some of {', '.join(ARCHS)}.")
+    return names
+
+
+def parse_imagenet(items: Sequence[str] | None) -> dict[str, str]:
+    """['unet=resnet18.pth', ...] -> {'unet': 'resnet18.pth'}."""
+    out = {}
+    for item in items or []:
+        arch, sep, path = item.partition("=")
+        if not sep or arch not in ARCHS:
+            raise ValueError(f"--imagenet-encoder takes NET=FILE with NET one of {', '.join(ARCHS)}; got {item!r}.")
+        out[arch] = path
+    return out
+
+
+def parse_counts(spec: str) -> dict[str, int]:
+    counts = {}
+    for item in spec.split(","):
+        key, sep, n = item.partition("=")
+        if not sep or not n.strip().isdigit():
+            raise ValueError(f"--phantom-frames takes e.g. 'A=61,B=106,C=24'; got {spec!r}.")
+        counts[key.strip()] = int(n)
+    return counts
+
+
+def seg_data(source: str, counts: dict[str, int], seed: int, size: int) -> tuple[list, dict]:
+    if source == "phantom":
+        return phantom_seg_samples(counts, seed, size), {
+            "kind": "phantom", "generator": "engine.phantoms.fluoro_frames.make_fluoro_dataset",
+            "frames": counts, "seed": seed, "size": size,
+            "note": "synthetic phantom frames (A, B, C stand in for ABFM, DTHP, DTHL), not patient data; demo only"}
+    return load_fluoro_manifest(source), {"kind": "manifest", "path": str(source)}
+
+
+def _seed(args) -> int:
+    return 2024 if args.phantom_seed is None else args.phantom_seed
+
+
+def _settings(args) -> SegTrainSettings:
+    epochs = args.epochs or (200 if args.preset == "paper" else COMPACT_EPOCHS)
+    return SegTrainSettings(preset=args.preset, epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+
+
+def _bootstrap_mean(values: Sequence[float], n: int = 1000, seed: int = 0) -> dict:
+    v = np.asarray([x for x in values if np.isfinite(x)], float)
+    if len(v) == 0:
+        return {"value": None, "ci_low": None, "ci_high": None}
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), (n, len(v)))].mean(axis=1)
+    return {"value": float(v.mean()), "ci_low": float(np.percentile(means, 2.5)),
+            "ci_high": float(np.percentile(means, 97.5))}
+
+
+def build_seg_card(arch: str, outcome, data: SegArrays, description: dict, pretrained: str, test_rows: list[dict],
+                   command: str, tables: dict | None, test_key: str):
+    from engine.nets.fluoro_seg import count_parameters
+    from engine.predict.fluoro import STRUCTURE, card_name
+    from engine.registry import ModelCard
+
+    s = outcome.settings
+    summary = summarise_rows(test_rows, ("net",))[0] if test_rows else {}
+    metrics = {"dice": _bootstrap_mean([r["dice"] for r in test_rows]),
+               "fpsr": _bootstrap_mean([r["fpsr"] for r in test_rows]),
+               "fnsr": _bootstrap_mean([r["fnsr"] for r in test_rows]),
+               "hd95_px": _bootstrap_mean([r["hd95"] for r in test_rows])}
+    work = data.constants["work_size"]
+    return ModelCard(
+        name=card_name(arch), family="fluoro_seg", task="tumor segmentation of an intraoperative NIR frame",
+        config=s.net_config(),
+        input={"modality": "NIR", "channels": 1, "size": [work, work],
+               "accepts": "one grey NIR fluorescence frame of any size (8/12/16-bit; RGB video grabs are averaged)"},
+        preprocessing=data.constants, labels=["background", STRUCTURE], thresholds={STRUCTURE: 0.5},
+        gradcam_layers=[],
+        training={
+            "data": description, "preset": s.preset,
+            "protocol": (f"transfer: encoder from {pretrained}, frozen; decoder trained on all "
+                         f"{outcome.n_train} frames of dataset B"),
+            "pretrained": pretrained, **describe_settings(s),
+            "params_m": round(count_parameters(outcome.net), 3),
+            "train_seconds": round(outcome.seconds, 1), "regenerate": command,
+        },
+        evaluation={
+            "description": (f"Dataset {test_key} ({len(test_rows)} frames), never used in training or pretraining; "
+                            "metrics per frame at full resolution, mean with a 95% bootstrap CI over frames "
+                            "(1000 resamples). Dice/FPSR/FNSR as fractions, HD95 in pixels."),
+            "metrics": metrics,
+            "held_out_summary": summary,
+            **({"tables": tables} if tables else {}),
+        },
+        weights={"file": f"{card_name(arch)}.safetensors"},
+        description=(f"{ARCH_NAMES[arch]} ({s.preset} configuration) for tumor segmentation in NIR fluorescence "
+                     f"frames, one grey input channel, one tumor logit; transfer-learned as in the paper."),
+        source=SOURCE,
+    )
+
+
+def cmd_train_fluoro_seg(args, argv: Sequence[str], say: Say) -> int:
+    """Per net: pretrain (dataset A, or an ImageNet encoder file), optionally run the k-fold protocol for the
+    card's tables, then fine-tune on all of B with the encoder frozen, test on C and install the card."""
+    import torch
+
+    from engine.paths import models_dir
+    from engine.registry import round_trip_fp16, save_weights, write_card
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if args.models_dir:
+        os.environ["ONCOLENS_MODELS_DIR"] = str(Path(args.models_dir).resolve())
+    nets = parse_nets(args.nets)
+    samples, description = seg_data(args.data, parse_counts(args.phantom_frames), _seed(args),
+                                    args.phantom_size)
+    data = prepare_seg_arrays(samples, args.preset)
+    base = _settings(args)
+    imagenet = parse_imagenet(args.imagenet_encoder)
+    targets = tuple(t for t in args.targets.split(",") if t)
+    command = "oncolens " + " ".join(shlex.quote(a) for a in argv)
+    cache: dict = {}
+    protocol = ProtocolSettings(archs=nets, folds=args.folds, targets=targets, base=base, imagenet=imagenet,
+                                drlse=True, seed=args.seed)
+    tables, files = None, []
+    if args.folds:
+        result = run_protocol(data, protocol, progress=say, cache=cache)
+        out = Path(args.out) if args.out else models_dir() / "fluoro_seg_tables"
+        title = (f"Fluorescence segmentation, {base.preset} preset, {base.epochs} epochs, {args.folds}-fold "
+                 f"cross-validation")
+        files = [p.name for p in write_protocol(result, out, title).values()]
+        print(format_tables(protocol_tables(result), protocol))
+        tables = {"title": title, "markdown": format_tables(protocol_tables(result), protocol, markdown=True),
+                  "files": files, "folder": out.name}
+    for arch in nets:
+        init, pretrained = pretrained_encoder(data, arch, "B", protocol, say, cache)
+        outcome = train_seg(data, data.where("B"), replace(base, arch=arch, freeze_encoder=True), init_state=init,
+                            init=pretrained, progress=say)
+        round_trip_fp16(outcome.net)  # evaluate the weights that ship
+        rows = evaluate_net(outcome.net, data, data.where("C"), method="Transfer", net=arch, fold=0)
+        card = build_seg_card(arch, outcome, data, description, pretrained, rows, command, tables, "C")
+        save_weights(outcome.net, card, dtype="float16")
+        write_card(card)
+        dice = card.evaluation["metrics"]["dice"]
+        say(f"installed {card.name}: Dice on C {dice['value']:.3f} ({dice['ci_low']:.3f}-{dice['ci_high']:.3f}), "
+            f"{card.weights['bytes'] / 1e6:.2f} MB")
+    return 0
+
+
+def cmd_evaluate_fluoro_seg(args, say: Say) -> int:
+    """The paper's protocol (end-to-end vs transfer, k-fold CV, held-out C, DRLSE): tables and per-image CSV."""
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    samples, _ = seg_data(args.data, parse_counts(args.phantom_frames), _seed(args), args.phantom_size)
+    data = prepare_seg_arrays(samples, args.preset)
+    protocol = ProtocolSettings(archs=parse_nets(args.nets), folds=args.folds,
+                                targets=tuple(t for t in args.targets.split(",") if t), base=_settings(args),
+                                imagenet=parse_imagenet(args.imagenet_encoder), seed=args.seed)
+    result = run_protocol(data, protocol, progress=say)
+    title = (f"Fluorescence segmentation, {protocol.base.preset} preset, {protocol.base.epochs} epochs, "
+             f"{protocol.folds}-fold cross-validation")
+    write_protocol(result, args.out, title)
+    print(format_tables(protocol_tables(result), protocol))
+    say(f"wrote per-image CSV, table CSVs, JSON and Markdown to {args.out}/")
+    return 0
+
+
+def _percentiles(times: list[float]) -> tuple[float, float]:
+    a = np.asarray(times) * 1e3
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def cmd_bench_seg(args, say: Say) -> int:
+    """Per installed net, at 256 and 512 px: eager fp32 vs ONNX Runtime latency (p50/p99) and the masks' Dice."""
+    import torch
+
+    from engine.metrics.segmentation import dice
+    from engine.predict.fluoro import FluoroSegPredictor, installed_methods
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    nets = [m for m in installed_methods() if m != "drlse"]
+    if args.nets != "installed":
+        nets = [n for n in parse_nets(args.nets) if n in nets]
+    if not nets:
+        raise ValueError("No segmentation nets are installed; train them with `oncolens train fluoro_seg`.")
+    rng = np.random.default_rng(5)
+    from engine.phantoms.fluoro_frames import make_frame
+
+    rows = []
+    for arch in nets:
+        eager = FluoroSegPredictor(arch, device="cpu")
+        t = time.perf_counter()
+        fast = FluoroSegPredictor(arch, device="cpu", backend="onnx")
+        say(f"{ARCH_NAMES[arch]}: ONNX graph ready in {time.perf_counter() - t:.1f} s (cached)")
+        for size in (256, 512):
+            frames = [make_frame(rng, key, size) for key in ("A", "B", "C")]
+            xs = [np.pad(*_prepared(eager, f.image, f.bit_depth, size)) for f in frames]
+            times: dict[str, list[float]] = {"eager": [], "onnx": []}
+            dices = []
+            for i in range(args.repeats):
+                x = xs[i % len(xs)]
+                t = time.perf_counter()
+                with torch.inference_mode():
+                    ref = eager.net.core(torch.from_numpy(x)).numpy()
+                times["eager"].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                out = fast._onnx(x)
+                times["onnx"].append(time.perf_counter() - t)
+                if i < len(xs):
+                    dices.append(dice(out[0, 0] >= 0, ref[0, 0] >= 0))
+            e50, e99 = _percentiles(times["eager"])
+            o50, o99 = _percentiles(times["onnx"])
+            rows.append((ARCH_NAMES[arch], size, e50, e99, o50, o99, e50 / o50, min(dices)))
+    print(f"Segmentation nets, batch 1, {torch.get_num_threads()} CPU threads, {args.repeats} repeats per size; "
+          "net input only (frame already scaled to the size)")
+    header = f"{'net':<12} {'size':>5} {'eager p50':>10} {'eager p99':>10} {'ONNX p50':>9} {'ONNX p99':>9} " \
+             f"{'speed-up':>9} {'min Dice':>9}"
+    print(header)
+    for name, size, e50, e99, o50, o99, ratio, d in rows:
+        print(f"{name:<12} {size:>5} {e50:>10.1f} {e99:>10.1f} {o50:>9.1f} {o99:>9.1f} {ratio:>8.2f}x {d:>9.4f}"
+              + ("" if d >= 0.99 else "  MASKS DIFFER"))
+    if args.out:
+        with open(args.out, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["net", "size", "eager_p50_ms", "eager_p99_ms", "onnx_p50_ms", "onnx_p99_ms", "speedup",
+                             "min_dice_onnx_vs_eager"])
+            writer.writerows(rows)
+    return 0 if all(r[-1] >= 0.99 for r in rows) else 1
+
+
+def _prepared(predictor, image: np.ndarray, bit_depth: int, size: int) -> tuple[np.ndarray, tuple]:
+    """The net input for a frame at `size` (already that size), padded to a multiple of 32: (array, pad spec)."""
+    from engine.preprocess.fluoro import grey_unit, standardise
+
+    x = standardise(grey_unit(image, bit_depth))[None, None]
+    h, w = x.shape[-2:]
+    return x, ((0, 0), (0, 0), (0, (-h) % 32), (0, (-w) % 32))
+
+
+__all__ = ["cmd_bench_seg", "cmd_evaluate_fluoro_seg", "cmd_train_fluoro_seg", "PHANTOM_COUNTS"]

@@ -1,0 +1,210 @@
+"""Fluorescence segmentation: nets at odd sizes, transfer freezing, data handling, loss, protocol tables,
+manifest loading, ImageNet encoder files, and train -> card -> predictor (eager and ONNX) end to end."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from engine.nets.fluoro_seg import ARCHS, PAPER_CONFIGS, FluoroSegNet, config_for
+from engine.preprocess.fluoro import frame_geometry, grey_unit, prepare_frame, preprocessing_constants
+from engine.train.fluoro_seg import (
+    SegArrays,
+    SegSample,
+    SegTrainSettings,
+    dice_bce_loss,
+    dihedral,
+    load_fluoro_manifest,
+    prepare_seg_arrays,
+    roi_crop,
+    train_seg,
+)
+from engine.train.fluoro_seg_eval import kfold, summarise_rows
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_each_net_gives_one_logit_per_pixel_at_odd_sizes(arch):
+    torch.manual_seed(0)
+    net = FluoroSegNet(config_for(arch)).eval()
+    for h, w in ((67, 93), (32, 45), (129, 64)):
+        with torch.no_grad():
+            out = net(torch.randn(2, 1, h, w))
+        assert out.shape == (2, 1, h, w)
+        assert torch.isfinite(out).all()
+
+
+def test_paper_configs_are_the_library_defaults():
+    assert PAPER_CONFIGS["unet"]["encoder"] == "resnet34"
+    assert PAPER_CONFIGS["swin_unetr"]["feature_size"] == 48
+    net = FluoroSegNet(config_for("unet", "paper")).eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 1, 75, 41)).shape == (1, 1, 75, 41)
+    with pytest.raises(Exception, match="Unknown segmentation net"):
+        config_for("segformer")
+
+
+@pytest.mark.parametrize("arch", ["unetplusplus", "swin_unetr"])
+def test_frozen_encoder_stays_fixed_and_keeps_its_batchnorm_statistics(arch):
+    torch.manual_seed(0)
+    net = FluoroSegNet(config_for(arch))
+    net.freeze_encoder(True)
+    net.train()
+    assert not any(p.requires_grad for p in net.encoder.parameters())
+    assert not net.encoder.training and net.core.training  # frozen encoder in eval mode, decoder training
+    before_enc = {k: v.clone() for k, v in net.encoder.state_dict().items()}
+    decoder = [p for p in net.parameters() if p.requires_grad]
+    before_dec = [p.detach().clone() for p in decoder]
+    optimizer = torch.optim.Adam(decoder, lr=1e-2)
+    x, y = torch.randn(2, 1, 64, 64), (torch.rand(2, 1, 64, 64) > 0.7).float()
+    dice_bce_loss(net(x), y).backward()
+    optimizer.step()
+    for key, value in net.encoder.state_dict().items():
+        assert torch.equal(value, before_enc[key]), key  # weights and running statistics unchanged
+    assert any(not torch.equal(a, b) for a, b in zip(decoder, before_dec))
+    net.freeze_encoder(False)
+    net.train()
+    assert net.encoder.training
+
+
+def test_dice_bce_loss_by_hand():
+    target = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    logits = torch.zeros_like(target)  # p = 0.5 everywhere
+    dice = (2 * 0.5 + 1) / (2.0 + 1.0 + 1)
+    expected = (1 - dice) + math.log(2)
+    assert float(dice_bce_loss(logits, target)) == pytest.approx(expected, rel=1e-6)
+    good = dice_bce_loss(target * 20 - 10, target)
+    assert float(good) < 0.01
+
+
+def test_roi_crop_is_centred_near_the_tumor_and_keeps_frame_and_mask_aligned():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 300)).astype(np.float32)
+    y = np.zeros((200, 300), bool)
+    y[150:160, 250:262] = True
+    x[y] = 50.0
+    for _ in range(20):
+        cx, cy = roi_crop(x, y, 64, rng, roi=True)
+        assert cx.shape == (64, 64) and cy.any()
+        assert np.array_equal(cx == 50.0, cy)
+    small_x, small_y = roi_crop(x[:40, :50], y[:40, :50], 64, rng, roi=True)  # smaller than the crop: padded
+    assert small_x.shape == (64, 64) and small_y.shape == (64, 64)
+
+
+def test_dihedral_augmentation_moves_frame_and_mask_together():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(32, 32)).astype(np.float32)
+    y = x > 1.0
+    seen = set()
+    for _ in range(60):
+        ax, ay = dihedral(x, y, rng)
+        assert np.array_equal(ax > 1.0, ay)
+        seen.add(ax.tobytes())
+    assert len(seen) == 8  # the 4 rotations x flips give the dihedral group of the square
+
+
+def test_frame_preparation_scales_standardises_and_maps_back():
+    constants = preprocessing_constants(256, 128)
+    frame = (np.random.default_rng(2).random((300, 500)) * 4095).astype(np.uint16)
+    x, geometry = prepare_frame(frame, constants, bit_depth=12)
+    assert x.shape == (154, 256) and geometry.work_height == 154
+    assert abs(float(x.mean())) < 1e-4 and float(x.std()) == pytest.approx(1.0, rel=1e-3)
+    back = geometry.to_frame(np.ones(x.shape, np.float32))
+    assert back.shape == (300, 500)
+    rgb = np.dstack([frame // 16] * 3).astype(np.uint8)
+    assert grey_unit(rgb).ndim == 2
+    assert frame_geometry((1024, 1024), 1024).work_height == 1024
+
+
+def test_kfold_splits_are_disjoint_and_cover_every_frame():
+    folds = kfold(23, 5, seed=3)
+    tests = np.concatenate([t for _, t in folds])
+    assert sorted(tests.tolist()) == list(range(23))
+    for train, test in folds:
+        assert not set(train) & set(test) and len(train) + len(test) == 23
+        assert len(test) in (4, 5)
+    with pytest.raises(ValueError, match="folds"):
+        kfold(3, 5)
+
+
+def test_summaries_leave_infinite_distances_out_and_count_them():
+    rows = [{"method": "Transfer", "net": "unet", "dice": 0.8, "fpsr": 0.1, "fnsr": 0.1, "hausdorff": 10.0,
+             "hd95": 5.0},
+            {"method": "Transfer", "net": "unet", "dice": 0.0, "fpsr": 1.0, "fnsr": 0.0, "hausdorff": math.inf,
+             "hd95": math.inf}]
+    (entry,) = summarise_rows(rows, ("method", "net"))
+    assert entry["n"] == 2 and entry["dice"] == pytest.approx(40.0) and entry["fpsr"] == pytest.approx(55.0)
+    assert entry["hausdorff"] == pytest.approx(10.0) and entry["hd_undefined"] == 1
+
+
+def test_manifest_loads_frames_and_names_a_mismatched_mask(tmp_path):
+    frame = (np.random.default_rng(0).random((40, 60)) * 255).astype(np.uint8)
+    mask = np.zeros((40, 60), np.uint8)
+    mask[10:20, 10:30] = 255
+    cv2.imwrite(str(tmp_path / "f1.png"), frame)
+    cv2.imwrite(str(tmp_path / "m1.png"), mask)
+    cv2.imwrite(str(tmp_path / "m_bad.png"), mask[:30])
+    (tmp_path / "ok.csv").write_text("frame_id,image_path,mask_path,dataset,group,spacing_mm\n"
+                                     "f1,f1.png,m1.png,B,PNET,0.12\n")
+    (sample,) = load_fluoro_manifest(tmp_path / "ok.csv")
+    assert sample.mask.sum() == 200 and sample.dataset == "B" and sample.group == "PNET"
+    assert sample.spacing_mm == (0.12, 0.12)
+    (tmp_path / "bad.csv").write_text("frame_id,image_path,mask_path,dataset\nf1,f1.png,m_bad.png,B\n")
+    with pytest.raises(ValueError, match="m_bad.png"):
+        load_fluoro_manifest(tmp_path / "bad.csv")
+    (tmp_path / "cols.csv").write_text("frame_id,image_path\nf1,f1.png\n")
+    with pytest.raises(ValueError, match="missing columns"):
+        load_fluoro_manifest(tmp_path / "cols.csv")
+
+
+def _toy_arrays(n: int = 6, size: int = 96) -> SegArrays:
+    """Bright discs on noise: a net must learn this in a few epochs."""
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(n):
+        yy, xx = np.mgrid[0:size, 0:size]
+        cy, cx, r = rng.uniform(30, 66, 2).tolist() + [rng.uniform(10, 20)]
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+        image = np.clip(60 + 120 * mask + rng.normal(0, 20, (size, size)), 0, 255).astype(np.uint8)
+        samples.append(SegSample(f"toy-{i}", "B" if i < n - 2 else "C", image, mask, 8, (0.1, 0.1)))
+    return prepare_seg_arrays(samples, "compact")
+
+
+def test_training_lowers_the_loss_and_transfer_keeps_the_pretrained_encoder():
+    data = _toy_arrays()
+    settings = SegTrainSettings(arch="unet", epochs=6, lr=3e-3)
+    outcome = train_seg(data, data.where("B"), settings)
+    assert outcome.history[-1]["loss"] < outcome.history[0]["loss"]
+    state = outcome.net.state_dict()
+    tuned = train_seg(data, data.where("B"), SegTrainSettings(arch="unet", epochs=1, freeze_encoder=True),
+                      init_state=state, init="toy")
+    enc = tuned.net.encoder.state_dict()
+    assert all(torch.equal(enc[k], state[f"core.encoder.{k}"]) for k in enc)
+    with pytest.raises(ValueError, match="pretrained"):
+        train_seg(data, data.where("B"), SegTrainSettings(arch="unet", epochs=1, freeze_encoder=True))
+
+
+def test_imagenet_encoder_file_loads_with_a_grey_stem_and_a_wrong_file_is_named(tmp_path):
+    from safetensors.torch import save_file
+
+    from engine.train.fluoro_seg_encoders import init_from_imagenet
+
+    settings = SegTrainSettings(arch="unetplusplus")
+    encoder_name = settings.net_config()["encoder"]
+    reference = FluoroSegNet(settings.net_config()).encoder.state_dict()
+    rgb = {k: (v.repeat(1, 3, 1, 1) / 3 if v.ndim == 4 and v.shape[1] == 1 else v).clone()
+           for k, v in reference.items()}
+    rgb["fc.weight"] = torch.zeros(1000, 8)  # a classifier the loader must ignore
+    path = tmp_path / f"{encoder_name}.safetensors"
+    save_file({k: v.contiguous().float() for k, v in rgb.items() if v.is_floating_point()}, str(path))
+    state = init_from_imagenet(settings, path)
+    for key, value in reference.items():
+        if value.is_floating_point():
+            assert torch.allclose(state[f"core.encoder.{key}"], value, atol=1e-6), key
+    wrong = tmp_path / "other.safetensors"
+    save_file({"layer9.weight": torch.zeros(3, 3)}, str(wrong))
+    with pytest.raises(ValueError, match="other.safetensors"):
+        init_from_imagenet(settings, wrong)
