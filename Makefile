@@ -35,10 +35,13 @@ demo-data: $(STAMP)
 # Retrain the shipped demo weights on phantoms (CPU, about 2.5 h on 2 cores); each card records its command.
 # WL nets get 30 epochs: with 10 the from-scratch WL tumor net stayed near chance (AUC 0.61 vs 0.83).
 # MFI-FFP: the 7 modality variants are installed; the ablation table goes into the tri-modal card.
+# Segmentation: UNet++ and UNet, encoder pretrained on phantom dataset A and frozen, decoder fine-tuned on B,
+# scored on C next to the same net trained end to end on B.
 models: $(STAMP)
 	$(BIN)/oncolens train fl_cnn --modality FL --task all --data phantom
 	$(BIN)/oncolens train fl_cnn --modality WL --task all --data phantom --epochs 30
 	$(BIN)/oncolens train mfi_ffp --variants all --ablation modalities --runs 3 --epochs 12 --phantom-patients 50
+	$(BIN)/oncolens train fluoro_seg --nets unetplusplus,unet --epochs 25
 
 clean:
 	rm -rf build dist .pytest_cache

@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", default="phantom", help="'phantom' or a CSV manifest (see README)")
     tr.add_argument("--preset", default="compact", choices=["compact", "paper"])
     tr.add_argument("--epochs", type=int, help="default: fl_cnn 10; mfi_ffp 100 (paper) or 12 (compact); "
-                                               "fluoro_seg 200 (paper) or 40 (compact)")
+                                               "fluoro_seg 200 (paper) or 25 (compact)")
     tr.add_argument("--batch-size", type=int, help="default: 32 (fl_cnn, mfi_ffp), 4 (fluoro_seg)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--pretrained", help="local ImageNet EfficientNet-B0 weights (.pth/.safetensors)")
@@ -91,7 +91,7 @@ def _mfi_options(p: argparse.ArgumentParser, training: bool) -> None:
     g.add_argument("--phantom-nodes", type=int, default=30, help="mfi_ffp: mean nodes per phantom patient")
     if not training:
         g.add_argument("--epochs", type=int, help="epochs per configuration (mfi_ffp --ablation: 12; "
-                                                  "fluoro_seg: 40 compact, 200 paper)")
+                                                  "fluoro_seg: 25 compact, 200 paper)")
         g.add_argument("--preset", default="compact", choices=["compact", "paper"])
         g.add_argument("--phantom-patients", type=int, default=60)
         g.add_argument("--phantom-seed", type=int, default=2024)
@@ -114,7 +114,10 @@ def _seg_options(p: argparse.ArgumentParser, training: bool) -> None:
     g.add_argument("--phantom-frames", default="A=61,B=106,C=24", help="fluoro_seg: phantom frames per dataset")
     g.add_argument("--phantom-size", type=int, default=1024, help="fluoro_seg: phantom frame size in pixels")
     g.add_argument("--lr", type=float, default=1e-3, help="fluoro_seg: Adam learning rate")
-    if not training:
+    if training:
+        g.add_argument("--no-compare-end-to-end", dest="compare_end_to_end", action="store_false",
+                       help="fluoro_seg: skip training each net end to end on B for the card's comparison on C")
+    else:
         g.add_argument("--batch-size", type=int, default=4)
         g.add_argument("--seed", type=int, default=0)
 
@@ -130,9 +133,11 @@ def cmd_models() -> int:
     if not cards:
         _say("No model cards installed.")
         return 1
-    print(f"{'name':<20} {'family':<8} {'input':<6} {'threshold':>9}  {'weights':>9}  sha256        task")
+    print(f"{'name':<26} {'family':<10} {'input':<10} {'threshold':>9}  {'weights':>9}  sha256        task")
     for c in cards:
-        print(f"{c.name:<20} {c.family:<8} {c.input.get('modality', ''):<6} {c.thresholds.get('operating', 0):>9.3f}"
+        threshold = c.thresholds.get("operating", next(iter(c.thresholds.values()), 0.0))
+        modality = c.input.get("modality") or "+".join(c.input.get("modalities", []))
+        print(f"{c.name:<26} {c.family:<10} {modality:<10} {threshold:>9.3f}"
               f"  {c.weights.get('bytes', 0) / 1e6:>7.2f}MB  {c.weights['sha256'][:12]}  {c.task}")
     print(f"\n{cards[0].intended_use}")
     return 0

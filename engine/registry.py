@@ -253,7 +253,7 @@ def render_card(card: ModelCard) -> str:
 ## Operating thresholds
 {_table(card.thresholds)}
 
-Grad-CAM target layers: {', '.join(f'`{x}`' for x in card.gradcam_layers)}
+Grad-CAM target layers: {', '.join(f'`{x}`' for x in card.gradcam_layers) or 'none (segmentation: the probability map is shown)'}
 
 ## Training data and procedure
 {_table(card.training)}
@@ -263,16 +263,18 @@ Grad-CAM target layers: {', '.join(f'`{x}`' for x in card.gradcam_layers)}
 
 {metrics}
 
-{_table({k: v for k, v in ev.items() if k not in ('metrics', 'description', 'ablation')})}
-{_ablation_section(ev.get('ablation'))}"""
+{_table({k: v for k, v in ev.items() if k not in ('metrics', 'description', 'ablation', 'tables')})}
+{_ablation_section(ev.get('ablation'))}{_ablation_section(ev.get('tables'), 'Evaluation tables')}"""
 
 
-def _ablation_section(ablation: dict | None) -> str:
+def _ablation_section(ablation: dict | None, heading: str = "Ablation") -> str:
+    """A titled Markdown table block with the files it came from (MFI-FFP ablation, segmentation protocol)."""
     if not ablation:
         return ""
-    files = ", ".join(f"`ablation/{f}`" for f in ablation.get("files", []))
+    folder = ablation.get("folder", "ablation")
+    files = ", ".join(f"`{folder}/{f}`" for f in ablation.get("files", []))
     return f"""
-## Ablation
+## {heading}
 {ablation.get('title', '')}
 
 {ablation.get('markdown', '')}

@@ -37,7 +37,8 @@ def run_self_test() -> int:
                       file=sys.stderr)
                 return 1
             print(f"ok  predict {case.id} {pred.model}: " +
-                  ", ".join(f"{k}={v:.3f}" for k, v in pred.probabilities.items()) +
+                  ", ".join([f"{k}={v:.3f}" for k, v in pred.probabilities.items()] +
+                            [f"{k} mask {int(m.sum())} px" for k, m in pred.masks.items()]) +
                   f" ({pred.timings_ms['total']:.0f} ms)")
     print(f"self-test passed in {time.perf_counter() - started:.1f} s")
     return 0

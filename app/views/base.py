@@ -15,6 +15,12 @@ class CaseView(QWidget):
     """Base of the central views. The main window only calls these methods; a view ignores what it lacks."""
 
     opacity_changed = Signal(float)  # heatmap opacity the user chose (0-1), so the window can remember it
+    model_controls: list[QWidget]  # widgets about model output, hidden while a reader reads unaided
+
+    def set_model_controls_visible(self, visible: bool) -> None:
+        """Show or hide every control that concerns model output (unaided reading hides them)."""
+        for widget in getattr(self, "model_controls", []):
+            widget.setVisible(visible)
 
     def show_case(self, case: Case) -> None:
         """Display a case's images; forgets any prediction shown before."""

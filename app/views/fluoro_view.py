@@ -121,7 +121,8 @@ class FluoroView(CaseView):
 
         controls = QHBoxLayout()
         controls.setSpacing(8)
-        controls.addWidget(QLabel("Method"))
+        method_title = QLabel("Method")
+        controls.addWidget(method_title)
         controls.addWidget(self.method_combo)
         controls.addWidget(self.pred_checkbox)
         controls.addWidget(self.truth_checkbox)
@@ -134,6 +135,9 @@ class FluoroView(CaseView):
         controls.addWidget(self.export_contours_button)
         controls.addWidget(fit_button)
         controls.addWidget(levels_button)
+        self.model_controls = [method_title, self.method_combo, self.pred_checkbox, self.heatmap_checkbox,
+                               self.opacity_slider, self.opacity_label, self.legend, self.export_mask_button,
+                               self.export_contours_button]
 
         self.note = QLabel("The tumor contour appears after prediction (F5).")
         self.note.setObjectName("viewNote")

@@ -107,9 +107,10 @@ class GliomaView(CaseView):
 
         controls = QHBoxLayout()
         controls.setSpacing(8)
+        opacity_title = QLabel("Opacity")
         controls.addWidget(self.heatmap_checkbox)
         controls.addWidget(self.heatmap_combo)
-        controls.addWidget(QLabel("Opacity"))
+        controls.addWidget(opacity_title)
         controls.addWidget(self.opacity_slider)
         controls.addWidget(self.opacity_label)
         controls.addStretch(1)
@@ -128,6 +129,8 @@ class GliomaView(CaseView):
         high.setObjectName("viewNote")
         for widget in (low, self.legend, high):
             note_row.addWidget(widget)
+        self.model_controls = [self.heatmap_checkbox, self.heatmap_combo, opacity_title, self.opacity_slider,
+                               self.opacity_label, low, self.legend, high]
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground(BACKGROUND)

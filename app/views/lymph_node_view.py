@@ -130,8 +130,9 @@ class LymphNodeView(CaseView):
 
         controls = QHBoxLayout()
         controls.setSpacing(8)
+        opacity_title = QLabel("Opacity")
         controls.addWidget(self.heatmap_checkbox)
-        controls.addWidget(QLabel("Opacity"))
+        controls.addWidget(opacity_title)
         controls.addWidget(self.opacity_slider)
         controls.addWidget(self.opacity_label)
         low, high = QLabel("low"), QLabel("high")
@@ -139,6 +140,8 @@ class LymphNodeView(CaseView):
         high.setObjectName("viewNote")
         for widget in (low, self.legend, high):
             controls.addWidget(widget)
+        self.model_controls = [self.heatmap_checkbox, opacity_title, self.opacity_slider, self.opacity_label, low,
+                               self.legend, high]
         controls.addStretch(1)
         controls.addWidget(fit_button)
         controls.addWidget(levels_button)

@@ -7,8 +7,9 @@ bottom/right (edge values repeated) to a multiple of 32 and crops the logits bac
 size gives logits of its own size.
 
 Configurations: the paper's (smp defaults with a ResNet34 encoder; MONAI's Swin UNETR with feature
-size 48) and compact ones used for the CPU-trained demo weights (ResNet18 or MobileNetV2 encoders,
-narrower decoders, Swin feature size 12). `encoder` names the part that transfer learning freezes:
+size 48) and compact ones used for the CPU-trained demo weights (MobileNetV2, timm's ResNet10-T or
+ResNet18 encoders, narrower decoders, Swin feature size 12), small enough that two demo nets fit the
+shared weight budget. `encoder` names the part that transfer learning freezes:
 smp's `encoder`, Swin UNETR's transformer `swinViT`.
 """
 
@@ -36,7 +37,7 @@ PAPER_CONFIGS: dict[str, dict] = {
 }
 COMPACT_CONFIGS: dict[str, dict] = {
     "unet": {"arch": "unet", "encoder": "mobilenet_v2", "decoder_channels": [96, 48, 24, 16, 8]},
-    "unetplusplus": {"arch": "unetplusplus", "encoder": "resnet18", "decoder_channels": [64, 32, 16, 16, 8]},
+    "unetplusplus": {"arch": "unetplusplus", "encoder": "tu-resnet10t", "decoder_channels": [64, 32, 16, 16, 8]},
     "deeplabv3plus": {"arch": "deeplabv3plus", "encoder": "resnet18", "decoder_channels": 64, "output_stride": 16},
     "swin_unetr": {"arch": "swin_unetr", "feature_size": 12, "depths": [2, 2, 2, 2], "num_heads": [3, 6, 12, 24]},
 }

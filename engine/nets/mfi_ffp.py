@@ -61,7 +61,7 @@ COMPACT_CONFIG: dict = {
     "input_size": 80,
     "grid": 5,
     "channels": 128,
-    "irb": {"width_mult": 0.35, "output_stride": 16},
+    "irb": {"width_mult": 0.5, "output_stride": 16},
     "rb": {"base_width": 16, "output_stride": 16},
     "vit": {"patch": 16, "dim": 96, "depth": 4, "heads": 4, "mlp_ratio": 2.0},
 }

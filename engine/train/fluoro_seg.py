@@ -142,7 +142,8 @@ class SegTrainSettings:
     batch_size: int = 4
     lr: float = 1e-3
     weight_decay: float = 0.0
-    roi_fraction: float = 1.0  # share of crops centred near labelled tumor (the rest anywhere)
+    roi_fraction: float = 0.8  # share of crops centred near labelled tumor; the rest anywhere, so that the
+    # net also sees tumor-free parts of the frame it will read whole at inference
     freeze_encoder: bool = False
     seed: int = 0
 

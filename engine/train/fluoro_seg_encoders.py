@@ -50,6 +50,8 @@ def init_from_imagenet(settings: SegTrainSettings, path: str | Path) -> dict[str
     loaded = {}
     for key, ref in target.items():
         value = source.get(key)
+        if value is None:  # timm encoders sit under `model.` in smp; a timm file has the bare names
+            value = source.get(key.removeprefix("model."))
         if value is None:
             continue
         if value.ndim == 4 and ref.ndim == 4 and value.shape[1] == 3 and ref.shape[1] == 1:

@@ -36,7 +36,7 @@ from engine.train.fluoro_seg_eval import (
 )
 
 Say = Callable[[str], None]
-COMPACT_EPOCHS = 40
+COMPACT_EPOCHS = 25
 
 
 def parse_nets(spec: str) -> tuple[str, ...]:
@@ -97,7 +97,7 @@ def _bootstrap_mean(values: Sequence[float], n: int = 1000, seed: int = 0) -> di
 
 
 def build_seg_card(arch: str, outcome, data: SegArrays, description: dict, pretrained: str, test_rows: list[dict],
-                   command: str, tables: dict | None, test_key: str):
+                   command: str, tables: dict | None, test_key: str, comparison: dict | None = None):
     from engine.nets.fluoro_seg import count_parameters
     from engine.predict.fluoro import STRUCTURE, card_name
     from engine.registry import ModelCard
@@ -130,6 +130,7 @@ def build_seg_card(arch: str, outcome, data: SegArrays, description: dict, pretr
                             "(1000 resamples). Dice/FPSR/FNSR as fractions, HD95 in pixels."),
             "metrics": metrics,
             "held_out_summary": summary,
+            **({"end_to_end_comparison": comparison} if comparison else {}),
             **({"tables": tables} if tables else {}),
         },
         weights={"file": f"{card_name(arch)}.safetensors"},
@@ -177,7 +178,18 @@ def cmd_train_fluoro_seg(args, argv: Sequence[str], say: Say) -> int:
                             init=pretrained, progress=say)
         round_trip_fp16(outcome.net)  # evaluate the weights that ship
         rows = evaluate_net(outcome.net, data, data.where("C"), method="Transfer", net=arch, fold=0)
-        card = build_seg_card(arch, outcome, data, description, pretrained, rows, command, tables, "C")
+        comparison = None
+        if args.compare_end_to_end:  # the same net trained from scratch on B, read on C
+            e2e = train_seg(data, data.where("B"), replace(base, arch=arch), progress=say)
+            e2e_rows = evaluate_net(e2e.net, data, data.where("C"), method="End-to-end", net=arch, fold=0)
+            comparison = {"description": f"end-to-end on all of B ({e2e.n_train} frames), scored on {len(e2e_rows)} "
+                                         "frames of C like the shipped transfer model",
+                          "dice": _bootstrap_mean([r["dice"] for r in e2e_rows]),
+                          "transfer_minus_end_to_end_dice": float(np.mean([r["dice"] for r in rows])
+                                                                  - np.mean([r["dice"] for r in e2e_rows]))}
+            say(f"{ARCH_NAMES[arch]} on C: transfer Dice {np.mean([r['dice'] for r in rows]):.3f}, end-to-end "
+                f"{comparison['dice']['value']:.3f}")
+        card = build_seg_card(arch, outcome, data, description, pretrained, rows, command, tables, "C", comparison)
         save_weights(outcome.net, card, dtype="float16")
         write_card(card)
         dice = card.evaluation["metrics"]["dice"]

@@ -96,8 +96,8 @@ def phantom_samples(n_patients: int, nodes_per_patient: int, seed: int, size: in
 class NodeArrays:
     """Nodes preprocessed once per crop source: (N, S, S, 9) uint8 (value * 255) per box source.
 
-    A model's crop box is found on WLI when it reads WLI, else on FI, else on PCI (as the predictor
-    does), so nets without WLI train on exactly the crops they will see."""
+    A model's crop box is found on the first image of the card's box_order it reads (as the predictor
+    does), so every modality set trains on exactly the crops it will see."""
 
     units: dict[str, np.ndarray]
     labels: np.ndarray
@@ -106,7 +106,7 @@ class NodeArrays:
     constants: dict
 
     def inputs(self, index: np.ndarray, modalities: Sequence[str]) -> np.ndarray:
-        units = self.units[box_source(modalities)]
+        units = self.units[box_source(modalities, self.constants.get("box_order"))]
         channels = [c for m in modalities for c in range(3 * NODE_MODALITIES.index(m), 3 * NODE_MODALITIES.index(m) + 3)]
         return units[index][..., channels].astype(np.float32) / 255.0
 

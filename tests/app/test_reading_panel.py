@@ -134,6 +134,8 @@ def test_unaided_session_shows_no_model_output_and_no_truth(qtbot, window, study
         assert visible_heatmaps(window) == []
         assert reading.case.aid is None and not reading.panel.aid_label.isVisible()
         assert window.results_panel.truth_cells == {}
+        view = window.current_view()
+        assert view.model_controls and not any(w.isVisible() for w in view.model_controls)  # no Grad-CAM toggles
         reading.next()
     window.predict()  # F5 and friends are refused while reading
     assert not window.predictions and window.current_case is None
@@ -150,6 +152,7 @@ def test_aided_session_shows_the_model_output_but_no_truth(qtbot, window, study_
         assert [p for p in probabilities.values() if p != probability and percent(p) in shown] == []
         assert [word for word in ("Truth", "reference", "rs-", "demo-glioma") if word in shown] == []
         assert len(visible_heatmaps(window)) == 1  # the stored Grad-CAM on FL
+        assert window.current_view().heatmap_checkbox.isVisible()
         reading.next()
 
 

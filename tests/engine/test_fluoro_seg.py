@@ -3,6 +3,8 @@ manifest loading, ImageNet encoder files, and train -> card -> predictor (eager 
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 
 import cv2
@@ -208,3 +210,47 @@ def test_imagenet_encoder_file_loads_with_a_grey_stem_and_a_wrong_file_is_named(
     save_file({"layer9.weight": torch.zeros(3, 3)}, str(wrong))
     with pytest.raises(ValueError, match="other.safetensors"):
         init_from_imagenet(settings, wrong)
+
+
+@pytest.mark.slow
+def test_cli_train_evaluate_bench_and_predict_with_both_backends(tmp_path, monkeypatch, capsys):
+    """Tiny phantom run of every command: train installs cards with the protocol tables, evaluate writes the
+    paper's tables and per-image CSV, bench compares eager and ONNX, and both backends give the same mask."""
+    from engine.cli import main
+    from engine.metrics.segmentation import dice
+    from engine.phantoms.fluoro_frames import make_frame
+    from engine.predict.fluoro import FluoroSegPredictor
+
+    models = tmp_path / "models"
+    common = ["--epochs", "1", "--phantom-frames", "A=4,B=5,C=2", "--phantom-size", "128"]
+    assert main(["train", "fluoro_seg", "--nets", "unet", "--folds", "2", "--targets", "B", *common,
+                 "--models-dir", str(models), "--out", str(tmp_path / "tables")]) == 0
+    readme = (models / "fluoro_seg_unet" / "README.md").read_text(encoding="utf-8")
+    assert "## Evaluation tables" in readme and "Table 3 analogue" in readme and "DRLSE" in readme
+    card = json.loads((models / "fluoro_seg_unet" / "config.json").read_text())
+    assert card["training"]["regenerate"].startswith("oncolens train fluoro_seg")
+    assert "dataset A" in card["training"]["pretrained"]
+    capsys.readouterr()
+    assert main(["evaluate", "fluoro_seg", "--nets", "unet", "--folds", "2", "--targets", "A,B", *common,
+                 "--out", str(tmp_path / "eval")]) == 0
+    printed = capsys.readouterr().out
+    for title in ("Table 2 analogue", "Table 3 analogue", "Table 4 analogue", "Table 5 analogue"):
+        assert title in printed
+    rows = list(csv.DictReader(open(tmp_path / "eval" / "per_image_metrics.csv", encoding="utf-8")))
+    assert {r["method"] for r in rows} == {"DRLSE", "End-to-end", "Transfer"}
+    assert {r["dataset"] for r in rows} == {"A", "B", "C"}
+    # every C frame read by each of the 2 fold models of both methods, and once by DRLSE
+    assert sum(r["dataset"] == "C" for r in rows) == 2 * 2 * 2 + 2
+    monkeypatch.setenv("ONCOLENS_MODELS_DIR", str(models))
+    assert main(["bench", "seg", "--repeats", "3"]) == 0
+    bench = capsys.readouterr().out
+    assert "UNet" in bench and "speed-up" in bench and "MASKS DIFFER" not in bench
+    frame = make_frame(np.random.default_rng(4), "C", 150)  # not a multiple of 32
+    eager = FluoroSegPredictor("unet", device="cpu").predict({"NIR": frame.image}, bit_depth=8)
+    fast = FluoroSegPredictor("unet", device="cpu", backend="onnx").predict({"NIR": frame.image}, bit_depth=8)
+    assert eager.masks["tumor"].shape == (150, 150)
+    if eager.masks["tumor"].any() or fast.masks["tumor"].any():
+        assert dice(eager.masks["tumor"], fast.masks["tumor"]) > 0.99
+    assert np.abs(eager.heatmaps["tumor/NIR"] - fast.heatmaps["tumor/NIR"]).max() < 1e-3
+    drlse = FluoroSegPredictor("drlse").predict({"NIR": frame.image}, bit_depth=8, spacing=(0.1, 0.1))
+    assert drlse.masks["tumor"].shape == (150, 150) and not drlse.heatmaps

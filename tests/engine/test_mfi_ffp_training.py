@@ -70,6 +70,26 @@ def test_preprocessing_is_aligned_and_keeps_pci_background(nodes):
     assert heat.shape == n.mask.shape and heat[n.mask].min() > 0.99
 
 
+def test_crop_box_is_found_on_pci_when_the_model_reads_it(nodes):
+    from engine.preprocess.lymph_node import box_source, node_box
+
+    constants = preprocessing_constants(80)
+    assert box_source(("WLI", "FI", "PCI"), constants["box_order"]) == "PCI"
+    assert box_source(("WLI", "PCI"), constants["box_order"]) == "PCI"
+    assert box_source(("WLI", "FI"), constants["box_order"]) == "WLI"
+    assert box_source(("FI",), constants["box_order"]) == "FI"
+    assert box_source(("WLI", "FI", "PCI")) == "WLI"  # cards without box_order keep their old crop
+    legacy = {k: v for k, v in constants.items() if k != "box_order"}
+    grew = 0
+    for n in nodes[:6]:
+        shape = n.mask.shape
+        pci_box = node_box(n.images, ("WLI", "PCI"), constants, shape)
+        wli_box = node_box(n.images, ("WLI", "PCI"), legacy, shape)
+        assert pci_box.side >= wli_box.side - 2  # the overlay covers the node and the tracer around it
+        grew += pci_box.side > wli_box.side
+    assert grew >= 3
+
+
 def test_mismatched_or_missing_images_are_clear_errors(nodes):
     images = dict(nodes[0].images)
     images["FI"] = images["FI"][:-4]

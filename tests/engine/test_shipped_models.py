@@ -30,9 +30,13 @@ def test_card_is_complete_and_matches_its_files(card):
     assert card.weights_path.stat().st_size == card.weights["bytes"]
     assert (card.folder / "README.md").read_text(encoding="utf-8") == render_card(card)
     assert "regenerate" in card.training and card.training["regenerate"].startswith("oncolens train")
-    assert 0.0 < card.thresholds["operating"] < 1.0
-    auc = card.evaluation["metrics"]["auc"]
-    assert auc["ci_low"] <= auc["value"] <= auc["ci_high"]
+    if card.family == "fluoro_seg":  # a segmentation net: a probability threshold and Dice on held-out frames
+        assert 0.0 < card.thresholds["tumor"] < 1.0
+        headline = card.evaluation["metrics"]["dice"]
+    else:
+        assert 0.0 < card.thresholds["operating"] < 1.0
+        headline = card.evaluation["metrics"]["auc"]
+    assert headline["ci_low"] <= headline["value"] <= headline["ci_high"]
 
 
 def test_all_shipped_weights_fit_the_budget():
@@ -67,3 +71,24 @@ def test_shipped_mfi_ffp_predicts_on_a_demo_node():
     assert all(h.shape == case.images["WLI"].array.shape[:2] for h in pred.heatmaps.values())
     bi = MFIFFPPredictor(("WLI", "FI"), device="cpu").predict({m: images[m] for m in ("WLI", "FI")})
     assert bi.model == "mfi_ffp[WLI+FI]" and 0.0 <= bi.probabilities["metastatic"] <= 1.0
+
+
+def test_segmentation_demo_nets_are_shipped_and_segment_a_demo_frame():
+    from engine.cases.bundle import read_bundle
+    from engine.metrics.segmentation import dice
+    from engine.paths import demo_cases_dir
+    from engine.predict.fluoro import FluoroSegPredictor, card_name
+
+    names = {c.name for c in CARDS}
+    assert {card_name("unetplusplus"), card_name("unet")} <= names
+    case = read_bundle(demo_cases_dir() / "demo-fluoro-02")
+    image = case.images["NIR"]
+    truth = case.truth.masks["tumor"]
+    for arch in ("unetplusplus", "unet"):
+        card = next(c for c in CARDS if c.name == card_name(arch))
+        assert card.training["data"]["kind"] == "phantom" and "frozen" in card.training["protocol"]
+        pred = FluoroSegPredictor(arch, device="cpu").predict({"NIR": image.array}, bit_depth=image.meta.bit_depth,
+                                                              spacing=image.meta.spacing)
+        mask = pred.masks["tumor"]
+        assert mask.shape == truth.shape and pred.contours["tumor"]
+        assert dice(mask, truth) > 0.5, f"{arch} segments the demo frame poorly"

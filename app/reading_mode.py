@@ -1,0 +1,159 @@
+"""Reading mode of the main window: study set-up dialogs, sign-in, the blinded reading session and leaving it.
+
+A mixin of `MainWindow` (it uses the window's docks, actions, views and worker helper), kept apart so the
+window module stays about the case workstation."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QDockWidget, QMessageBox
+
+from app.reading import ReadingController, aid_to_prediction, blinded_to_case
+from app.widgets.study_dialogs import AddReaderDialog, NewStudyDialog, StartReadingDialog
+from engine.studies import BlindedCase, ReadingSession, StudyError, list_studies
+
+
+class ReadingModeMixin:
+    """Reader-study actions of `MainWindow`."""
+
+    def _refuse_while_reading(self) -> bool:
+        if self.reading is not None:
+            self.statusBar().showMessage("Reading a study: Study ▸ Stop reading first.", 5000)
+        return self.reading is not None
+
+    def _open_study_dialog(self, dialog, on_accept) -> None:
+        """Window-modal without blocking (as the node dialog): the answer comes through `accepted`."""
+        if self.study_dialog is not None:
+            self.study_dialog.reject()
+        self.study_dialog = dialog
+        dialog.accepted.connect(on_accept)
+        dialog.finished.connect(lambda _result: self._study_dialog_closed(dialog))
+        dialog.open()
+
+    def _study_dialog_closed(self, dialog) -> None:
+        if self.study_dialog is dialog:
+            self.study_dialog = None
+        dialog.deleteLater()
+
+    def _studies_or_say(self, title: str) -> list | None:
+        try:
+            studies = list_studies(self.store)
+        except Exception as exc:  # the store is a file or a server: report, don't crash
+            self.show_error(exc, title=title)
+            return None
+        if not studies:
+            QMessageBox.information(self, title, "There is no reader study in this store yet; "
+                                                 "an administrator creates one with Study ▸ New study….")
+            return None
+        return studies
+
+    def start_reading_dialog(self) -> None:
+        if self._refuse_while_reading():
+            return
+        studies = self._studies_or_say("Start reading")
+        if studies:
+            dialog = StartReadingDialog(studies, self)
+            self._open_study_dialog(dialog, lambda: self.start_reading(*dialog.values()))
+
+    def start_reading(self, study_id: str, reader_id: str, pin: str) -> None:
+        """Check the PIN off the GUI thread (scrypt is slow on purpose), then enter reading mode."""
+        if self._refuse_while_reading():
+            return
+
+        def failed(exc: BaseException, tb: str) -> None:
+            if isinstance(exc, StudyError):  # wrong reader/PIN (one message for both), washout, unknown study
+                QMessageBox.warning(self, "Start reading", str(exc))
+                self.statusBar().showMessage("Not signed in.", 6000)
+            else:
+                self.show_error(exc, tb, title="Start reading failed")
+
+        self._run(ReadingSession.open, self.store, study_id, reader_id, pin, what="Signing in",
+                  on_result=self._reading_opened, on_error=failed)
+
+    def _reading_opened(self, session: ReadingSession) -> None:
+        if self.reading is not None:
+            return
+        study = next((s for s in list_studies(self.store) if s.id == session.study_id), None)
+        self._before_reading = {"browser": self.browser_dock.isVisible(), "results": self.results_dock.isVisible(),
+                                "model_label": self.model_label.text()}
+        # Blinding: nothing of the case opened before, no truth column, no case list, no model status.
+        self.current_case = None
+        self._requested_case_id = None
+        self.predictions = []
+        self.results_panel.set_case(None)
+        for dock in (self.browser_dock, self.results_dock):
+            dock.hide()
+            dock.toggleViewAction().setEnabled(False)
+        for action in (*self.open_actions, *self.admin_actions, self.predict_action, self.start_reading_action):
+            action.setEnabled(False)
+        self.stop_reading_action.setEnabled(True)
+        self.model_label.setText("Reading session")
+        self.reading = ReadingController(session, study.name if study else session.study_id, self,
+                                         on_error=lambda exc: self.show_error(exc, title="Answer not saved"))
+        self.reading.case_shown.connect(self._show_blinded)
+        self.reading_dock = self._dock("Reading", "readingDock", self.reading.panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.reading_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)  # not closable mid-study
+        self.reading_dock.setMinimumWidth(380)
+        self.resizeDocks([self.reading_dock], [460], Qt.Orientation.Horizontal)
+        self.reading.start()
+        self.reading.panel.setFocus()
+        self.statusBar().showMessage(f"Reading as {session.display_name}; every answer is saved at once.", 6000)
+
+    def _show_blinded(self, blinded: BlindedCase) -> None:
+        """The blinded case in the view for its kind; the model output only when the session is aided."""
+        title = self.reading.panel.title.text() if self.reading else ""
+        self.setWindowTitle(f"OncoLens — reading: {title} — case {blinded.position} of {blinded.total}")
+        view = self._view_for(blinded.kind) if not blinded.unavailable else self.placeholder
+        if blinded.unavailable or view is self.placeholder:
+            self.placeholder.set_message(blinded.unavailable or "This case's kind has no view in this version.")
+            self.stack.setCurrentWidget(self.placeholder)
+            return
+        self.stack.setCurrentWidget(view)
+        view.set_model_controls_visible(blinded.aid is not None)  # unaided: no heatmap or method controls
+        view.show_case(blinded_to_case(blinded))
+        if blinded.aid is not None:
+            view.show_prediction([aid_to_prediction(blinded.aid, self.reading.names)])
+        elif hasattr(view, "note"):
+            view.note.setText("Reading: images only.")  # not the "press F5 to predict" hint
+
+    def stop_reading(self) -> None:
+        """Leave reading mode (the answers are already saved); the session resumes at the next sign-in."""
+        if self.reading is None:
+            return
+        self.reading.close()
+        self.reading = None
+        if self.reading_dock is not None:
+            self.removeDockWidget(self.reading_dock)
+            self.reading_dock.deleteLater()
+            self.reading_dock = None
+        for view in self._views.values():
+            view.clear()
+            view.set_model_controls_visible(True)
+        self.placeholder.clear()
+        self.stack.setCurrentWidget(self.placeholder)
+        self.setWindowTitle("OncoLens")
+        self.model_label.setText(self._before_reading.get("model_label", ""))
+        for dock, key in ((self.browser_dock, "browser"), (self.results_dock, "results")):
+            dock.toggleViewAction().setEnabled(True)
+            dock.setVisible(self._before_reading.get(key, True))
+        for action in (*self.open_actions, *self.admin_actions, self.predict_action, self.start_reading_action):
+            action.setEnabled(True)
+        self.stop_reading_action.setEnabled(False)
+        self.case_browser.table.clearSelection()
+        self.statusBar().showMessage("Reading stopped; your answers are saved.", 6000)
+
+    def new_study_dialog(self) -> None:
+        if self._refuse_while_reading():
+            return
+        dialog = NewStudyDialog(self.store, self.case_browser.selected_id(), self)
+        self._open_study_dialog(dialog, lambda: self.statusBar().showMessage(
+            f"Created study {dialog.created.id} ({len(dialog.created.case_ids)} cases).", 8000))
+
+    def add_reader_dialog(self) -> None:
+        if self._refuse_while_reading():
+            return
+        studies = self._studies_or_say("Add reader")
+        if studies:
+            dialog = AddReaderDialog(self.store, studies, self)
+            self._open_study_dialog(dialog, lambda: self.statusBar().showMessage(
+                f"Enrolled reader {dialog.added.reader_id} in study {dialog.added.study_id}.", 8000))
