@@ -243,10 +243,10 @@ def test_stored_predictions_show_before_a_new_run(qtbot, make_window, phantom_st
 def test_case_of_a_kind_without_view_shows_placeholder(qtbot, window, phantom_store):
     store, ids = phantom_store
     case = store.load_case(ids[0])
-    case.kind = "fluoro_frame"  # no view yet (lymph nodes have one)
+    case.kind = "pet_ct"  # no view yet (glioma, lymph-node and fluorescence cases have one)
     window.show_case(case)
     assert isinstance(window.current_view(), PlaceholderView)
-    assert "fluoro_frame" in window.placeholder.label.text()
+    assert "pet_ct" in window.placeholder.label.text()
 
 
 def test_model_cards_dialog_lists_installed_cards(qtbot, window):
@@ -270,7 +270,7 @@ def test_demo_case_with_shipped_models_predict_and_toggle_heatmap(qtbot, make_wi
     store, _ids = phantom_store
     demo_ids = sorted(store.import_bundles(demo_cases_dir()))
     assert demo_ids, "no demo cases shipped in resources/demo_cases"
-    first = demo_ids[0]
+    first = next(i for i in demo_ids if i.startswith("demo-glioma"))
     window = make_window(service=PredictionService(store))
     window.case_browser.refresh(select_id=first)
     open_and_wait(qtbot, window, first)
