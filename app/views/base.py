@@ -37,17 +37,28 @@ class CaseView(QWidget):
     def reset_levels(self) -> None:
         """Return window/level to the automatic setting."""
 
+    # Views with a `heatmap_checkbox`, an `opacity_slider` (0-100) and `_slider_moved` get these for free.
+
     def heatmap_visible(self) -> bool:
-        return False
+        box = getattr(self, "heatmap_checkbox", None)
+        return bool(box is not None and box.isChecked())
 
     def set_heatmap_visible(self, visible: bool) -> None:
         """Show or hide explanation heatmaps."""
+        box = getattr(self, "heatmap_checkbox", None)
+        if box is not None:
+            box.setChecked(visible)
 
     def opacity(self) -> float:
-        return 0.0
+        slider = getattr(self, "opacity_slider", None)
+        return 0.0 if slider is None else slider.value() / 100.0
 
     def set_opacity(self, opacity: float) -> None:
         """Heatmap opacity, 0 (invisible) to 1 (opaque)."""
+        slider = getattr(self, "opacity_slider", None)
+        if slider is not None:
+            slider.setValue(round(min(max(opacity, 0.0), 1.0) * 100))
+            self._slider_moved(slider.value())
 
 
 class PlaceholderView(CaseView):

@@ -287,19 +287,6 @@ class FluoroView(CaseView):
             self.image.setLevels(self._levels)
             self.histogram.setLevels(*self._levels)
 
-    def heatmap_visible(self) -> bool:
-        return self.heatmap_checkbox.isChecked()
-
-    def set_heatmap_visible(self, visible: bool) -> None:
-        self.heatmap_checkbox.setChecked(visible)
-
-    def opacity(self) -> float:
-        return self.opacity_slider.value() / 100.0
-
-    def set_opacity(self, opacity: float) -> None:
-        self.opacity_slider.setValue(round(min(max(opacity, 0.0), 1.0) * 100))
-        self._slider_moved(self.opacity_slider.value())
-
     # -- export -----------------------------------------------------------------------------------
 
     def export_mask(self, path: str | Path) -> Path:

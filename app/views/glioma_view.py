@@ -219,19 +219,6 @@ class GliomaView(CaseView):
             self.fl_panel.image.setLevels(self._fl_levels)
             self.fl_histogram.setLevels(*self._fl_levels)
 
-    def heatmap_visible(self) -> bool:
-        return self.heatmap_checkbox.isChecked()
-
-    def set_heatmap_visible(self, visible: bool) -> None:
-        self.heatmap_checkbox.setChecked(visible)
-
-    def opacity(self) -> float:
-        return self.opacity_slider.value() / 100.0
-
-    def set_opacity(self, opacity: float) -> None:
-        self.opacity_slider.setValue(round(min(max(opacity, 0.0), 1.0) * 100))
-        self._slider_moved(self.opacity_slider.value())
-
     # -- internals --------------------------------------------------------------------------------
 
     def _slider_moved(self, value: int) -> None:
