@@ -16,6 +16,8 @@ def isolated_user_data(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("ONCOLENS_HOME", str(home))
     monkeypatch.delenv("ONCOLENS_DB_URL", raising=False)
     monkeypatch.delenv("ONCOLENS_DEVICE", raising=False)
+    # `--models-dir` points the process at another models folder by setting this: never let it leak
+    monkeypatch.delenv("ONCOLENS_MODELS_DIR", raising=False)
     return home
 
 

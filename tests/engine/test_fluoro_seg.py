@@ -222,6 +222,7 @@ def test_cli_train_evaluate_bench_and_predict_with_both_backends(tmp_path, monke
     from engine.predict.fluoro import FluoroSegPredictor
 
     models = tmp_path / "models"
+    monkeypatch.setenv("ONCOLENS_MODELS_DIR", str(models))  # --models-dir sets it too; restored after the test
     common = ["--epochs", "1", "--phantom-frames", "A=4,B=5,C=2", "--phantom-size", "128"]
     assert main(["train", "fluoro_seg", "--nets", "unet", "--folds", "2", "--targets", "B", *common,
                  "--models-dir", str(models), "--out", str(tmp_path / "tables")]) == 0
