@@ -18,6 +18,12 @@ import torch
 from engine.paths import user_data_dir
 
 
+def latency_percentiles(seconds: list[float]) -> tuple[float, float]:
+    """p50 and p99 in milliseconds of per-call timings in seconds (the bench tables)."""
+    a = np.asarray(seconds) * 1e3
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
 def onnx_cache_dir() -> Path:
     path = user_data_dir() / "onnx-cache"
     path.mkdir(parents=True, exist_ok=True)

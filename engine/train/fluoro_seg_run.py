@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.fastpath import latency_percentiles
 from engine.nets.fluoro_seg import ARCH_NAMES, ARCHS
 from engine.train.fluoro_seg import (
     PHANTOM_COUNTS,
@@ -217,11 +218,6 @@ def cmd_evaluate_fluoro_seg(args, say: Say) -> int:
     return 0
 
 
-def _percentiles(times: list[float]) -> tuple[float, float]:
-    a = np.asarray(times) * 1e3
-    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
-
-
 def cmd_bench_seg(args, say: Say) -> int:
     """Per installed net, at 256 and 512 px: eager fp32 vs ONNX Runtime latency (p50/p99) and the masks' Dice."""
     import torch
@@ -260,8 +256,8 @@ def cmd_bench_seg(args, say: Say) -> int:
                 times["onnx"].append(time.perf_counter() - t)
                 if i < len(xs):
                     dices.append(dice(out[0, 0] >= 0, ref[0, 0] >= 0))
-            e50, e99 = _percentiles(times["eager"])
-            o50, o99 = _percentiles(times["onnx"])
+            e50, e99 = latency_percentiles(times["eager"])
+            o50, o99 = latency_percentiles(times["onnx"])
             rows.append((ARCH_NAMES[arch], size, e50, e99, o50, o99, e50 / o50, min(dices)))
     print(f"Segmentation nets, batch 1, {torch.get_num_threads()} CPU threads, {args.repeats} repeats per size; "
           "net input only (frame already scaled to the size)")

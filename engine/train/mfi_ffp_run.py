@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.fastpath import latency_percentiles
 from engine.predict.lymph_node import card_name
 from engine.preprocess.lymph_node import NODE_MODALITIES
 from engine.train.mfi_ffp import MFIFFPTrainSettings, NodeArrays, Split, phantom_samples, prepare_arrays
@@ -197,11 +198,6 @@ def cmd_evaluate_mfi_ffp(args, say: Say) -> int:
     return 0
 
 
-def _percentiles(times: list[float]) -> tuple[float, float]:
-    a = np.asarray(times) * 1e3
-    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
-
-
 def cmd_bench_mfi_ffp(args, say: Say) -> int:
     """Per-case latency of the tri-modal net: eager PyTorch vs ONNX Runtime, same process, same inputs."""
     import torch
@@ -237,11 +233,11 @@ def cmd_bench_mfi_ffp(args, say: Say) -> int:
             t = time.perf_counter()
             eager.predict(node.images, explain=True)
             results["gradcam"].append(time.perf_counter() - t)
-    eager_p50, eager_p99 = _percentiles(results["eager"])
-    rows = [("preprocess (WLI background removal, resize)", *_percentiles(results["preprocess"])),
+    eager_p50, eager_p99 = latency_percentiles(results["eager"])
+    rows = [("preprocess (WLI background removal, resize)", *latency_percentiles(results["preprocess"])),
             ("eager PyTorch fp32", eager_p50, eager_p99),
-            ("ONNX Runtime fp32", *_percentiles(results["onnx"])),
-            ("full predict incl. 4 Grad-CAMs (eager)", *_percentiles(results["gradcam"]))]
+            ("ONNX Runtime fp32", *latency_percentiles(results["onnx"])),
+            ("full predict incl. 4 Grad-CAMs (eager)", *latency_percentiles(results["gradcam"]))]
     print(f"MFI-FFP tri-modal ({eager.card.name}, input {eager.card.input['size']}), batch 1, "
           f"{torch.get_num_threads()} CPU threads, {args.repeats} repeats")
     print(f"{'path':<44} {'p50 ms':>8} {'p99 ms':>8} {'speed-up (p50)':>15}")
