@@ -25,6 +25,13 @@ from engine.studies.model import KEY_COMMENT, KEY_NEGATIVE, KEY_NEXT, KEY_POSITI
 KEY_ACCEPT = ("Return", "Enter")  # next case, once the one on screen is answered
 KEY_UP, KEY_DOWN = "Up", "Down"  # confidence one step up / down
 KEY_LEAVE_COMMENT = "Escape"
+KEY_CLOSE_OUTLINE, KEY_UNDO_POINT, KEY_CLEAR_OUTLINE = "Space", "Backspace", "Delete"  # contour studies
+
+
+def _polygons(contour) -> list[list[tuple[float, float]]] | None:
+    """A contour as plain lists of (x, y); None when nothing is drawn."""
+    polygons = [[(float(x), float(y)) for x, y in p] for p in (contour or [])]
+    return polygons or None
 
 
 def answer_names(kind: str, label: str) -> tuple[str, str]:
@@ -72,6 +79,8 @@ class ReadingController(QObject):
         self.call: bool | None = None
         self.confidence: float | None = None
         self.comment = ""
+        self.contour: list[list[tuple[float, float]]] | None = None  # the reader's outline (contour studies)
+        self.drawing = None  # the view's ContourDrawing once attached
         self.case: BlindedCase = blinded
         self.panel.call_clicked.connect(self.choose_call)
         self.panel.confidence_clicked.connect(self.rate)
@@ -103,6 +112,17 @@ class ReadingController(QObject):
             shortcut.activated.connect(slot)
             self.shortcuts.append(shortcut)
 
+    def attach_drawing(self, drawing, window: QWidget) -> None:
+        """Contour studies: the view's drawing reports outlines here; Space / Backspace / Delete edit them."""
+        self.drawing = drawing
+        drawing.changed.connect(self.set_contour)
+        for key, slot in ((KEY_CLOSE_OUTLINE, drawing.close_polygon), (KEY_UNDO_POINT, drawing.undo),
+                          (KEY_CLEAR_OUTLINE, drawing.clear_drawing)):
+            shortcut = QShortcut(QKeySequence(key), window)
+            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+            shortcut.activated.connect(slot)
+            self.shortcuts.append(shortcut)
+
     def _enter(self) -> None:
         if self.panel.comment_has_focus():
             self.panel.leave_comment()
@@ -120,12 +140,14 @@ class ReadingController(QObject):
         self.call = None if answer is None else answer.positive
         self.confidence = None if answer is None else answer.confidence
         self.comment = "" if answer is None else answer.comment
+        self.contour = None if answer is None else _polygons(answer.contour)
         aid = None
         if blinded.aid is not None:
             aid = (blinded.aid.probability, blinded.aid.threshold, self.names[0] if blinded.aid.positive else self.names[1])
         self.panel.show_case(self.session.progress(), blinded.unavailable, aid)
         self.panel.set_answer(self.call, self.confidence, self.comment)
         self.panel.set_saved(None if answer is None else local_time(answer.answered_at))
+        self.panel.set_contour_count(len(self.contour or []) if blinded.draw_contour else None)
         self.case_shown.emit(blinded)
 
     # -- answering --------------------------------------------------------------------------------
@@ -169,6 +191,17 @@ class ReadingController(QObject):
         elif self.comment:
             self.panel.set_message("Comment kept; it is saved with your answer.")
 
+    def set_contour(self, polygons: list) -> None:
+        """The reader closed, reopened or cleared an outline: kept, and saved with the answer when complete."""
+        if self._refuse_unavailable() or not self.case.draw_contour:
+            return
+        self.contour = _polygons(polygons)
+        self.panel.set_contour_count(len(self.contour or []))
+        if self.case.answer is not None:
+            self._save()
+        elif self.contour:
+            self.panel.set_message("Outline kept; it is saved with your answer.")
+
     def _fits(self, positive: bool, value: float) -> bool:
         try:
             self.scale.check(positive, value)
@@ -186,10 +219,12 @@ class ReadingController(QObject):
         if self.call is None or self.confidence is None or self.case.unavailable:
             return
         old = self.case.answer
-        if old is not None and (old.positive, old.confidence, old.comment) == (self.call, self.confidence, self.comment):
+        contour = self.contour if self.case.draw_contour else None
+        if old is not None and (old.positive, old.confidence, old.comment, _polygons(old.contour)) == (
+                self.call, self.confidence, self.comment, contour):
             return
         try:
-            saved = self.session.answer(self.call, self.confidence, self.comment)
+            saved = self.session.answer(self.call, self.confidence, self.comment, contour=contour)
         except StudyError as exc:
             self.panel.set_message(str(exc), warning=True)
             return
@@ -221,6 +256,10 @@ class ReadingController(QObject):
             need = "a confidence" if self.call is not None else "the call"
             self.panel.set_message(f"Not answered yet: give {need} first "
                                    f"(or press {KEY_NEXT} to leave this case for later).", warning=True)
+            return
+        if require_answer and self.case.draw_contour and self.call and not self.contour:
+            self.panel.set_message(f"You called it {self.names[0]}: outline the tumor on the image first "
+                                   f"(or press {KEY_NEXT} to go on without an outline).", warning=True)
             return
         left_open = self._pending()
         following = self.session.next()
@@ -257,6 +296,9 @@ class ReadingController(QObject):
 
     def close(self) -> None:
         self._flush_comment()
+        if self.drawing is not None:
+            self.drawing.changed.disconnect(self.set_contour)
+            self.drawing = None
         for shortcut in self.shortcuts:
             shortcut.setEnabled(False)
             shortcut.deleteLater()

@@ -95,6 +95,9 @@ class ReadingModeMixin:
         self.reading_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)  # not closable mid-study
         self.reading_dock.setMinimumWidth(380)
         self.resizeDocks([self.reading_dock], [460], Qt.Orientation.Horizontal)
+        drawing_view = self._view_for(study.case_kind) if study is not None and study.contours else None
+        if drawing_view is not None and hasattr(drawing_view, "drawing"):
+            self.reading.attach_drawing(drawing_view.drawing, self)
         self.reading.start()
         self.reading.panel.setFocus()
         self.statusBar().showMessage(f"Reading as {session.display_name}; every answer is saved at once.", 6000)
@@ -115,6 +118,8 @@ class ReadingModeMixin:
             view.show_prediction([aid_to_prediction(blinded.aid, self.reading.names)])
         elif hasattr(view, "note"):
             view.note.setText("Reading: images only.")  # not the "press F5 to predict" hint
+        if blinded.draw_contour and hasattr(view, "set_drawing"):
+            view.set_drawing(True, blinded.answer.contour if blinded.answer is not None else None)
 
     def stop_reading(self) -> None:
         """Leave reading mode (the answers are already saved); the session resumes at the next sign-in."""

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.views.base import CaseView, colormap_legend, opacity_controls
+from app.widgets.contour_drawing import ContourDrawing
 from app.views.glioma_view import BACKGROUND, TITLE_COLOR, robust_levels
 from engine.cases.model import Case
 from engine.metrics.segmentation import segmentation_metrics
@@ -167,6 +168,7 @@ class FluoroView(CaseView):
         self.plot.addItem(self.heat)
         self.truth_layer = _ContourLayer(self.plot, TRUTH_COLOR, 2.0, 20)
         self.pred_layer = _ContourLayer(self.plot, PREDICTION_COLOR, 2.0, 21)
+        self.drawing = ContourDrawing(self.plot, self)  # reader studies that ask for an outline
         self.histogram = pg.HistogramLUTItem(image=self.image, orientation="horizontal")
         self.histogram.setToolTip("Window/level: drag the region or its edges (raw counts)")
         self.histogram.setMaximumHeight(110)
@@ -235,6 +237,7 @@ class FluoroView(CaseView):
         self.truth_layer.set_contours(self.truth_contours)
         self.truth_checkbox.setEnabled(self.truth_mask is not None)
         self._clear_prediction()
+        self.set_drawing(False)
         self.plot.setTitle(f"NIR fluorescence · {frame.shape[1]}×{frame.shape[0]} px", size="14pt", color=TITLE_COLOR)
         self.note.setText("The tumor contour appears after prediction (F5)."
                           + ("" if self.truth_mask is not None else " This frame has no ground truth."))
@@ -277,6 +280,16 @@ class FluoroView(CaseView):
         self.truth_contours = []
         self.truth_layer.set_contours([])
         self._clear_prediction()
+        self.set_drawing(False)
+
+    def set_drawing(self, enabled: bool, polygons=None) -> None:
+        """Let the reader outline the tumor on the frame (reader studies with contours), showing `polygons`."""
+        self.drawing.set_enabled(enabled and self._shape is not None, self._shape)
+        self.drawing.set_polygons(polygons if enabled else None)
+        if enabled and self._shape is not None:
+            self.note.setText("Outline the tumor: click points around it, double-click or Space to close the "
+                              "outline; Backspace removes the last point, Delete clears. Draw nothing if there is "
+                              "no tumor.")
 
     def fit(self) -> None:
         if self._shape is not None:

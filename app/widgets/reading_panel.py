@@ -119,6 +119,11 @@ class ReadingPanel(QWidget):
         self.comment_edit.setPlaceholderText(f"Comment (optional) — {KEY_COMMENT} to type, Enter to keep")
         self.comment_edit.returnPressed.connect(self.leave_comment)
 
+        self.contour_label = QLabel("")
+        self.contour_label.setObjectName("readingMessage")
+        self.contour_label.setWordWrap(True)
+        self.contour_label.setVisible(False)
+
         self.message_label = QLabel("")
         self.message_label.setObjectName("readingMessage")
         self.message_label.setWordWrap(True)
@@ -152,6 +157,7 @@ class ReadingPanel(QWidget):
         layout.addWidget(self.confidence_title)
         layout.addLayout(confidence)
         layout.addWidget(self.comment_edit)
+        layout.addWidget(self.contour_label)
         layout.addWidget(self.message_label)
         layout.addWidget(self.saved_label)
         layout.addLayout(moves)
@@ -247,6 +253,14 @@ class ReadingPanel(QWidget):
             self.confidence_value.setText("—" if confidence is None else f"{confidence:g}")
         if not self.comment_edit.hasFocus():
             self.comment_edit.setText(comment)
+
+    def set_contour_count(self, regions: int | None) -> None:
+        """How many outlines the reader has closed on this case; None hides the line (no contours asked)."""
+        self.contour_label.setVisible(regions is not None)
+        if regions is not None:
+            drawn = "none drawn" if regions == 0 else f"{regions} region{'s' if regions > 1 else ''} drawn"
+            self.contour_label.setText(f"Tumor outline: {drawn} — click on the image, double-click or Space "
+                                       "closes, Backspace undoes, Delete clears")
 
     def set_saved(self, when: str | None) -> None:
         self.saved_label.setText(f"saved ✓ {when}" if when else "not answered yet")

@@ -346,8 +346,10 @@ def _fixed_pattern(dataset: str, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_frame(rng: np.random.Generator, dataset: str = "A", size: int = 1024,
-               frame_id: str | None = None) -> FluoroFrame:
-    """One synthetic NIR fluorescence frame of `dataset` ("A", "B" or "C"), size x size pixels."""
+               frame_id: str | None = None, tumor_free: bool = False) -> FluoroFrame:
+    """One synthetic NIR fluorescence frame of `dataset` ("A", "B" or "C"), size x size pixels. `tumor_free`
+    draws the same tissue, vessels, uptake and glare without lesions (e.g. a resection bed with no residual
+    tumor, for reader studies that ask whether a frame shows tumor); its mask is empty."""
     spec = _spec(dataset)
     if size < 64:
         raise ValueError(f"Fluorescence phantom frames must be at least 64 pixels across, got {size}.")
@@ -362,7 +364,7 @@ def make_frame(rng: np.random.Generator, dataset: str = "A", size: int = 1024,
 
     # Tumors: the mask is the drawn outline at full resolution; the emission is drawn at low resolution from the
     # same outline, then blurred by scattering.
-    lesions = _place_lesions(rng, spec, size)
+    lesions = [] if tumor_free else _place_lesions(rng, spec, size)
     wobble_low = 0.04 * _smooth_field(rng, (low, low), max(3.0, low / 24))
     wobble = _enlarge(wobble_low, size)
     mask = np.zeros((size, size), bool)
@@ -391,7 +393,8 @@ def make_frame(rng: np.random.Generator, dataset: str = "A", size: int = 1024,
     illum_low = _illumination(rng, spec, low)
     scene = _enlarge(illum_low * (background + tumor_low), size)
     illum = _enlarge(illum_low, size)
-    brightest = max(les.amplitude for les in lesions)
+    # Vessels are drawn relative to the brightest tumor (a tumor-free frame: a typical one for its contrast).
+    brightest = max((les.amplitude for les in lesions), default=(tbr - 1.0) * float(background.mean()))
     fine = 1.0 + 0.06 * _blur(rng.standard_normal((size, size), np.float32), 1.2 * k + 0.3)
     scene = scene * fine + illum * _draw_vessels(rng, spec, size, brightest)
 
@@ -437,7 +440,8 @@ def make_fluoro_dataset(dataset: str, n: int, seed: int = 0, size: int = 1024) -
 
 
 def frame_to_case(frame: FluoroFrame, case_id: str | None = None) -> Case:
-    """Wrap a frame as a 'fluoro_frame' Case: one NIR image (with spacing) and the tumor mask as truth."""
+    """Wrap a frame as a 'fluoro_frame' Case: one NIR image (with spacing), the tumor mask as truth and the
+    frame-level label tumor = 1 when the mask is not empty."""
     spec = _spec(frame.dataset)
     case = Case(id=case_id or frame.frame_id, kind="fluoro_frame",
                 notes=f"Synthetic NIR fluorescence frame, phantom dataset {spec.key} "
@@ -445,7 +449,7 @@ def frame_to_case(frame: FluoroFrame, case_id: str | None = None) -> Case:
     meta = ImageMeta(bit_depth=frame.bit_depth, units="counts", spacing=tuple(frame.spacing_mm), source=SOURCE,
                      extra={"phantom_dataset": spec.key, "stands_for": spec.stands_for, "organ": spec.organ})
     case.add_image(MODALITY, frame.image, meta)
-    case.truth = GroundTruth(masks={"tumor": frame.mask}, source=SOURCE)
+    case.truth = GroundTruth(labels={"tumor": int(frame.mask.any())}, masks={"tumor": frame.mask}, source=SOURCE)
     return case
 
 

@@ -41,6 +41,7 @@ CUE_KEYS = {"WLI": "s_W", "FI": "s_F", "PCI": "s_P"}  # which latent score each 
 CUE_STRENGTH = 1.4
 POSITIVE_RATE = 1 / 11  # 87 metastatic of 996 nodes in the paper's training data
 PATIENT_CLUSTERING = 1.2  # first Beta parameter of the per-patient metastasis propensity (smaller: more clustered)
+WLI_PALENESS = 0.45  # how far the node surface turns from pink-tan to pale grey-white at full WLI cue
 OVERLAY_OPACITY = 0.9  # pseudo-color opacity where the long-exposure signal is high
 SOURCE = "phantom generator"
 
@@ -215,7 +216,7 @@ def _node_surface(rng: np.random.Generator, geo: _Geometry, amount: float, lamp:
     rb = geo.radii[1]
     base = _NODE_PINK + np.float32(rng.uniform(0, 1)) * (_NODE_TAN - _NODE_PINK)
     base = base * _rgb(np.exp(rng.normal(0, 0.05, 3)))
-    base = base + np.float32(0.45 * amount) * (_PALE - base)
+    base = base + np.float32(WLI_PALENESS * amount) * (_PALE - base)
     f = _noise_fields(rng, dome.shape, 0.45 * rb, 3)
     fine = _noise_fields(rng, dome.shape, 2.5, 1)[..., 0]
     firm = _patches(f[..., 0], 0.02 + 0.5 * amount) * np.float32(0.35 + 0.55 * amount)

@@ -126,6 +126,10 @@ class FluoroSegPredictor(Predictor):
         if prob is not None and explain:
             pred.heatmaps[f"{STRUCTURE}/{MODALITY}"] = prob.astype(np.float32)
         pred.thresholds[STRUCTURE] = self.threshold
+        # Frame-level answer to "is there tumor in this frame?": the highest pixel probability (0/1 for DRLSE,
+        # which has no probabilities), so the call is "tumor" exactly when the mask is not empty.
+        pred.probabilities[STRUCTURE] = float(mask.any()) if prob is None else float(prob.max())
+        pred.calls[STRUCTURE] = STRUCTURE if mask.any() else f"no {STRUCTURE}"
         pixels = int(mask.sum())
         regions = region_count(mask)
         pred.notes.append(f"area {pixels} px, {regions} region(s)")

@@ -226,6 +226,8 @@ def truth_labels(case: Case) -> dict[str, str] | None:
                 pass
     elif case.kind == "lymph_node":
         names["metastatic"] = ["benign", "metastatic"]
+    elif case.kind == "fluoro_frame":
+        names["tumor"] = ["no tumor", "tumor"]
     words = {}
     for task, value in case.truth.labels.items():
         if value is None:

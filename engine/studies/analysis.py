@@ -35,6 +35,7 @@ from engine.metrics.reader_study import (
 )
 from engine.store import Store
 from engine.store.schema import CaseRecord, ReadingSessionRecord, ReadRecord, StudyCaseRecord
+from engine.studies.contours import ContourAgreement, contour_agreement
 from engine.studies.model import AIDED, UNAIDED, Study, StudyError, id_chunks, list_readers, load_study
 
 READS_COLUMNS = ("study_id", "reader_id", "arm", "round", "session_id", "order_position", "case_id", "read_id",
@@ -50,6 +51,7 @@ class ArmReads:
     calls: dict[str, np.ndarray]
     ratings: dict[str, np.ndarray]
     seconds: dict[str, np.ndarray]
+    contours: dict[str, list[str | None]] = field(default_factory=dict)  # stored polygon JSON per case
 
     def reader_scores(self) -> list[ReaderScores]:
         return [ReaderScores(r, self.calls[r], self.ratings[r]) for r in self.calls]
@@ -179,7 +181,8 @@ def collect_study_data(store: Store, study_id: str) -> StudyData:
         arm_reads[arm] = ArmReads(
             arm, calls={r: np.array([int(x.positive) for x in v]) for r, v in rows.items()},
             ratings={r: np.array([x.confidence for x in v]) for r, v in rows.items()},
-            seconds={r: np.array([x.seconds for x in v]) for r, v in rows.items()})
+            seconds={r: np.array([x.seconds for x in v]) for r, v in rows.items()},
+            contours={r: [x.contour_json for x in v] for r, v in rows.items()})
 
     agreement = []
     for arm in arms:
@@ -223,6 +226,7 @@ class StudyAnalysis:
     notes: tuple[str, ...]
     seconds: float
     settings: dict[str, Any] = field(default_factory=dict)
+    contours: ContourAgreement | None = None  # studies where readers draw contours
 
     @property
     def study(self) -> Study:
@@ -240,6 +244,9 @@ class StudyAnalysis:
             tables["aided_metrics"] = self.aided_comparison.metric_rows()
             tables["aided_differences"] = self.aided_comparison.difference_rows()
             tables["aided_errors"] = self.aided_comparison.error_rows()
+        if self.contours is not None:
+            tables["contours"] = self.contours.summary
+            tables["contour_cases"] = self.contours.per_case
         tables["agreement"] = list(self.data.agreement)
         tables["reading_time"] = self.reading_time_rows()
         tables["excluded"] = list(self.data.excluded)
@@ -254,6 +261,8 @@ class StudyAnalysis:
             "analysis": self.result.to_dict(),
             "aided_comparison": None if self.aided_comparison is None else self.aided_comparison.to_dict(),
             "agreement": [{k: _finite(v) for k, v in row.items()} for row in self.data.agreement],
+            "contours": None if self.contours is None else [{k: _finite(v) for k, v in row.items()}
+                                                            for row in self.contours.summary],
             "reading_time": self.reading_time_rows(), "excluded": self.data.excluded, "notes": list(self.notes),
             "analysis_seconds": round(self.seconds, 3),
         }
@@ -319,8 +328,15 @@ def analyze_study(store: Store, study_id: str, *, n_boot: int = 1000, n_perm: in
         notes.append(f"Only one reader ({next(iter(primary.calls))}) finished the {data.primary_arm} arm: "
                      "per-reader results only; MRMC analyses need at least 2 readers.")
     notes.extend(result.notes)
+    contours = None
+    if data.study.contours:
+        contours = contour_agreement(store, data.study.task_label, data.study.model, data.case_ids,
+                                     {arm: reads.contours for arm, reads in data.arms.items()},
+                                     n_boot=n_boot, n_perm=n_perm, alpha=alpha, seed=seed)
+        notes.extend(contours.notes)
     settings = {"n_boot": n_boot, "n_perm": n_perm, "alpha": alpha, "seed": seed}
-    return StudyAnalysis(data, result, aided_comparison, tuple(notes), time.perf_counter() - started, settings)
+    return StudyAnalysis(data, result, aided_comparison, tuple(notes), time.perf_counter() - started, settings,
+                         contours)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ AIDED = "aided"  # images plus the model's stored output for the task label
 ARMS = (UNAIDED, AIDED)
 RESERVED_READER_IDS = ("model", "average reader", "-1")  # used by the statistics and the long format
 MIN_PIN_LENGTH = 4
+# Case kinds whose reading view lets the reader outline the tumor: one 2-D frame, one modality shown.
+CONTOUR_KINDS = ("fluoro_frame",)
 
 # Keyboard mapping for the reading view (Qt key names as text; the GUI binds them).
 KEY_POSITIVE = "Y"
@@ -251,6 +253,10 @@ def create_study(store: Store, study: Study, actor: str = "admin") -> Study:
         kinds = sorted({r.kind for r in records.values()})
         if len(kinds) > 1:
             raise StudyError(f"Study {study.id!r}: all cases must be of one kind, got {', '.join(kinds)}.")
+        if study.contours and (kinds[0] not in CONTOUR_KINDS or len(study.modalities) != 1):
+            raise StudyError(f"Study {study.id!r}: readers can draw contours only on {', '.join(CONTOUR_KINDS)} "
+                             f"cases showing one modality (got {kinds[0]} with {', '.join(study.modalities)}); "
+                             "create it without contours.")
         lacking = [f"{c} (has {records[c].modalities or 'none'})" for c in ids
                    if not set(study.modalities) <= set(records[c].modalities.split(","))]
         if lacking:

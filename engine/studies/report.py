@@ -242,6 +242,27 @@ def _mrmc_section(analysis: StudyAnalysis) -> str:
             + "<h3>Figures of merit</h3>" + _table(["Analysis", "Treatment", "Mean FOM", "CI"], foms, left=2))
 
 
+def _contour_section(analysis: StudyAnalysis) -> str:
+    agreement = analysis.contours
+    if agreement is None:
+        return ""
+    if not agreement.summary:
+        return "<h2>Reader outlines</h2><p>No case has a truth mask, so the outlines are not scored.</p>"
+    rows = [[_esc(r["arm"]), _esc(r["rater"]), _num(r["n_cases"]), _num(r["dice_mean"]),
+             f"[{_num(r['dice_ci_low'])}, {_num(r['dice_ci_high'])}]", _num(r["fpsr_mean"]), _num(r["fnsr_mean"]),
+             _num(r["hd95_median_px"], 1), _num(r["hd95_undefined"]), _num(r["model_minus_rater_dice"]),
+             _p(r["p_value"], analysis.settings.get("alpha", 0.05))]
+            for r in agreement.summary]
+    return ("<h2>Reader outlines against the truth mask</h2>"
+            "<p>Each reader's outline is rasterised on the frame (a case read without one counts as an empty mask) "
+            "and scored against the truth mask like the model's mask: Dice, FPSR, FNSR (means over cases, Dice "
+            "with a percentile bootstrap interval) and the median HD95 in pixels (cases where one mask is empty "
+            "have no HD95 and are counted). Model − reader: difference of mean Dice, two-sided paired "
+            "permutation p.</p>"
+            + _table(["Arm", "Rater", "Cases", "Mean Dice", "CI", "FPSR", "FNSR", "Median HD95 px",
+                      "No HD95", "Model − rater Dice", "p"], rows, left=2))
+
+
 def _small_sections(analysis: StudyAnalysis) -> str:
     parts = []
     timing = analysis.reading_time_rows()
@@ -278,6 +299,7 @@ def render_report(analysis: StudyAnalysis) -> str:
     if analysis.aided_comparison is not None:
         body.append(_comparison_section(analysis, AIDED, analysis.aided_comparison))
     body.append(_mrmc_section(analysis))
+    body.append(_contour_section(analysis))
     body.append(_small_sections(analysis))
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>Reader study {_esc(s.name)}</title><style>{CSS}</style></head><body>"

@@ -255,3 +255,8 @@ def test_cli_train_evaluate_bench_and_predict_with_both_backends(tmp_path, monke
     assert np.abs(eager.heatmaps["tumor/NIR"] - fast.heatmaps["tumor/NIR"]).max() < 1e-3
     drlse = FluoroSegPredictor("drlse").predict({"NIR": frame.image}, bit_depth=8, spacing=(0.1, 0.1))
     assert drlse.masks["tumor"].shape == (150, 150) and not drlse.heatmaps
+    # The frame-level answer: the highest pixel probability, "tumor" exactly when the mask is not empty.
+    assert eager.probabilities["tumor"] == pytest.approx(float(eager.heatmaps["tumor/NIR"].max()))
+    for p in (eager, drlse):
+        assert (p.probabilities["tumor"] >= p.thresholds["tumor"]) == bool(p.masks["tumor"].any())
+        assert p.calls["tumor"] == ("tumor" if p.masks["tumor"].any() else "no tumor")

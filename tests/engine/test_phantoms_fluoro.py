@@ -111,7 +111,10 @@ def test_frame_to_case_and_demo_bundles(tmp_path):
     image = case.image("NIR")
     assert image.meta.spacing == frame.spacing_mm and image.meta.bit_depth == 8
     assert image.meta.extra["stands_for"] == "DTHL"
-    assert case.truth.masks["tumor"] is frame.mask
+    assert case.truth.masks["tumor"] is frame.mask and case.truth.labels == {"tumor": 1}
+    empty = make_frame(np.random.default_rng(1), "C", 128, tumor_free=True)  # a bed with no residual tumor
+    assert not empty.mask.any() and frame_to_case(empty).truth.labels == {"tumor": 0}
+    assert empty.image.std() > 0  # tissue, vessels and noise are still drawn
 
     paths = write_fluoro_demo_cases(tmp_path, seed=3, count=3, size=128)
     assert [p.name for p in paths] == ["demo-fluoro-01", "demo-fluoro-02", "demo-fluoro-03"]
