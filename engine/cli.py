@@ -64,10 +64,16 @@ def _parser() -> argparse.ArgumentParser:
     _seg_options(ev, training=False)
 
     be = sub.add_parser("bench", help="CPU/GPU latency: eager PyTorch vs the fast path, in one run")
-    be.add_argument("family", choices=["mfi_ffp", "seg"])
+    be.add_argument("family", choices=["mfi_ffp", "seg", "study"],
+                    help="study: time the analysis of a simulated reader study (no GPU involved)")
     be.add_argument("--repeats", type=int, default=50)
+    be.add_argument("--readers", type=int, default=10, help="study: simulated readers")
+    be.add_argument("--cases", type=int, default=300, help="study: simulated cases")
+    be.add_argument("--n-boot", type=int, default=1000, help="study: bootstrap resamples")
+    be.add_argument("--n-perm", type=int, default=10000, help="study: permutation resamples")
+    be.add_argument("--seed", type=int, default=0, help="study: simulation seed")
     be.add_argument("--nets", default="installed", help="seg: which installed nets (default all installed)")
-    be.add_argument("--out", help="also write the table as CSV")
+    be.add_argument("--out", help="also write the table as CSV (study: the tables and the HTML report)")
 
     md = sub.add_parser("make-demo-data", help="write the demo case bundles")
     md.add_argument("--out", help="folder (default: resources/demo_cases)")
@@ -331,6 +337,10 @@ def main(argv: Sequence[str] | None = None, gui_launcher: Callable[..., int] | N
             from engine.studies import run_study_command
 
             return run_study_command(args, _say)
+        if command == "bench" and args.family == "study":
+            from engine.studies.simulate import cmd_bench_study
+
+            return cmd_bench_study(args, _say)
         if command == "bench" and args.family == "seg":
             from engine.train.fluoro_seg_run import cmd_bench_seg
 

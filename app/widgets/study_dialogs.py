@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDialog,
+    QDoubleSpinBox,
     QDialogButtonBox,
     QFormLayout,
     QHBoxLayout,
@@ -26,8 +27,9 @@ from PySide6.QtWidgets import (
 
 from app.widgets.case_browser import KIND_TITLES
 from engine.studies import AIDED, SCALES, UNAIDED, Study, StudyError, add_reader, create_study
+from engine.studies.model import CONTOUR_KINDS
 
-TASK_LABELS = {"glioma_specimen": ("tumor", "grade", "ki67"), "lymph_node": ("metastatic",)}
+TASK_LABELS = {"glioma_specimen": ("tumor", "grade", "ki67"), "lymph_node": ("metastatic",), "fluoro_frame": ("tumor",)}
 
 
 def _error_label() -> QLabel:
@@ -101,6 +103,15 @@ class NewStudyDialog(QDialog):
             self.scale_combo.addItem(name, name)
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
+        self.contours_box = QCheckBox("readers also outline the tumor (single-frame cases)")
+        self.repeat_spin = QSpinBox()
+        self.repeat_spin.setRange(0, 5)
+        self.repeat_spin.setToolTip("Extra rounds each reader reads again, in a new order, after the washout")
+        self.washout_spin = QDoubleSpinBox()
+        self.washout_spin.setRange(0, 365)
+        self.washout_spin.setDecimals(1)
+        self.washout_spin.setSuffix(" days")
+        self.washout_spin.setToolTip("Least time between two of a reader's sessions (e.g. before the aided arm)")
         self.question_edit = QLineEdit()
         self.question_edit.setPlaceholderText("default: Is this case <label>?")
         self.problems_label = _error_label()
@@ -117,6 +128,13 @@ class NewStudyDialog(QDialog):
         form.addRow("Modalities shown", self.modality_row)
         form.addRow("Arms", arms)
         form.addRow("Confidence scale", self.scale_combo)
+        form.addRow("Contours", self.contours_box)
+        repeats = QHBoxLayout()
+        repeats.addWidget(self.repeat_spin)
+        repeats.addWidget(QLabel("washout"))
+        repeats.addWidget(self.washout_spin)
+        repeats.addStretch(1)
+        form.addRow("Repeat reads", repeats)
         form.addRow("Seed", self.seed_spin)
         form.addRow("Question", self.question_edit)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -135,6 +153,9 @@ class NewStudyDialog(QDialog):
 
     def _fill_kind(self, preselect: str | None) -> None:
         kind = self.kind_combo.currentData()
+        self.contours_box.setEnabled(kind in CONTOUR_KINDS)
+        if kind not in CONTOUR_KINDS:
+            self.contours_box.setChecked(False)
         self.label_combo.clear()
         self.label_combo.addItems(TASK_LABELS.get(kind, ()))
         self.case_list.clear()
@@ -166,7 +187,9 @@ class NewStudyDialog(QDialog):
         return Study(id=study_id, name=self.name_edit.text().strip() or study_id,
                      task_label=self.label_combo.currentText().strip(), case_ids=tuple(cases),
                      modalities=tuple(m for m, box in self.modality_boxes.items() if box.isChecked()),
-                     arms=tuple(arms), confidence_scale=self.scale_combo.currentData(), seed=self.seed_spin.value(),
+                     arms=tuple(arms), confidence_scale=self.scale_combo.currentData(),
+                     contours=self.contours_box.isChecked(), seed=self.seed_spin.value(),
+                     repeat_reads=self.repeat_spin.value(), washout_days=self.washout_spin.value(),
                      question=self.question_edit.text().strip())
 
     def accept(self) -> None:

@@ -150,7 +150,8 @@ def _settings_section(analysis: StudyAnalysis) -> str:
     s, d = analysis.study, analysis.data
     readers = sorted({r for reads in d.arms.values() for r in reads.calls})
     rows = [
-        ("Question", _esc(s.question)), ("Task label", _esc(s.task_label)), ("Case kind", _esc(s.case_kind)),
+        ("Question", _esc(s.question)), ("Description", _esc(s.description or "\u2014")),
+        ("Task label", _esc(s.task_label)), ("Case kind", _esc(s.case_kind)),
         ("Modalities shown", _esc(", ".join(s.modalities))), ("Arms (reading order)", _esc(", ".join(s.arms))),
         ("Confidence scale", _esc(f"{s.confidence_scale} (higher = more likely {s.task_label})")),
         ("Readers draw contours", "yes" if s.contours else "no"), ("Study seed", _esc(s.seed)),

@@ -147,3 +147,17 @@ def test_long_format_export_and_report_command(store, tmp_path):
     assert cmd_study_report(Namespace(study="s1", out=str(tmp_path / "cli"), db=url, **STATS), say=said.append) == 0
     assert (tmp_path / "cli" / "study_s1_report.html").is_file()
     assert any(line.startswith("analysed 10 cases") for line in said)
+
+
+def test_bench_study_times_a_simulated_study_through_the_real_store(tmp_path, capsys):
+    from engine.cli import main
+
+    assert main(["bench", "study", "--readers", "3", "--cases", "30", "--n-boot", "50", "--n-perm", "50",
+                 "--out", str(tmp_path / "bench")]) == 0
+    printed = capsys.readouterr().err  # the CLI reports on stderr
+    assert "3 readers x 30 cases x 2 arms (180 answers)" in printed
+    for phase in ("reading (every answer saved)", "analysis (bootstrap, permutations, MRMC)", "per saved answer"):
+        assert phase in printed
+    assert "MRMC model_vs_readers/auc" in printed and "MRMC aided_vs_unaided/auc" in printed
+    html = (tmp_path / "bench" / "study_simulated_report.html").read_text(encoding="utf-8")
+    assert "no clinician read anything" in html  # the report says the reads are simulated
