@@ -235,7 +235,7 @@ class FluoroView(CaseView):
         self.truth_mask = None if truth is None else np.asarray(truth).astype(bool)
         self.truth_contours = [] if self.truth_mask is None else mask_to_contours(self.truth_mask, self._spacing)
         self.truth_layer.set_contours(self.truth_contours)
-        self.truth_checkbox.setEnabled(self.truth_mask is not None)
+        self.truth_checkbox.setVisible(self.truth_mask is not None)  # nothing to toggle (or, reading: blinded)
         self._clear_prediction()
         self.set_drawing(False)
         self.plot.setTitle(f"NIR fluorescence · {frame.shape[1]}×{frame.shape[0]} px", size="14pt", color=TITLE_COLOR)

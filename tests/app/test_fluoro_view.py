@@ -158,7 +158,7 @@ def test_frame_without_truth_shows_no_metrics(qtbot, fluoro_window):
     case = fluoro_window.current_case
     case.truth = None
     view.show_case(case)
-    assert view.pred_mask is None and not view.truth_layer.items and not view.truth_checkbox.isEnabled()
+    assert view.pred_mask is None and not view.truth_layer.items and not view.truth_checkbox.isVisibleTo(view)
     assert "no ground truth" in view.note.text()
     view.show_prediction(fluoro_window.predictions)
     assert view.pred_layer.items and view.metrics == {}

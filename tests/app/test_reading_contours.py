@@ -85,6 +85,7 @@ def test_a_reader_outlines_the_tumor_with_mouse_and_keys_and_it_is_saved(qtbot, 
     assert isinstance(view, FluoroView) and view.drawing.enabled
     assert "Outline the tumor" in view.note.text() and reading.panel.contour_label.isVisible()
     assert not view.pred_layer.items and not view.truth_layer.items  # blinded: no model, no truth outline
+    assert not view.truth_checkbox.isVisibleTo(window) and not view.method_combo.isVisibleTo(window)
 
     outlined = {}
     for _ in range(3):
