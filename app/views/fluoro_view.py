@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.views.base import CaseView, colormap_legend, opacity_controls
-from app.widgets.contour_drawing import ContourDrawing
 from app.views.glioma_view import BACKGROUND, TITLE_COLOR, robust_levels
+from app.widgets.contour_drawing import ContourDrawing
 from engine.cases.model import Case
 from engine.metrics.segmentation import segmentation_metrics
 from engine.predict.base import Prediction

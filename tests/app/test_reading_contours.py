@@ -109,7 +109,8 @@ def test_a_reader_outlines_the_tumor_with_mouse_and_keys_and_it_is_saved(qtbot, 
     answers = {a.case_id: a for a in reading.session.my_answers()}
     assert answers["fr-1"].contour is None
     for case_id, contour in outlined.items():
-        (polygon,) = answers[case_id].contour
+        assert answers[case_id].contour == contour
+        (polygon,) = contour
         assert np.allclose(polygon, CORNERS, atol=1.0)  # within a pixel of where the mouse went
 
     # Back to an outlined case: the outline is shown again; Backspace reopens it, Space closes it again.

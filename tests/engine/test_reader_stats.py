@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 
 import numpy as np
 import pytest
@@ -246,11 +245,10 @@ def test_full_analysis_explains_what_it_could_not_run():
     assert analysis.reads_scores == ()
 
 
-def test_ten_readers_three_hundred_cases_is_fast():
+def test_ten_readers_three_hundred_cases_use_every_resample():
+    """The full-size analysis (timed by `oncolens bench study`) keeps all 10,000 permutations per reader."""
     y, model, readers = simulated_study(300, 10, seed=14)
-    start = time.perf_counter()
     analysis = analyze_reader_study(y, model, 0.5, readers, n_boot=1000, n_perm=10000)
-    assert time.perf_counter() - start < 10.0  # about 0.3 s on a quiet 2-core machine
     assert all(d.n_permutations_used == 10000 for r in analysis.comparison.readers for d in r.differences.values())
 
 
