@@ -90,6 +90,13 @@ class InvertedResidualBranch(nn.Module):
             raise ModelError(f"irb output_stride must be 16 or 32, got {output_stride}.")
         mobilenet = MobileNetV2(width_mult=width_mult, inverted_residual_setting=table)
         self.features = mobilenet.features[:-1]  # drop MobileNetV2's 1280-channel head conv
+        # Zero-gamma init (Goyal et al. 2017): each residual block starts as the identity. Trained from scratch
+        # on a few hundred nodes, the 17-block stack otherwise barely moved off its start in the demo runs
+        # (train-set AUC 0.42-0.65 on WLI where the ResNet18 branch reached 0.82-0.89). ImageNet weights,
+        # when loaded, overwrite it.
+        for block in self.features:
+            if getattr(block, "use_res_connect", False):
+                nn.init.zeros_(block.conv[-1].weight)
         last = self.features[-1].out_channels
         self.out = _conv_bn(last, channels, nn.ReLU6)
 

@@ -94,31 +94,31 @@ def test_the_contours_option_is_offered_for_fluorescence_frames(qtbot, store_wit
     assert not dialog2.contours_box.isEnabled() and not dialog2.contours_box.isChecked()
 
 
+def reader_dialog(qtbot, store, study, reader: str, pin: str, repeat: str, name: str = "") -> AddReaderDialog:
+    """An open Add reader dialog, filled in and OK pressed."""
+    dialog = AddReaderDialog(store, [study])
+    qtbot.addWidget(dialog)
+    dialog.open()
+    dialog.reader_edit.setText(reader)
+    dialog.name_edit.setText(name)
+    dialog.pin_edit.setText(pin)
+    dialog.repeat_edit.setText(repeat)
+    press_ok(dialog)
+    return dialog
+
+
 def test_add_reader_checks_the_pin_twice_refuses_duplicates_and_stores_a_working_pin(qtbot, store_with_results):
     store, ids = store_with_results
     study = create_study(store, Study(id="s1", name="s1", task_label="tumor", case_ids=tuple(ids),
                                       modalities=("FL",)))
-    dialog = AddReaderDialog(store, [study])
-    qtbot.addWidget(dialog)
-    dialog.open()
-    dialog.reader_edit.setText("dr-a")
-    dialog.name_edit.setText("Dr A")
-    dialog.pin_edit.setText("2468")
-    dialog.repeat_edit.setText("2469")
-    press_ok(dialog)
+    dialog = reader_dialog(qtbot, store, study, "dr-a", "2468", "2469", name="Dr A")
     assert "PINs differ" in dialog.problems_label.text() and list_readers(store, "s1") == []
     dialog.repeat_edit.setText("2468")
     press_ok(dialog)
     assert not dialog.isVisible() and [r.reader_id for r in list_readers(store, "s1")] == ["dr-a"]
     assert ReadingSession.open(store, "s1", "dr-a", "2468").display_name == "Dr A"
 
-    again = AddReaderDialog(store, [study])
-    qtbot.addWidget(again)
-    again.open()
-    again.reader_edit.setText("dr-a")
-    again.pin_edit.setText("1357")
-    again.repeat_edit.setText("1357")
-    press_ok(again)
+    again = reader_dialog(qtbot, store, study, "dr-a", "1357", "1357")
     assert again.isVisible() and "dr-a" in again.problems_label.text()
     assert len(list_readers(store, "s1")) == 1
 

@@ -161,6 +161,18 @@ def test_compact_branch_maps_are_spatial(kind):
     assert out.std(dim=(2, 3)).mean() > 0
 
 
+def test_irb_residual_blocks_start_as_identity_and_still_learn():
+    branch = InvertedResidualBranch(16, width_mult=0.5, output_stride=16)
+    residual = [b for b in branch.features if getattr(b, "use_res_connect", False)]
+    assert len(residual) == 10  # of the 17 blocks, those without stride or width change
+    assert all(torch.count_nonzero(b.conv[-1].weight) == 0 for b in residual)
+    x = torch.randn(4, 3, 64, 64)
+    branch.train()
+    branch(x).square().mean().backward()
+    assert all(b.conv[-1].weight.grad.abs().sum() > 0 for b in residual)  # the zero gammas get gradient
+    assert branch.features[0][0].weight.grad.abs().sum() > 0  # and the stem does too
+
+
 def test_paper_configuration_shapes_and_size():
     net = build_net("mfi_ffp", {}).eval()
     x = torch.randn(1, 9, 224, 224)
