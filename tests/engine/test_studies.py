@@ -77,7 +77,7 @@ def add_cases(store: Store, root: Path, n: int, *, prefix: str = "gl", truth: bo
 
 
 def make_study(store: Store, root: Path, n: int = 6, readers: tuple[str, ...] = ("r1", "r2"), **settings) -> Study:
-    case_ids = add_cases(store, root, n)
+    case_ids = add_cases(store, root, n, prefix=settings.pop("prefix", "gl"))
     spec = Study(id=settings.pop("id", "s1"), name="Glioma FL study", task_label="tumor", case_ids=tuple(case_ids),
                  modalities=settings.pop("modalities", ("FL",)), seed=7, **settings)
     study = create_study(store, spec, actor="admin")

@@ -93,10 +93,10 @@ def test_a_reader_process_killed_mid_session_loses_no_saved_answer(tmp_path):
 # -- two readers at once --------------------------------------------------------------------------------
 
 
-def _read_in_process(url: str, reader: str, pin: str, start, results) -> None:
+def _read_in_process(url: str, study_id: str, reader: str, pin: str, start, results) -> None:
     try:
         with Store(url) as shared:
-            session = ReadingSession.open(shared, "s1", reader, pin)
+            session = ReadingSession.open(shared, study_id, reader, pin)
             start.wait(timeout=60)
             case = session.current_case()
             while case is not None:
@@ -108,13 +108,23 @@ def _read_in_process(url: str, reader: str, pin: str, start, results) -> None:
         results.put((reader, traceback.format_exc()))
 
 
-def test_two_readers_in_two_processes_lose_and_mix_nothing(tmp_path):
-    url = f"sqlite:///{(tmp_path / 'shared.sqlite3').as_posix()}"
+SERVERS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not os.environ.get("ONCOLENS_TEST_PG_URL"), reason="set ONCOLENS_TEST_PG_URL to a PostgreSQL database to run"))]
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_two_readers_in_two_processes_lose_and_mix_nothing(tmp_path, server):
+    """One SQLite file (WAL) or one PostgreSQL server shared by two reading stations."""
+    if server == "sqlite":
+        url, study_id = f"sqlite:///{(tmp_path / 'shared.sqlite3').as_posix()}", "s1"
+    else:
+        url, study_id = os.environ["ONCOLENS_TEST_PG_URL"], f"two-{os.getpid()}-{time.time_ns()}"
     with Store(url) as setup:
-        study = make_study(setup, tmp_path / "bundles", n=30)
+        study = make_study(setup, tmp_path / "bundles", n=30, id=study_id, prefix=study_id)
     context = multiprocessing.get_context("spawn")
     start, results = context.Barrier(2), context.Queue()
-    workers = [context.Process(target=_read_in_process, args=(url, r, PINS[r], start, results)) for r in ("r1", "r2")]
+    workers = [context.Process(target=_read_in_process, args=(url, study_id, r, PINS[r], start, results))
+               for r in ("r1", "r2")]
     for worker in workers:
         worker.start()
     outcome = dict(results.get(timeout=120) for _ in workers)
@@ -123,7 +133,7 @@ def test_two_readers_in_two_processes_lose_and_mix_nothing(tmp_path):
     assert outcome == {"r1": "ok", "r2": "ok"}, outcome
 
     with Store(url) as shared:
-        rows = read_rows(shared, "s1", history=True)
+        rows = read_rows(shared, study_id, history=True)
     assert len(rows) == 60 and all(r["current"] for r in rows)
     for reader in ("r1", "r2"):
         mine = {r["case_id"]: r for r in rows if r["reader_id"] == reader}
