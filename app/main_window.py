@@ -208,12 +208,12 @@ class MainWindow(ReadingModeMixin, QMainWindow):
         self.statusBar().showMessage(f"Opening {case_id}…")
         self._run(_load_case, self.store, case_id, what=f"Opening {case_id}", on_result=self._case_loaded)
 
-    def _case_loaded(self, loaded: tuple[Case, list[dict]]) -> None:
-        case, summaries = loaded
+    def _case_loaded(self, loaded: tuple[Case, list[Prediction], object | None]) -> None:
+        case, stored, prepared = loaded
         if case.id != self._requested_case_id:
             return  # the user picked another case meanwhile
+        self._view_for(case.kind).use_prepared(prepared)
         self.show_case(case)
-        stored = stored_predictions(case, summaries)
         if stored:
             self._show_predictions(stored, stored=True)
         if self.auto_predict:
@@ -351,10 +351,12 @@ class MainWindow(ReadingModeMixin, QMainWindow):
         self._predicting.add(case.id)
         self.results_panel.set_busy("Running models…")
 
-        def done(predictions: list[Prediction]) -> None:
+        def done(result: tuple[list[Prediction], object | None]) -> None:
+            predictions, prepared = result
             self._predicting.discard(case.id)
             self.case_browser.refresh()
             if self.current_case is not None and self.current_case.id == case.id:
+                self.current_view().use_prepared(prepared)
                 self._show_predictions(predictions)
 
         def failed(exc: BaseException, tb: str) -> None:
@@ -362,7 +364,8 @@ class MainWindow(ReadingModeMixin, QMainWindow):
             self.results_panel.set_busy("Prediction failed.")
             self.show_error(exc, tb, title=f"Prediction failed for {case.id}")
 
-        self._run(self.service.predict_case, case, what=f"Predicting {case.id}", on_result=done, on_error=failed)
+        self._run(_predict_and_prepare, self.service, case, what=f"Predicting {case.id}", on_result=done,
+                  on_error=failed)
 
     def _show_predictions(self, predictions: list[Prediction], stored: bool = False) -> None:
         if self.reading is not None:
@@ -488,9 +491,22 @@ def _unclear_node_images(paths: list[Path]) -> bool:
     return images and looks_like_node_images(paths) and node_mapping_from_names(paths) is None
 
 
-def _load_case(store, case_id: str) -> tuple[Case, list[dict]]:
-    """Worker job: the case's images plus the summaries of its stored predictions."""
-    return store.load_case(case_id), store.predictions_for(case_id)
+def _prepare(case: Case, predictions: list[Prediction]) -> object | None:
+    cls = view_class(case.kind)
+    return None if cls is None else cls.prepare(case, predictions)
+
+
+def _load_case(store, case_id: str) -> tuple[Case, list[Prediction], object | None]:
+    """Worker job: the case's images, its stored predictions and what its view prepares from them."""
+    case = store.load_case(case_id)
+    stored = stored_predictions(case, store.predictions_for(case_id))
+    return case, stored, _prepare(case, stored)
+
+
+def _predict_and_prepare(service, case: Case) -> tuple[list[Prediction], object | None]:
+    """Worker job: run the models, then the view's heavy drawing work (e.g. contours and metrics)."""
+    predictions = service.predict_case(case)
+    return predictions, _prepare(case, predictions)
 
 
 def _load_settings_or_default() -> tuple[Settings, bool]:

@@ -22,6 +22,15 @@ class CaseView(QWidget):
         for widget in getattr(self, "model_controls", []):
             widget.setVisible(visible)
 
+    @staticmethod
+    def prepare(case: Case, predictions: list[Prediction]) -> object | None:
+        """Worker thread, no Qt: heavy work for showing `case` and `predictions` (contours, metrics), handed to
+        `use_prepared` on the GUI thread before `show_case` / `show_prediction`. None: nothing to prepare."""
+        return None
+
+    def use_prepared(self, prepared: object | None) -> None:
+        """Keep what `prepare` computed; a view uses it only for the arrays it was computed from."""
+
     def show_case(self, case: Case) -> None:
         """Display a case's images; forgets any prediction shown before."""
 

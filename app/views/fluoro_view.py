@@ -4,6 +4,7 @@ and DRLSE), Dice / HD / FPSR / FNSR when truth exists, and export of the mask an
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,51 @@ def _closed(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x (columns) and y (rows) of a contour with its first point repeated at the end."""
     loop = np.vstack([points, points[:1]])
     return loop[:, 1], loop[:, 0]
+
+
+def _spacing_of(case: Case) -> tuple[float, float] | None:
+    spacing = case.images[MODALITY].meta.spacing
+    return tuple(spacing) if spacing else None
+
+
+def _truth_mask(case: Case) -> np.ndarray | None:
+    truth = case.truth.masks.get(STRUCTURE) if case.truth is not None else None
+    return None if truth is None else np.asarray(truth).astype(bool)
+
+
+def _segmentation(predictions: list[Prediction]) -> Prediction | None:
+    return next((p for p in predictions if STRUCTURE in p.masks), None)
+
+
+def overlay_of(prediction: Prediction, truth: np.ndarray | None, spacing) -> tuple[list[Contour], dict[str, float]]:
+    """The prediction's contours (of the probability map at the threshold, else of the mask) and, with truth,
+    Dice / HD / HD95 / FPSR / FNSR (HD also in mm when the spacing is known)."""
+    mask = np.asarray(prediction.masks[STRUCTURE]).astype(bool)
+    probability = prediction.heatmaps.get(f"{STRUCTURE}/{MODALITY}")
+    source = mask if probability is None else probability
+    contours = mask_to_contours(source, spacing, threshold=prediction.thresholds.get(STRUCTURE, 0.5))
+    if truth is None or truth.shape != mask.shape:
+        return contours, {}
+    metrics = segmentation_metrics(mask, truth)
+    if spacing:
+        in_mm = segmentation_metrics(mask, truth, spacing)
+        metrics.update(hausdorff_mm=in_mm["hausdorff"], hd95_mm=in_mm["hd95"])
+    return contours, metrics
+
+
+@dataclass
+class PreparedFrame:
+    """Contours and metrics computed on a worker thread (`FluoroView.prepare`). Each result keeps the very
+    array it was computed from, and the view uses it only when shown that same array (`is`)."""
+
+    truth_source: object = None  # the case's truth mask array
+    truth: np.ndarray | None = None
+    truth_contours: list[Contour] = field(default_factory=list)
+    overlays: list[tuple[object, list[Contour], dict[str, float]]] = field(default_factory=list)  # (mask, ...)
+
+    def overlay_for(self, prediction: Prediction) -> tuple[list[Contour], dict[str, float]] | None:
+        mask = prediction.masks[STRUCTURE]
+        return next(((c, m) for source, c, m in self.overlays if source is mask), None)
 
 
 class _ContourLayer:
@@ -94,6 +140,8 @@ class FluoroView(CaseView):
         self.truth_contours: list[Contour] = []
         self.metrics: dict[str, float] = {}
         self._model = ""
+        self._prepared: PreparedFrame | None = None
+        self._truth_source: object = None  # the shown case's truth mask array, to match prepared results
         self._colormap = pg.colormap.get(PROBABILITY_COLORMAP)
 
         self.method_combo = QComboBox()
@@ -220,6 +268,24 @@ class FluoroView(CaseView):
 
     # -- CaseView ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def prepare(case: Case, predictions: list[Prediction]) -> PreparedFrame | None:
+        """Worker thread: the truth contours and the segmentation's contours and metrics (about 0.5 s for a
+        1024 x 1024 frame), so that showing them does not stall the window."""
+        if MODALITY not in case.images:
+            return None
+        spacing = _spacing_of(case)
+        truth = _truth_mask(case)
+        source = case.truth.masks.get(STRUCTURE) if case.truth is not None else None
+        prepared = PreparedFrame(source, truth, [] if truth is None else mask_to_contours(truth, spacing))
+        prediction = _segmentation(predictions)
+        if prediction is not None:
+            prepared.overlays.append((prediction.masks[STRUCTURE], *overlay_of(prediction, truth, spacing)))
+        return prepared
+
+    def use_prepared(self, prepared: PreparedFrame | None) -> None:
+        self._prepared = prepared
+
     def show_case(self, case: Case) -> None:
         self._case = case
         image = case.images[MODALITY]
@@ -231,9 +297,14 @@ class FluoroView(CaseView):
         self.histogram.setLevels(*self._levels)
         low, high = self._levels
         self.histogram.setHistogramRange(float(frame.min()), min(float(frame.max()), high + (high - low)))
+        prepared = self._prepared
         truth = case.truth.masks.get(STRUCTURE) if case.truth is not None else None
-        self.truth_mask = None if truth is None else np.asarray(truth).astype(bool)
-        self.truth_contours = [] if self.truth_mask is None else mask_to_contours(self.truth_mask, self._spacing)
+        self._truth_source = truth
+        if prepared is not None and truth is not None and prepared.truth_source is truth:
+            self.truth_mask, self.truth_contours = prepared.truth, prepared.truth_contours
+        else:
+            self.truth_mask = _truth_mask(case)
+            self.truth_contours = [] if self.truth_mask is None else mask_to_contours(self.truth_mask, self._spacing)
         self.truth_layer.set_contours(self.truth_contours)
         self.truth_checkbox.setVisible(self.truth_mask is not None)  # nothing to toggle (or, reading: blinded)
         self._clear_prediction()
@@ -244,7 +315,7 @@ class FluoroView(CaseView):
         self.fit()
 
     def show_prediction(self, predictions: list[Prediction]) -> None:
-        prediction = next((p for p in predictions if STRUCTURE in p.masks), None)
+        prediction = _segmentation(predictions)
         if prediction is None or self._shape is None:
             return
         mask = np.asarray(prediction.masks[STRUCTURE]).astype(bool)
@@ -255,18 +326,18 @@ class FluoroView(CaseView):
         self.pred_mask = mask
         self._model = prediction.model
         probability = prediction.heatmaps.get(f"{STRUCTURE}/{MODALITY}")
-        field = mask if probability is None else probability
-        self.pred_contours = mask_to_contours(field, self._spacing, threshold=prediction.thresholds.get(STRUCTURE, 0.5))
+        ready = None if self._prepared is None else self._prepared.overlay_for(prediction)
+        if ready is not None and self._prepared.truth_source is self._truth_source:
+            self.pred_contours, metrics = ready
+        else:
+            self.pred_contours, metrics = overlay_of(prediction, self.truth_mask, self._spacing)
         self.pred_layer.set_contours(self.pred_contours)
         self._probability = probability
         self.heatmap_checkbox.setEnabled(probability is not None)
         self._update_heat()
         for button in (self.export_mask_button, self.export_contours_button):
             button.setEnabled(True)
-        self.metrics = {} if self.truth_mask is None else segmentation_metrics(mask, self.truth_mask)
-        if self.metrics and self._spacing:
-            in_mm = segmentation_metrics(mask, self.truth_mask, self._spacing)
-            self.metrics.update(hausdorff_mm=in_mm["hausdorff"], hd95_mm=in_mm["hd95"])
+        self.metrics = dict(metrics)
         self.metrics_label.setText(self._metrics_text(prediction))
         method = prediction.model.partition("[")[2].rstrip("]")
         self.note.setText(f"{method_label(method)}: yellow = prediction"
@@ -275,6 +346,7 @@ class FluoroView(CaseView):
     def clear(self) -> None:
         self._case = None
         self._shape = None
+        self._prepared = self._truth_source = None
         self.image.clear()
         self.truth_mask = None
         self.truth_contours = []

@@ -124,6 +124,26 @@ def test_frame_shows_yellow_prediction_and_green_truth_contours(qtbot, fluoro_wi
     assert view.heat.isVisible() and view.heat.image.shape == (SIZE, SIZE)
 
 
+def test_contours_and_metrics_are_computed_off_the_gui_thread(qtbot, fluoro_window, monkeypatch):
+    import threading
+
+    import app.views.fluoro_view as fluoro_view
+
+    threads = []
+
+    def recorded(fn):
+        def wrapper(*args, **kwargs):
+            threads.append(threading.current_thread() is threading.main_thread())
+            return fn(*args, **kwargs)
+        return wrapper
+
+    for name in ("mask_to_contours", "segmentation_metrics"):
+        monkeypatch.setattr(fluoro_view, name, recorded(getattr(fluoro_view, name)))
+    view = open_frame(qtbot, fluoro_window)
+    assert view.truth_contours and view.pred_contours and "dice" in view.metrics
+    assert threads and not any(threads)  # truth contours, prediction contours, Dice/HD: all on workers
+
+
 def test_switching_to_drlse_segments_again_with_the_level_set(qtbot, fluoro_window):
     view = open_frame(qtbot, fluoro_window)
     assert [view.method_combo.itemData(i) for i in range(view.method_combo.count())][-1] == "drlse"
