@@ -40,7 +40,7 @@ demo-data: $(STAMP)
 models: $(STAMP)
 	$(BIN)/oncolens train fl_cnn --modality FL --task all --data phantom
 	$(BIN)/oncolens train fl_cnn --modality WL --task all --data phantom --epochs 30
-	$(BIN)/oncolens train mfi_ffp --variants all --ablation modalities --runs 3 --epochs 12 --phantom-patients 50
+	$(BIN)/oncolens train mfi_ffp --variants all --ablation modalities --runs 3 --epochs 24 --phantom-patients 50
 	$(BIN)/oncolens train fluoro_seg --nets unetplusplus,unet --epochs 25
 
 clean:
