@@ -54,8 +54,13 @@ def _spacing_of(case: Case) -> tuple[float, float] | None:
     return tuple(spacing) if spacing else None
 
 
+def _truth_source(case: Case):
+    """The case's own truth mask array (any dtype), or None."""
+    return case.truth.masks.get(STRUCTURE) if case.truth is not None else None
+
+
 def _truth_mask(case: Case) -> np.ndarray | None:
-    truth = case.truth.masks.get(STRUCTURE) if case.truth is not None else None
+    truth = _truth_source(case)
     return None if truth is None else np.asarray(truth).astype(bool)
 
 
@@ -276,8 +281,7 @@ class FluoroView(CaseView):
             return None
         spacing = _spacing_of(case)
         truth = _truth_mask(case)
-        source = case.truth.masks.get(STRUCTURE) if case.truth is not None else None
-        prepared = PreparedFrame(source, truth, [] if truth is None else mask_to_contours(truth, spacing))
+        prepared = PreparedFrame(_truth_source(case), truth, [] if truth is None else mask_to_contours(truth, spacing))
         prediction = _segmentation(predictions)
         if prediction is not None:
             prepared.overlays.append((prediction.masks[STRUCTURE], *overlay_of(prediction, truth, spacing)))
@@ -298,8 +302,7 @@ class FluoroView(CaseView):
         low, high = self._levels
         self.histogram.setHistogramRange(float(frame.min()), min(float(frame.max()), high + (high - low)))
         prepared = self._prepared
-        truth = case.truth.masks.get(STRUCTURE) if case.truth is not None else None
-        self._truth_source = truth
+        self._truth_source = truth = _truth_source(case)
         if prepared is not None and truth is not None and prepared.truth_source is truth:
             self.truth_mask, self.truth_contours = prepared.truth, prepared.truth_contours
         else:
