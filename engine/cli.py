@@ -111,7 +111,8 @@ def _mfi_options(p: argparse.ArgumentParser, training: bool) -> None:
 def _seg_options(p: argparse.ArgumentParser, training: bool) -> None:
     g = p.add_argument_group("fluoro_seg")
     g.add_argument("--nets", default="unetplusplus,unet" if training else "all",
-                   help="fluoro_seg: unet, unetplusplus, deeplabv3plus, swin_unetr (comma-separated) or all")
+                   help="fluoro_seg: unet, unetplusplus, deeplabv3plus, swin_unetr (comma-separated) or all"
+                        + ("" if training else "; add drlse for the level-set baseline ('all' includes it)"))
     g.add_argument("--folds", type=int, default=0 if training else 5,
                    help="fluoro_seg: k-fold cross-validation of end-to-end vs transfer (0: skip; the paper used 5)")
     g.add_argument("--targets", default="A,B", help="fluoro_seg: datasets fine-tuned on in the protocol")
@@ -120,12 +121,18 @@ def _seg_options(p: argparse.ArgumentParser, training: bool) -> None:
     g.add_argument("--phantom-frames", default="A=61,B=106,C=24", help="fluoro_seg: phantom frames per dataset")
     g.add_argument("--phantom-size", type=int, default=1024, help="fluoro_seg: phantom frame size in pixels")
     g.add_argument("--lr", type=float, default=1e-3, help="fluoro_seg: Adam learning rate")
+    g.add_argument("--device", default="auto", help="fluoro_seg: where the nets train: auto (CUDA when present), "
+                                                    "cpu, cuda or cuda:N")
+    g.add_argument("--jobs", type=int, default=1,
+                   help="fluoro_seg: worker processes for the protocol's trainings (they share the device)")
     if training:
         g.add_argument("--no-compare-end-to-end", dest="compare_end_to_end", action="store_false",
                        help="fluoro_seg: skip training each net end to end on B for the card's comparison on C")
     else:
         g.add_argument("--batch-size", type=int, default=4)
         g.add_argument("--seed", type=int, default=0)
+        g.add_argument("--tables-from", nargs="+", metavar="CSV",
+                       help="fluoro_seg: no training; tabulate the per_image_metrics.csv of earlier runs")
 
 
 def _say(msg: str) -> None:

@@ -199,8 +199,15 @@ def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.
     return (1 - dice) + F.binary_cross_entropy_with_logits(logits, target)
 
 
+def _frames_per_epoch(n: int, batch_size: int) -> int:
+    return n - 1 if n > 1 and n % batch_size == 1 else n
+
+
 def batches(data: SegArrays, index: np.ndarray, settings: SegTrainSettings, rng: np.random.Generator):
-    order = rng.permutation(index)
+    """Shuffled batches of augmented crops. A last batch of a single frame is left out (that frame comes in
+    another place of the next epoch's order): BatchNorm after a global pooling, as in DeepLabv3+'s ASPP,
+    cannot train on one sample."""
+    order = rng.permutation(index)[:_frames_per_epoch(len(index), settings.batch_size)]
     for start in range(0, len(order), settings.batch_size):
         xs, ys = [], []
         for i in order[start:start + settings.batch_size]:
@@ -222,46 +229,53 @@ class SegOutcome:
 
 
 def train_seg(data: SegArrays, index: np.ndarray, settings: SegTrainSettings, init_state: dict | None = None,
-              init: str = "random", progress: Callable[[str], None] | None = None) -> SegOutcome:
+              init: str = "random", progress: Callable[[str], None] | None = None,
+              device: str | torch.device = "cpu") -> SegOutcome:
     """Train one net on the frames `index` of `data`; `init_state` (a state dict of the same net) starts it
-    from a pretrained net, whose encoder stays fixed when settings.freeze_encoder."""
+    from a pretrained net, whose encoder stays fixed when settings.freeze_encoder. The net stays on `device`
+    (crops are cut on the CPU and sent there batch by batch)."""
     if len(index) == 0:
         raise ValueError("No training frames.")
     if settings.freeze_encoder and init_state is None:
         raise ValueError("Freezing the encoder needs pretrained weights (init_state).")
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
+    device = torch.device(device)
     net = build_net("fluoro_seg", settings.net_config())
     if init_state is not None:
         net.load_state_dict(init_state)
+    net.to(device)
     net.freeze_encoder(settings.freeze_encoder)
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    steps = settings.epochs * int(np.ceil(len(index) / settings.batch_size))
+    steps = settings.epochs * int(np.ceil(_frames_per_epoch(len(index), settings.batch_size) / settings.batch_size))
     schedule = warmup_cosine(optimizer, steps, 0)
     history, start = [], time.perf_counter()
     net.train()
     for epoch in range(settings.epochs):
         losses = []
         for x, y in batches(data, index, settings, rng):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             loss = dice_bce_loss(net(x), y)
             loss.backward()
             optimizer.step()
             schedule.step()
-            losses.append(loss.item())
-        history.append({"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 5)})
+            losses.append(loss.detach())  # read once per epoch: no GPU sync per step
+        mean_loss = float(torch.stack(losses).mean())
+        history.append({"epoch": epoch + 1, "loss": round(mean_loss, 5)})
         if progress and (epoch + 1) % max(1, settings.epochs // 5) == 0:
-            progress(f"{ARCH_NAMES[settings.arch]} epoch {epoch + 1}/{settings.epochs}: loss {np.mean(losses):.4f}")
+            progress(f"{ARCH_NAMES[settings.arch]} epoch {epoch + 1}/{settings.epochs}: loss {mean_loss:.4f}")
     net.eval()
     return SegOutcome(net, settings, history, time.perf_counter() - start, len(index), init)
 
 
 @torch.no_grad()
 def work_probabilities(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    """Sigmoid probabilities at work scale for one prepared frame (H, W)."""
+    """Sigmoid probabilities at work scale for one prepared frame (H, W), on whatever device the net is."""
     net.eval()
-    return torch.sigmoid(net(torch.from_numpy(x)[None, None])).numpy()[0, 0]
+    device = next(net.parameters()).device
+    return torch.sigmoid(net(torch.from_numpy(x)[None, None].to(device))).cpu().numpy()[0, 0]
 
 
 def frame_mask(net: torch.nn.Module, sample: SegSample, constants: dict) -> np.ndarray:

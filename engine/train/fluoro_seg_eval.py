@@ -84,8 +84,23 @@ class ProtocolResult:
     final_states: dict = field(default_factory=dict)  # (arch, source) -> state dict of the full source training
 
 
+def _source_training(data: SegArrays, arch: str, source: str, s: ProtocolSettings,
+                     progress: Callable[[str], None] | None, device: str = "cpu") -> dict:
+    """The full end-to-end training on the source dataset whose weights start a transfer model (CPU tensors)."""
+    index = data.where(source)
+    if len(index) == 0:
+        raise ValueError(f"Transfer pretrains on dataset {source}, which has no frames.")
+    outcome = train_seg(data, index, replace(s.base, arch=arch, freeze_encoder=False, seed=s.seed),
+                        progress=progress, device=device)
+    return {k: v.detach().cpu().clone() for k, v in outcome.net.state_dict().items()}
+
+
+def _source_description(data: SegArrays, source: str) -> str:
+    return f"end-to-end training on all of dataset {source} ({len(data.where(source))} frames)"
+
+
 def pretrained_encoder(data: SegArrays, arch: str, target: str, s: ProtocolSettings,
-                       progress: Callable[[str], None] | None, cache: dict) -> tuple[dict, str]:
+                       progress: Callable[[str], None] | None, cache: dict, device: str = "cpu") -> tuple[dict, str]:
     """The starting weights of the transfer model for `target`: an ImageNet encoder file when given, else a
     full end-to-end training on the source dataset (cached: the same training serves as that dataset's model)."""
     from engine.train.fluoro_seg_encoders import init_from_imagenet
@@ -95,62 +110,178 @@ def pretrained_encoder(data: SegArrays, arch: str, target: str, s: ProtocolSetti
         return state, f"ImageNet encoder from {Path(s.imagenet[arch]).name}"
     source = s.source[target]
     if (arch, source) not in cache:
-        index = data.where(source)
-        if len(index) == 0:
-            raise ValueError(f"Transfer into {target} pretrains on dataset {source}, which has no frames.")
-        outcome = train_seg(data, index, replace(s.base, arch=arch, freeze_encoder=False, seed=s.seed),
-                            progress=progress)
-        cache[(arch, source)] = {k: v.detach().clone() for k, v in outcome.net.state_dict().items()}
-    return cache[(arch, source)], f"end-to-end training on all of dataset {source} ({len(data.where(source))} frames)"
+        cache[(arch, source)] = _source_training(data, arch, source, s, progress, device)
+    return cache[(arch, source)], _source_description(data, source)
 
 
-def drlse_rows(data: SegArrays, datasets: Sequence[str]) -> list[dict]:
+def drlse_rows(data: SegArrays, index: Sequence[int]) -> list[dict]:
     from engine.seg.drlse import drlse_segment
 
     rows = []
-    for key in datasets:
-        for i in data.where(key):
-            s = data.samples[i]
-            result = drlse_segment(s.image)
-            rows.append(metric_row(result.mask, s, method="DRLSE", net="DRLSE", fold=0))
+    for i in index:
+        s = data.samples[i]
+        rows.append(metric_row(drlse_segment(s.image).mask, s, method="DRLSE", net="DRLSE", fold=0))
     return rows
 
 
+def fold_rows(data: SegArrays, s: ProtocolSettings, arch: str, target: str, k: int, method: str,
+              init: dict | None, description: str, device: str = "cpu") -> list[dict]:
+    """Train one fold model (end-to-end, or transfer from `init`) and score its held-out frames of `target`,
+    and for target B also every frame of the test dataset."""
+    target_index = data.where(target)
+    fit, held = kfold(len(target_index), s.folds, s.seed)[k - 1]
+    settings = replace(s.base, arch=arch, freeze_encoder=method == "Transfer", seed=s.seed + k)
+    kwargs = {"init_state": init, "init": description} if method == "Transfer" else {}
+    outcome = train_seg(data, target_index[fit], settings, device=device, **kwargs)
+    labels = {"method": method, "net": arch, "fold": k}
+    rows = evaluate_net(outcome.net, data, target_index[held], **labels)
+    if target == "B":  # the held-out dataset is read by the models fine-tuned on B
+        rows += evaluate_net(outcome.net, data, data.where(s.test), **labels)
+    rows[0]["_seconds"] = outcome.seconds
+    return rows
+
+
+# ---------------------------------------------------------------------------------------- parallel running
+# With jobs > 1 the trainings run in worker processes (spawned, so CUDA works in them): each worker gets the
+# prepared frames once. End-to-end folds and DRLSE start at once; a target's transfer folds start as soon as
+# the source training they fine-tune is done. Every task is seeded as in a serial run, so the rows are the
+# same up to floating-point reduction order.
+
+_WORKER: dict = {}
+TRAINING_COST = {"swin_unetr": 4, "unetplusplus": 3, "deeplabv3plus": 2, "unet": 1}  # rough, for ordering
+
+
+def _init_worker(data: SegArrays, s: ProtocolSettings, device: str, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER.update(data=data, settings=s, device=device)
+
+
+def _run_task(task: tuple) -> tuple[tuple, object]:
+    data, s, device = _WORKER["data"], _WORKER["settings"], _WORKER["device"]
+    kind = task[0]
+    if kind == "source":
+        return task, _source_training(data, task[1], task[2], s, None, device)
+    if kind == "drlse":
+        return task, drlse_rows(data, task[1])
+    _, arch, target, k, method, init, description = task
+    return task[:5], fold_rows(data, s, arch, target, k, method, init, description, device)
+
+
+def _fold_tasks(s: ProtocolSettings, arch: str, target: str, method: str, init=None, description: str = ""):
+    return [("fold", arch, target, k, method, init, description) for k in range(1, s.folds + 1)]
+
+
+def _row_order(row: dict) -> tuple:
+    nets = list(ARCH_NAMES) + ["DRLSE"]
+    return (nets.index(row["net"]) if row["net"] in nets else 99, METHODS.index(row["method"]), row["fold"],
+            row["dataset"], row["frame_id"])
+
+
 def run_protocol(data: SegArrays, s: ProtocolSettings, progress: Callable[[str], None] | None = None,
-                 cache: dict | None = None) -> ProtocolResult:
+                 cache: dict | None = None, jobs: int = 1, device: str = "cpu",
+                 on_rows: Callable[[list[dict]], None] | None = None) -> ProtocolResult:
+    """Every fold model of every net, both methods, both targets, and DRLSE on every frame. `jobs` worker
+    processes share the work (one device); `on_rows` sees each finished task's rows (e.g. to save them as
+    they come, so a stopped run keeps what it finished)."""
     import time
 
     say = progress or (lambda _m: None)
     cache = {} if cache is None else cache
-    rows: list[dict] = []
-    result = ProtocolResult(rows, s, final_states=cache)
+    result = ProtocolResult([], s, final_states=cache)
     missing = [t for t in (*s.targets, s.test) if len(data.where(t)) == 0]
     if missing:
         raise ValueError(f"No frames for dataset(s) {missing}; the data has {data.datasets}.")
-    test_index = data.where(s.test)
     for arch in s.archs:
-        start = time.perf_counter()
         for target in s.targets:
-            init, description = pretrained_encoder(data, arch, target, s, progress, cache)
-            result.pretrained[f"{arch}/{target}"] = description
-            target_index = data.where(target)
-            for k, (fit, held) in enumerate(kfold(len(target_index), s.folds, s.seed), start=1):
-                for method, kwargs in (("End-to-end", {}),
-                                       ("Transfer", {"init_state": init, "init": description})):
-                    settings = replace(s.base, arch=arch, freeze_encoder=method == "Transfer", seed=s.seed + k)
-                    outcome = train_seg(data, target_index[fit], settings, **kwargs)
-                    labels = {"method": method, "net": arch, "fold": k}
-                    fold_rows = evaluate_net(outcome.net, data, target_index[held], **labels)
-                    if target == "B":  # the held-out dataset is read by the models fine-tuned on B
-                        fold_rows += evaluate_net(outcome.net, data, test_index, **labels)
-                    rows.extend(fold_rows)
-                    dice = np.mean([r["dice"] for r in fold_rows if r["dataset"] == target])
-                    say(f"{ARCH_NAMES[arch]} {method} on {target}, fold {k}/{s.folds}: Dice {dice:.3f} "
-                        f"({outcome.seconds:.0f} s)")
-        result.seconds[arch] = round(time.perf_counter() - start, 1)
+            if len(data.where(target)) < s.folds:
+                raise ValueError(f"Dataset {target} has {len(data.where(target))} frames, fewer than {s.folds} folds.")
+    start = time.perf_counter()
+    busy: dict[str, float] = {}
+
+    def finished(task: tuple, rows: list[dict]) -> None:
+        for r in rows:
+            busy[r["net"]] = busy.get(r["net"], 0.0) + r.pop("_seconds", 0.0)
+        result.rows.extend(rows)
+        if on_rows:
+            on_rows(rows)
+        if task[0] == "fold":
+            _, arch, target, k, method = task[:5]
+            dice = np.mean([r["dice"] for r in rows if r["dataset"] == target])
+            say(f"{ARCH_NAMES[arch]} {method} on {target}, fold {k}/{s.folds}: Dice {dice:.3f} "
+                f"({time.perf_counter() - start:.0f} s into the run)")
+
+    # transfer inputs: an ImageNet file (no training) or a source training (a task)
+    ready, sources = {}, []
+    for arch in s.archs:
+        for target in s.targets:
+            if arch in s.imagenet or (arch, s.source[target]) in cache:
+                ready[(arch, target)] = pretrained_encoder(data, arch, target, s, progress, cache)
+            elif ("source", arch, s.source[target]) not in sources:
+                sources.append(("source", arch, s.source[target]))
+    tasks = sorted(sources, key=lambda t: -TRAINING_COST.get(t[1], 1))
+    for arch in sorted(s.archs, key=lambda a: -TRAINING_COST.get(a, 1)):  # the longest first in a pool
+        for target in s.targets:
+            tasks += _fold_tasks(s, arch, target, "End-to-end")
+            if (arch, target) in ready:
+                tasks += _fold_tasks(s, arch, target, "Transfer", *ready[(arch, target)])
     if s.drlse:
-        rows.extend(drlse_rows(data, (*s.targets, s.test)))
+        index = np.concatenate([data.where(t) for t in (*s.targets, s.test)])
+        tasks += [("drlse", chunk) for chunk in np.array_split(index, max(1, min(len(index), 4 * jobs)))]
+
+    def follow_ups(task: tuple, state: dict) -> list[tuple]:
+        _, arch, source = task
+        cache[(arch, source)] = state
+        out = []
+        for target in s.targets:
+            if s.source[target] == source and arch not in s.imagenet:
+                result.pretrained[f"{arch}/{target}"] = _source_description(data, source)
+                out += _fold_tasks(s, arch, target, "Transfer", state, _source_description(data, source))
+        return out
+
+    for key, (_, description) in ready.items():
+        result.pretrained["/".join(key)] = description
+    if jobs <= 1:
+        _init_worker(data, s, device, torch_threads())
+        while tasks:
+            task, value = _run_task(tasks.pop(0))
+            if task[0] == "source":
+                tasks[:0] = follow_ups(task, value)
+            else:
+                finished(task, value)
+    else:
+        _run_pool(tasks, data, s, device, jobs, finished, follow_ups)
+    result.rows.sort(key=_row_order)
+    result.seconds = {arch: round(busy.get(arch, 0.0), 1) for arch in s.archs}
+    result.seconds["wall"] = round(time.perf_counter() - start, 1)
     return result
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _run_pool(tasks: list[tuple], data: SegArrays, s: ProtocolSettings, device: str, jobs: int,
+              finished: Callable, follow_ups: Callable) -> None:
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(data, s, device, threads)) as pool:
+        pending = {pool.submit(_run_task, t) for t in tasks}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                task, value = future.result()
+                if task[0] == "source":
+                    pending |= {pool.submit(_run_task, t) for t in follow_ups(task, value)}
+                else:
+                    finished(task, value)
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float | None, float | None, int]:
@@ -245,16 +376,61 @@ def format_tables(tables: dict[str, list[dict]], settings: ProtocolSettings, mar
     return "\n".join(lines)
 
 
+PER_IMAGE_FILE = "per_image_metrics.csv"
+PER_IMAGE_COLUMNS = ("method", "net", "fold", "dataset", "frame_id", "group", *METRIC_NAMES, "hausdorff_mm",
+                     "hd95_mm", "pred_pixels", "truth_pixels")
+_INT_COLUMNS = ("fold", "pred_pixels", "truth_pixels")
+
+
+class RowLog:
+    """Per-image rows appended to a CSV as each task finishes, so a run that is stopped keeps its finished folds
+    (`oncolens evaluate fluoro_seg --tables-from` tabulates them)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "w", newline="", encoding="utf-8") as fh:
+            csv.DictWriter(fh, fieldnames=PER_IMAGE_COLUMNS).writeheader()
+
+    def __call__(self, rows: Sequence[dict]) -> None:
+        with open(self.path, "a", newline="", encoding="utf-8") as fh:
+            csv.DictWriter(fh, fieldnames=PER_IMAGE_COLUMNS, extrasaction="ignore").writerows(rows)
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """Per-image rows from a CSV written by the protocol (numbers parsed back; 'inf' stays infinite)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Per-image metrics {path} not found; it is the {PER_IMAGE_FILE} of an earlier run.")
+    rows = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in ("method", "net", "fold", "dataset", "frame_id", "dice") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing columns {missing}; pass a {PER_IMAGE_FILE} written by the protocol.")
+        for row in reader:
+            out: dict = {}
+            for key, value in row.items():
+                if key in ("method", "net", "dataset", "frame_id", "group"):
+                    out[key] = value
+                elif value in ("", None):
+                    continue  # e.g. the mm columns of frames without a pixel size
+                else:
+                    out[key] = int(value) if key in _INT_COLUMNS else float(value)
+            rows.append(out)
+    if not rows:
+        raise ValueError(f"{path}: no rows.")
+    return rows
+
+
 def write_protocol(result: ProtocolResult, out_dir: str | Path, title: str) -> dict[str, Path]:
     """Per-image CSV, one CSV per table, JSON and Markdown with every table."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tables = protocol_tables(result)
-    paths = {"per_image": out / "per_image_metrics.csv", "json": out / "tables.json", "markdown": out / "tables.md"}
-    columns = ["method", "net", "fold", "dataset", "frame_id", "group", *METRIC_NAMES, "hausdorff_mm", "hd95_mm",
-               "pred_pixels", "truth_pixels"]
+    paths = {"per_image": out / PER_IMAGE_FILE, "json": out / "tables.json", "markdown": out / "tables.md"}
     with open(paths["per_image"], "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=PER_IMAGE_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(result.rows)
     for key, entries in tables.items():

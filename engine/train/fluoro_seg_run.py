@@ -27,10 +27,14 @@ from engine.train.fluoro_seg import (
     train_seg,
 )
 from engine.train.fluoro_seg_eval import (
+    PER_IMAGE_FILE,
+    ProtocolResult,
     ProtocolSettings,
+    RowLog,
     format_tables,
     pretrained_encoder,
     protocol_tables,
+    read_rows,
     run_protocol,
     summarise_rows,
     write_protocol,
@@ -46,6 +50,21 @@ def parse_nets(spec: str) -> tuple[str, ...]:
     if unknown or not names:
         raise ValueError(f"Unknown segmentation nets {unknown or spec!r}; use 'all' or some of {', '.join(ARCHS)}.")
     return names
+
+
+def parse_protocol_nets(spec: str) -> tuple[tuple[str, ...], bool]:
+    """--nets of the protocol: nets, plus 'drlse' for the level-set baseline ('all': the four nets and DRLSE)."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if names == ["all"]:
+        return ARCHS, True
+    archs = [n for n in names if n != "drlse"]
+    return (parse_nets(",".join(archs)) if archs else ()), "drlse" in names
+
+
+def protocol_device(args) -> str:
+    from engine.device import select_device
+
+    return str(select_device(getattr(args, "device", None) or "auto"))
 
 
 def parse_imagenet(items: Sequence[str] | None) -> dict[str, str]:
@@ -163,10 +182,12 @@ def cmd_train_fluoro_seg(args, argv: Sequence[str], say: Say) -> int:
     cache: dict = {}
     protocol = ProtocolSettings(archs=nets, folds=args.folds, targets=targets, base=base, imagenet=imagenet,
                                 drlse=True, seed=args.seed)
+    device = protocol_device(args)
     tables, files = None, []
     if args.folds:
-        result = run_protocol(data, protocol, progress=say, cache=cache)
         out = Path(args.out) if args.out else models_dir() / "fluoro_seg_tables"
+        result = run_protocol(data, protocol, progress=say, cache=cache, jobs=args.jobs, device=device,
+                              on_rows=RowLog(out / PER_IMAGE_FILE))
         title = (f"Fluorescence segmentation, {base.preset} preset, {base.epochs} epochs, {args.folds}-fold "
                  f"cross-validation")
         files = [p.name for p in write_protocol(result, out, title).values()]
@@ -174,14 +195,14 @@ def cmd_train_fluoro_seg(args, argv: Sequence[str], say: Say) -> int:
         tables = {"title": title, "markdown": format_tables(protocol_tables(result), protocol, markdown=True),
                   "files": files, "folder": out.name}
     for arch in nets:
-        init, pretrained = pretrained_encoder(data, arch, "B", protocol, say, cache)
+        init, pretrained = pretrained_encoder(data, arch, "B", protocol, say, cache, device)
         outcome = train_seg(data, data.where("B"), replace(base, arch=arch, freeze_encoder=True), init_state=init,
-                            init=pretrained, progress=say)
+                            init=pretrained, progress=say, device=device)
         round_trip_fp16(outcome.net)  # evaluate the weights that ship
         rows = evaluate_net(outcome.net, data, data.where("C"), method="Transfer", net=arch, fold=0)
         comparison = None
         if args.compare_end_to_end:  # the same net trained from scratch on B, read on C
-            e2e = train_seg(data, data.where("B"), replace(base, arch=arch), progress=say)
+            e2e = train_seg(data, data.where("B"), replace(base, arch=arch), progress=say, device=device)
             e2e_rows = evaluate_net(e2e.net, data, data.where("C"), method="End-to-end", net=arch, fold=0)
             comparison = {"description": f"end-to-end on all of B ({e2e.n_train} frames), scored on {len(e2e_rows)} "
                                          "frames of C like the shipped transfer model",
@@ -204,14 +225,20 @@ def cmd_evaluate_fluoro_seg(args, say: Say) -> int:
     import torch
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    samples, _ = seg_data(args.data, parse_counts(args.phantom_frames), _seed(args), args.phantom_size)
-    data = prepare_seg_arrays(samples, args.preset)
-    protocol = ProtocolSettings(archs=parse_nets(args.nets), folds=args.folds,
-                                targets=tuple(t for t in args.targets.split(",") if t), base=_settings(args),
-                                imagenet=parse_imagenet(args.imagenet_encoder), seed=args.seed)
-    result = run_protocol(data, protocol, progress=say)
+    archs, drlse = parse_protocol_nets(args.nets)
+    protocol = ProtocolSettings(archs=archs, folds=args.folds, targets=tuple(t for t in args.targets.split(",") if t),
+                                base=_settings(args), imagenet=parse_imagenet(args.imagenet_encoder),
+                                drlse=drlse, seed=args.seed)
     title = (f"Fluorescence segmentation, {protocol.base.preset} preset, {protocol.base.epochs} epochs, "
              f"{protocol.folds}-fold cross-validation")
+    if args.tables_from:  # tabulate rows saved by an earlier (possibly stopped) run
+        rows = [r for path in args.tables_from for r in read_rows(path)]
+        result = ProtocolResult(rows, protocol)
+    else:
+        samples, _ = seg_data(args.data, parse_counts(args.phantom_frames), _seed(args), args.phantom_size)
+        data = prepare_seg_arrays(samples, args.preset)
+        result = run_protocol(data, protocol, progress=say, jobs=args.jobs, device=protocol_device(args),
+                              on_rows=RowLog(Path(args.out) / PER_IMAGE_FILE))
     write_protocol(result, args.out, title)
     print(format_tables(protocol_tables(result), protocol))
     say(f"wrote per-image CSV, table CSVs, JSON and Markdown to {args.out}/")
