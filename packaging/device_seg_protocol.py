@@ -19,8 +19,8 @@ import os
 import shutil
 import signal
 import subprocess
-import tarfile
 import sys
+import tarfile
 import time
 from pathlib import Path
 

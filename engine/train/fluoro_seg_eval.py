@@ -193,10 +193,9 @@ def run_protocol(data: SegArrays, s: ProtocolSettings, progress: Callable[[str],
     missing = [t for t in (*s.targets, s.test) if len(data.where(t)) == 0]
     if missing:
         raise ValueError(f"No frames for dataset(s) {missing}; the data has {data.datasets}.")
-    for arch in s.archs:
-        for target in s.targets:
-            if len(data.where(target)) < s.folds:
-                raise ValueError(f"Dataset {target} has {len(data.where(target))} frames, fewer than {s.folds} folds.")
+    for target in s.targets if s.archs else ():
+        if len(data.where(target)) < s.folds:
+            raise ValueError(f"Dataset {target} has {len(data.where(target))} frames, fewer than {s.folds} folds.")
     start = time.perf_counter()
     busy: dict[str, float] = {}
 
