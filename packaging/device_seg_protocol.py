@@ -84,6 +84,9 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     me = [sys.executable, __file__, str(out), "--device", args.device, "--steps", str(args.steps)]
+    if args.epochs:  # chosen already: no calibration
+        run_protocol(args, out, args.epochs, t0)
+        return 0
     line = subprocess.run([*me, "--time-step", "all"], capture_output=True, text=True, check=True).stdout
     single = json.loads(line.strip().splitlines()[-1])
     start_at = time.time() + 30  # after every process has imported torch and warmed up
@@ -95,7 +98,6 @@ def main() -> int:
     fixed = 90.0  # phantoms, workers' start, DRLSE and the metrics at full resolution (16 cores)
     epochs = next((e for e in EPOCH_CHOICES if fixed + e * serial_per_epoch / overlap <= 0.8 * args.budget_s),
                   EPOCH_CHOICES[-1])
-    epochs = args.epochs or epochs
     plan = {"step_ms_single": {a: round(1e3 * s, 2) for a, s in single.items()},
             "unet_step_ms_with_jobs": round(1e3 * max(together), 2), "jobs": args.jobs,
             "overlap": round(overlap, 2), "epochs": epochs,
@@ -103,6 +105,11 @@ def main() -> int:
             "calibration_s": round(time.perf_counter() - t0, 1)}
     print(json.dumps(plan, indent=1), flush=True)
     (out / "plan.json").write_text(json.dumps(plan, indent=1))
+    run_protocol(args, out, epochs, t0)
+    return 0
+
+
+def run_protocol(args, out: Path, epochs: int, t0: float) -> None:
     table_dir = out / "tables"
     common = ["--folds", "5", "--targets", "A,B", "--epochs", str(epochs), "--out", str(table_dir)]
     if args.phantom:
@@ -120,7 +127,7 @@ def main() -> int:
             proc.wait()
             rc = "timeout"
     print(f"protocol: {rc} after {time.perf_counter() - t0:.0f} s", flush=True)
-    if rc != 0:  # tabulate the folds that finished
+    if rc != 0 and (table_dir / "per_image_metrics.csv").exists():  # tabulate the folds that finished
         partial = table_dir / "partial_per_image_metrics.csv"
         (table_dir / "per_image_metrics.csv").replace(partial)
         subprocess.run([*cmd, "--tables-from", str(partial)], cwd=ROOT, env=env)
@@ -128,7 +135,6 @@ def main() -> int:
     with tarfile.open(out / "tables.tgz", "w:gz") as tar:  # the device returns at most 8 files
         tar.add(table_dir, arcname="tables")
     shutil.rmtree(table_dir)
-    return 0
 
 
 if __name__ == "__main__":

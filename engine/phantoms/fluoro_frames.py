@@ -360,7 +360,9 @@ def make_frame(rng: np.random.Generator, dataset: str = "A", size: int = 1024,
     # Tissue background (relative emission about 1), non-specific uptake and, in liver, the retaining segment.
     background = 1.0 + spec.texture * (0.7 * _smooth_field(rng, (low, low), low / 5)
                                        + 0.5 * _smooth_field(rng, (low, low), low / 20))
-    background = np.clip(background, 0.3, None) + _uptake(rng, spec, low) + _retention(rng, spec, low)
+    background = np.clip(background, 0.3, None) + _uptake(rng, spec, low)
+    retention = _retention(rng, spec, low)
+    background = background + retention
 
     # Tumors: the mask is the drawn outline at full resolution; the emission is drawn at low resolution from the
     # same outline, then blurred by scattering.
@@ -421,6 +423,7 @@ def make_frame(rng: np.random.Generator, dataset: str = "A", size: int = 1024,
     info = {
         "stands_for": spec.stands_for, "organ": spec.organ, "n_lesions": len(lesions), "tbr": round(tbr, 3),
         "rim_lesions": sum(les.rim for les in lesions), "tumor_fraction": round(float(mask.mean()), 5),
+        "retention_level": round(float(np.max(retention)), 3),  # the ICG-retaining segment's added emission
     }
     return FluoroFrame(
         image=image, mask=mask, dataset=spec.key,

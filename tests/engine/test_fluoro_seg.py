@@ -212,6 +212,80 @@ def test_imagenet_encoder_file_loads_with_a_grey_stem_and_a_wrong_file_is_named(
         init_from_imagenet(settings, wrong)
 
 
+def test_no_batch_of_one_so_deeplab_trains_on_any_fold_size():
+    """49 and 85 frames (the phantom folds of A and B) leave one frame over at batch 4: BatchNorm after
+    DeepLabv3+'s global pooling cannot train on it, so that frame waits for the next epoch."""
+    from engine.train.fluoro_seg import batches
+
+    data = _toy_arrays(n=7)
+    settings = SegTrainSettings(arch="deeplabv3plus", epochs=1, batch_size=4)
+    index = data.where("B")  # 5 frames: one batch of 4 and one left over
+    sizes = [len(x) for x, _ in batches(data, index, settings, np.random.default_rng(0))]
+    assert sizes == [4]
+    assert [len(x) for x, _ in batches(data, index[:4], settings, np.random.default_rng(0))] == [4]
+    assert [len(x) for x, _ in batches(data, index[:3], settings, np.random.default_rng(0))] == [3]
+    train_seg(data, index, settings)  # raised "Expected more than 1 value per channel" before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_and_scoring_on_cuda_match_the_cpu_path():
+    from engine.train.fluoro_seg import evaluate_net
+
+    data = _toy_arrays()
+    outcome = train_seg(data, data.where("B"), SegTrainSettings(arch="unet", epochs=2), device="cuda")
+    assert next(outcome.net.parameters()).is_cuda
+    on_gpu = evaluate_net(outcome.net, data, data.where("C"), method="x")
+    on_cpu = evaluate_net(outcome.net.cpu(), data, data.where("C"), method="x")
+    assert [r["dice"] for r in on_gpu] == pytest.approx([r["dice"] for r in on_cpu], abs=0.02)
+
+
+def _protocol_keys(rows):
+    return sorted((r["method"], r["net"], r["fold"], r["dataset"], r["frame_id"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_protocol_in_worker_processes_gives_every_row_of_a_serial_run_and_saves_them_as_they_come(tmp_path):
+    """Two worker processes: the same (method, net, fold, frame) rows as the serial run, DRLSE rows identical
+    (no training involved), the log CSV holds every row, and --tables-from tabulates it like the run did."""
+    from engine.train.fluoro_seg_eval import ProtocolSettings, RowLog, protocol_tables, read_rows, run_protocol
+
+    samples = _toy_arrays(n=8).samples
+    for i, sample in enumerate(samples[:3]):
+        sample.dataset = "A"
+    data = prepare_seg_arrays(samples, "compact")
+    settings = ProtocolSettings(archs=("unet",), folds=2, targets=("A", "B"),
+                                base=SegTrainSettings(epochs=1), seed=0)
+    serial = run_protocol(data, settings)
+    log = RowLog(tmp_path / "rows.csv")
+    parallel = run_protocol(data, settings, jobs=2, on_rows=log)
+    assert _protocol_keys(parallel.rows) == _protocol_keys(serial.rows)
+    # every C frame: 2 folds x 2 methods (fine-tuned on B) + DRLSE once
+    assert sum(r["dataset"] == "C" for r in parallel.rows) == 2 * 2 * 2 + 2
+    drlse = [[r["dice"] for r in res.rows if r["method"] == "DRLSE"] for res in (serial, parallel)]
+    assert drlse[0] == drlse[1]
+    assert set(parallel.pretrained) == {"unet/A", "unet/B"}
+    saved = read_rows(tmp_path / "rows.csv")
+    assert _protocol_keys(saved) == _protocol_keys(parallel.rows)
+    from engine.train.fluoro_seg_eval import ProtocolResult
+
+    again = protocol_tables(ProtocolResult(saved, settings))
+    direct = protocol_tables(parallel)
+    assert again.keys() == direct.keys()
+    for key in direct:
+        assert [(e["method"], e["net"], e["n"], e["dice"]) for e in again[key]] == \
+               [(e["method"], e["net"], e["n"], e["dice"]) for e in direct[key]]
+
+
+def test_tables_from_names_a_missing_or_foreign_file(tmp_path):
+    from engine.train.fluoro_seg_eval import read_rows
+
+    with pytest.raises(FileNotFoundError, match="nowhere.csv"):
+        read_rows(tmp_path / "nowhere.csv")
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="other.csv.*missing columns"):
+        read_rows(tmp_path / "other.csv")
+
+
 @pytest.mark.slow
 def test_cli_train_evaluate_bench_and_predict_with_both_backends(tmp_path, monkeypatch, capsys):
     """Tiny phantom run of every command: train installs cards with the protocol tables, evaluate writes the
@@ -232,7 +306,7 @@ def test_cli_train_evaluate_bench_and_predict_with_both_backends(tmp_path, monke
     assert card["training"]["regenerate"].startswith("oncolens train fluoro_seg")
     assert "dataset A" in card["training"]["pretrained"]
     capsys.readouterr()
-    assert main(["evaluate", "fluoro_seg", "--nets", "unet", "--folds", "2", "--targets", "A,B", *common,
+    assert main(["evaluate", "fluoro_seg", "--nets", "unet,drlse", "--folds", "2", "--targets", "A,B", *common,
                  "--out", str(tmp_path / "eval")]) == 0
     printed = capsys.readouterr().out
     for title in ("Table 2 analogue", "Table 3 analogue", "Table 4 analogue", "Table 5 analogue"):
@@ -242,6 +316,9 @@ def test_cli_train_evaluate_bench_and_predict_with_both_backends(tmp_path, monke
     assert {r["dataset"] for r in rows} == {"A", "B", "C"}
     # every C frame read by each of the 2 fold models of both methods, and once by DRLSE
     assert sum(r["dataset"] == "C" for r in rows) == 2 * 2 * 2 + 2
+    assert main(["evaluate", "fluoro_seg", "--folds", "2", "--targets", "A,B", "--epochs", "1",
+                 "--tables-from", str(tmp_path / "eval" / "per_image_metrics.csv"), "--out", str(tmp_path / "again")]) == 0
+    assert capsys.readouterr().out == printed  # the same tables from the saved rows, no training
     monkeypatch.setenv("ONCOLENS_MODELS_DIR", str(models))
     assert main(["bench", "seg", "--repeats", "3"]) == 0
     bench = capsys.readouterr().out
