@@ -247,10 +247,17 @@ def _protocol_keys(rows):
 def test_protocol_in_worker_processes_gives_every_row_of_a_serial_run_and_saves_them_as_they_come(tmp_path):
     """Two worker processes: the same (method, net, fold, frame) rows as the serial run, DRLSE rows identical
     (no training involved), the log CSV holds every row, and --tables-from tabulates it like the run did."""
-    from engine.train.fluoro_seg_eval import ProtocolSettings, RowLog, protocol_tables, read_rows, run_protocol
+    from engine.train.fluoro_seg_eval import (
+        ProtocolResult,
+        ProtocolSettings,
+        RowLog,
+        protocol_tables,
+        read_rows,
+        run_protocol,
+    )
 
     samples = _toy_arrays(n=8).samples
-    for i, sample in enumerate(samples[:3]):
+    for sample in samples[:3]:
         sample.dataset = "A"
     data = prepare_seg_arrays(samples, "compact")
     settings = ProtocolSettings(archs=("unet",), folds=2, targets=("A", "B"),
@@ -266,8 +273,6 @@ def test_protocol_in_worker_processes_gives_every_row_of_a_serial_run_and_saves_
     assert set(parallel.pretrained) == {"unet/A", "unet/B"}
     saved = read_rows(tmp_path / "rows.csv")
     assert _protocol_keys(saved) == _protocol_keys(parallel.rows)
-    from engine.train.fluoro_seg_eval import ProtocolResult
-
     again = protocol_tables(ProtocolResult(saved, settings))
     direct = protocol_tables(parallel)
     assert again.keys() == direct.keys()
