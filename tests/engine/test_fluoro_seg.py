@@ -227,7 +227,7 @@ def test_no_batch_of_one_so_deeplab_trains_on_any_fold_size():
     train_seg(data, index, settings)  # raised "Expected more than 1 value per channel" before
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
 def test_training_and_scoring_on_cuda_match_the_cpu_path():
     from engine.train.fluoro_seg import evaluate_net
 
