@@ -121,6 +121,9 @@ def _seg_options(p: argparse.ArgumentParser, training: bool) -> None:
     g.add_argument("--phantom-frames", default="A=61,B=106,C=24", help="fluoro_seg: phantom frames per dataset")
     g.add_argument("--phantom-size", type=int, default=1024, help="fluoro_seg: phantom frame size in pixels")
     g.add_argument("--lr", type=float, default=1e-3, help="fluoro_seg: Adam learning rate")
+    g.add_argument("--encoder-bn", default="frozen", choices=["frozen", "adapt"],
+                   help="fluoro_seg: a transfer encoder's BatchNorm statistics while the decoder trains: frozen (kept "
+                        "from pretraining) or adapt (re-estimated on the fine-tuning data)")
     g.add_argument("--device", default="auto", help="fluoro_seg: where the nets train: auto (CUDA when present), "
                                                     "cpu, cuda or cuda:N")
     g.add_argument("--jobs", type=int, default=1,

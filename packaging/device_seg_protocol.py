@@ -73,6 +73,9 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=40, help="timed steps per net in the calibration")
     p.add_argument("--phantom", nargs=2, metavar=("FRAMES", "SIZE"), help="smaller phantoms, for a dry run on a CPU")
     p.add_argument("--epochs", type=int, help="skip the choice: train this many epochs")
+    p.add_argument("--nets", default="all")
+    p.add_argument("--targets", default="A,B")
+    p.add_argument("--encoder-bn", default="frozen")
     p.add_argument("--time-step", help=argparse.SUPPRESS)
     p.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)  # internal: one timing process
     args = p.parse_args()
@@ -111,11 +114,12 @@ def main() -> int:
 
 def run_protocol(args, out: Path, epochs: int, t0: float) -> None:
     table_dir = out / "tables"
-    common = ["--folds", "5", "--targets", "A,B", "--epochs", str(epochs), "--out", str(table_dir)]
+    common = ["--folds", "5", "--targets", args.targets, "--epochs", str(epochs), "--encoder-bn", args.encoder_bn,
+              "--out", str(table_dir)]
     if args.phantom:
         common += ["--phantom-frames", args.phantom[0], "--phantom-size", args.phantom[1]]
     cmd = [sys.executable, "-c", "from engine.cli import main; raise SystemExit(main())", "evaluate", "fluoro_seg",
-           "--nets", "all", "--device", args.device, "--jobs", str(args.jobs), *common]
+           "--nets", args.nets, "--device", args.device, "--jobs", str(args.jobs), *common]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     remaining = args.budget_s - (time.perf_counter() - t0)
     with open(out / "protocol.log", "w") as log:

@@ -27,6 +27,7 @@ from engine.registry import ModelError, register_model
 
 ARCHS = ("unet", "unetplusplus", "deeplabv3plus", "swin_unetr")
 ARCH_NAMES = {"unet": "UNet", "unetplusplus": "UNet++", "deeplabv3plus": "DeepLabv3+", "swin_unetr": "Swin UNETR"}
+ENCODER_BATCHNORM = ("frozen", "adapt")  # a frozen encoder's BatchNorm statistics while the decoder trains
 MULTIPLE = 32  # every encoder here halves the resolution five times
 
 PAPER_CONFIGS: dict[str, dict] = {
@@ -92,14 +93,22 @@ class FluoroSegNet(nn.Module):
         """The part pretrained on the source data and frozen while fine-tuning."""
         return self.core.swinViT if self.arch == "swin_unetr" else self.core.encoder
 
-    def freeze_encoder(self, frozen: bool = True) -> None:
+    def freeze_encoder(self, frozen: bool = True, batchnorm: str = "frozen") -> None:
+        """Fix the encoder's weights. `batchnorm`: 'frozen' keeps its BatchNorm statistics from pretraining
+        (the encoder stays in eval mode while the decoder trains); 'adapt' re-estimates them on the fine-tuning
+        data, which is what PyTorch does when only requires_grad is switched off (the paper used PyTorch 1.9)."""
+        if batchnorm not in ENCODER_BATCHNORM:
+            raise ModelError(f"Encoder BatchNorm must be one of {', '.join(ENCODER_BATCHNORM)}, got '{batchnorm}'.")
         for p in self.encoder.parameters():
             p.requires_grad_(not frozen)
+        self.adapt_encoder_batchnorm = batchnorm == "adapt"
 
     def train(self, mode: bool = True) -> FluoroSegNet:
-        """Training mode, except that a frozen encoder keeps its BatchNorm statistics (eval mode)."""
+        """Training mode, except that a frozen encoder keeps its BatchNorm statistics (eval mode) unless they are
+        to adapt."""
         super().train(mode)
-        if mode and not any(p.requires_grad for p in self.encoder.parameters()):
+        frozen = not any(p.requires_grad for p in self.encoder.parameters())
+        if mode and frozen and not getattr(self, "adapt_encoder_batchnorm", False):
             self.encoder.eval()
         return self
 

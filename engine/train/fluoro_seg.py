@@ -9,7 +9,9 @@ not in the paper either: Adam 1e-3 with per-iteration cosine annealing, written 
 Transfer learning: the paper pretrained the encoders on ImageNet, froze them and trained the
 decoders on the fluorescence data. Here `init_state` is the pretrained net (the dataset-A training,
 or an ImageNet encoder file when the user has one) and `freeze_encoder` keeps its encoder fixed,
-BatchNorm statistics included, while the decoder learns.
+BatchNorm statistics included, while the decoder learns; with `encoder_bn="adapt"` the statistics are
+re-estimated on the fine-tuning data, as PyTorch does when only the encoder's parameters are frozen (the
+paper used PyTorch 1.9 and says it froze the encoder's parameters).
 
 The compact demo preset keeps the paper's proportions at a quarter of the scale (frames scaled to
 256 pixels, 128-pixel training regions) so that the four nets train on two CPU cores.
@@ -145,6 +147,7 @@ class SegTrainSettings:
     roi_fraction: float = 0.8  # share of crops centred near labelled tumor; the rest anywhere, so that the
     # net also sees tumor-free parts of the frame it will read whole at inference
     freeze_encoder: bool = False
+    encoder_bn: str = "frozen"  # a frozen encoder's BatchNorm statistics: frozen, or adapt (re-estimated on the data)
     seed: int = 0
 
     @property
@@ -245,7 +248,7 @@ def train_seg(data: SegArrays, index: np.ndarray, settings: SegTrainSettings, in
     if init_state is not None:
         net.load_state_dict(init_state)
     net.to(device)
-    net.freeze_encoder(settings.freeze_encoder)
+    net.freeze_encoder(settings.freeze_encoder, settings.encoder_bn)
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps = settings.epochs * int(np.ceil(_frames_per_epoch(len(index), settings.batch_size) / settings.batch_size))

@@ -103,7 +103,14 @@ def _seed(args) -> int:
 
 def _settings(args) -> SegTrainSettings:
     epochs = args.epochs or (200 if args.preset == "paper" else COMPACT_EPOCHS)
-    return SegTrainSettings(preset=args.preset, epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    return SegTrainSettings(preset=args.preset, epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                            encoder_bn=args.encoder_bn)
+
+
+def protocol_title(protocol: ProtocolSettings) -> str:
+    base = protocol.base
+    return (f"Fluorescence segmentation, {base.preset} preset, {base.epochs} epochs, {protocol.folds}-fold "
+            f"cross-validation, transfer encoders' BatchNorm statistics {base.encoder_bn}")
 
 
 def _bootstrap_mean(values: Sequence[float], n: int = 1000, seed: int = 0) -> dict:
@@ -138,8 +145,8 @@ def build_seg_card(arch: str, outcome, data: SegArrays, description: dict, pretr
         gradcam_layers=[],
         training={
             "data": description, "preset": s.preset,
-            "protocol": (f"transfer: encoder from {pretrained}, frozen; decoder trained on all "
-                         f"{outcome.n_train} frames of dataset B"),
+            "protocol": (f"transfer: encoder from {pretrained}, frozen (BatchNorm statistics {s.encoder_bn}); "
+                         f"decoder trained on all {outcome.n_train} frames of dataset B"),
             "pretrained": pretrained, **describe_settings(s),
             "params_m": round(count_parameters(outcome.net), 3),
             "train_seconds": round(outcome.seconds, 1), "regenerate": command,
@@ -188,8 +195,7 @@ def cmd_train_fluoro_seg(args, argv: Sequence[str], say: Say) -> int:
         out = Path(args.out) if args.out else models_dir() / "fluoro_seg_tables"
         result = run_protocol(data, protocol, progress=say, cache=cache, jobs=args.jobs, device=device,
                               on_rows=RowLog(out / PER_IMAGE_FILE))
-        title = (f"Fluorescence segmentation, {base.preset} preset, {base.epochs} epochs, {args.folds}-fold "
-                 f"cross-validation")
+        title = protocol_title(protocol)
         files = [p.name for p in write_protocol(result, out, title).values()]
         print(format_tables(protocol_tables(result), protocol))
         tables = {"title": title, "markdown": format_tables(protocol_tables(result), protocol, markdown=True),
@@ -229,8 +235,7 @@ def cmd_evaluate_fluoro_seg(args, say: Say) -> int:
     protocol = ProtocolSettings(archs=archs, folds=args.folds, targets=tuple(t for t in args.targets.split(",") if t),
                                 base=_settings(args), imagenet=parse_imagenet(args.imagenet_encoder),
                                 drlse=drlse, seed=args.seed)
-    title = (f"Fluorescence segmentation, {protocol.base.preset} preset, {protocol.base.epochs} epochs, "
-             f"{protocol.folds}-fold cross-validation")
+    title = protocol_title(protocol)
     if args.tables_from:  # tabulate rows saved by an earlier (possibly stopped) run
         rows = [r for path in args.tables_from for r in read_rows(path)]
         result = ProtocolResult(rows, protocol)

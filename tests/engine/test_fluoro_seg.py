@@ -72,6 +72,23 @@ def test_frozen_encoder_stays_fixed_and_keeps_its_batchnorm_statistics(arch):
     assert net.encoder.training
 
 
+def test_frozen_encoder_can_adapt_its_batchnorm_statistics_and_nothing_else():
+    torch.manual_seed(0)
+    net = FluoroSegNet(config_for("unet"))
+    net.freeze_encoder(True, batchnorm="adapt")
+    net.train()
+    assert net.encoder.training and not any(p.requires_grad for p in net.encoder.parameters())
+    before = {k: v.clone() for k, v in net.encoder.state_dict().items()}
+    net(torch.randn(2, 1, 64, 64) * 3 + 1)
+    after = net.encoder.state_dict()
+    stats = [k for k in after if "running_" in k]
+    assert stats and all(not torch.equal(after[k], before[k]) for k in stats if "running_mean" in k)
+    weights = [k for k in after if "running_" not in k and "num_batches" not in k]
+    assert all(torch.equal(after[k], before[k]) for k in weights)
+    with pytest.raises(Exception, match="BatchNorm"):
+        net.freeze_encoder(True, batchnorm="sometimes")
+
+
 def test_dice_bce_loss_by_hand():
     target = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
     logits = torch.zeros_like(target)  # p = 0.5 everywhere
