@@ -464,7 +464,7 @@ class MainWindow(ReadingModeMixin, QMainWindow):
         super().showEvent(event)
         if not self._docks_sized:  # docks take their share only once the window has its size
             self._docks_sized = True
-            self.resizeDocks([self.browser_dock, self.results_dock], [400, 460], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.browser_dock, self.results_dock], [440, 460], Qt.Orientation.Horizontal)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.stop_reading()

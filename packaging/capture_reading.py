@@ -48,7 +48,7 @@ def main() -> int:
     add_reader(store, "outline-demo", "dr-a", "Dr A. Reader", "1234")
 
     window = MainWindow(store)
-    window.resize(1600, 1000)
+    window.resize(1920, 1080)  # a common operating-room display
     window.show()
     window.start_reading("outline-demo", "dr-a", "1234")
     deadline = time.monotonic() + 60

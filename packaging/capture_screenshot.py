@@ -29,7 +29,7 @@ def main() -> int:
     first = import_demo_cases(store)
     case_id = sys.argv[2] if len(sys.argv) > 2 else first
     window = MainWindow(store)
-    window.resize(1600, 1000)
+    window.resize(1920, 1080)  # a common operating-room display
     window.show()
     window.case_browser.refresh(select_id=case_id)
     window.open_case(case_id)

@@ -173,22 +173,23 @@ class FluoroView(CaseView):
         levels_button = QPushButton("Reset W/L")
         levels_button.clicked.connect(self.reset_levels)
 
+        # Two rows of controls, so that the view fits a 1920-pixel screen beside both docks: what is drawn and how
+        # to look at it; then the probability overlay and the exports.
+        method_title = QLabel("Method")
         controls = QHBoxLayout()
         controls.setSpacing(8)
-        method_title = QLabel("Method")
-        controls.addWidget(method_title)
-        controls.addWidget(self.method_combo)
-        controls.addWidget(self.pred_checkbox)
-        controls.addWidget(self.truth_checkbox)
-        controls.addWidget(self.heatmap_checkbox)
-        controls.addWidget(self.opacity_slider)
-        controls.addWidget(self.opacity_label)
-        controls.addWidget(self.legend)
+        for widget in (method_title, self.method_combo, self.pred_checkbox, self.truth_checkbox):
+            controls.addWidget(widget)
         controls.addStretch(1)
-        controls.addWidget(self.export_mask_button)
-        controls.addWidget(self.export_contours_button)
         controls.addWidget(fit_button)
         controls.addWidget(levels_button)
+        overlay = QHBoxLayout()
+        overlay.setSpacing(8)
+        for widget in (self.heatmap_checkbox, self.opacity_slider, self.opacity_label, self.legend):
+            overlay.addWidget(widget)
+        overlay.addStretch(1)
+        overlay.addWidget(self.export_mask_button)
+        overlay.addWidget(self.export_contours_button)
         self.model_controls = [method_title, self.method_combo, self.pred_checkbox, self.heatmap_checkbox,
                                self.opacity_slider, self.opacity_label, self.legend, self.export_mask_button,
                                self.export_contours_button]
@@ -199,6 +200,7 @@ class FluoroView(CaseView):
         self.metrics_label = QLabel("")
         self.metrics_label.setObjectName("segMetrics")
         self.metrics_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.metrics_label.setWordWrap(True)
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground(BACKGROUND)
@@ -232,6 +234,7 @@ class FluoroView(CaseView):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 4)
         layout.addLayout(controls)
+        layout.addLayout(overlay)
         layout.addWidget(self.note)
         layout.addWidget(self.metrics_label)
         layout.addWidget(self.graphics, 1)

@@ -28,12 +28,17 @@ TICK_COLOR = QColor("#f2f4f8")
 
 
 def column_title(model: str) -> str:
-    """'fl_cnn[FL]' -> 'FL-CNN', 'mfi_ffp[WLI+FI]' -> 'MFI-FFP WLI+FI'; other model names are shown as they are."""
+    """'fl_cnn[FL]' -> 'FL-CNN', 'mfi_ffp[WLI+FI]' -> 'MFI-FFP WLI+FI', 'fluoro_seg[unetplusplus]' -> 'UNet++';
+    other model names are shown as they are."""
     family, _, modality = model.partition("[")
     if family == "fl_cnn" and modality:
         return f"{modality.rstrip(']')}-CNN"
     if family == "mfi_ffp" and modality:
         return f"MFI-FFP {modality.rstrip(']')}"
+    if family == "fluoro_seg" and modality:
+        from engine.predict.fluoro import method_label
+
+        return method_label(modality.rstrip("]"))
     return model
 
 
@@ -43,6 +48,8 @@ def _column_header(model: str, primary: bool) -> str:
     title, notes = column_title(model), []
     if family == "mfi_ffp" and modality:
         title, notes = "MFI-FFP", [modality.rstrip("]")]
+    if family == "fluoro_seg":
+        notes = ["segmentation"]
     if primary:
         notes.append("primary")
     return f"{title}<br><span style='font-size:10pt;font-weight:normal'>{' · '.join(notes) or '&nbsp;'}</span>"

@@ -124,6 +124,18 @@ def test_frame_shows_yellow_prediction_and_green_truth_contours(qtbot, fluoro_wi
     assert view.heat.isVisible() and view.heat.image.shape == (SIZE, SIZE)
 
 
+def test_window_with_a_segmented_frame_fits_a_1920_pixel_screen(qtbot, fluoro_window):
+    """Both docks beside the fluorescence view on a common operating-room display, no clipped result column; the
+    results panel names the net as the paper does."""
+    view = open_frame(qtbot, fluoro_window)
+    fluoro_window.resize(1920, 1080)
+    assert fluoro_window.minimumSizeHint().width() <= 1920
+    assert view.minimumSizeHint().width() <= 1920 - 440 - 460
+    panel = fluoro_window.results_panel
+    qtbot.waitUntil(lambda: "UNet++" in panel.headline.text(), timeout=WAIT_MS)
+    assert "fluoro_seg[" not in panel.headline.text()
+
+
 def test_contours_and_metrics_are_computed_off_the_gui_thread(qtbot, fluoro_window, monkeypatch):
     import threading
 
