@@ -19,7 +19,6 @@ The compact demo preset keeps the paper's proportions at a quarter of the scale 
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -60,32 +59,27 @@ def load_fluoro_manifest(path: str | Path) -> list[SegSample]:
     optionally group (tumor type) and spacing_mm (pixel size). Paths are relative to the manifest;
     masks are images where non-zero means tumor and must match their frame's size."""
     from engine.io.images import read_image
+    from engine.io.tables import read_csv_table
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Manifest {path} not found.")
+    rows = read_csv_table(path, MANIFEST_COLUMNS,
+                          expected=f"{', '.join(MANIFEST_COLUMNS)} (optional: group, spacing_mm)")
     samples = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing columns {missing}; expected {', '.join(MANIFEST_COLUMNS)} "
-                             "(optional: group, spacing_mm).")
-        for line, row in enumerate(reader, start=2):
-            where = f"{path}:{line}"
-            image, meta = read_image(path.parent / row["image_path"].strip())
-            mask_image, _ = read_image(path.parent / row["mask_path"].strip())
-            mask = (mask_image if mask_image.ndim == 2 else mask_image.max(axis=2)) > 0
-            if mask.shape != image.shape[:2]:
-                raise ValueError(f"{where}: mask {row['mask_path']} is {mask.shape[1]}x{mask.shape[0]} but frame "
-                                 f"{row['image_path']} is {image.shape[1]}x{image.shape[0]}; they must match.")
-            spacing = (row.get("spacing_mm") or "").strip()
-            try:
-                spacing_mm = (float(spacing), float(spacing)) if spacing else meta.spacing
-            except ValueError:
-                raise ValueError(f"{where}: spacing_mm must be a number, got {spacing!r}.") from None
-            samples.append(SegSample(row["frame_id"].strip(), row["dataset"].strip(), image, mask,
-                                     meta.bit_depth, spacing_mm, (row.get("group") or "").strip()))
+    for line, row in enumerate(rows, start=2):
+        where = f"{path}:{line}"
+        image, meta = read_image(path.parent / row["image_path"].strip())
+        mask_image, _ = read_image(path.parent / row["mask_path"].strip())
+        mask = (mask_image if mask_image.ndim == 2 else mask_image.max(axis=2)) > 0
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f"{where}: mask {row['mask_path']} is {mask.shape[1]}x{mask.shape[0]} but frame "
+                             f"{row['image_path']} is {image.shape[1]}x{image.shape[0]}; they must match.")
+        spacing = (row.get("spacing_mm") or "").strip()
+        try:
+            spacing_mm = (float(spacing), float(spacing)) if spacing else meta.spacing
+        except ValueError:
+            raise ValueError(f"{where}: spacing_mm must be a number, got {spacing!r}.") from None
+        samples.append(SegSample(row["frame_id"].strip(), row["dataset"].strip(), image, mask,
+                                 meta.bit_depth, spacing_mm, (row.get("group") or "").strip()))
     if not samples:
         raise ValueError(f"{path}: the manifest lists no frames.")
     return samples

@@ -398,25 +398,21 @@ class RowLog:
 
 def read_rows(path: str | Path) -> list[dict]:
     """Per-image rows from a CSV written by the protocol (numbers parsed back; 'inf' stays infinite)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Per-image metrics {path} not found; it is the {PER_IMAGE_FILE} of an earlier run.")
+    from engine.io.tables import read_csv_table
+
+    required = ("method", "net", "fold", "dataset", "frame_id", "dice")
     rows = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in ("method", "net", "fold", "dataset", "frame_id", "dice") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing columns {missing}; pass a {PER_IMAGE_FILE} written by the protocol.")
-        for row in reader:
-            out: dict = {}
-            for key, value in row.items():
-                if key in ("method", "net", "dataset", "frame_id", "group"):
-                    out[key] = value
-                elif value in ("", None):
-                    continue  # e.g. the mm columns of frames without a pixel size
-                else:
-                    out[key] = int(value) if key in _INT_COLUMNS else float(value)
-            rows.append(out)
+    for row in read_csv_table(path, required, what=f"Per-image metrics ({PER_IMAGE_FILE} of an earlier run)",
+                              expected=f"the columns of a {PER_IMAGE_FILE} written by the protocol"):
+        out: dict = {}
+        for key, value in row.items():
+            if key in ("method", "net", "dataset", "frame_id", "group"):
+                out[key] = value
+            elif value in ("", None):
+                continue  # e.g. the mm columns of frames without a pixel size
+            else:
+                out[key] = int(value) if key in _INT_COLUMNS else float(value)
+        rows.append(out)
     if not rows:
         raise ValueError(f"{path}: no rows.")
     return rows

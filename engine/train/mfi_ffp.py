@@ -13,7 +13,6 @@ CUDA); rank 0 evaluates and writes the card.
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -57,28 +56,22 @@ def load_node_manifest(path: str | Path) -> list[NodeSample]:
     Paths are relative to the manifest's folder; an empty path means that modality was not captured
     (such nodes can train only the models that do not need it)."""
     from engine.io.images import read_image
+    from engine.io.tables import read_csv_table
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Manifest {path} not found.")
     samples = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing columns {missing}; expected {', '.join(MANIFEST_COLUMNS)}.")
-        for line, row in enumerate(reader, start=2):
-            where = f"{path}:{line}"
-            label = (row["metastatic"] or "").strip()
-            if label not in ("0", "1"):
-                raise ValueError(f"{where}: column 'metastatic' must be 0 or 1, got {label!r}.")
-            images, depths = {}, {}
-            for m in NODE_MODALITIES:
-                rel = (row[f"{m.lower()}_path"] or "").strip()
-                if rel:
-                    image, meta = read_image(path.parent / rel)
-                    images[m], depths[m] = image, meta.bit_depth
-            samples.append(NodeSample(row["node_id"], row["patient_id"], int(label), images, depths))
+    for line, row in enumerate(read_csv_table(path, MANIFEST_COLUMNS), start=2):
+        where = f"{path}:{line}"
+        label = (row["metastatic"] or "").strip()
+        if label not in ("0", "1"):
+            raise ValueError(f"{where}: column 'metastatic' must be 0 or 1, got {label!r}.")
+        images, depths = {}, {}
+        for m in NODE_MODALITIES:
+            rel = (row[f"{m.lower()}_path"] or "").strip()
+            if rel:
+                image, meta = read_image(path.parent / rel)
+                images[m], depths[m] = image, meta.bit_depth
+        samples.append(NodeSample(row["node_id"], row["patient_id"], int(label), images, depths))
     if not samples:
         raise ValueError(f"{path}: the manifest lists no nodes.")
     return samples

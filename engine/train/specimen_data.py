@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,26 +40,21 @@ def load_manifest(path: str | Path, modalities: tuple[str, ...] = (FL, WL)) -> l
     """Read a CSV with columns specimen_id, patient_id, fl_path, wl_path, tumor, grade, ki67.
 
     Image paths are relative to the CSV's folder. grade/ki67 are empty for non-tumor specimens."""
+    from engine.io.tables import read_csv_table
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Manifest {path} not found.")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = set(MANIFEST_COLUMNS) - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: missing columns {sorted(missing)}; expected {', '.join(MANIFEST_COLUMNS)}.")
-        records = []
-        for row_no, row in enumerate(reader, start=2):
-            where = f"{path}:{row_no}"
-            images, depths = {}, {}
-            for modality, column in ((FL, "fl_path"), (WL, "wl_path")):
-                if modality in modalities and row[column].strip():
-                    array, meta = read_image(path.parent / row[column].strip())
-                    images[modality], depths[modality] = array, meta.bit_depth
-            labels = {task: _label(row[task], task, where) for task in TASK_LABELS}
-            if labels["tumor"] is None:
-                raise ValueError(f"{where}: every specimen needs a tumor label (0 or 1).")
-            records.append(SpecimenRecord(row["specimen_id"], row["patient_id"], images, depths, labels))
+    records = []
+    for row_no, row in enumerate(read_csv_table(path, MANIFEST_COLUMNS), start=2):
+        where = f"{path}:{row_no}"
+        images, depths = {}, {}
+        for modality, column in ((FL, "fl_path"), (WL, "wl_path")):
+            if modality in modalities and row[column].strip():
+                array, meta = read_image(path.parent / row[column].strip())
+                images[modality], depths[modality] = array, meta.bit_depth
+        labels = {task: _label(row[task], task, where) for task in TASK_LABELS}
+        if labels["tumor"] is None:
+            raise ValueError(f"{where}: every specimen needs a tumor label (0 or 1).")
+        records.append(SpecimenRecord(row["specimen_id"], row["patient_id"], images, depths, labels))
     return records
 
 
