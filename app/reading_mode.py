@@ -96,7 +96,7 @@ class ReadingModeMixin:
         self.reading_dock.setMinimumWidth(380)
         self.resizeDocks([self.reading_dock], [460], Qt.Orientation.Horizontal)
         drawing_view = self._view_for(study.case_kind) if study is not None and study.contours else None
-        if drawing_view is not None and hasattr(drawing_view, "drawing"):
+        if drawing_view is not None and drawing_view.drawing is not None:
             self.reading.attach_drawing(drawing_view.drawing, self)
         self.reading.start()
         self.reading.panel.setFocus()
@@ -116,9 +116,9 @@ class ReadingModeMixin:
         view.show_case(blinded_to_case(blinded))
         if blinded.aid is not None:
             view.show_prediction([aid_to_prediction(blinded.aid, self.reading.names)])
-        elif hasattr(view, "note"):
-            view.note.setText("Reading: images only.")  # not the "press F5 to predict" hint
-        if blinded.draw_contour and hasattr(view, "set_drawing"):
+        else:
+            view.set_note("Reading: images only.")  # not the "press F5 to predict" hint
+        if blinded.draw_contour:
             view.set_drawing(True, blinded.answer.contour if blinded.answer is not None else None)
 
     def stop_reading(self) -> None:

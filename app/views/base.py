@@ -16,6 +16,7 @@ class CaseView(QWidget):
 
     opacity_changed = Signal(float)  # heatmap opacity the user chose (0-1), so the window can remember it
     model_controls: list[QWidget]  # widgets about model output, hidden while a reader reads unaided
+    drawing = None  # a ContourDrawing where a reader can outline the tumor (reader studies with contours)
 
     def set_model_controls_visible(self, visible: bool) -> None:
         """Show or hide every control that concerns model output (unaided reading hides them)."""
@@ -39,6 +40,15 @@ class CaseView(QWidget):
 
     def clear(self) -> None:
         """Show nothing (no case open)."""
+
+    def set_drawing(self, enabled: bool, polygons=None) -> None:
+        """Let a reader outline the tumor, showing `polygons` (views with a `drawing`)."""
+
+    def set_note(self, text: str) -> None:
+        """The one-line hint above the images (views with a `note` label)."""
+        note = getattr(self, "note", None)
+        if note is not None:
+            note.setText(text)
 
     def fit(self) -> None:
         """Zoom so the whole image is visible."""
