@@ -86,6 +86,7 @@ class FluoroSegNet(nn.Module):
         if int(config.get("in_channels", 1)) != 1 or int(config.get("classes", 1)) != 1:
             raise ModelError("fluoro_seg nets take one grey channel and give one tumor logit.")
         self.arch = arch
+        self.adapt_encoder_batchnorm = False  # see freeze_encoder
         self.core = _swin_core(config) if arch == "swin_unetr" else _smp_core(config)
 
     @property
@@ -108,7 +109,7 @@ class FluoroSegNet(nn.Module):
         to adapt."""
         super().train(mode)
         frozen = not any(p.requires_grad for p in self.encoder.parameters())
-        if mode and frozen and not getattr(self, "adapt_encoder_batchnorm", False):
+        if mode and frozen and not self.adapt_encoder_batchnorm:
             self.encoder.eval()
         return self
 

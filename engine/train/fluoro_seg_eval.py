@@ -125,9 +125,9 @@ def drlse_rows(data: SegArrays, index: Sequence[int]) -> list[dict]:
 
 
 def fold_rows(data: SegArrays, s: ProtocolSettings, arch: str, target: str, k: int, method: str,
-              init: dict | None, description: str, device: str = "cpu") -> list[dict]:
+              init: dict | None, description: str, device: str = "cpu") -> tuple[list[dict], float]:
     """Train one fold model (end-to-end, or transfer from `init`) and score its held-out frames of `target`,
-    and for target B also every frame of the test dataset."""
+    and for target B also every frame of the test dataset: (rows, training seconds)."""
     target_index = data.where(target)
     fit, held = kfold(len(target_index), s.folds, s.seed)[k - 1]
     settings = replace(s.base, arch=arch, freeze_encoder=method == "Transfer", seed=s.seed + k)
@@ -137,8 +137,7 @@ def fold_rows(data: SegArrays, s: ProtocolSettings, arch: str, target: str, k: i
     rows = evaluate_net(outcome.net, data, target_index[held], **labels)
     if target == "B":  # the held-out dataset is read by the models fine-tuned on B
         rows += evaluate_net(outcome.net, data, data.where(s.test), **labels)
-    rows[0]["_seconds"] = outcome.seconds
-    return rows
+    return rows, outcome.seconds
 
 
 # ---------------------------------------------------------------------------------------- parallel running
@@ -158,13 +157,17 @@ def _init_worker(data: SegArrays, s: ProtocolSettings, device: str, threads: int
     _WORKER.update(data=data, settings=s, device=device)
 
 
-def _run_task(task: tuple) -> tuple[tuple, object]:
-    data, s, device = _WORKER["data"], _WORKER["settings"], _WORKER["device"]
+def _worker_task(task: tuple) -> tuple[tuple, object]:
+    return _run_task(task, _WORKER["data"], _WORKER["settings"], _WORKER["device"])
+
+
+def _run_task(task: tuple, data: SegArrays, s: ProtocolSettings, device: str) -> tuple[tuple, object]:
+    """('source', arch, dataset) -> state dict; ('drlse', frames) -> (rows, 0); ('fold', ...) -> (rows, seconds)."""
     kind = task[0]
     if kind == "source":
         return task, _source_training(data, task[1], task[2], s, None, device)
     if kind == "drlse":
-        return task, drlse_rows(data, task[1])
+        return task, (drlse_rows(data, task[1]), 0.0)
     _, arch, target, k, method, init, description = task
     return task[:5], fold_rows(data, s, arch, target, k, method, init, description, device)
 
@@ -199,9 +202,10 @@ def run_protocol(data: SegArrays, s: ProtocolSettings, progress: Callable[[str],
     start = time.perf_counter()
     busy: dict[str, float] = {}
 
-    def finished(task: tuple, rows: list[dict]) -> None:
-        for r in rows:
-            busy[r["net"]] = busy.get(r["net"], 0.0) + r.pop("_seconds", 0.0)
+    def finished(task: tuple, value: tuple[list[dict], float]) -> None:
+        rows, seconds = value
+        if task[0] == "fold":
+            busy[task[1]] = busy.get(task[1], 0.0) + seconds
         result.rows.extend(rows)
         if on_rows:
             on_rows(rows)
@@ -232,19 +236,19 @@ def run_protocol(data: SegArrays, s: ProtocolSettings, progress: Callable[[str],
     def follow_ups(task: tuple, state: dict) -> list[tuple]:
         _, arch, source = task
         cache[(arch, source)] = state
+        description = _source_description(data, source)
         out = []
         for target in s.targets:
             if s.source[target] == source and arch not in s.imagenet:
-                result.pretrained[f"{arch}/{target}"] = _source_description(data, source)
-                out += _fold_tasks(s, arch, target, "Transfer", state, _source_description(data, source))
+                result.pretrained[f"{arch}/{target}"] = description
+                out += _fold_tasks(s, arch, target, "Transfer", state, description)
         return out
 
     for key, (_, description) in ready.items():
         result.pretrained["/".join(key)] = description
     if jobs <= 1:
-        _init_worker(data, s, device, torch_threads())
         while tasks:
-            task, value = _run_task(tasks.pop(0))
+            task, value = _run_task(tasks.pop(0), data, s, device)
             if task[0] == "source":
                 tasks[:0] = follow_ups(task, value)
             else:
@@ -257,12 +261,6 @@ def run_protocol(data: SegArrays, s: ProtocolSettings, progress: Callable[[str],
     return result
 
 
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
 def _run_pool(tasks: list[tuple], data: SegArrays, s: ProtocolSettings, device: str, jobs: int,
               finished: Callable, follow_ups: Callable) -> None:
     import multiprocessing as mp
@@ -272,13 +270,13 @@ def _run_pool(tasks: list[tuple], data: SegArrays, s: ProtocolSettings, device: 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                              initargs=(data, s, device, threads)) as pool:
-        pending = {pool.submit(_run_task, t) for t in tasks}
+        pending = {pool.submit(_worker_task, t) for t in tasks}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 task, value = future.result()
                 if task[0] == "source":
-                    pending |= {pool.submit(_run_task, t) for t in follow_ups(task, value)}
+                    pending |= {pool.submit(_worker_task, t) for t in follow_ups(task, value)}
                 else:
                     finished(task, value)
 

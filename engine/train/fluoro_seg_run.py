@@ -64,7 +64,7 @@ def parse_protocol_nets(spec: str) -> tuple[tuple[str, ...], bool]:
 def protocol_device(args) -> str:
     from engine.device import select_device
 
-    return str(select_device(getattr(args, "device", None) or "auto"))
+    return str(select_device(args.device))
 
 
 def parse_imagenet(items: Sequence[str] | None) -> dict[str, str]:
