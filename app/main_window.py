@@ -27,24 +27,19 @@ from app.widgets.model_cards import ModelCardsDialog
 from app.widgets.node_assignment import NodeAssignmentDialog
 from app.widgets.results_panel import ResultsPanel
 from app.workers import error_text, keep_garbage_collection_on_gui_thread, submit
-from engine.cases.loading import (
+from engine.cases.kinds import find_kind
+from engine.cases.model import Case
+from engine.data import Prediction
+from engine.io.images import IMAGE_SUFFIXES
+from engine.kinds.lymph_node import (
     NodeFile,
     describe_node_files,
     looks_like_node_images,
     node_mapping_from_names,
-    open_into_store,
     open_node_into_store,
 )
-from engine.cases.model import Case
-from engine.io.images import IMAGE_SUFFIXES
-from engine.predict.base import Prediction
-from engine.predict.service import (
-    PREDICTOR_MODALITIES,
-    PredictionService,
-    model_label,
-    stored_predictions,
-    truth_labels,
-)
+from engine.kinds.opening import open_into_store
+from engine.service import PredictionService, model_label, stored_predictions, truth_labels
 from engine.settings import Settings, load_settings, save_settings
 
 log = logging.getLogger(__name__)
@@ -227,7 +222,7 @@ class MainWindow(ReadingModeMixin, QMainWindow):
         view = self._view_for(case.kind)
         self.stack.setCurrentWidget(view)
         view.show_case(case)
-        self.results_panel.set_case(case.id, truth_labels(case))
+        self.results_panel.set_case(case.id, truth_labels(case), case.kind)
         self.model_label.setText(self.service.cards_label(case.kind))  # this kind's models until a prediction
         self.statusBar().showMessage(f"Opened {case.id}", 4000)
 
@@ -239,31 +234,19 @@ class MainWindow(ReadingModeMixin, QMainWindow):
             view = cls()
             view.set_opacity(self.settings.heatmap_opacity)
             view.opacity_changed.connect(self._opacity_changed)
-            if hasattr(view, "method_changed"):  # segmentation views: another method, segment again
-                self._sync_segmentation_method(view)
-                view.method_changed.connect(self._segmentation_method_changed)
+            kind_info = find_kind(kind)
+            if kind_info is not None and kind_info.methods():  # the user picks the model: keep view and service agreed
+                view.set_methods(kind_info.methods(), self.service.method(kind))
+                view.method_changed.connect(lambda method, k=kind, v=view: self._method_changed(k, v, method))
             self.stack.addWidget(view)
             self._views[kind] = view
         return self._views[kind]
 
-    def _sync_segmentation_method(self, view) -> None:
-        """The view's method combo and the service agree: the service's choice when the combo offers it."""
-        from engine.predict.service import default_segmentation_method
-
-        wanted = self.service.segmentation_method or default_segmentation_method()
-        view.method_combo.blockSignals(True)
-        try:
-            view.set_method(wanted)
-        except ValueError:
-            wanted = view.method()
-        finally:
-            view.method_combo.blockSignals(False)
-        self.service.segmentation_method = wanted
-
-    def _segmentation_method_changed(self, method: str) -> None:
-        self.service.segmentation_method = method
-        case = self.current_case
-        if case is not None and case.kind in PREDICTOR_MODALITIES and self.auto_predict:
+    def _method_changed(self, kind: str, view: CaseView, method: str) -> None:
+        """Another method chosen in a view: the service uses it for the kind from now on, and the open case
+        (shown in that view) runs again."""
+        self.service.set_method(kind, method)
+        if self.current_case is not None and self.current_view() is view and self.auto_predict:
             self.predict()
 
     def current_view(self) -> CaseView:
@@ -499,7 +482,7 @@ def _prepare(case: Case, predictions: list[Prediction]) -> object | None:
 def _load_case(store, case_id: str) -> tuple[Case, list[Prediction], object | None]:
     """Worker job: the case's images, its stored predictions and what its view prepares from them."""
     case = store.load_case(case_id)
-    stored = stored_predictions(case, store.predictions_for(case_id))
+    stored = stored_predictions(case, [s.summary for s in store.predictions_for(case_id)])
     return case, stored, _prepare(case, stored)
 
 

@@ -17,8 +17,8 @@ from PySide6.QtWidgets import QWidget
 
 from app.widgets.reading_panel import ReadingPanel
 from engine.cases.model import Case, GroundTruth
-from engine.predict.base import Prediction
-from engine.predict.service import truth_labels
+from engine.data import Prediction
+from engine.service import truth_labels
 from engine.studies import BlindedCase, ModelAid, ReadingSession, StudyError
 from engine.studies.model import KEY_COMMENT, KEY_NEGATIVE, KEY_NEXT, KEY_POSITIVE, KEY_PREVIOUS, KEY_RESUME
 
@@ -49,9 +49,10 @@ def blinded_to_case(blinded: BlindedCase) -> Case:
 
 def aid_to_prediction(aid: ModelAid, names: tuple[str, str]) -> Prediction:
     """The aided reader's model output in the shape the case views draw (probability, threshold, call, maps)."""
-    return Prediction(model=aid.model, weights_sha256={}, probabilities={aid.label: aid.probability},
-                      thresholds={aid.label: aid.threshold}, calls={aid.label: names[0] if aid.positive else names[1]},
-                      masks=dict(aid.masks), heatmaps=dict(aid.heatmaps))
+    prediction = Prediction(family=aid.family, variant=aid.variant, masks=dict(aid.masks),
+                            heatmaps=dict(aid.heatmaps))
+    prediction.set_result(aid.label, names[0] if aid.positive else names[1], aid.probability, aid.threshold)
+    return prediction
 
 
 def local_time(iso: str) -> str:

@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("paths", nargs="+", help="image files (FL/WL guessed from name or content), the WLI/FI/PCI "
                                              "files of one lymph node (named *wli*, *fi*, *pci*), or bundle folders")
     pr.add_argument("--out", help="write results to this .json or .csv file (default: JSON to stdout)")
-    pr.add_argument("--modality", choices=[FL, WL], help="treat every loose image file as this modality")
+    pr.add_argument("--modality", help="treat every loose image file as this modality (e.g. FL, WL, NIR, FI)")
     pr.add_argument("--explain", action="store_true", help="also compute Grad-CAM (slower; saved with --save-bundles)")
     pr.add_argument("--save-bundles", help="write each case with its prediction as a bundle into this folder")
 
@@ -77,7 +77,6 @@ def _parser() -> argparse.ArgumentParser:
 
     md = sub.add_parser("make-demo-data", help="write the demo case bundles")
     md.add_argument("--out", help="folder (default: resources/demo_cases)")
-    md.add_argument("--seed", type=int, default=7)
 
     sub.add_parser("models", help="list the installed model cards")
 
@@ -151,8 +150,8 @@ def cmd_models() -> int:
         return 1
     print(f"{'name':<26} {'family':<10} {'input':<10} {'threshold':>9}  {'weights':>9}  sha256        task")
     for c in cards:
-        threshold = c.thresholds.get("operating", next(iter(c.thresholds.values()), 0.0))
-        modality = c.input.get("modality") or "+".join(c.input.get("modalities", []))
+        threshold = next(iter(c.thresholds.values())).value
+        modality = "+".join(c.input.modalities)
         print(f"{c.name:<26} {c.family:<10} {modality:<10} {threshold:>9.3f}"
               f"  {c.weights.get('bytes', 0) / 1e6:>7.2f}MB  {c.weights['sha256'][:12]}  {c.task}")
     print(f"\n{cards[0].intended_use}")
@@ -160,28 +159,22 @@ def cmd_models() -> int:
 
 
 def _cases_from_paths(paths: Sequence[str], modality: str | None):
-    from engine.cases.loading import (
-        case_from_images,
-        case_from_loose_images,
-        load_case_source,
-        looks_like_node_images,
-    )
+    from engine.kinds.opening import case_from_loose_images, kind_for_files, load_case_source
 
     files = [Path(p) for p in paths]
-    if not modality and len(files) > 1 and all(f.is_file() for f in files) and looks_like_node_images(files):
-        yield " ".join(paths), case_from_loose_images(files)  # the WLI/FI/PCI images of one lymph node
+    if not modality and len(files) > 1 and all(f.is_file() for f in files) and kind_for_files(files).claims_files(
+            files) > 1:  # a kind that takes several files as one case (the WLI/FI/PCI images of one lymph node)
+        yield " ".join(paths), case_from_loose_images(files)
         return
     for raw in paths:
-        path = Path(raw)
-        yield raw, (case_from_images([path], modality=modality) if modality and path.is_file()
-                    else load_case_source(path))
+        yield raw, load_case_source(Path(raw), modality)
 
 
 def cmd_predict(args) -> int:
     from tqdm import tqdm
 
     from engine.cases.bundle import write_bundle
-    from engine.predict.service import PredictionService
+    from engine.service import PredictionService
 
     service = PredictionService(store=None, actor="oncolens-cli")
     results = []
@@ -189,7 +182,7 @@ def cmd_predict(args) -> int:
     for source, case in tqdm(cases, desc="predict", unit="case", file=sys.stderr):
         for pred in service.predict_case(case, explain=args.explain):
             case.predictions.append(pred)
-            results.append({"source": source, "case_id": case.id, **pred.summary()})
+            results.append({"source": source, "case_id": case.id, **pred.summary().to_dict()})
         if args.save_bundles:
             write_bundle(case, Path(args.save_bundles) / case.id)
     if not args.out:
@@ -199,14 +192,18 @@ def cmd_predict(args) -> int:
             writer = csv.writer(fh)
             writer.writerow(["source", "case_id", "model", "task", "probability", "threshold", "call", "ms_total"])
             for r in results:
-                for task, call in r["calls"].items():
-                    writer.writerow([r["source"], r["case_id"], r["model"], task, r["probabilities"].get(task, ""),
-                                     r["thresholds"].get(task, ""), call, r["timings_ms"].get("total", "")])
+                for task, result in r["tasks"].items():
+                    writer.writerow([r["source"], r["case_id"], r["model"], task, _blank(result["probability"]),
+                                     _blank(result["threshold"]), result["call"], r["timings_ms"].get("total", "")])
     else:
         Path(args.out).write_text(json.dumps(results, indent=2), encoding="utf-8")
     if args.out:
         _say(f"wrote {len(results)} predictions to {args.out}")
     return 0
+
+
+def _blank(value) -> object:
+    return "" if value is None else value
 
 
 def _records(data: str, n_patients: int, per_patient: int, seed: int):
@@ -233,26 +230,17 @@ def cmd_train(args, argv: Sequence[str]) -> int:
     command = "oncolens " + " ".join(shlex.quote(a) for a in argv)
     modalities = [FL, WL] if args.modality == "all" else [args.modality]
     tasks = ["tumor", "grade", "ki67"] if args.task == "all" else [args.task]
-    previous = os.environ.get("ONCOLENS_MODELS_DIR")
-    if args.models_dir:  # cards are written under models_dir(); point it at the requested folder for this run
-        os.environ["ONCOLENS_MODELS_DIR"] = str(Path(args.models_dir).resolve())
-    try:
-        for modality in modalities:
-            for task in tasks:
-                settings = FLCNNTrainSettings(modality=modality, task=task, preset=args.preset,
-                                              epochs=args.epochs or 10, batch_size=args.batch_size, seed=args.seed,
-                                              pretrained_path=args.pretrained)
-                outcome = train_fl_cnn(records, settings, progress=_say)
-                card = save_trained(settings, outcome, data_desc, command)
-                auc = outcome.evaluation.to_dict()["metrics"]["auc"]
-                _say(f"{card.name}: test AUC {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}], "
-                     f"threshold {outcome.threshold:.3f}, {outcome.seconds:.0f} s -> {card.folder}")
-    finally:
-        if args.models_dir:
-            if previous is None:
-                os.environ.pop("ONCOLENS_MODELS_DIR", None)
-            else:
-                os.environ["ONCOLENS_MODELS_DIR"] = previous
+    root = Path(args.models_dir).resolve() if args.models_dir else None
+    for modality in modalities:
+        for task in tasks:
+            settings = FLCNNTrainSettings(modality=modality, task=task, preset=args.preset,
+                                          epochs=args.epochs or 10, batch_size=args.batch_size, seed=args.seed,
+                                          pretrained_path=args.pretrained)
+            outcome = train_fl_cnn(records, settings, progress=_say)
+            card = save_trained(settings, outcome, data_desc, command, root)
+            auc = outcome.evaluation.to_dict()["metrics"]["auc"]
+            _say(f"{card.name}: test AUC {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}], "
+                 f"threshold {outcome.threshold:.3f}, {outcome.seconds:.0f} s -> {card.folder}")
     return 0
 
 
@@ -289,15 +277,11 @@ def format_table(evaluations: dict) -> str:
 
 
 def cmd_make_demo(args) -> int:
+    from engine.kinds import case_kinds
     from engine.paths import demo_cases_dir
-    from engine.phantoms.fluoro_frames import write_fluoro_demo_cases
-    from engine.phantoms.glioma import write_glioma_demo_cases
-    from engine.phantoms.lymph_node import write_node_demo_cases
 
     out = Path(args.out) if args.out else demo_cases_dir()
-    paths = write_glioma_demo_cases(out, seed=args.seed)
-    paths += write_node_demo_cases(out)
-    paths += write_fluoro_demo_cases(out, size=512)  # 512 px keeps the bundled frames small
+    paths = [p for kind in case_kinds() for p in kind.write_demo_cases(out)]
     _say(f"wrote {len(paths)} demo cases to {out}")
     return 0
 

@@ -1,13 +1,23 @@
 """One registry of model families; models are described by data (cards) and built only through here.
 
-A card lives in `models/<name>/config.json`; `models/<name>/README.md` is generated from it.
-Weights are safetensors only and must match the sha256 in the card: no silent random init, ever.
+A card lives in `<root>/<name>/config.json` (root: the shipped `models/` folder unless the caller names
+another); `<root>/<name>/README.md` is generated from it. Weights are safetensors only, inside the card's own
+folder, and must match the sha256 in the card: no silent random init, ever.
+
+The registry is a leaf: a net module registers its family with `@register_model` when it is imported (the
+predictors and the training code import the nets they use); nothing here imports a net.
+
+Cards are typed (format 2): `input` (modalities, channels, size), one `thresholds` entry per task with the
+rule that chose it, `gradcam_layers` naming the layer behind each heatmap, `preprocessing` (the constants the
+preprocessing of its `kind` reads). Format-1 cards are migrated on load (`migrate_card`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +27,9 @@ from engine.paths import models_dir
 
 CARD_FILE = "config.json"
 CARD_README = "README.md"
+CARD_VERSION = 2
 INTENDED_USE = "Research use only. Not for diagnostic use."
+MAX_INPUT_SIDE = 4096  # a card asking for a larger net input is refused as implausible
 
 _FAMILIES: dict[str, Callable[[dict], Any]] = {}
 
@@ -26,29 +38,59 @@ class ModelError(RuntimeError):
     """A model cannot be created: unknown name, missing or tampered weights, bad card."""
 
 
+@dataclass(frozen=True)
+class CardInput:
+    """What the net reads: the modalities (in channel order), channels and spatial size of its input."""
+
+    modalities: tuple[str, ...]
+    channels: int
+    size: tuple[int, ...]
+    accepts: str = ""  # in words, for the card and for error messages
+
+    @property
+    def modality(self) -> str:
+        """The single modality of a one-modality model."""
+        if len(self.modalities) != 1:
+            raise ModelError(f"This model reads {' + '.join(self.modalities)}, not one modality.")
+        return self.modalities[0]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A task's operating threshold on P(positive), and how it was chosen."""
+
+    value: float
+    rule: str = ""
+
+
 @dataclass
 class ModelCard:
     name: str
     family: str
-    task: str
+    task: str  # in words, e.g. "tumor: non-tumor vs tumor"
     config: dict[str, Any]
-    input: dict[str, Any]  # e.g. {"modality": "FL", "channels": 3, "size": [128, 128]}
-    preprocessing: dict[str, Any]
+    input: CardInput
+    preprocessing: dict[str, Any]  # "kind" names the preprocessing; the rest are its constants
     labels: list[str]  # labels[1] is the positive class of a one-logit head
-    thresholds: dict[str, float]  # operating thresholds, with how they were chosen in `threshold_rule`
-    gradcam_layers: list[str]
+    thresholds: dict[str, Threshold]  # one per task the model answers
+    gradcam_layers: dict[str, str]  # heatmap target (modality or "fusion") -> layer name; {} = none
     training: dict[str, Any]
     evaluation: dict[str, Any]
     weights: dict[str, Any]  # {"file": ..., "sha256": ..., "dtype": ..., "bytes": ...}
     intended_use: str = INTENDED_USE
     description: str = ""
     source: str = ""  # paper the method follows
-    card_version: int = 1
+    card_version: int = CARD_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    root: Path | None = field(default=None, compare=False)  # the models folder it lives in (not saved)
+
+    @property
+    def models_root(self) -> Path:
+        return self.root if self.root is not None else models_dir()
 
     @property
     def folder(self) -> Path:
-        return models_dir() / self.name
+        return self.models_root / self.name
 
     @property
     def weights_path(self) -> Path:
@@ -57,6 +99,122 @@ class ModelCard:
     @property
     def positive_label(self) -> str:
         return self.labels[-1]
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.thresholds)
+
+    def threshold(self, task: str | None = None) -> float:
+        """The operating threshold of `task` (of the only task when None)."""
+        if task is None:
+            if len(self.thresholds) != 1:
+                raise ModelError(f"{self.name}: name the task, the card has thresholds for {', '.join(self.thresholds)}.")
+            task = next(iter(self.thresholds))
+        try:
+            return self.thresholds[task].value
+        except KeyError:
+            raise ModelError(f"{self.name}: no threshold for task {task!r} (it has {', '.join(self.thresholds)}).") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        raw = asdict(self)
+        raw.pop("root")
+        raw["input"]["modalities"] = list(self.input.modalities)
+        raw["input"]["size"] = list(self.input.size)
+        return raw
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], root: Path | None = None, where: str = "model card") -> ModelCard:
+        """A checked card from its JSON (format 1 is migrated first); ModelError naming `where` and the field."""
+        raw = migrate_card(dict(raw))
+        known = {f for f in cls.__dataclass_fields__ if f != "root"}
+        unknown = sorted(set(raw) - known)
+        missing = sorted(f for f in ("name", "family", "task", "config", "input", "preprocessing", "labels",
+                                     "thresholds", "training", "evaluation", "weights") if f not in raw)
+        if unknown or missing:
+            raise ModelError(f"{where}: " + "; ".join(
+                ([f"unknown field(s) {', '.join(unknown)}"] if unknown else [])
+                + ([f"missing field(s) {', '.join(missing)}"] if missing else [])) + ".")
+        try:
+            inp = raw["input"]
+            raw["input"] = CardInput(modalities=tuple(str(m) for m in inp["modalities"]), channels=int(inp["channels"]),
+                                     size=tuple(int(s) for s in inp["size"]), accepts=str(inp.get("accepts", "")))
+            raw["thresholds"] = {str(t): Threshold(float(v["value"]), str(v.get("rule", "")))
+                                 for t, v in raw["thresholds"].items()}
+            raw["gradcam_layers"] = {str(k): str(v) for k, v in (raw.get("gradcam_layers") or {}).items()}
+            card = cls(**raw, root=root)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"{where}: malformed card ({type(exc).__name__}: {exc}). Regenerate it with "
+                             "`oncolens train`.") from exc
+        card.validate(where)
+        return card
+
+    def validate(self, where: str = "model card") -> None:
+        """ModelError listing every problem: thresholds, labels, input size, weights path, names."""
+        problems = []
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", self.name or ""):
+            problems.append(f"name {self.name!r} must be 1-100 letters, digits, '_', '.' or '-'")
+        if not self.thresholds:
+            problems.append("thresholds: at least one task needs an operating threshold")
+        for task, threshold in self.thresholds.items():
+            if not math.isfinite(threshold.value) or not 0.0 <= threshold.value <= 1.0:
+                problems.append(f"thresholds.{task}: {threshold.value!r} is not a probability in [0, 1]")
+        if len(self.labels) < 2 or not all(isinstance(x, str) and x.strip() for x in self.labels):
+            problems.append(f"labels: need the negative and positive label names, got {self.labels!r}")
+        if not self.input.modalities:
+            problems.append("input.modalities: name at least one modality")
+        if not 1 <= self.input.channels <= 64:
+            problems.append(f"input.channels: {self.input.channels} is outside 1-64")
+        if not self.input.size or any(not 8 <= s <= MAX_INPUT_SIDE for s in self.input.size):
+            problems.append(f"input.size: {list(self.input.size)} must be sides of 8-{MAX_INPUT_SIDE} pixels")
+        file_name = str(self.weights.get("file") or "")
+        if file_name and (Path(file_name).name != file_name or file_name in (".", "..")):
+            problems.append(f"weights.file: {file_name!r} must be a file name inside the card's own folder")
+        if not isinstance(self.preprocessing, dict) or not self.preprocessing.get("kind", "x"):
+            problems.append("preprocessing: must be an object with a 'kind'")
+        if problems:
+            raise ModelError(f"{where}: the card is refused: " + "; ".join(problems) + ".")
+
+
+def _task_key(raw: dict[str, Any]) -> str:
+    """Format 1 cards said their task in words ('tumor: non-tumor vs tumor'); its key is before the colon."""
+    text = str(raw.get("task") or "")
+    return text.split(":", 1)[0].strip() if ":" in text else "positive"
+
+
+def migrate_card(raw: dict[str, Any]) -> dict[str, Any]:
+    """Bring a card's JSON up to CARD_VERSION, one step at a time (the shipped cards are stored migrated)."""
+    version = int(raw.get("card_version", 1))
+    if version > CARD_VERSION:
+        raise ModelError(f"Model card {raw.get('name')!r} has format {version}, newer than this OncoLens "
+                         f"understands ({CARD_VERSION}). Update OncoLens.")
+    if version < 2:
+        inp = dict(raw.get("input") or {})
+        if "modalities" not in inp:
+            inp["modalities"] = [inp.pop("modality")] if "modality" in inp else []
+        inp.pop("modality", None)
+        inp.setdefault("channels", 1)
+        inp.setdefault("size", [])
+        raw["input"] = inp
+        rule = str((raw.get("evaluation") or {}).get("threshold_rule") or "")
+        thresholds = {}
+        for key, value in (raw.get("thresholds") or {}).items():
+            task = _task_key(raw) if key == "operating" else key
+            thresholds[task] = {"value": value, "rule": rule or "fixed"}
+        raw["thresholds"] = thresholds
+        layers = raw.get("gradcam_layers") or []
+        if isinstance(layers, list):
+            targets = {}
+            for layer in layers:
+                branch = re.fullmatch(r"branches\.(\w+)\.out", layer)
+                if branch:
+                    targets[branch.group(1)] = layer
+                elif len(layers) == 1 and len(inp["modalities"]) == 1:
+                    targets[inp["modalities"][0]] = layer
+                else:
+                    targets[layer] = layer
+            raw["gradcam_layers"] = targets
+        raw["card_version"] = 2
+    return raw
 
 
 def register_model(family: str) -> Callable:
@@ -71,44 +229,50 @@ def register_model(family: str) -> Callable:
     return wrap
 
 
-def _load_families() -> None:
-    # Importing the nets registers their families.
-    import engine.nets  # noqa: F401
-
-
 def families() -> list[str]:
-    _load_families()
+    """The families whose net modules have been imported (and so registered)."""
     return sorted(_FAMILIES)
 
 
 def build_net(family: str, config: dict):
     """Build an untrained net of a registered family (training uses this; inference uses create_model)."""
-    _load_families()
     if family not in _FAMILIES:
-        raise ModelError(f"Unknown model family '{family}'. Known families: {', '.join(sorted(_FAMILIES))}.")
+        raise ModelError(f"Model family '{family}' is not registered (registered: {', '.join(sorted(_FAMILIES)) or 'none'}). "
+                         f"Import its net module (engine.nets.{family}) before building it.")
     return _FAMILIES[family](config)
 
 
-def list_models(root: Path | None = None) -> list[ModelCard]:
-    root = root or models_dir()
+def _root(root: Path | str | None) -> Path:
+    return Path(root) if root is not None else models_dir()
+
+
+def list_models(root: Path | str | None = None) -> list[ModelCard]:
+    """Every card in the models folder `root` (default: the shipped one)."""
+    root = _root(root)
     if not root.is_dir():
         return []
     return [load_card(p.parent.name, root) for p in sorted(root.glob(f"*/{CARD_FILE}"))]
 
 
-def load_card(name: str, root: Path | None = None) -> ModelCard:
-    root = root or models_dir()
+def load_card(name: str, root: Path | str | None = None) -> ModelCard:
+    """The checked card `name` from the models folder `root` (default: the shipped one)."""
+    root = _root(root)
     path = root / name / CARD_FILE
-    if not path.is_file():
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name) or not path.is_file():
         known = [p.parent.name for p in sorted(root.glob(f"*/{CARD_FILE}"))] if root.is_dir() else []
         raise ModelError(
             f"Unknown model '{name}': no card at {path}. Known models: {', '.join(known) or 'none'}."
         )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return ModelCard(**raw)
-    except (json.JSONDecodeError, TypeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"Model card {path} is malformed ({exc}). Regenerate it with `oncolens train`.") from exc
+    if not isinstance(raw, dict):
+        raise ModelError(f"Model card {path} is malformed (not a JSON object). Regenerate it with `oncolens train`.")
+    card = ModelCard.from_dict(raw, root=root, where=f"Model card {path}")
+    if card.name != name:
+        raise ModelError(f"Model card {path} names itself {card.name!r}; its folder is {name!r}. Rename one.")
+    return card
 
 
 def file_sha256(path: Path) -> str:
@@ -129,17 +293,18 @@ def verify_weights(card: ModelCard) -> Path:
             f"{card.name}: weights file {path} is missing. Reinstall OncoLens or retrain with the command in "
             f"{card.folder / CARD_README}."
         )
+    expected = str(card.weights.get("sha256") or "")
     actual = file_sha256(path)
-    if actual != card.weights["sha256"]:
+    if actual != expected:
         raise ModelError(
             f"{card.name}: weights file {path} does not match its model card (sha256 {actual[:12]}... != "
-            f"{card.weights['sha256'][:12]}...). The file was changed or corrupted; restore it from the "
+            f"{expected[:12] or 'none'}...). The file was changed or corrupted; restore it from the "
             "installation or retrain."
         )
     return path
 
 
-def create_model(name: str, device: Any = None, root: Path | None = None):
+def create_model(name: str, device: Any = None, root: Path | str | None = None):
     """Build the net named by card `name`, load its verified weights, move to `device`, eval mode.
 
     Returns (module, card)."""
@@ -149,7 +314,11 @@ def create_model(name: str, device: Any = None, root: Path | None = None):
     card = load_card(name, root)
     path = verify_weights(card)
     net = build_net(card.family, card.config)
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for a damaged header or body
+        raise ModelError(f"{card.name}: weights file {path} cannot be read as safetensors ({exc}). "
+                         "Restore it from the installation or retrain.") from exc
     reference = net.state_dict()
     state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
     mismatched = [k for k, v in state.items() if k in reference and reference[k].shape != v.shape]
@@ -206,15 +375,22 @@ def round_trip_fp16(net) -> None:
 
 
 def write_card(card: ModelCard) -> None:
-    """Write config.json and the human-readable README.md generated from it."""
+    """Write config.json and the human-readable README.md generated from it, in the card's models folder."""
+    card.validate(f"Model card {card.name}")
     card.folder.mkdir(parents=True, exist_ok=True)
-    (card.folder / CARD_FILE).write_text(json.dumps(asdict(card), indent=2) + "\n", encoding="utf-8")
+    (card.folder / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
     (card.folder / CARD_README).write_text(render_card(card), encoding="utf-8")
 
 
 def _table(rows: dict[str, Any]) -> str:
     lines = ["| key | value |", "|---|---|"]
     lines += [f"| {k} | {json.dumps(v) if not isinstance(v, str) else v} |" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def _thresholds_table(card: ModelCard) -> str:
+    lines = ["| task | threshold | chosen by |", "|---|---|---|"]
+    lines += [f"| {task} | {t.value:.6g} | {t.rule} |" for task, t in card.thresholds.items()]
     return "\n".join(lines)
 
 
@@ -237,12 +413,14 @@ def render_card(card: ModelCard) -> str:
 {card.description}
 
 - Family: `{card.family}` · task: {card.task} · labels: {' / '.join(card.labels)} (positive: {card.positive_label})
+- Card format {card.card_version}
 - Method source: {card.source}
 - Weights: `{card.weights.get('file')}` ({card.weights.get('dtype')}, {card.weights.get('bytes', 0) / 1e6:.2f} MB),
   sha256 `{card.weights.get('sha256')}`
 
 ## Input
-{_table(card.input)}
+{_table({"modalities": " + ".join(card.input.modalities), "channels": card.input.channels,
+         "size": " x ".join(str(v) for v in card.input.size), "accepts": card.input.accepts})}
 
 ## Preprocessing
 {_table(card.preprocessing)}
@@ -251,9 +429,9 @@ def render_card(card: ModelCard) -> str:
 {_table(card.config)}
 
 ## Operating thresholds
-{_table(card.thresholds)}
+{_thresholds_table(card)}
 
-Grad-CAM target layers: {', '.join(f'`{x}`' for x in card.gradcam_layers) or 'none (segmentation: the probability map is shown)'}
+Grad-CAM target layers: {', '.join(f'{k}: `{v}`' for k, v in card.gradcam_layers.items()) or 'none (segmentation: the probability map is shown)'}
 
 ## Training data and procedure
 {_table(card.training)}

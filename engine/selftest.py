@@ -9,8 +9,8 @@ import time
 def run_self_test() -> int:
     from engine.cases.bundle import read_bundle
     from engine.paths import demo_cases_dir, models_dir
-    from engine.predict.service import PredictionService
     from engine.registry import create_model, list_models
+    from engine.service import PredictionService
 
     started = time.perf_counter()
     cards = list_models()
@@ -33,7 +33,7 @@ def run_self_test() -> int:
         seen.add(case.kind)
         for pred in service.predict_case(case, explain=True):
             if not all(0.0 <= p <= 1.0 for p in pred.probabilities.values()) or not pred.heatmaps:
-                print(f"self-test FAILED: bad prediction on {case.id} by {pred.model}: {pred.summary()}",
+                print(f"self-test FAILED: bad prediction on {case.id} by {pred.model}: {pred.summary().to_dict()}",
                       file=sys.stderr)
                 return 1
             print(f"ok  predict {case.id} {pred.model}: " +

@@ -8,7 +8,7 @@ from PySide6.QtGui import QPainter, QPixmap
 from PySide6.QtWidgets import QLabel, QSlider, QVBoxLayout, QWidget
 
 from engine.cases.model import Case
-from engine.predict.base import Prediction
+from engine.data import Prediction
 
 
 class CaseView(QWidget):

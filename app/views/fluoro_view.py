@@ -25,10 +25,11 @@ from PySide6.QtWidgets import (
 from app.views.base import CaseView, colormap_legend, opacity_controls
 from app.views.glioma_view import BACKGROUND, TITLE_COLOR, robust_levels
 from app.widgets.contour_drawing import ContourDrawing
+from engine.cases.kinds import Method
 from engine.cases.model import Case
+from engine.data import Prediction
 from engine.metrics.segmentation import segmentation_metrics
-from engine.predict.base import Prediction
-from engine.predict.fluoro import MODALITY, STRUCTURE, installed_methods, method_label
+from engine.predict.fluoro import MODALITY, STRUCTURE, method_label
 from engine.seg.contours import (
     Contour,
     export_contours_csv,
@@ -151,7 +152,6 @@ class FluoroView(CaseView):
 
         self.method_combo = QComboBox()
         self.method_combo.setToolTip("Segmentation method: a trained network or the DRLSE level set (baseline)")
-        self.refresh_methods()
         self.pred_checkbox = QCheckBox("Prediction (yellow)")
         self.truth_checkbox = QCheckBox("Truth (green)")
         self.heatmap_checkbox = QCheckBox("Probability (H)")
@@ -250,13 +250,12 @@ class FluoroView(CaseView):
 
     # -- methods ----------------------------------------------------------------------------------
 
-    def refresh_methods(self) -> None:
-        """Fill the method combo from the installed cards (DRLSE is always there)."""
-        current = self.method()
+    def set_methods(self, methods: list[Method], current: str | None) -> None:
+        """Offer these methods (from the kind: installed nets, then DRLSE) with `current` selected; no signal."""
         self.method_combo.blockSignals(True)
         self.method_combo.clear()
-        for method in installed_methods():
-            self.method_combo.addItem(method_label(method), method)
+        for method in methods:
+            self.method_combo.addItem(method.label, method.id)
         index = self.method_combo.findData(current)
         self.method_combo.setCurrentIndex(max(index, 0))
         self.method_combo.blockSignals(False)
@@ -345,8 +344,7 @@ class FluoroView(CaseView):
             button.setEnabled(True)
         self.metrics = dict(metrics)
         self.metrics_label.setText(self._metrics_text(prediction))
-        method = prediction.model.partition("[")[2].rstrip("]")
-        self.note.setText(f"{method_label(method)}: yellow = prediction"
+        self.note.setText(f"{method_label(prediction.variant)}: yellow = prediction"
                           + (", green = ground truth." if self.truth_mask is not None else "."))
 
     def clear(self) -> None:

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 
 from app.views.base import CaseView, colormap_legend, opacity_controls
 from engine.cases.model import FL, WL, Case
-from engine.predict.base import Prediction
+from engine.data import Prediction
 
 HEATMAP_COLORMAP = "inferno"  # perceptually uniform, readable on a dark background
 HEATMAP_TASKS = (("Tumor", "tumor"), ("Grade", "grade"), ("Ki-67", "ki67"))
@@ -195,7 +195,7 @@ class GliomaView(CaseView):
                 task, _, modality = key.partition("/")
                 self._heatmaps[(task, modality)] = heatmap
                 modalities.add(modality)
-            modality = prediction.model.partition("[")[2].rstrip("]") or next(iter(modalities), "")
+            modality = prediction.variant or next(iter(modalities), "")
             for task, call in prediction.calls.items():
                 self._calls[(task, modality)] = call
         self._update_overlays()

@@ -20,9 +20,9 @@ from PySide6.QtWidgets import (
 from app.views.base import CaseView, colormap_legend, opacity_controls
 from app.views.glioma_view import BACKGROUND, HEATMAP_COLORMAP, TITLE_COLOR, robust_levels
 from app.widgets.results_panel import NEGATIVE_COLOR, POSITIVE_COLOR
-from engine.cases.loading import FI, NODE_MODALITIES, NODE_MODALITY_TITLES, PCI, WLI
 from engine.cases.model import Case
-from engine.predict.base import Prediction
+from engine.data import Prediction
+from engine.kinds.lymph_node import FI, NODE_MODALITIES, NODE_MODALITY_TITLES, PCI, WLI
 
 FUSION = "fusion"  # heatmap key of the fusion-layer Grad-CAM ('<label>/fusion')
 TASK = "metastatic"
@@ -288,7 +288,7 @@ class LymphNodeView(CaseView):
                  if panel.show_heatmap(self._heatmaps.get(key), self._shape, show, self.opacity())]
         fusion = self.panels[FUSION]
         if self._prediction is not None and FUSION not in self._heatmaps and self._fusion_base is not None:
-            single = self._prediction.model.count("+") == 0 and "[" in self._prediction.model
+            single = len([m for m in self._prediction.variant.split("+") if m]) == 1
             fusion.show_missing("No fusion layer\n(uni-modal model)" if single else "No fusion map", self._centre())
         else:
             fusion.show_missing("", self._centre())
@@ -329,7 +329,7 @@ class LymphNodeView(CaseView):
         call = prediction.calls.get(TASK, "—")
         positive = probability is not None and threshold is not None and probability >= threshold
         color = (POSITIVE_COLOR if positive else NEGATIVE_COLOR).name()
-        modes = prediction.model.partition("[")[2].rstrip("]") or prediction.model
+        modes = prediction.variant or prediction.model
         parts = [f"<span style='font-size:14pt'><b>P(metastatic) "
                  f"{'—' if probability is None else f'{100 * probability:.1f} %'}</b></span>"]
         if threshold is not None:

@@ -15,17 +15,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.cases.model import CASE_KINDS
+from engine.cases.kinds import case_kinds, find_kind
 from engine.store import CaseSummary
 
 COLUMNS = ("Case", "Patient", "Images", "Truth")
-KIND_TITLES = {
-    "glioma_specimen": "Glioma specimen",
-    "lymph_node": "Lymph node",
-    "fluoro_frame": "Fluorescence frame",
-    "sarcoma_petct": "Sarcoma PET/CT",
-    "thyroid_usct": "Thyroid US/CT",
-}
+
+
+def kind_title(kind: str) -> str:
+    info = find_kind(kind)
+    return info.title if info is not None else kind
 
 
 class CaseBrowser(QWidget):
@@ -43,8 +41,8 @@ class CaseBrowser(QWidget):
         self.filter_edit.setClearButtonEnabled(True)
         self.kind_combo = QComboBox()
         self.kind_combo.addItem("All case kinds", None)
-        for kind in CASE_KINDS:
-            self.kind_combo.addItem(KIND_TITLES.get(kind, kind), kind)
+        for kind in case_kinds():
+            self.kind_combo.addItem(kind.title, kind.name)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
@@ -137,6 +135,6 @@ class CaseBrowser(QWidget):
 
     @staticmethod
     def _tooltip(summary: CaseSummary) -> str:
-        kind = KIND_TITLES.get(summary.kind, summary.kind)
+        kind = kind_title(summary.kind)
         results = f"{summary.n_predictions} stored result{'s' if summary.n_predictions != 1 else ''}"
         return f"{summary.id}\n{kind}\n{results}\nAdded {summary.created[:16].replace('T', ' ')}\n{summary.bundle_path}"

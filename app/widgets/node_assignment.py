@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.cases.loading import NODE_MODALITIES, NODE_MODALITY_TITLES, NodeFile, node_assignment_problems
+from engine.kinds.lymph_node import NODE_MODALITIES, NODE_MODALITY_TITLES, NodeFile, node_assignment_problems
 
 NOT_USED = "— not used —"
 

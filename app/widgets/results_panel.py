@@ -16,40 +16,31 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.predict.base import Prediction
+from engine.cases.kinds import CaseKind, TaskInfo, find_kind
+from engine.data import Prediction
 
-TASK_TITLES = {"tumor": "Tumor", "grade": "Grade", "ki67": "Ki-67", "metastatic": "LNM"}
-TASK_QUESTIONS = {"tumor": "tumor vs non-tumor", "grade": "GBM vs lower grade", "ki67": "Ki-67 ≥ 10 %",
-                  "metastatic": "metastatic vs benign"}
 POSITIVE_COLOR = QColor("#ffb347")  # amber: at or above the operating threshold
 NEGATIVE_COLOR = QColor("#5fa8d3")  # steel blue: below it
 TRACK_COLOR = QColor("#2a313c")
 TICK_COLOR = QColor("#f2f4f8")
 
 
-def column_title(model: str) -> str:
-    """'fl_cnn[FL]' -> 'FL-CNN', 'mfi_ffp[WLI+FI]' -> 'MFI-FFP WLI+FI', 'fluoro_seg[unetplusplus]' -> 'UNet++';
-    other model names are shown as they are."""
-    family, _, modality = model.partition("[")
-    if family == "fl_cnn" and modality:
-        return f"{modality.rstrip(']')}-CNN"
-    if family == "mfi_ffp" and modality:
-        return f"MFI-FFP {modality.rstrip(']')}"
-    if family == "fluoro_seg" and modality:
-        from engine.predict.fluoro import method_label
-
-        return method_label(modality.rstrip("]"))
-    return model
+def model_titles(kind: CaseKind | None, prediction: Prediction) -> tuple[str, str]:
+    """(title, small note) of a prediction's model as the case's kind names it, e.g. ('FL-CNN', ''),
+    ('MFI-FFP', 'WLI+FI'), ('UNet++', 'segmentation'); the model id for unknown kinds."""
+    return kind.model_title(prediction) if kind is not None else (prediction.model, "")
 
 
-def _column_header(model: str, primary: bool) -> str:
-    """Bold model name over a small second line (the modes of an MFI-FFP model, 'primary' for the first of several)."""
-    family, _, modality = model.partition("[")
-    title, notes = column_title(model), []
-    if family == "mfi_ffp" and modality:
-        title, notes = "MFI-FFP", [modality.rstrip("]")]
-    if family == "fluoro_seg":
-        notes = ["segmentation"]
+def column_title(kind: CaseKind | None, prediction: Prediction) -> str:
+    """One-line model name: the title and its note, e.g. 'MFI-FFP WLI+FI'."""
+    title, note = model_titles(kind, prediction)
+    return f"{title} {note}" if note and note != "segmentation" else title
+
+
+def _column_header(kind: CaseKind | None, prediction: Prediction, primary: bool) -> str:
+    """Bold model name over a small second line (its note, 'primary' for the first of several)."""
+    title, note = model_titles(kind, prediction)
+    notes = [note] if note else []
     if primary:
         notes.append("primary")
     return f"{title}<br><span style='font-size:10pt;font-weight:normal'>{' · '.join(notes) or '&nbsp;'}</span>"
@@ -136,6 +127,7 @@ class ResultsPanel(QWidget):
         self.cells: dict[tuple[str, str], ResultCell] = {}  # (task, model) -> cell
         self.truth_cells: dict[str, QLabel] = {}
         self._truth: dict[str, str] | None = None
+        self._kind: CaseKind | None = None
 
         self.case_label = QLabel("No case open")
         self.case_label.setObjectName("panelTitle")
@@ -183,10 +175,12 @@ class ResultsPanel(QWidget):
 
     # -- public -----------------------------------------------------------------------------------
 
-    def set_case(self, case_id: str | None, truth: dict[str, str] | None = None) -> None:
-        """A new case: forget shown results; `truth` maps task -> reference label in words."""
+    def set_case(self, case_id: str | None, truth: dict[str, str] | None = None, kind: str | None = None) -> None:
+        """A new case: forget shown results; `truth` maps task -> reference label in words; `kind` names the
+        case kind whose task titles and model names the panel uses."""
         self.case_label.setText(f"Case {case_id}" if case_id else "No case open")
         self._truth = truth
+        self._kind = find_kind(kind) if kind else None
         self.headline.setText("")
         self.state_label.setText("")
         self.timings_label.setText("")
@@ -203,11 +197,12 @@ class ResultsPanel(QWidget):
             return
         primary = predictions[0]
         calls = [call for task, call in primary.calls.items() if task in primary.probabilities]
-        self.headline.setText(f"{column_title(primary.model)} call: " + " · ".join(calls))
+        self.headline.setText(f"{column_title(self._kind, primary)} call: " + " · ".join(calls))
         when = _short_time(primary.created)
         self.state_label.setText(f"Stored result from {when}" if stored else f"Computed {when}")
         timings = [
-            f"{column_title(p.model)} {p.timings_ms['total']:.0f} ms" for p in predictions if "total" in p.timings_ms
+            f"{column_title(self._kind, p)} {p.timings_ms['total']:.0f} ms" for p in predictions
+            if "total" in p.timings_ms
         ]
         device = primary.device or "unknown device"
         self.timings_label.setText(" · ".join(timings + [f"on {device}"]))
@@ -234,15 +229,16 @@ class ResultsPanel(QWidget):
         if not tasks:
             return
         for col, prediction in enumerate(predictions, start=1):
-            header = _column_header(prediction.model, primary=col == 1 and len(predictions) > 1)
+            header = _column_header(self._kind, prediction, primary=col == 1 and len(predictions) > 1)
             self.grid.addWidget(self._header(header), 0, col)
         truth_col = len(predictions) + 1
         if self._truth is not None:
             self.grid.addWidget(self._header("Truth<br><span style='font-size:10pt;font-weight:normal'>reference</span>"),
                                 0, truth_col)
         for row, task in enumerate(tasks, start=1):
-            name = QLabel(f"<b>{TASK_TITLES.get(task, task.title())}</b><br>"
-                          f"<span style='font-size:10pt;color:#9aa5b4'>{TASK_QUESTIONS.get(task, '')}</span>")
+            info = self._kind.task(task) if self._kind is not None else TaskInfo(task, task.title())
+            name = QLabel(f"<b>{info.title}</b><br>"
+                          f"<span style='font-size:10pt;color:#9aa5b4'>{info.question}</span>")
             name.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
             name.setWordWrap(True)
             name.setFixedWidth(88)

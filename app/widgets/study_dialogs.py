@@ -25,11 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.widgets.case_browser import KIND_TITLES
+from engine.cases.kinds import find_kind
 from engine.studies import AIDED, SCALES, UNAIDED, Study, StudyError, add_reader, create_study
-from engine.studies.model import CONTOUR_KINDS
-
-TASK_LABELS = {"glioma_specimen": ("tumor", "grade", "ki67"), "lymph_node": ("metastatic",), "fluoro_frame": ("tumor",)}
 
 
 def _error_label() -> QLabel:
@@ -88,7 +85,8 @@ class NewStudyDialog(QDialog):
         self.kind_combo = QComboBox()
         self.summaries = store.list_cases()
         for kind in dict.fromkeys(s.kind for s in self.summaries):
-            self.kind_combo.addItem(KIND_TITLES.get(kind, kind), kind)
+            info = find_kind(kind)
+            self.kind_combo.addItem(info.title if info else kind, kind)
         self.label_combo = QComboBox()
         self.label_combo.setEditable(True)
         self.case_list = QListWidget()
@@ -153,11 +151,13 @@ class NewStudyDialog(QDialog):
 
     def _fill_kind(self, preselect: str | None) -> None:
         kind = self.kind_combo.currentData()
-        self.contours_box.setEnabled(kind in CONTOUR_KINDS)
-        if kind not in CONTOUR_KINDS:
+        info = find_kind(kind) if kind else None
+        outline = bool(info and info.outline)
+        self.contours_box.setEnabled(outline)
+        if not outline:
             self.contours_box.setChecked(False)
         self.label_combo.clear()
-        self.label_combo.addItems(TASK_LABELS.get(kind, ()))
+        self.label_combo.addItems([t.name for t in info.tasks] if info else [])
         self.case_list.clear()
         modalities: list[str] = []
         for summary in self.summaries:

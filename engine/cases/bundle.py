@@ -1,6 +1,8 @@
 """Case bundles on disk: a folder with case.json plus one lossless file per image, mask and heatmap.
 
-Round-trip is exact: uint8/uint16 arrays go to PNG, every other dtype to .npy.
+Round-trip is exact: uint8/uint16 planes go to PNG, every other array (volumes, clips, floats) to .npy.
+Format 2 records each image's axes and geometry and each prediction's typed summary; format 1 bundles
+(written before the typed data model) are read unchanged.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cases.model import Case, GroundTruth, ImageMeta, ModalityImage, Read
+from engine.cases.model import Case, GroundTruth, Read
+from engine.data import ImageMeta, ModalityImage, Prediction, PredictionSummary
 from engine.io.images import ImageReadError, read_image, write_image
-from engine.predict.base import Prediction
 
 BUNDLE_FORMAT = "oncolens-case"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
 CASE_FILE = "case.json"
 
 
@@ -53,7 +55,8 @@ def write_bundle(case: Case, folder: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     images = {}
     for modality, img in case.images.items():
-        images[modality] = {"file": _save_array(folder, f"image_{modality}", img.array), "meta": img.meta.to_dict()}
+        images[modality] = {"file": _save_array(folder, f"image_{modality}", img.array), "axes": img.axes,
+                            "meta": img.meta.to_dict()}
     truth = None
     if case.truth is not None:
         truth = {
@@ -63,15 +66,12 @@ def write_bundle(case: Case, folder: str | Path) -> Path:
         }
     predictions = []
     for i, pred in enumerate(case.predictions):
-        entry = pred.summary()
+        entry = pred.summary().to_dict()
         entry["masks"] = {k: _save_array(folder, f"pred{i}_mask_{k}", m) for k, m in pred.masks.items()}
         entry["heatmaps"] = {
             k: _save_array(folder, f"pred{i}_heat_{k.replace('/', '__')}", h) for k, h in pred.heatmaps.items()
         }
         entry["contours"] = {k: [c.tolist() for c in cs] for k, cs in pred.contours.items()}
-        entry["timings_ms"] = dict(pred.timings_ms)
-        entry["probabilities"] = dict(pred.probabilities)
-        entry["thresholds"] = dict(pred.thresholds)
         predictions.append(entry)
     doc = {
         "format": BUNDLE_FORMAT,
@@ -120,7 +120,11 @@ def read_bundle(folder: str | Path) -> Case:
                 array = _load_array(folder, entry["file"])
             except ImageReadError as exc:
                 raise BundleError(f"{case_file}: image {modality}: {exc}") from exc
-            case.images[modality] = ModalityImage(modality, array, ImageMeta.from_dict(entry["meta"]))
+            try:
+                case.images[modality] = ModalityImage(modality, array, ImageMeta.from_dict(entry["meta"]),
+                                                      entry.get("axes", ""))
+            except ValueError as exc:
+                raise BundleError(f"{case_file}: image {modality}: {exc}") from exc
         if doc.get("truth") is not None:
             t = doc["truth"]
             case.truth = GroundTruth(
@@ -129,19 +133,13 @@ def read_bundle(folder: str | Path) -> Case:
                 source=t.get("source", ""),
             )
         for entry in doc.get("predictions") or []:
-            case.predictions.append(Prediction(
-                model=entry["model"],
-                weights_sha256=dict(entry["weights_sha256"]),
-                probabilities=dict(entry["probabilities"]),
-                thresholds=dict(entry["thresholds"]),
-                calls=dict(entry["calls"]),
+            summary = PredictionSummary.from_dict({k: v for k, v in entry.items()
+                                                   if k not in ("masks", "heatmaps", "contours")})
+            case.predictions.append(Prediction.from_summary(
+                summary,
                 masks={k: _load_array(folder, f) for k, f in entry["masks"].items()},
                 contours={k: [np.asarray(c, dtype=np.float32) for c in cs] for k, cs in entry["contours"].items()},
                 heatmaps={k: _load_array(folder, f) for k, f in entry["heatmaps"].items()},
-                timings_ms=dict(entry["timings_ms"]),
-                device=entry.get("device", "cpu"),
-                created=entry.get("created", ""),
-                notes=list(entry.get("notes") or []),
             ))
         case.reads = [Read(**r) for r in doc.get("reads") or []]
     except KeyError as exc:

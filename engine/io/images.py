@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.cases.model import ImageMeta
+from engine.data import ImageMeta, dtype_bit_depth
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy")
 
@@ -47,7 +47,7 @@ def read_image(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
             elif array.shape[2] == 3:
                 array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
     return validate_image_array(array, str(path)), ImageMeta(
-        bit_depth=_bit_depth(array), source=path.name
+        bit_depth=dtype_bit_depth(array), source={"file": path.name}
     )
 
 
@@ -62,14 +62,6 @@ def validate_image_array(array: np.ndarray, where: str = "image") -> np.ndarray:
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise ImageReadError(f"{where}: image contains NaN or infinite values.")
     return array
-
-
-def _bit_depth(array: np.ndarray) -> int:
-    if array.dtype == np.uint8:
-        return 8
-    if array.dtype == np.uint16:
-        return 16
-    return int(array.dtype.itemsize * 8)
 
 
 def write_image(path: str | Path, array: np.ndarray) -> None:

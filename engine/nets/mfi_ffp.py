@@ -322,10 +322,12 @@ def build_mfi_ffp(config: dict) -> MFIFFP:
 
 
 def gradcam_layers(config: dict) -> dict[str, str]:
-    """Grad-CAM target modules: each branch's last feature layer and the fusion output."""
+    """Grad-CAM target modules: each branch's last feature layer, and the fusion output when there is more
+    than one branch to fuse."""
     cfg = resolve_config(config)
     layers = {m: f"branches.{m}.out" for m in cfg["modalities"]}
-    layers["fusion"] = "fusion"
+    if len(cfg["modalities"]) > 1:
+        layers["fusion"] = "fusion"
     return layers
 
 

@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 
 from engine.cases.bundle import write_bundle
-from engine.cases.model import Case, GroundTruth, ImageMeta
+from engine.cases.model import Case, GroundTruth
+from engine.data import ImageMeta
 
 MODALITY = "NIR"
 SOURCE = "phantom generator (synthetic)"
@@ -449,7 +450,7 @@ def frame_to_case(frame: FluoroFrame, case_id: str | None = None) -> Case:
     case = Case(id=case_id or frame.frame_id, kind="fluoro_frame",
                 notes=f"Synthetic NIR fluorescence frame, phantom dataset {spec.key} "
                       f"(stands in for {spec.stands_for}, {spec.organ}).")
-    meta = ImageMeta(bit_depth=frame.bit_depth, units="counts", spacing=tuple(frame.spacing_mm), source=SOURCE,
+    meta = ImageMeta(bit_depth=frame.bit_depth, units="counts", spacing=tuple(frame.spacing_mm), source={"generator": SOURCE},
                      extra={"phantom_dataset": spec.key, "stands_for": spec.stands_for, "organ": spec.organ})
     case.add_image(MODALITY, frame.image, meta)
     case.truth = GroundTruth(labels={"tumor": int(frame.mask.any())}, masks={"tumor": frame.mask}, source=SOURCE)

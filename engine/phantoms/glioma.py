@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 
 from engine.cases.bundle import write_bundle
-from engine.cases.model import FL, WL, Case, GroundTruth, ImageMeta
+from engine.cases.model import FL, WL, Case, GroundTruth
+from engine.data import ImageMeta
 
 # Label balance: about 70 % tumor as in the paper; GBM made more common than its 11 % so a small demo
 # model sees enough of them. Ki-67 depends on grade (GBM proliferates more), about 40 % high overall.
@@ -462,8 +463,8 @@ def specimen_to_case(spec: GliomaSpecimen, case_id: str | None = None) -> Case:
     """Wrap a specimen as a 'glioma_specimen' Case with FL (16-bit counts) and WL (8-bit RGB) images."""
     case = Case(id=case_id or spec.specimen_id, kind="glioma_specimen", patient_id=spec.patient_id,
                 notes="Synthetic specimen from the OncoLens glioma phantom generator.")
-    case.add_image(FL, spec.fl, ImageMeta(bit_depth=16, units="counts", spacing=SPACING_MM, source=SOURCE))
-    case.add_image(WL, spec.wl, ImageMeta(bit_depth=8, units="RGB", spacing=SPACING_MM, source=SOURCE))
+    case.add_image(FL, spec.fl, ImageMeta(bit_depth=16, units="counts", spacing=SPACING_MM, source={"generator": SOURCE}))
+    case.add_image(WL, spec.wl, ImageMeta(bit_depth=8, units="RGB", spacing=SPACING_MM, source={"generator": SOURCE}))
     case.truth = GroundTruth(labels=spec.labels, source=SOURCE)
     return case
 

@@ -31,7 +31,8 @@ import numpy as np
 from scipy.special import ndtri
 
 from engine.cases.bundle import write_bundle
-from engine.cases.model import Case, GroundTruth, ImageMeta
+from engine.cases.model import Case, GroundTruth
+from engine.data import ImageMeta
 
 MODALITIES = ("WLI", "FI", "PCI")
 CUE_KEYS = {"WLI": "s_W", "FI": "s_F", "PCI": "s_P"}  # which latent score each mode shows
@@ -411,7 +412,7 @@ def node_to_case(record: NodeRecord) -> Case:
     """Wrap a node as a 'lymph_node' Case with WLI, FI and PCI images and its label and mask as truth."""
     case = Case(id=record.node_id, kind="lymph_node", patient_id=record.patient_id,
                 notes="Synthetic node from the OncoLens lymph-node phantom generator.")
-    source = f"phantom:{record.node_id}"
+    source = {"generator": SOURCE, "node": record.node_id}
     for modality in MODALITIES:
         units = "a.u." if modality == "FI" else "RGB"
         case.add_image(modality, record.images[modality], ImageMeta(bit_depth=8, units=units, source=source))

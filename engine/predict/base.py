@@ -1,64 +1,52 @@
-"""The Predictor interface: arrays in, a typed Prediction out (plain arrays, no Qt, no torch tensors)."""
+"""The one Predictor contract: typed images in (arrays with their axes and metadata), a Prediction out.
+
+Every predictor reads what it needs from the images' metadata (bit depth, spacing, units): callers pass
+`{modality: ModalityImage}` and nothing kind-specific.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 
-import numpy as np
-
-from engine.cases.model import utc_now
-
-
-@dataclass
-class Prediction:
-    """What a predictor returns. Keys of the dicts are label names (probabilities, thresholds, calls),
-    structure names (masks, contours) or '<label>/<modality>' (heatmaps, values in [0, 1], image-sized)."""
-
-    model: str
-    weights_sha256: dict[str, str]
-    probabilities: dict[str, float] = field(default_factory=dict)
-    thresholds: dict[str, float] = field(default_factory=dict)
-    calls: dict[str, str] = field(default_factory=dict)
-    masks: dict[str, np.ndarray] = field(default_factory=dict)
-    contours: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    heatmaps: dict[str, np.ndarray] = field(default_factory=dict)
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    device: str = "cpu"
-    created: str = field(default_factory=utc_now)
-    notes: list[str] = field(default_factory=list)
-
-    def summary(self) -> dict:
-        """JSON-ready scalars (no arrays): what `oncolens predict` writes and the store keeps."""
-        return {
-            "model": self.model,
-            "weights_sha256": self.weights_sha256,
-            "probabilities": {k: round(float(v), 6) for k, v in self.probabilities.items()},
-            "thresholds": {k: round(float(v), 6) for k, v in self.thresholds.items()},
-            "calls": dict(self.calls),
-            "timings_ms": {k: round(float(v), 2) for k, v in self.timings_ms.items()},
-            "device": self.device,
-            "created": self.created,
-            "notes": list(self.notes),
-            "masks": sorted(self.masks),
-            "heatmaps": sorted(self.heatmaps),
-        }
+from engine.data import ModalityImage, Prediction, model_id
 
 
 class Predictor(ABC):
-    """One task's inference: reads its model card(s), preprocesses, runs on the chosen device."""
+    """One model's inference: reads its card(s), preprocesses, runs on the chosen device.
 
-    name: str
+    `family` and `variant` name what runs (they become the Prediction's); `modalities` are the images it
+    reads, all of which `predict` must be given."""
+
+    family: str
+    variant: str = ""
     modalities: tuple[str, ...]
 
-    @abstractmethod
-    def predict(self, images: dict[str, np.ndarray], *, explain: bool = True) -> Prediction:
-        """Run on one case's images (keyed by modality). explain=True adds heatmaps."""
+    @property
+    def name(self) -> str:
+        return model_id(self.family, self.variant)
 
-    def weights_fingerprint(self) -> str:
-        """Short hash for the status bar (first 12 hex of each weights file joined)."""
-        return "+".join(h[:8] for h in self.weight_hashes().values())
+    @abstractmethod
+    def predict(self, images: Mapping[str, ModalityImage], *, explain: bool = True) -> Prediction:
+        """Run on one case's images (keyed by modality). explain=True adds heatmaps."""
 
     @abstractmethod
     def weight_hashes(self) -> dict[str, str]:
-        """sha256 of every weights file this predictor uses, keyed by model name."""
+        """sha256 of every weights file this predictor uses, keyed by model card name."""
+
+    def weights_fingerprint(self) -> str:
+        """Short hash for the status bar (first 8 hex of each weights file joined)."""
+        return "+".join(h[:8] for h in self.weight_hashes().values())
+
+    def new_prediction(self, device: str = "") -> Prediction:
+        """An empty Prediction stamped with this predictor's family, variant and weights."""
+        return Prediction(family=self.family, variant=self.variant, weights_sha256=self.weight_hashes(),
+                          device=device)
+
+    def require(self, images: Mapping[str, ModalityImage]) -> dict[str, ModalityImage]:
+        """The images this predictor reads; a KeyError naming the missing ones and what the case has."""
+        missing = [m for m in self.modalities if m not in images]
+        if missing:
+            raise KeyError(f"{self.name} needs {' + '.join(self.modalities)} images; missing "
+                           f"{', '.join(missing)} (the case has: {', '.join(images) or 'none'}).")
+        return {m: images[m] for m in self.modalities}

@@ -8,16 +8,21 @@ the number of regions. With a truth mask the caller scores it with engine.metric
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
 
+import engine.nets.fluoro_seg  # noqa: F401  (registers the fluoro_seg family)
+from engine.data import ModalityImage, Prediction
 from engine.device import describe_device, select_device
-from engine.predict.base import Prediction, Predictor
+from engine.predict.base import Predictor
 from engine.preprocess.fluoro import prepare_frame
 from engine.registry import ModelCard, ModelError, create_model, list_models
 from engine.seg.contours import mask_to_contours, net_area, region_count
 
+FAMILY = "fluoro_seg"
 MODALITY = "NIR"
 STRUCTURE = "tumor"
 DRLSE = "drlse"
@@ -28,11 +33,11 @@ def card_name(arch: str) -> str:
     return f"fluoro_seg_{arch}"
 
 
-def installed_methods() -> list[str]:
+def installed_methods(root: Path | str | None = None) -> list[str]:
     """Archs with an installed card (in the paper's table order), then 'drlse' (always available)."""
     from engine.nets.fluoro_seg import ARCHS
 
-    names = {c.name for c in list_models() if c.family == "fluoro_seg"}
+    names = {c.name for c in list_models(root) if c.family == FAMILY}
     return [a for a in ARCHS if card_name(a) in names] + [DRLSE]
 
 
@@ -51,12 +56,13 @@ class FluoroSegPredictor(Predictor):
     """One segmentation method on NIR frames. backend 'onnx' runs the net through ONNX Runtime (exported once
     per weights, any frame size); 'torch' is eager PyTorch on the selected device."""
 
+    family = FAMILY
     modalities = (MODALITY,)
 
     def __init__(self, method: str = "unetplusplus", device: str | torch.device | None = None,
-                 backend: str = "torch") -> None:
+                 backend: str = "torch", root: Path | str | None = None) -> None:
         self.method = method
-        self.name = f"fluoro_seg[{method}]"
+        self.variant = method
         self.card: ModelCard | None = None
         self.net = None
         self._onnx = None
@@ -67,7 +73,7 @@ class FluoroSegPredictor(Predictor):
         if method == DRLSE:
             return
         try:
-            self.net, self.card = create_model(card_name(method), device=self.device)
+            self.net, self.card = create_model(card_name(method), device=self.device, root=root)
         except ModelError as exc:
             raise ModelError(f"No segmentation model '{method}' is installed ({exc}). Train it with "
                              "`oncolens train fluoro_seg` or pick DRLSE.") from exc
@@ -77,11 +83,12 @@ class FluoroSegPredictor(Predictor):
             self._onnx = OnnxRunner.for_model(self.net.core, self.card, torch.zeros(1, 1, 64, 64), dynamic_hw=True)
 
     def weight_hashes(self) -> dict[str, str]:
-        return {} if self.card is None else {self.card.name: self.card.weights["sha256"]}
+        return {} if self.card is None else {self.card.name: self.card.weights.get("sha256", "")}
 
     @property
     def threshold(self) -> float:
-        return 0.5 if self.card is None else float(self.card.thresholds.get(STRUCTURE, 0.5))
+        """The card's pixel threshold; DRLSE's mask is binary, so 0.5 splits it."""
+        return 0.5 if self.card is None else self.card.threshold(STRUCTURE)
 
     def probabilities(self, image: np.ndarray, bit_depth: int | None = None) -> tuple[np.ndarray, dict]:
         """Tumor probability at the frame's resolution, and timings (ms)."""
@@ -101,11 +108,9 @@ class FluoroSegPredictor(Predictor):
         t3 = time.perf_counter()
         return prob, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
 
-    def predict(self, images: dict[str, np.ndarray], *, explain: bool = True, bit_depth: int | None = None,
-                spacing: tuple[float, float] | None = None) -> Prediction:
-        if MODALITY not in images:
-            raise ValueError(f"Segmentation needs a {MODALITY} fluorescence frame; got {', '.join(images) or 'none'}.")
-        image = images[MODALITY]
+    def predict(self, images: Mapping[str, ModalityImage], *, explain: bool = True) -> Prediction:
+        frame = self.require(images)[MODALITY]
+        image, spacing = frame.array, frame.meta.spacing
         t0 = time.perf_counter()
         if self.card is None:
             from engine.seg.drlse import drlse_segment
@@ -113,28 +118,31 @@ class FluoroSegPredictor(Predictor):
             result = drlse_segment(image)
             mask, prob, timings = result.mask, None, {"inference": (time.perf_counter() - t0) * 1e3}
         else:
-            prob, timings = self.probabilities(image, bit_depth)
+            prob, timings = self.probabilities(image, frame.meta.bit_depth)
             mask = prob >= self.threshold
         t = time.perf_counter()
         # Sub-pixel outlines: the probability map contoured at the threshold (the mask itself for DRLSE).
         contours = mask_to_contours(mask if prob is None else prob, spacing=spacing, threshold=self.threshold)
         timings["contours"] = (time.perf_counter() - t) * 1e3
         timings["total"] = (time.perf_counter() - t0) * 1e3
-        pred = Prediction(model=self.name, weights_sha256=self.weight_hashes(), device=describe_device(self.device),
-                          masks={STRUCTURE: mask}, contours={STRUCTURE: [c.points for c in contours]},
-                          timings_ms=timings)
+        pred = self.new_prediction(describe_device(self.device))
+        pred.masks[STRUCTURE] = mask
+        pred.contours[STRUCTURE] = [c.points for c in contours]
+        pred.timings_ms = timings
         if prob is not None and explain:
             pred.heatmaps[f"{STRUCTURE}/{MODALITY}"] = prob.astype(np.float32)
-        pred.thresholds[STRUCTURE] = self.threshold
         # Frame-level answer to "is there tumor in this frame?": the highest pixel probability (0/1 for DRLSE,
         # which has no probabilities), so the call is "tumor" exactly when the mask is not empty.
-        pred.probabilities[STRUCTURE] = float(mask.any()) if prob is None else float(prob.max())
-        pred.calls[STRUCTURE] = STRUCTURE if mask.any() else f"no {STRUCTURE}"
+        frame_probability = float(mask.any()) if prob is None else float(prob.max())
+        pred.set_result(STRUCTURE, STRUCTURE if mask.any() else f"no {STRUCTURE}", frame_probability, self.threshold)
         pixels = int(mask.sum())
         regions = region_count(mask)
+        pred.measures.update(area_px=pixels, regions=regions)
         pred.notes.append(f"area {pixels} px, {regions} region(s)")
         if spacing:
-            pred.notes.append(f"area {net_area(contours, mm=True):.2f} mm^2 (contours)")
+            area_mm2 = net_area(contours, mm=True)
+            pred.measures["area_mm2"] = area_mm2
+            pred.notes.append(f"area {area_mm2:.2f} mm^2 (contours)")
         if self._onnx is not None:
             pred.notes.append("ONNX Runtime")
         return pred

@@ -9,17 +9,21 @@ layer (heatmap '<label>/<modality>' on that modality's image) and from the fusio
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
+import engine.nets.mfi_ffp  # noqa: F401  (registers the mfi_ffp family)
+from engine.data import ModalityImage, Prediction
 from engine.device import describe_device, select_device
 from engine.explain.gradcam import gradcam_maps
-from engine.predict.base import Prediction, Predictor
+from engine.predict.base import Predictor
 from engine.preprocess.lymph_node import NODE_MODALITIES, check_node_images, preprocess_node
 from engine.registry import ModelCard, ModelError, create_model, load_card
 
+FAMILY = "mfi_ffp"
 TASK = "metastatic"
 
 
@@ -28,18 +32,19 @@ def card_name(modalities: Sequence[str]) -> str:
     return "mfi_ffp_" + "_".join(m.lower() for m in ordered)
 
 
-def model_name(modalities: Sequence[str]) -> str:
-    return "mfi_ffp[" + "+".join(m for m in NODE_MODALITIES if m in modalities) + "]"
+def variant_name(modalities: Sequence[str]) -> str:
+    """'WLI+FI+PCI' for the tri-modal net; the modes a bi- or uni-modal variant reads otherwise."""
+    return "+".join(m for m in NODE_MODALITIES if m in modalities)
 
 
-def installed_variant(present: Sequence[str]) -> list[str]:
+def installed_variant(present: Sequence[str], root: Path | str | None = None) -> list[str]:
     """The modalities of the installed card that fits the images present (exact set), or a clear error."""
     wanted = [m for m in NODE_MODALITIES if m in present]
     if not wanted:
         raise ValueError(f"MFI-FFP needs at least one of {', '.join(NODE_MODALITIES)}; the case has "
                          f"{', '.join(present) or 'no image'}.")
     try:
-        load_card(card_name(wanted))
+        load_card(card_name(wanted), root)
     except ModelError as exc:
         raise ModelError(f"No MFI-FFP model is installed for {' + '.join(wanted)} ({exc})") from exc
     return wanted
@@ -48,12 +53,17 @@ def installed_variant(present: Sequence[str]) -> list[str]:
 class MFIFFPPredictor(Predictor):
     """Runs one MFI-FFP card on the node images it needs; heatmaps per branch and at the fusion layer."""
 
+    family = FAMILY
+
     def __init__(self, modalities: Sequence[str] = NODE_MODALITIES, device: str | torch.device | None = None,
-                 backend: str = "torch") -> None:
+                 backend: str = "torch", root: Path | str | None = None,
+                 net: tuple[torch.nn.Module, ModelCard] | None = None) -> None:
+        """`net` = (module, card) runs a net already in memory (training evaluates through here)."""
         self.modalities = tuple(m for m in NODE_MODALITIES if m in modalities)
-        self.name = model_name(self.modalities)
+        self.variant = variant_name(self.modalities)
         self.device = device if isinstance(device, torch.device) else select_device(device)
-        self.net, self.card = create_model(card_name(self.modalities), device=self.device)
+        self.net, self.card = net if net is not None else create_model(card_name(self.modalities), root=root)
+        self.net.to(self.device).eval()
         self.backend = backend
         self._onnx = None
         if backend == "onnx":
@@ -64,7 +74,7 @@ class MFIFFPPredictor(Predictor):
             raise ValueError(f"Unknown backend {backend!r}: use 'torch' or 'onnx'.")
 
     def _example(self) -> torch.Tensor:
-        size = int(self.card.input["size"][0])
+        size = int(self.card.input.size[0])
         return torch.zeros(1, 3 * len(self.modalities), size, size)
 
     @property
@@ -72,44 +82,42 @@ class MFIFFPPredictor(Predictor):
         return {TASK: self.card}
 
     def weight_hashes(self) -> dict[str, str]:
-        return {self.card.name: self.card.weights["sha256"]}
+        return {self.card.name: self.card.weights.get("sha256", "")}
 
-    def predict(self, images: dict[str, np.ndarray], *, explain: bool = True,
-                bit_depths: dict[str, int] | None = None) -> Prediction:
-        check_node_images(images, self.modalities)
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        chw, geometry = preprocess_node(images, self.modalities, self.card.preprocessing, bit_depths)
-        x = torch.from_numpy(chw)[None].to(self.device)
-        timings["preprocess"] = (time.perf_counter() - t0) * 1e3
-        t = time.perf_counter()
+    def probability(self, chw: np.ndarray) -> float:
+        """P(metastatic) of one preprocessed input (3M, S, S)."""
         if self._onnx is not None:
             logits = torch.from_numpy(self._onnx(chw[None]))
         else:
             with torch.inference_mode():
-                logits = self.net(x).float().cpu()
-        prob = float(torch.softmax(logits, dim=1)[0, 1])
+                logits = self.net(torch.from_numpy(chw)[None].to(self.device)).float().cpu()
+        return float(torch.softmax(logits, dim=1)[0, 1])
+
+    def predict(self, images: Mapping[str, ModalityImage], *, explain: bool = True) -> Prediction:
+        given = self.require(images)
+        arrays = {m: img.array for m, img in given.items()}
+        check_node_images(arrays, self.modalities)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        chw, geometry = preprocess_node(arrays, self.modalities, self.card.preprocessing,
+                                        {m: img.meta.bit_depth for m, img in given.items()})
+        timings["preprocess"] = (time.perf_counter() - t0) * 1e3
+        t = time.perf_counter()
+        prob = self.probability(chw)
         timings["inference"] = (time.perf_counter() - t) * 1e3
-        threshold = float(self.card.thresholds["operating"])
-        pred = Prediction(model=self.name, weights_sha256=self.weight_hashes(), device=describe_device(self.device),
-                          probabilities={TASK: prob}, thresholds={TASK: threshold},
-                          calls={TASK: self.card.labels[1] if prob >= threshold else self.card.labels[0]})
+        threshold = self.card.threshold(TASK)
+        pred = self.new_prediction(describe_device(self.device))
+        pred.set_result(TASK, self.card.labels[1] if prob >= threshold else self.card.labels[0], prob, threshold)
         if self._onnx is not None:
             pred.notes.append("ONNX Runtime")
         if explain:
             t = time.perf_counter()
+            x = torch.from_numpy(chw)[None].to(self.device)
             taper = geometry.taper()  # the net saw only the node crop: fade the maps out at its border
-            for key, layer in self.gradcam_targets().items():
+            for key, layer in self.card.gradcam_layers.items():
                 cam = gradcam_maps(self.net, x, [layer])[0]
                 pred.heatmaps[f"{TASK}/{key}"] = np.clip(geometry.to_original(cam) * taper, 0, 1)
             timings["gradcam"] = (time.perf_counter() - t) * 1e3
         timings["total"] = (time.perf_counter() - t0) * 1e3
         pred.timings_ms = timings
         return pred
-
-    def gradcam_targets(self) -> dict[str, str]:
-        """{'WLI': 'branches.WLI.out', ..., 'fusion': 'fusion'}; no fusion map for a uni-modal net."""
-        targets = {m: f"branches.{m}.out" for m in self.modalities}
-        if len(self.modalities) > 1:
-            targets["fusion"] = "fusion"
-        return targets

@@ -1,6 +1,15 @@
-"""Persistence: cases, prediction summaries and an append-only audit log in SQLite or PostgreSQL."""
+"""Persistence: cases, prediction summaries, reader studies and the audit log (SQLAlchemy)."""
 
-from engine.store.db import CaseSummary, Store, default_db_url, head_revision
+from engine.store.db import (
+    CaseSummary,
+    Store,
+    StoredPrediction,
+    default_db_url,
+    head_revision,
+    parse_summary,
+    record_summary,
+)
 from engine.store.schema import StoreError
 
-__all__ = ["CaseSummary", "Store", "StoreError", "default_db_url", "head_revision"]
+__all__ = ["CaseSummary", "Store", "StoreError", "StoredPrediction", "default_db_url", "head_revision",
+           "parse_summary", "record_summary"]

@@ -24,9 +24,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
 from engine.cases.bundle import BundleError, is_bundle, read_bundle
-from engine.cases.model import Case, utc_now
+from engine.cases.model import Case
+from engine.data import Prediction, PredictionSummary, utc_now
 from engine.paths import user_data_dir
-from engine.predict.base import Prediction
 from engine.settings import load_settings
 from engine.store.schema import AuditEvent, CaseRecord, PredictionRecord, StoreError
 
@@ -61,6 +61,29 @@ def head_revision() -> str:
     if head is None:
         raise StoreError(f"No database migrations found in {MIGRATIONS_DIR}; the installation is incomplete.")
     return head
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    """One prediction summary as kept in the store, with its row id (studies freeze these ids)."""
+
+    id: int
+    case_id: str
+    summary: PredictionSummary
+
+
+def parse_summary(text: str, model: str = "") -> PredictionSummary:
+    """A stored summary's JSON (format 2, or format 1 from stores written before the typed model); `model` is
+    the row's model column, for format-1 summaries that lack their own."""
+    raw = json.loads(text)
+    if "family" not in raw and "model" not in raw:
+        raw["model"] = model
+    return PredictionSummary.from_dict(raw)
+
+
+def record_summary(record: PredictionRecord) -> PredictionSummary:
+    """The typed summary of one stored prediction row."""
+    return parse_summary(record.summary_json, record.model)
 
 
 @dataclass(frozen=True)
@@ -397,32 +420,32 @@ class Store:
 
     # -- predictions ----------------------------------------------------------------------------
 
-    def add_prediction(self, case_id: str, prediction: Prediction, actor: str = "system") -> int:
+    def add_prediction(self, case_id: str, prediction: Prediction | PredictionSummary, actor: str = "system") -> int:
         """Keep the summary of `prediction` for a stored case; returns the new prediction id."""
-        summary = prediction.summary()
+        summary = prediction.summary() if isinstance(prediction, Prediction) else prediction
         with self._session(write=True) as session:
             self._require_case(session, case_id)
             record = PredictionRecord(
                 case_id=case_id,
-                model=prediction.model,
-                weights_sha256=_dumps(prediction.weights_sha256),
-                summary_json=_dumps(summary),
-                created=prediction.created or utc_now(),
+                model=summary.model,
+                weights_sha256=_dumps(summary.weights_sha256),
+                summary_json=_dumps(summary.to_dict()),
+                created=summary.created or utc_now(),
             )
             session.add(record)
             session.flush()
-            detail = {"prediction_id": record.id, "model": prediction.model, "calls": summary["calls"]}
+            detail = {"prediction_id": record.id, "model": summary.model, "calls": dict(summary.calls)}
             self._record_event(session, actor, "prediction.add", "case", case_id, detail)
         return record.id
 
-    def predictions_for(self, case_id: str) -> list[dict[str, Any]]:
-        """Summaries of a case's predictions, oldest first, each with its stored `id` and `case_id`."""
+    def predictions_for(self, case_id: str) -> list[StoredPrediction]:
+        """A case's stored prediction summaries, oldest first, with their row ids."""
         with self._session(write=False) as session:
             self._require_case(session, case_id)
             records = session.scalars(
                 select(PredictionRecord).where(PredictionRecord.case_id == case_id).order_by(PredictionRecord.id)
             ).all()
-        return [{**json.loads(r.summary_json), "id": r.id, "case_id": r.case_id} for r in records]
+        return [StoredPrediction(r.id, r.case_id, record_summary(r)) for r in records]
 
     # -- transactions for engine packages with their own tables --------------------------------
 

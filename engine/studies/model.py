@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from engine.cases.model import utc_now
-from engine.store import Store
+import engine.kinds  # noqa: F401  (registers the built-in kinds)
+from engine.cases.kinds import case_kinds, get_kind
+from engine.data import utc_now
+from engine.store import Store, record_summary
 from engine.store.schema import CaseRecord, PredictionRecord, ReaderRecord, StudyCaseRecord, StudyRecord
 
 UNAIDED = "unaided"  # images only: no model output, no truth
@@ -35,8 +37,6 @@ AIDED = "aided"  # images plus the model's stored output for the task label
 ARMS = (UNAIDED, AIDED)
 RESERVED_READER_IDS = ("model", "average reader", "-1")  # used by the statistics and the long format
 MIN_PIN_LENGTH = 4
-# Case kinds whose reading view lets the reader outline the tumor: one 2-D frame, one modality shown.
-CONTOUR_KINDS = ("fluoro_frame",)
 
 # Keyboard mapping for the reading view (Qt key names as text; the GUI binds them).
 KEY_POSITIVE = "Y"
@@ -215,7 +215,7 @@ def _frozen_predictions(session, study: Study, records: dict[str, CaseRecord]) -
         if study.model:
             query = query.where(PredictionRecord.model == study.model)
         for prediction in session.scalars(query):
-            if prediction.case_id not in chosen and study.task_label in json.loads(prediction.summary_json)["probabilities"]:
+            if prediction.case_id not in chosen and study.task_label in record_summary(prediction).probabilities:
                 chosen[prediction.case_id] = prediction
     missing = [c for c in study.case_ids if c not in chosen]
     if missing:
@@ -223,10 +223,10 @@ def _frozen_predictions(session, study: Study, records: dict[str, CaseRecord]) -
         raise StudyError(f"Study {study.id!r}: {len(missing)} case(s) have no stored prediction {which}with a "
                          f"{study.task_label!r} probability: {_listed(missing)}. Run the model on them first "
                          "(its summary is what aided readers see and what readers are compared with).")
-    summaries = {c: json.loads(p.summary_json) for c, p in chosen.items()}
-    for what, value in (("model", lambda s: s["model"]),
-                        ("threshold", lambda s: s["thresholds"].get(study.task_label)),
-                        ("weights", lambda s: json.dumps(s["weights_sha256"], sort_keys=True))):
+    summaries = {c: record_summary(p) for c, p in chosen.items()}
+    for what, value in (("model", lambda s: s.model),
+                        ("threshold", lambda s: s.thresholds.get(study.task_label)),
+                        ("weights", lambda s: json.dumps(s.weights_sha256, sort_keys=True))):
         seen = {}
         for case_id, summary in summaries.items():
             seen.setdefault(value(summary), case_id)
@@ -253,8 +253,9 @@ def create_study(store: Store, study: Study, actor: str = "admin") -> Study:
         kinds = sorted({r.kind for r in records.values()})
         if len(kinds) > 1:
             raise StudyError(f"Study {study.id!r}: all cases must be of one kind, got {', '.join(kinds)}.")
-        if study.contours and (kinds[0] not in CONTOUR_KINDS or len(study.modalities) != 1):
-            raise StudyError(f"Study {study.id!r}: readers can draw contours only on {', '.join(CONTOUR_KINDS)} "
+        if study.contours and (not get_kind(kinds[0]).outline or len(study.modalities) != 1):
+            outline_kinds = ", ".join(k.name for k in case_kinds() if k.outline)
+            raise StudyError(f"Study {study.id!r}: readers can draw contours only on {outline_kinds} "
                              f"cases showing one modality (got {kinds[0]} with {', '.join(study.modalities)}); "
                              "create it without contours.")
         lacking = [f"{c} (has {records[c].modalities or 'none'})" for c in ids
@@ -263,10 +264,10 @@ def create_study(store: Store, study: Study, actor: str = "admin") -> Study:
             raise StudyError(f"Study {study.id!r}: these cases lack a modality of {', '.join(study.modalities)}: "
                              f"{_listed(lacking)}.")
         chosen = _frozen_predictions(session, study, records)
-        first = json.loads(chosen[ids[0]].summary_json)
+        first = record_summary(chosen[ids[0]])
         saved = Study(**{**asdict(study), "case_ids": tuple(ids), "modalities": tuple(study.modalities),
-                         "arms": tuple(study.arms), "model": first["model"], "case_kind": kinds[0],
-                         "model_threshold": float(first["thresholds"][study.task_label]),
+                         "arms": tuple(study.arms), "model": first.model, "case_kind": kinds[0],
+                         "model_threshold": float(first.thresholds[study.task_label]),
                          "question": study.asked(), "created": utc_now(), "created_by": actor})
         session.add(StudyRecord(
             id=saved.id, name=saved.name, task_label=saved.task_label, case_kind=saved.case_kind,
@@ -278,7 +279,7 @@ def create_study(store: Store, study: Study, actor: str = "admin") -> Study:
         session.flush()
         for position, case_id in enumerate(ids):
             prediction = chosen[case_id]
-            probability = json.loads(prediction.summary_json)["probabilities"][study.task_label]
+            probability = record_summary(prediction).probabilities[study.task_label]
             session.add(StudyCaseRecord(study_id=saved.id, position=position, case_id=case_id,
                                         prediction_id=prediction.id, model_probability=float(probability)))
         detail = {k: v for k, v in asdict(saved).items() if k not in ("case_ids", "created", "created_by")}

@@ -24,9 +24,15 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.exc import IntegrityError
 
 from engine.cases.bundle import is_bundle
-from engine.cases.model import ImageMeta, ModalityImage
-from engine.store import Store, StoreError
-from engine.store.schema import CaseRecord, ReadingSessionRecord, ReadRecord, StudyCaseRecord
+from engine.data import ImageMeta, ModalityImage
+from engine.store import Store, StoreError, record_summary
+from engine.store.schema import (
+    CaseRecord,
+    PredictionRecord,
+    ReadingSessionRecord,
+    ReadRecord,
+    StudyCaseRecord,
+)
 from engine.studies.model import (
     AIDED,
     ConfidenceScale,
@@ -60,6 +66,8 @@ class ModelAid:
     masks, contours and heatmaps of the matching prediction in the case bundle when there is one."""
 
     model: str
+    family: str
+    variant: str
     label: str
     probability: float
     threshold: float
@@ -141,6 +149,13 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
     return view
+
+
+def _blinded_image(image: ModalityImage) -> ModalityImage:
+    """The image with its geometry but without its provenance (a file name may hint at the truth)."""
+    meta = image.meta
+    return ModalityImage(image.modality, _read_only(image.array),
+                         ImageMeta(meta.bit_depth, meta.units, meta.spacing, origin=meta.origin, direction=meta.direction), image.axes)
 
 
 def _session_row(store: Store, study: Study, reader_id: str, now: datetime) -> ReadingSessionRecord:
@@ -273,22 +288,22 @@ class ReadingSession:
             return BlindedCase(**base, images=MappingProxyType({}), aid=None,
                                unavailable=f"This case cannot be shown: {exc} Tell the study administrator "
                                            "and go on with the next case.")
-        images = {m: ModalityImage(m, _read_only(case.images[m].array),
-                                   ImageMeta(case.images[m].meta.bit_depth, case.images[m].meta.units,
-                                             case.images[m].meta.spacing))  # no source name: it may hint the truth
-                  for m in study.modalities}
+        images = {m: _blinded_image(case.images[m]) for m in study.modalities}
         aid = self._aid(case_id, case.predictions) if self.aided else None
         return BlindedCase(**base, images=MappingProxyType(images), aid=aid)
 
     def _aid(self, case_id: str, bundle_predictions: Sequence[Any]) -> ModelAid:
-        probability, _prediction_id = self._aids[case_id]
+        probability, prediction_id = self._aids[case_id]
         study = self._study
+        with self._store.transaction(write=False) as session:
+            frozen = record_summary(session.get(PredictionRecord, prediction_id))
         match = next((p for p in reversed(bundle_predictions) if p.model == study.model
                       and abs(float(p.probabilities.get(study.task_label, math.nan)) - probability) < 1e-6), None)
         masks = {} if match is None else {k: _read_only(v) for k, v in match.masks.items()}
         contours = {} if match is None else {k: tuple(_read_only(c) for c in cs) for k, cs in match.contours.items()}
         heatmaps = {} if match is None else {k: _read_only(v) for k, v in match.heatmaps.items()}
-        return ModelAid(study.model, study.task_label, probability, float(study.model_threshold),
+        return ModelAid(study.model, frozen.family, frozen.variant, study.task_label, probability,
+                        float(study.model_threshold),
                         probability >= study.model_threshold, MappingProxyType(masks),
                         MappingProxyType(contours), MappingProxyType(heatmaps))
 

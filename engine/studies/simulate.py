@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from engine.cases.bundle import write_bundle
-from engine.cases.model import Case, GroundTruth, ImageMeta
-from engine.predict.base import Prediction
+from engine.cases.model import Case, GroundTruth
+from engine.data import ImageMeta, Prediction
 from engine.store import Store
 from engine.studies.model import AIDED, UNAIDED, Study, add_reader, create_study
 from engine.studies.session import ReadingSession
@@ -56,9 +56,8 @@ def simulate_study(store: Store, root: str | Path, n_readers: int = 10, n_cases:
     for i in range(n_cases):
         case = _case(f"sim-{i:04d}", int(labels[i]), rng)
         p = float(model_scores[i])
-        prediction = Prediction(model=SIMULATED_MODEL, weights_sha256={}, probabilities={"metastatic": p},
-                                thresholds={"metastatic": 0.5},
-                                calls={"metastatic": "metastatic" if p >= 0.5 else "benign"})
+        prediction = Prediction(family=SIMULATED_MODEL)
+        prediction.set_result("metastatic", "metastatic" if p >= 0.5 else "benign", p, 0.5)
         case.predictions.append(prediction)
         store.add_case(case, write_bundle(case, root / case.id))
         store.add_prediction(case.id, prediction)

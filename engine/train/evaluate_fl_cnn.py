@@ -37,7 +37,7 @@ def evaluate_fl_cnn(records: list[SpecimenRecord], modality: str, out_dir: str |
         y = np.array([r.labels[task] for r in recs])
         scores = predict_scores(net, unit_inputs(recs, modality, card.preprocessing), card.preprocessing,
                                 device=device)
-        threshold = float(card.thresholds["operating"])
+        threshold = card.threshold(task)
         ev = evaluate_binary(y, scores, threshold, n_resamples=n_bootstrap, seed=seed)
         name = f"{modality}-CNN {task}"
         evaluations[name] = ev

@@ -26,7 +26,15 @@ from engine.nets.fl_cnn import COMPACT_CONFIG, GRADCAM_LAYER, PAPER_CONFIG, load
 from engine.predict.glioma import card_name
 from engine.preprocess.common import normalise_channels, square_resize
 from engine.preprocess.specimen import display_image
-from engine.registry import ModelCard, build_net, round_trip_fp16, save_weights, write_card
+from engine.registry import (
+    CardInput,
+    ModelCard,
+    Threshold,
+    build_net,
+    round_trip_fp16,
+    save_weights,
+    write_card,
+)
 from engine.train.augment import augment_specimen
 from engine.train.losses import class_balance_weights, weighted_bce_with_logits
 from engine.train.schedule import warmup_cosine
@@ -196,7 +204,7 @@ def train_fl_cnn(records: list[SpecimenRecord], settings: FLCNNTrainSettings,
 
 
 def build_card(settings: FLCNNTrainSettings, outcome: TrainOutcome, data_description: dict,
-               command: str) -> ModelCard:
+               command: str, root: Path | None = None) -> ModelCard:
     s = settings.resolved()
     labels = TASK_LABELS[s.task]
     pretrained = (f"ImageNet EfficientNet-B0 features loaded from local file {Path(s.pretrained_path).name}"
@@ -206,12 +214,12 @@ def build_card(settings: FLCNNTrainSettings, outcome: TrainOutcome, data_descrip
         family="fl_cnn",
         task=f"{s.task}: {labels[0]} vs {labels[1]}",
         config=s.net_config,
-        input={"modality": s.modality, "channels": 3, "size": [s.input_size, s.input_size],
-               "accepts": "FL: grey 8/16-bit intensities; WL: RGB (grey is replicated)"},
+        input=CardInput((s.modality,), 3, (s.input_size, s.input_size),
+                        "FL: grey 8/16-bit intensities; WL: RGB (grey is replicated)"),
         preprocessing=preprocessing_constants(s.modality, s.input_size),
         labels=labels,
-        thresholds={"operating": round(outcome.threshold, 6)},
-        gradcam_layers=[GRADCAM_LAYER],
+        thresholds={s.task: Threshold(round(outcome.threshold, 6), THRESHOLD_RULES[s.task])},
+        gradcam_layers={s.modality: GRADCAM_LAYER},
         training={
             "data": data_description,
             "preset": s.preset,
@@ -239,13 +247,15 @@ def build_card(settings: FLCNNTrainSettings, outcome: TrainOutcome, data_descrip
                      f"{'NIR-II fluorescence (FL-CNN)' if s.modality == FL else 'white light (WL-CNN)'} specimen "
                      f"images: {labels[1]} vs {labels[0]}."),
         source=SOURCE,
+        root=root,
     )
 
 
 def save_trained(settings: FLCNNTrainSettings, outcome: TrainOutcome, data_description: dict,
-                 command: str) -> ModelCard:
-    """Write fp16 safetensors weights, config.json and the README card under models/<name>/."""
-    card = build_card(settings, outcome, data_description, command)
+                 command: str, root: Path | None = None) -> ModelCard:
+    """Write fp16 safetensors weights, config.json and the README card under <root>/<name>/ (root: the
+    shipped models folder unless given)."""
+    card = build_card(settings, outcome, data_description, command, root)
     save_weights(outcome.net, card, dtype="float16")
     write_card(card)
     return card

@@ -124,10 +124,11 @@ def _bootstrap_mean(values: Sequence[float], n: int = 1000, seed: int = 0) -> di
 
 
 def build_seg_card(arch: str, outcome, data: SegArrays, description: dict, pretrained: str, test_rows: list[dict],
-                   command: str, tables: dict | None, test_key: str, comparison: dict | None = None):
+                   command: str, tables: dict | None, test_key: str, comparison: dict | None = None,
+                   root: Path | None = None):
     from engine.nets.fluoro_seg import count_parameters
     from engine.predict.fluoro import STRUCTURE, card_name
-    from engine.registry import ModelCard
+    from engine.registry import CardInput, ModelCard, Threshold
 
     s = outcome.settings
     summary = summarise_rows(test_rows, ("net",))[0] if test_rows else {}
@@ -139,10 +140,12 @@ def build_seg_card(arch: str, outcome, data: SegArrays, description: dict, pretr
     return ModelCard(
         name=card_name(arch), family="fluoro_seg", task="tumor segmentation of an intraoperative NIR frame",
         config=s.net_config(),
-        input={"modality": "NIR", "channels": 1, "size": [work, work],
-               "accepts": "one grey NIR fluorescence frame of any size (8/12/16-bit; RGB video grabs are averaged)"},
-        preprocessing=data.constants, labels=["background", STRUCTURE], thresholds={STRUCTURE: 0.5},
-        gradcam_layers=[],
+        input=CardInput(("NIR",), 1, (work, work),
+                        "one grey NIR fluorescence frame of any size (8/12/16-bit; RGB video grabs are averaged)"),
+        preprocessing=data.constants, labels=["background", STRUCTURE],
+        thresholds={STRUCTURE: Threshold(0.5, "fixed 0.5 on the pixel probability (the net was trained with "
+                                              "sigmoid outputs; not tuned)")},
+        gradcam_layers={},
         training={
             "data": description, "preset": s.preset,
             "protocol": (f"transfer: encoder from {pretrained}, frozen (BatchNorm statistics {s.encoder_bn}); "
@@ -164,6 +167,7 @@ def build_seg_card(arch: str, outcome, data: SegArrays, description: dict, pretr
         description=(f"{ARCH_NAMES[arch]} ({s.preset} configuration) for tumor segmentation in NIR fluorescence "
                      f"frames, one grey input channel, one tumor logit; transfer-learned as in the paper."),
         source=SOURCE,
+        root=root,
     )
 
 
@@ -176,8 +180,7 @@ def cmd_train_fluoro_seg(args, argv: Sequence[str], say: Say) -> int:
     from engine.registry import round_trip_fp16, save_weights, write_card
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    if args.models_dir:
-        os.environ["ONCOLENS_MODELS_DIR"] = str(Path(args.models_dir).resolve())
+    root = Path(args.models_dir).resolve() if args.models_dir else models_dir()
     nets = parse_nets(args.nets)
     samples, description = seg_data(args.data, parse_counts(args.phantom_frames), _seed(args),
                                     args.phantom_size)
@@ -192,7 +195,7 @@ def cmd_train_fluoro_seg(args, argv: Sequence[str], say: Say) -> int:
     device = protocol_device(args)
     tables, files = None, []
     if args.folds:
-        out = Path(args.out) if args.out else models_dir() / "fluoro_seg_tables"
+        out = Path(args.out) if args.out else root / "fluoro_seg_tables"
         result = run_protocol(data, protocol, progress=say, cache=cache, jobs=args.jobs, device=device,
                               on_rows=RowLog(out / PER_IMAGE_FILE))
         title = protocol_title(protocol)
@@ -217,7 +220,8 @@ def cmd_train_fluoro_seg(args, argv: Sequence[str], say: Say) -> int:
                                                                   - np.mean([r["dice"] for r in e2e_rows]))}
             say(f"{ARCH_NAMES[arch]} on C: transfer Dice {np.mean([r['dice'] for r in rows]):.3f}, end-to-end "
                 f"{comparison['dice']['value']:.3f}")
-        card = build_seg_card(arch, outcome, data, description, pretrained, rows, command, tables, "C", comparison)
+        card = build_seg_card(arch, outcome, data, description, pretrained, rows, command, tables, "C", comparison,
+                              root=root)
         save_weights(outcome.net, card, dtype="float16")
         write_card(card)
         dice = card.evaluation["metrics"]["dice"]

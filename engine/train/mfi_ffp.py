@@ -24,9 +24,17 @@ import torch
 
 from engine.metrics.classification import evaluate_binary, threshold_closest_to_corner
 from engine.nets.mfi_ffp import COMPACT_CONFIG, PAPER_CONFIG, gradcam_layers, load_imagenet_branches
-from engine.predict.lymph_node import card_name
+from engine.predict.lymph_node import TASK, card_name
 from engine.preprocess.lymph_node import NODE_MODALITIES, box_source, node_units, preprocessing_constants
-from engine.registry import ModelCard, build_net, round_trip_fp16, save_weights, write_card
+from engine.registry import (
+    CardInput,
+    ModelCard,
+    Threshold,
+    build_net,
+    round_trip_fp16,
+    save_weights,
+    write_card,
+)
 from engine.train.augment import augment_aligned
 from engine.train.losses import MFILoss
 from engine.train.schedule import warmup_cosine
@@ -307,7 +315,7 @@ def train_mfi_ffp(data: NodeArrays, settings: MFIFFPTrainSettings, split: Split 
 
 
 def build_card(outcome: TrainOutcome, data: NodeArrays, data_description: dict, command: str,
-               ablation: dict | None = None) -> ModelCard:
+               ablation: dict | None = None, root: Path | None = None) -> ModelCard:
     s = outcome.settings
     config = s.net_config()
     name = card_name(s.modalities)
@@ -319,13 +327,12 @@ def build_card(outcome: TrainOutcome, data: NodeArrays, data_description: dict, 
         family="mfi_ffp",
         task="metastatic: benign vs metastatic lymph node",
         config=config,
-        input={"modalities": list(s.modalities), "channels": 3 * len(s.modalities),
-               "size": [s.input_size, s.input_size],
-               "accepts": "aligned images of one node: WLI RGB, FI grey (8/16-bit), PCI RGB; one size for all"},
+        input=CardInput(tuple(s.modalities), 3 * len(s.modalities), (s.input_size, s.input_size),
+                        "aligned images of one node: WLI RGB, FI grey (8/16-bit), PCI RGB; one size for all"),
         preprocessing=data.constants,
         labels=LABELS,
-        thresholds={"operating": round(outcome.threshold, 6)},
-        gradcam_layers=list(gradcam_layers(config).values()),
+        thresholds={TASK: Threshold(round(outcome.threshold, 6), THRESHOLD_RULE)},
+        gradcam_layers=dict(gradcam_layers(config)),
         training={
             "data": data_description,
             "preset": s.preset,
@@ -355,12 +362,13 @@ def build_card(outcome: TrainOutcome, data: NodeArrays, data_description: dict, 
                      f"({mods}) lymph-node metastasis classifier, {s.fusion.upper()} fusion, "
                      f"branches {', '.join(f'{m}: {s.branches[m].upper()}' for m in s.modalities)}."),
         source=SOURCE,
+        root=root,
     )
 
 
 def save_trained(outcome: TrainOutcome, data: NodeArrays, data_description: dict, command: str,
-                 ablation: dict | None = None) -> ModelCard:
-    card = build_card(outcome, data, data_description, command, ablation)
+                 ablation: dict | None = None, root: Path | None = None) -> ModelCard:
+    card = build_card(outcome, data, data_description, command, ablation, root)
     save_weights(outcome.net, card, dtype="float16")
     write_card(card)
     return card

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.data import image_of
 from engine.fastpath import latency_percentiles
 from engine.predict.lymph_node import card_name
 from engine.preprocess.lymph_node import NODE_MODALITIES
@@ -78,34 +79,25 @@ def cmd_train_mfi_ffp(args, argv: Sequence[str], say: Say) -> int:
     pretrained = {k: v for k, v in (("irb", args.pretrained_irb), ("rb", args.pretrained_rb)) if v}
     base = MFIFFPTrainSettings(preset=preset, epochs=epochs, batch_size=args.batch_size or 32, pretrained=pretrained)
     command = "oncolens " + " ".join(shlex.quote(a) for a in argv)
-    previous = os.environ.get("ONCOLENS_MODELS_DIR")
-    if args.models_dir:
-        os.environ["ONCOLENS_MODELS_DIR"] = str(Path(args.models_dir).resolve())
-    try:
-        rows = run_ablation(data, names, base, runs=args.runs, progress=say if rank == 0 else None)
-        if rank != 0:
-            return 0
-        title = (f"MFI-FFP ablation on phantom test patients ({len(rows[0].median.split.test)} nodes), "
-                 f"{preset} configuration, {epochs} epochs, median of {args.runs} run(s)")
-        table = format_ablation(rows, markdown=True)
-        out = Path(args.out) if args.out else models_dir() / card_name(NODE_MODALITIES) / "ablation"
-        paths = write_ablation(rows, data, out, title)
-        print(format_ablation(rows))
-        by_name = {r.name: r for r in rows}
-        for v in variants:
-            row = by_name[row_name(v)]
-            ablation = {"title": title, "rows": [r.to_dict() for r in rows], "markdown": table,
-                        "files": sorted(p.name for p in paths.values())} if len(v) == 3 else None
-            card = save_trained(row.median, data, description, command, ablation=ablation)
-            auc = row.metric("auc")
-            say(f"{card.name}: test AUC {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}] -> {card.folder}")
-        say(f"ablation tables in {out}")
-    finally:
-        if args.models_dir:
-            if previous is None:
-                os.environ.pop("ONCOLENS_MODELS_DIR", None)
-            else:
-                os.environ["ONCOLENS_MODELS_DIR"] = previous
+    root = Path(args.models_dir).resolve() if args.models_dir else models_dir()
+    rows = run_ablation(data, names, base, runs=args.runs, progress=say if rank == 0 else None)
+    if rank != 0:
+        return 0
+    title = (f"MFI-FFP ablation on phantom test patients ({len(rows[0].median.split.test)} nodes), "
+             f"{preset} configuration, {epochs} epochs, median of {args.runs} run(s)")
+    table = format_ablation(rows, markdown=True)
+    out = Path(args.out) if args.out else root / card_name(NODE_MODALITIES) / "ablation"
+    paths = write_ablation(rows, data, out, title)
+    print(format_ablation(rows))
+    by_name = {r.name: r for r in rows}
+    for v in variants:
+        row = by_name[row_name(v)]
+        ablation = {"title": title, "rows": [r.to_dict() for r in rows], "markdown": table,
+                    "files": sorted(p.name for p in paths.values())} if len(v) == 3 else None
+        card = save_trained(row.median, data, description, command, ablation=ablation, root=root)
+        auc = row.metric("auc")
+        say(f"{card.name}: test AUC {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}] -> {card.folder}")
+    say(f"ablation tables in {out}")
     return 0
 
 
@@ -144,7 +136,7 @@ def evaluate_installed(data: NodeArrays, variants: list[tuple[str, ...]], split_
             raise ValueError(f"{card.name}: no nodes of its test patients in this data; use --split all.")
         y = data.labels[index]
         scores = predict_scores(net, data, index, v, device=device)
-        ev = evaluate_binary(y, scores, float(card.thresholds["operating"]), n_resamples=n_bootstrap)
+        ev = evaluate_binary(y, scores, card.threshold(), n_resamples=n_bootstrap)
         evaluations[row_name(v)], curves[row_name(v)] = ev, (y, scores)
         d = ev.to_dict()
         rows.append({"variant": row_name(v), "model": card.name, "n": int(len(y)), "positives": int(y.sum()),
@@ -187,7 +179,7 @@ def cmd_evaluate_mfi_ffp(args, say: Say) -> int:
         samples, _ = node_data("phantom", desc["n_patients"], desc["nodes_per_patient"], desc["seed"])
     else:
         samples, _ = node_data(args.data, 0, 0, 0)
-    data = prepare_arrays(samples, int(card.input["size"][0]))
+    data = prepare_arrays(samples, int(card.input.size[0]))
     rows = evaluate_installed(data, variants, args.split, out, args.bootstrap)
     print(f"{'variant':<12} {'n':>5} {'pos':>4}  {'AUC (95% CI)':<24} {'ACC (95% CI)':<24} {'F1 (95% CI)':<24} "
           f"{'params M':>8} {'GFLOPs':>7}")
@@ -231,14 +223,14 @@ def cmd_bench_mfi_ffp(args, say: Say) -> int:
         diffs.append(abs(float(torch.softmax(torch.from_numpy(out), 1)[0, 1]) - ref))
         if i < 10:
             t = time.perf_counter()
-            eager.predict(node.images, explain=True)
+            eager.predict({m: image_of(m, a) for m, a in node.images.items()}, explain=True)
             results["gradcam"].append(time.perf_counter() - t)
     eager_p50, eager_p99 = latency_percentiles(results["eager"])
     rows = [("preprocess (WLI background removal, resize)", *latency_percentiles(results["preprocess"])),
             ("eager PyTorch fp32", eager_p50, eager_p99),
             ("ONNX Runtime fp32", *latency_percentiles(results["onnx"])),
             ("full predict incl. 4 Grad-CAMs (eager)", *latency_percentiles(results["gradcam"]))]
-    print(f"MFI-FFP tri-modal ({eager.card.name}, input {eager.card.input['size']}), batch 1, "
+    print(f"MFI-FFP tri-modal ({eager.card.name}, input {list(eager.card.input.size)}), batch 1, "
           f"{torch.get_num_threads()} CPU threads, {args.repeats} repeats")
     print(f"{'path':<44} {'p50 ms':>8} {'p99 ms':>8} {'speed-up (p50)':>15}")
     for name, p50, p99 in rows:

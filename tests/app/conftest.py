@@ -15,23 +15,26 @@ pytest.importorskip("pytestqt")
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from app.workers import pending_workers, wait_for_workers, worker_pool  # noqa: E402
+from engine.data import Prediction  # noqa: E402
 from engine.phantoms.glioma import write_glioma_demo_cases  # noqa: E402
-from engine.predict.base import Prediction  # noqa: E402
-from engine.predict.service import PredictionService  # noqa: E402
+from engine.predict.base import Predictor  # noqa: E402
+from engine.service import PredictionService  # noqa: E402
 from engine.store import Store  # noqa: E402
 
 TASKS = ("tumor", "grade", "ki67")
 FAKE_LABELS = {"tumor": ("non-tumor", "tumor"), "grade": ("lower grade", "GBM"), "ki67": ("Ki-67 < 10%", "Ki-67 >= 10%")}
 
 
-class FakeCascade:
+class FakeCascade(Predictor):
     """Stands in for GliomaCascadePredictor: deterministic probabilities and image-sized heatmaps, no torch."""
+
+    family = "fl_cnn"
 
     def __init__(self, modality: str, tumor_probability: float = 0.8, delay_s: float = 0.0,
                  error: Exception | None = None) -> None:
         self.modality = modality
+        self.variant = modality
         self.modalities = (modality,)
-        self.name = f"fl_cnn[{modality}]"
         self.tumor_probability = tumor_probability
         self.delay_s = delay_s
         self.error = error
@@ -40,28 +43,23 @@ class FakeCascade:
     def weight_hashes(self) -> dict[str, str]:
         return {f"fake_{self.modality.lower()}_{t}": f"{i:x}" * 64 for i, t in enumerate(TASKS, start=10)}
 
-    def weights_fingerprint(self) -> str:
-        return "+".join(h[:8] for h in self.weight_hashes().values())
-
-    def predict(self, images, *, explain=True, bit_depth=None) -> Prediction:
+    def predict(self, images, *, explain=True) -> Prediction:
         self.calls += 1
         if self.delay_s:
             time.sleep(self.delay_s)
         if self.error is not None:
             raise self.error
-        image = images[self.modality]
+        image = self.require(images)[self.modality].array
         h, w = image.shape[:2]
         ramp = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :].repeat(h, axis=0)
-        pred = Prediction(model=self.name, weights_sha256=self.weight_hashes(), device="test device")
+        pred = self.new_prediction("test device")
         probabilities = {"tumor": self.tumor_probability, "grade": 0.3, "ki67": 0.65}
         for task in TASKS:
-            pred.thresholds[task] = 0.5
             if task != "tumor" and probabilities["tumor"] < 0.5:
-                pred.calls[task] = "not assessed (non-tumor call)"
+                pred.set_result(task, "not assessed (non-tumor call)", threshold=0.5)
                 continue
             p = probabilities[task]
-            pred.probabilities[task] = p
-            pred.calls[task] = FAKE_LABELS[task][int(p >= 0.5)]
+            pred.set_result(task, FAKE_LABELS[task][int(p >= 0.5)], p, 0.5)
             if explain:
                 pred.heatmaps[f"{task}/{self.modality}"] = ramp
         pred.timings_ms = {"total": 1.0}
@@ -127,7 +125,7 @@ def make_window(qtbot, phantom_store, fake_predictors):
 
     def build(service: PredictionService | None = None, **kwargs):
         if service is None:
-            def factory(kind, modalities):
+            def factory(kind, modalities, method=None):
                 (modality,) = modalities
                 fake_predictors.setdefault(modality, FakeCascade(modality))
                 return fake_predictors[modality]

@@ -13,24 +13,27 @@ from scipy import ndimage
 from app.views import FluoroView
 from app.views.fluoro_view import PREDICTION_COLOR, TRUTH_COLOR
 from engine.cases.bundle import write_bundle
+from engine.data import Prediction
 from engine.metrics.segmentation import dice
 from engine.phantoms.fluoro_frames import frame_to_case, make_frame
-from engine.predict.base import Prediction
 from engine.predict.fluoro import FluoroSegPredictor
-from engine.predict.service import PredictionService
+from engine.predict.base import Predictor
 from engine.seg.contours import read_contours_json
+from engine.service import PredictionService
 
 pytestmark = pytest.mark.gui
 WAIT_MS = 30_000
 SIZE = 160
 
 
-class FakeSegNet:
+class FakeSegNet(Predictor):
     """Stands in for a trained net: the true mask grown by 3 pixels, with a smooth probability map."""
+
+    family = "fluoro_seg"
 
     def __init__(self, method: str, truth: dict) -> None:
         self.method = method
-        self.name = f"fluoro_seg[{method}]"
+        self.variant = method
         self.truth = truth
         self.modalities = ("NIR",)
         self.calls = 0
@@ -38,25 +41,23 @@ class FakeSegNet:
     def weight_hashes(self) -> dict[str, str]:
         return {f"fluoro_seg_{self.method}": "cd" * 32}
 
-    def weights_fingerprint(self) -> str:
-        return "cdcdcdcd"
-
-    def predict(self, images, *, explain=True, bit_depth=None, spacing=None) -> Prediction:
+    def predict(self, images, *, explain=True) -> Prediction:
         self.calls += 1
-        frame = images["NIR"]
+        frame = self.require(images)["NIR"].array
         mask = ndimage.binary_dilation(self.truth[frame.shape], iterations=3)
         prob = ndimage.gaussian_filter(mask.astype(np.float32), 1.0)
-        pred = Prediction(model=self.name, weights_sha256=self.weight_hashes(), device="test device",
-                          masks={"tumor": prob >= 0.5}, thresholds={"tumor": 0.5}, timings_ms={"total": 3.0})
+        pred = self.new_prediction("test device")
+        pred.masks["tumor"] = prob >= 0.5
+        pred.timings_ms = {"total": 3.0}
+        pred.set_result("tumor", "tumor" if mask.any() else "no tumor", float(prob.max()), 0.5)
         pred.heatmaps["tumor/NIR"] = prob
         return pred
 
 
 @pytest.fixture
 def fluoro_window(make_window, phantom_store, tmp_path, FakeCascade, monkeypatch):
-    import app.views.fluoro_view as fluoro_view
 
-    monkeypatch.setattr(fluoro_view, "installed_methods", lambda: ["unetplusplus", "unet", "drlse"])
+    monkeypatch.setattr("engine.predict.fluoro.installed_methods", lambda root=None: ["unet", "unetplusplus", "drlse"])
     store, _ids = phantom_store
     frame = make_frame(np.random.default_rng(3), "B", SIZE, frame_id="frame-b")
     case = frame_to_case(frame)
@@ -65,14 +66,14 @@ def fluoro_window(make_window, phantom_store, tmp_path, FakeCascade, monkeypatch
     made = {}
 
     def factory(kind, modalities, method=None):
-        if kind == "fluoro_frame":
+        if kind.name == "fluoro_frame":
             if method == "drlse":
                 return made.setdefault(method, FluoroSegPredictor("drlse"))
             return made.setdefault(method, FakeSegNet(method, truth))
         return FakeCascade(modalities[0])
 
     service = PredictionService(store, make_predictor=factory)
-    service.segmentation_method = "unetplusplus"
+    service.set_method("fluoro_frame", "unetplusplus")
     window = make_window(service=service)
     window.made = made
     window.truth = frame.mask

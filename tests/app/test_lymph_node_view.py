@@ -14,22 +14,25 @@ from PySide6.QtGui import QDropEvent, QKeySequence
 from app.views import LymphNodeView
 from app.views.lymph_node_view import FUSION
 from engine.cases.bundle import write_bundle
-from engine.cases.loading import FI, NODE_MODALITIES, PCI, WLI
+from engine.data import Prediction
+from engine.kinds.lymph_node import FI, NODE_MODALITIES, PCI, WLI
 from engine.phantoms.lymph_node import make_node, node_to_case
-from engine.predict.base import Prediction
-from engine.predict.service import PredictionService
+from engine.predict.base import Predictor
+from engine.service import PredictionService
 
 pytestmark = pytest.mark.gui
 WAIT_MS = 30_000
 NODE_SIZE = 96
 
 
-class FakeNodePredictor:
+class FakeNodePredictor(Predictor):
     """Stands in for MFIFFPPredictor: a fixed P(metastatic), a blob heatmap per branch and at the fusion layer."""
+
+    family = "mfi_ffp"
 
     def __init__(self, modalities, probability: float = 0.73, threshold: float = 0.5) -> None:
         self.modalities = tuple(m for m in NODE_MODALITIES if m in modalities)
-        self.name = "mfi_ffp[" + "+".join(self.modalities) + "]"
+        self.variant = "+".join(self.modalities)
         self.probability = probability
         self.threshold = threshold
         self.calls = 0
@@ -37,16 +40,13 @@ class FakeNodePredictor:
     def weight_hashes(self) -> dict[str, str]:
         return {"mfi_ffp_" + "_".join(m.lower() for m in self.modalities): "ab" * 32}
 
-    def weights_fingerprint(self) -> str:
-        return "abababab"
-
-    def predict(self, images, *, explain=True, bit_depths=None) -> Prediction:
+    def predict(self, images, *, explain=True) -> Prediction:
         self.calls += 1
         assert set(images) == set(self.modalities)
-        h, w = images[self.modalities[0]].shape[:2]
-        pred = Prediction(model=self.name, weights_sha256=self.weight_hashes(), device="test device",
-                          probabilities={"metastatic": self.probability}, thresholds={"metastatic": self.threshold},
-                          calls={"metastatic": "metastatic" if self.probability >= self.threshold else "benign"})
+        h, w = images[self.modalities[0]].array.shape[:2]
+        pred = self.new_prediction("test device")
+        pred.set_result("metastatic", "metastatic" if self.probability >= self.threshold else "benign",
+                        self.probability, self.threshold)
         if explain:
             yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
             keys = list(self.modalities) + (["fusion"] if len(self.modalities) > 1 else [])
@@ -77,8 +77,8 @@ def node_predictors():
 
 @pytest.fixture
 def node_window(make_window, node_store, node_predictors, FakeCascade):
-    def factory(kind, modalities):
-        if kind == "lymph_node":
+    def factory(kind, modalities, method=None):
+        if kind.name == "lymph_node":
             return node_predictors.setdefault(modalities, FakeNodePredictor(modalities))
         return FakeCascade(modalities[0])
     return make_window(service=PredictionService(node_store, make_predictor=factory))
@@ -197,8 +197,8 @@ def test_unimodal_node_has_no_fusion_map(qtbot, node_window, node_store, tmp_pat
 
 
 def test_low_probability_reads_benign_below_threshold(qtbot, make_window, node_store, FakeCascade):
-    def factory(kind, modalities):
-        return FakeNodePredictor(modalities, probability=0.12, threshold=0.35) if kind == "lymph_node" \
+    def factory(kind, modalities, method=None):
+        return FakeNodePredictor(modalities, probability=0.12, threshold=0.35) if kind.name == "lymph_node" \
             else FakeCascade(modalities[0])
     window = make_window(service=PredictionService(node_store, make_predictor=factory))
     view = open_and_wait(qtbot, window, "node-tri")
@@ -236,7 +236,7 @@ def test_dropping_three_clearly_named_images_opens_a_node(qtbot, node_window, tm
     qtbot.waitUntil(lambda: node_window.current_case is not None, timeout=WAIT_MS)
     case = node_window.current_case
     assert case.kind == "lymph_node" and set(case.images) == set(NODE_MODALITIES)
-    assert case.images[FI].meta.source == "n_fi.png"
+    assert case.images[FI].meta.file_name == "n_fi.png"
     assert node_window.node_dialog is None  # names were clear: no dialog
     assert isinstance(node_window.current_view(), LymphNodeView)
     qtbot.waitUntil(lambda: bool(node_window.predictions), timeout=WAIT_MS)
@@ -264,7 +264,7 @@ def test_open_node_images_dialog_guesses_and_opens(qtbot, node_window, tmp_path,
     dialog.accept()
     qtbot.waitUntil(lambda: node_window.current_case is not None, timeout=WAIT_MS)
     case = node_window.current_case
-    assert {m: img.meta.source for m, img in case.images.items()} == {
+    assert {m: img.meta.file_name for m, img in case.images.items()} == {
         WLI: "photo.png", FI: "icg_scan.png", PCI: "img3.png"}
     assert node_window.settings.last_open_dir == str(tmp_path / "pick")
     qtbot.waitUntil(lambda: bool(node_window.predictions), timeout=WAIT_MS)

@@ -17,7 +17,7 @@ from engine.cases.bundle import write_bundle
 from engine.cases.model import FL, WL
 from engine.paths import user_data_dir
 from engine.phantoms.glioma import PatientEffects, make_specimen, specimen_to_case
-from engine.predict.service import PredictionService
+from engine.service import PredictionService
 
 pytestmark = pytest.mark.gui
 WAIT_MS = 30_000
@@ -75,7 +75,7 @@ def test_predict_fills_results_with_probabilities_and_calls(qtbot, window, phant
         assert panel.call_text("grade", model) == "lower grade"
     assert "call" in panel.headline.text() and "tumor" in panel.headline.text()
     assert "fl_cnn[FL]" in window.model_label.text()
-    assert [p["model"] for p in store.predictions_for(ids[0])] == ["fl_cnn[FL]", "fl_cnn[WL]"]
+    assert [p.summary.model for p in store.predictions_for(ids[0])] == ["fl_cnn[FL]", "fl_cnn[WL]"]
     window.predict()  # the same result again is not stored twice
     qtbot.waitUntil(lambda: fake_predictors[FL].calls == 2 and not window._predicting, timeout=WAIT_MS)
     assert len(store.predictions_for(ids[0])) == 2
@@ -83,7 +83,7 @@ def test_predict_fills_results_with_probabilities_and_calls(qtbot, window, phant
 
 def test_gated_tasks_read_not_assessed(qtbot, make_window, phantom_store, FakeCascade):
     store, ids = phantom_store
-    service = PredictionService(store, make_predictor=lambda kind, m: FakeCascade(m[0], tumor_probability=0.2))
+    service = PredictionService(store, make_predictor=lambda kind, m, method=None: FakeCascade(m[0], tumor_probability=0.2))
     window = make_window(service=service)
     open_and_wait(qtbot, window, ids[0])
     assert window.results_panel.probability_text("grade", "fl_cnn[FL]") == "—"
@@ -147,7 +147,7 @@ def test_window_level_and_fit(qtbot, window, phantom_store):
 
 def test_worker_error_reaches_the_user(qtbot, make_window, phantom_store, message_boxes, FakeCascade):
     store, ids = phantom_store
-    failing = PredictionService(store, make_predictor=lambda kind, m: FakeCascade(
+    failing = PredictionService(store, make_predictor=lambda kind, m, method=None: FakeCascade(
         m[0], error=RuntimeError("simulated inference failure: CUDA out of memory")))
     window = make_window(service=failing)
     open_and_wait(qtbot, window, ids[0], predicted=False)
@@ -161,7 +161,7 @@ def test_worker_error_reaches_the_user(qtbot, make_window, phantom_store, messag
 
 def test_gui_thread_does_not_wait_for_inference(qtbot, make_window, phantom_store, FakeCascade):
     store, ids = phantom_store
-    slow = PredictionService(store, make_predictor=lambda kind, m: FakeCascade(m[0], delay_s=1.0))
+    slow = PredictionService(store, make_predictor=lambda kind, m, method=None: FakeCascade(m[0], delay_s=1.0))
     window = make_window(service=slow, auto_predict=False)
     open_and_wait(qtbot, window, ids[0], predicted=False)
     started = time.perf_counter()
@@ -308,4 +308,4 @@ def test_open_images_dialog_opens_the_chosen_files(qtbot, window, tmp_path, monk
     action_for(window, "Ctrl+O").trigger()
     qtbot.waitUntil(lambda: window.current_case is not None, timeout=WAIT_MS)
     assert window.settings.last_open_dir == str(tmp_path)
-    assert window.current_case.images[FL].meta.source == fl_path.name
+    assert window.current_case.images[FL].meta.file_name == fl_path.name

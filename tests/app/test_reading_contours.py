@@ -10,8 +10,8 @@ from PySide6.QtTest import QTest
 
 from app.views.fluoro_view import FluoroView
 from engine.cases.bundle import write_bundle
-from engine.cases.model import Case, GroundTruth, ImageMeta
-from engine.predict.base import Prediction
+from engine.cases.model import Case, GroundTruth
+from engine.data import ImageMeta, Prediction, TaskResult
 from engine.studies import Study, add_reader, create_study
 
 pytestmark = pytest.mark.gui
@@ -38,9 +38,9 @@ def contour_study(phantom_store, tmp_path):
     ids = []
     for i, positive in enumerate((True, False, True)):
         case = frame_case(i, positive)
-        prediction = Prediction(model="fluoro_seg[unet]", weights_sha256={"fluoro_seg_unet": "cd" * 32},
-                                probabilities={"tumor": 0.8 if positive else 0.2}, thresholds={"tumor": 0.5},
-                                calls={"tumor": "tumor" if positive else "no tumor"},
+        prediction = Prediction(family="fluoro_seg", variant="unet", weights_sha256={"fluoro_seg_unet": "cd" * 32},
+                                tasks={"tumor": TaskResult("tumor" if positive else "no tumor",
+                                                           0.8 if positive else 0.2, 0.5)},
                                 masks={"tumor": case.truth.masks["tumor"]})
         case.predictions = [prediction]
         store.add_case(case, write_bundle(case, tmp_path / "frames" / case.id))

@@ -9,8 +9,8 @@ from test_reading_panel import PIN, percent, sign_in, visible_texts
 
 from app.views.lymph_node_view import LymphNodeView
 from engine.cases.bundle import write_bundle
+from engine.data import Prediction, TaskResult
 from engine.phantoms.lymph_node import write_node_demo_cases
-from engine.predict.base import Prediction
 from engine.studies import AIDED, UNAIDED, Study, add_reader, create_study
 
 pytestmark = pytest.mark.gui
@@ -27,9 +27,8 @@ def node_study(phantom_store, tmp_path):
         shape = case.images["WLI"].array.shape[:2]
         ramp = np.linspace(0, 1, shape[1], dtype=np.float32)[None, :].repeat(shape[0], axis=0)
         prediction = Prediction(
-            model="mfi_ffp[WLI+FI+PCI]", weights_sha256={"mfi_ffp_wli_fi_pci": "ef" * 32},
-            probabilities={"metastatic": p}, thresholds={"metastatic": 0.5},
-            calls={"metastatic": "metastatic" if p >= 0.5 else "benign"},
+            family="mfi_ffp", variant="WLI+FI+PCI", weights_sha256={"mfi_ffp_wli_fi_pci": "ef" * 32},
+            tasks={"metastatic": TaskResult("metastatic" if p >= 0.5 else "benign", p, 0.5)},
             heatmaps={f"metastatic/{m}": ramp for m in ("WLI", "FI", "PCI", "fusion")})
         case.predictions = [prediction]
         store.add_case(case, write_bundle(case, tmp_path / "read" / case_id))

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QAbstractButton, QAbstractItemView, QApplication, 
 from app.views import GliomaView
 from app.widgets.study_dialogs import StartReadingDialog
 from engine.cases.bundle import write_bundle
-from engine.predict.base import Prediction
+from engine.data import Prediction, TaskResult
 from engine.studies import AIDED, UNAIDED, Study, add_reader, create_study
 from engine.studies.model import AUTH_FAILED
 
@@ -27,9 +27,8 @@ PIN = "4321"
 
 def stored_prediction(probability: float, shape: tuple[int, int]) -> Prediction:
     ramp = np.linspace(0.0, 1.0, shape[1], dtype=np.float32)[None, :].repeat(shape[0], axis=0)
-    return Prediction(model="fl_cnn[FL]", weights_sha256={"fl_cnn_fl_tumor": "ab" * 32},
-                      probabilities={"tumor": probability}, thresholds={"tumor": 0.5},
-                      calls={"tumor": "tumor" if probability >= 0.5 else "non-tumor"},
+    return Prediction(family="fl_cnn", variant="FL", weights_sha256={"fl_cnn_fl_tumor": "ab" * 32},
+                      tasks={"tumor": TaskResult("tumor" if probability >= 0.5 else "non-tumor", probability, 0.5)},
                       heatmaps={"tumor/FL": ramp}, device="test device")
 
 

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialogButtonBox
 
 from app.widgets.study_dialogs import AddReaderDialog, NewStudyDialog
-from engine.predict.base import Prediction
+from engine.data import Prediction, TaskResult
 from engine.studies import AIDED, UNAIDED, ReadingSession, Study, create_study, list_readers, list_studies
 
 pytestmark = pytest.mark.gui
@@ -21,8 +21,8 @@ def store_with_results(phantom_store):
     store, ids = phantom_store
     for i, case_id in enumerate(ids):
         store.add_prediction(case_id, Prediction(
-            model="fl_cnn[FL]", weights_sha256={"fl_cnn_fl_tumor": "ab" * 32}, probabilities={"tumor": 0.2 + 0.3 * i},
-            thresholds={"tumor": 0.5}, calls={"tumor": "tumor" if i else "non-tumor"}))
+            family="fl_cnn", variant="FL", weights_sha256={"fl_cnn_fl_tumor": "ab" * 32},
+            tasks={"tumor": TaskResult("tumor" if i else "non-tumor", 0.2 + 0.3 * i, 0.5)}))
     return store, ids
 
 
@@ -76,8 +76,8 @@ def test_the_contours_option_is_offered_for_fluorescence_frames(qtbot, store_wit
     for i in range(2):
         case = frame_to_case(make_frame(np.random.default_rng(i), "C", 96, tumor_free=bool(i)), f"fr-{i}")
         store.add_case(case, write_bundle(case, tmp_path / "fr" / case.id))
-        store.add_prediction(case.id, Prediction(model="fluoro_seg[unet]", weights_sha256={}, probabilities={
-            "tumor": 0.9 - 0.8 * i}, thresholds={"tumor": 0.5}, calls={"tumor": "tumor"}))
+        store.add_prediction(case.id, Prediction(family="fluoro_seg", variant="unet",
+                                                 tasks={"tumor": TaskResult("tumor", 0.9 - 0.8 * i, 0.5)}))
     dialog = NewStudyDialog(store, preselect="fr-0")
     qtbot.addWidget(dialog)
     assert dialog.kind_combo.currentData() == "fluoro_frame" and dialog.contours_box.isEnabled()

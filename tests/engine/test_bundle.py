@@ -4,21 +4,21 @@ import numpy as np
 import pytest
 
 from engine.cases.bundle import BundleError, read_bundle, write_bundle
-from engine.cases.model import Case, GroundTruth, ImageMeta, Read
-from engine.predict.base import Prediction
+from engine.cases.model import Case, GroundTruth, Read
+from engine.data import ImageMeta, Prediction, TaskResult
 
 
 def _case():
     rng = np.random.default_rng(1)
     case = Case(id="case-x", kind="glioma_specimen", patient_id="P01", notes="ok")
     case.add_image("FL", rng.integers(0, 65535, (40, 60), dtype=np.uint16),
-                   ImageMeta(16, "counts", (0.1, 0.1), "fl.png", {"exposure_ms": 50}))
+                   ImageMeta(16, "counts", (0.1, 0.1), source={"file": "fl.png"}, extra={"exposure_ms": 50}))
     case.add_image("WL", rng.integers(0, 255, (40, 60, 3), dtype=np.uint8), ImageMeta(8, "RGB"))
-    case.add_image("PET", rng.random((8, 40, 60)).astype(np.float32), ImageMeta(32, "SUV", (2.0, 1.0, 1.0)))
+    case.add_image("PET", rng.random((8, 40, 60)).astype(np.float32), ImageMeta(32, "SUV", (2.0, 1.0, 1.0)), axes="ZYX")
     case.truth = GroundTruth({"tumor": 1, "grade": None}, {"tumor": rng.random((40, 60)) > 0.5}, "pathology")
     case.predictions.append(Prediction(
-        model="fl_cnn[FL]", weights_sha256={"a": "ff"}, probabilities={"tumor": 0.8123456789},
-        thresholds={"tumor": 0.4}, calls={"tumor": "tumor"}, masks={"tumor": rng.random((40, 60)) > 0.3},
+        family="fl_cnn", variant="FL", weights_sha256={"a": "ff"},
+        tasks={"tumor": TaskResult("tumor", 0.8123456789, 0.4)}, masks={"tumor": rng.random((40, 60)) > 0.3},
         contours={"tumor": [rng.random((7, 2)).astype(np.float32)]},
         heatmaps={"tumor/FL": rng.random((40, 60)).astype(np.float32)}, timings_ms={"total": 12.5}))
     case.reads.append(Read("r1", "tumor?", "1", 4.0, "clear"))

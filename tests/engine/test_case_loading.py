@@ -9,26 +9,24 @@ import numpy as np
 import pytest
 
 from engine.cases.bundle import write_bundle
-from engine.cases.loading import (
+from engine.cases.loading import sort_paths
+from engine.cases.model import FL, WL
+from engine.io.images import ImageReadError
+from engine.kinds.glioma import case_from_images, guess_modality
+from engine.kinds.lymph_node import (
     FI,
     NODE_MODALITIES,
     PCI,
     WLI,
-    case_from_images,
     case_from_node_images,
     describe_node_files,
-    guess_modality,
     guess_node_modality,
-    load_case_source,
     looks_like_node_images,
     node_assignment_problems,
     node_mapping_from_names,
-    open_into_store,
     open_node_into_store,
-    sort_paths,
 )
-from engine.cases.model import FL, WL
-from engine.io.images import ImageReadError
+from engine.kinds.opening import load_case_source, open_into_store
 from engine.phantoms.glioma import PatientEffects, make_specimen, specimen_to_case
 from engine.phantoms.lymph_node import make_node, node_to_case
 from engine.store import Store
@@ -61,7 +59,7 @@ def test_case_from_one_fl_and_one_wl_image(tmp_path):
     case = case_from_images([fl, wl])
     assert case.kind == "glioma_specimen"
     assert case.images[FL].meta.bit_depth == 16 and case.images[WL].meta.bit_depth == 8
-    assert case.images[FL].meta.source == "a.png"
+    assert case.images[FL].meta.file_name == "a.png"
 
 
 def test_two_images_of_the_same_modality_are_refused(tmp_path):
@@ -160,7 +158,7 @@ def test_case_from_three_node_images(tmp_path):
     case = case_from_node_images({WLI: wli, FI: fi, PCI: pci})
     assert case.kind == "lymph_node" and list(case.images) == [WLI, FI, PCI]
     assert case.images[FI].array.ndim == 2 and case.images[WLI].array.shape == (64, 64, 3)
-    assert {m: img.meta.source for m, img in case.images.items()} == {WLI: "n_wli.png", FI: "n_fi.png", PCI: "n_pci.png"}
+    assert {m: img.meta.file_name for m, img in case.images.items()} == {WLI: "n_wli.png", FI: "n_fi.png", PCI: "n_pci.png"}
     assert case.images[FI].meta.bit_depth == 8 and case.images[PCI].meta.units == "RGB"
 
 

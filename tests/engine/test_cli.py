@@ -28,7 +28,8 @@ def test_make_demo_data_then_predict_json_and_csv(tmp_path, capsys):
     results = json.loads(out_json.read_text())
     assert len(results) == 4  # FL and WL cascade per case
     assert {r["model"] for r in results} == {"fl_cnn[FL]", "fl_cnn[WL]"}
-    assert all(0 <= p <= 1 for r in results for p in r["probabilities"].values())
+    assert all(0 <= t["probability"] <= 1 for r in results for t in r["tasks"].values() if t["probability"] is not None)
+    assert {(r["family"], r["variant"]) for r in results} == {("fl_cnn", "FL"), ("fl_cnn", "WL")}
     out_csv = tmp_path / "r.csv"
     assert main(["predict", str(bundles[0] / "image_FL.png"), "--out", str(out_csv)]) == 0
     rows = list(csv.DictReader(out_csv.open()))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.data import image_of
 from engine.nets.fluoro_seg import ARCHS, PAPER_CONFIGS, FluoroSegNet, config_for
 from engine.preprocess.fluoro import frame_geometry, grey_unit, prepare_frame, preprocessing_constants
 from engine.train.fluoro_seg import (
@@ -346,13 +347,14 @@ def test_cli_train_evaluate_bench_and_predict_with_both_backends(tmp_path, monke
     bench = capsys.readouterr().out
     assert "UNet" in bench and "speed-up" in bench and "MASKS DIFFER" not in bench
     frame = make_frame(np.random.default_rng(4), "C", 150)  # not a multiple of 32
-    eager = FluoroSegPredictor("unet", device="cpu").predict({"NIR": frame.image}, bit_depth=8)
-    fast = FluoroSegPredictor("unet", device="cpu", backend="onnx").predict({"NIR": frame.image}, bit_depth=8)
+    nir = {"NIR": image_of("NIR", frame.image, 8)}
+    eager = FluoroSegPredictor("unet", device="cpu").predict(nir)
+    fast = FluoroSegPredictor("unet", device="cpu", backend="onnx").predict(nir)
     assert eager.masks["tumor"].shape == (150, 150)
     if eager.masks["tumor"].any() or fast.masks["tumor"].any():
         assert dice(eager.masks["tumor"], fast.masks["tumor"]) > 0.99
     assert np.abs(eager.heatmaps["tumor/NIR"] - fast.heatmaps["tumor/NIR"]).max() < 1e-3
-    drlse = FluoroSegPredictor("drlse").predict({"NIR": frame.image}, bit_depth=8, spacing=(0.1, 0.1))
+    drlse = FluoroSegPredictor("drlse").predict({"NIR": image_of("NIR", frame.image, 8, spacing=(0.1, 0.1))})
     assert drlse.masks["tumor"].shape == (150, 150) and not drlse.heatmaps
     # The frame-level answer: the highest pixel probability, "tumor" exactly when the mask is not empty.
     assert eager.probabilities["tumor"] == pytest.approx(float(eager.heatmaps["tumor/NIR"].max()))

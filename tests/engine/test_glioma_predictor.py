@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from engine.data import image_of
 from engine.phantoms.glioma import make_glioma_dataset
 from engine.predict.glioma import GliomaCascadePredictor
 from engine.registry import load_card
@@ -20,7 +21,8 @@ def fl_predictor():
 
 def test_prediction_shapes_and_ranges(fl_predictor, specimens):
     spec = specimens[0]
-    pred = fl_predictor.predict({"FL": spec.fl}, explain=True, bit_depth=16)
+    pred = fl_predictor.predict({"FL": image_of("FL", spec.fl, 16)}, explain=True)
+    assert (pred.family, pred.variant, pred.model) == ("fl_cnn", "FL", "fl_cnn[FL]")
     assert set(pred.probabilities) <= {"tumor", "grade", "ki67"} and "tumor" in pred.probabilities
     assert all(0.0 <= p <= 1.0 for p in pred.probabilities.values())
     assert set(pred.calls) == {"tumor", "grade", "ki67"}
@@ -36,7 +38,7 @@ def test_prediction_shapes_and_ranges(fl_predictor, specimens):
 
 def test_cascade_gates_grade_and_ki67_on_the_tumor_call(fl_predictor, specimens):
     for spec in specimens:
-        pred = fl_predictor.predict({"FL": spec.fl}, explain=False)
+        pred = fl_predictor.predict({"FL": image_of("FL", spec.fl)}, explain=False)
         if pred.calls["tumor"] == "tumor":
             assert {"grade", "ki67"} <= set(pred.probabilities)
         else:
@@ -45,19 +47,19 @@ def test_cascade_gates_grade_and_ki67_on_the_tumor_call(fl_predictor, specimens)
 
 
 def test_run_all_scores_every_task(specimens):
-    pred = GliomaCascadePredictor("WL", device="cpu", run_all=True).predict({"WL": specimens[1].wl})
+    pred = GliomaCascadePredictor("WL", device="cpu", run_all=True).predict({"WL": image_of("WL", specimens[1].wl)})
     assert set(pred.probabilities) == {"tumor", "grade", "ki67"}
     assert all(h.shape == specimens[1].wl.shape[:2] for h in pred.heatmaps.values())
 
 
 def test_eight_bit_fl_input_is_accepted(fl_predictor, specimens):
     fl8 = (specimens[2].fl // 257).astype(np.uint8)
-    pred = fl_predictor.predict({"FL": fl8}, explain=False, bit_depth=8)
+    pred = fl_predictor.predict({"FL": image_of("FL", fl8)}, explain=False)
     assert 0 <= pred.probabilities["tumor"] <= 1
 
 
 def test_missing_modality_is_a_clear_error(fl_predictor, specimens):
-    with pytest.raises(KeyError, match="needs a FL image"):
-        fl_predictor.predict({"WL": specimens[0].wl})
+    with pytest.raises(KeyError, match="needs FL images; missing FL"):
+        fl_predictor.predict({"WL": image_of("WL", specimens[0].wl)})
     with pytest.raises(ValueError, match="modality FL or WL"):
         GliomaCascadePredictor("PET")

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from engine.data import image_of
 from engine.io.images import ImageReadError
 from engine.phantoms.lymph_node import make_node_dataset
 from engine.preprocess.lymph_node import (
@@ -116,7 +117,8 @@ def test_train_save_and_predict_with_heatmaps_and_onnx(arrays, tmp_path, monkeyp
 
     node = make_node_dataset(n_patients=1, nodes_per_patient=1, seed=9, size=150)[0]
     predictor = MFIFFPPredictor(device="cpu")
-    pred = predictor.predict(node.images, explain=True)
+    images = {m: image_of(m, a) for m, a in node.images.items()}
+    pred = predictor.predict(images, explain=True)
     assert pred.model == "mfi_ffp[WLI+FI+PCI]"
     assert 0.0 <= pred.probabilities["metastatic"] <= 1.0
     assert pred.calls["metastatic"] in ("benign", "metastatic")
@@ -125,7 +127,7 @@ def test_train_save_and_predict_with_heatmaps_and_onnx(arrays, tmp_path, monkeyp
         assert heat.shape == (150, 150) and heat.min() >= 0 and heat.max() <= 1
 
     fast = MFIFFPPredictor(device="cpu", backend="onnx")
-    assert fast.predict(node.images, explain=False).probabilities["metastatic"] == pytest.approx(
+    assert fast.predict(images, explain=False).probabilities["metastatic"] == pytest.approx(
         pred.probabilities["metastatic"], abs=1e-4)
 
 

@@ -182,7 +182,7 @@ def test_node_to_case_carries_images_truth_and_provenance():
     for modality in MODALITIES:
         image = case.image(modality)
         assert image.array is record.images[modality]
-        assert image.meta.bit_depth == 8 and image.meta.source == "phantom:P007-N003"
+        assert image.meta.bit_depth == 8 and image.meta.source == {"generator": "phantom generator", "node": "P007-N003"}
     assert case.image("FI").meta.units == "a.u."
     assert case.truth.labels == {"metastatic": 1}
     assert case.truth.masks["node"] is record.mask

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from engine.paths import models_dir
-from engine.registry import INTENDED_USE, file_sha256, list_models, render_card
+from engine.registry import CARD_VERSION, INTENDED_USE, file_sha256, list_models, render_card
 
 WEIGHT_BUDGET_MB = 60
 REQUIRED = ("family", "config", "input", "preprocessing", "labels", "thresholds", "gradcam_layers",
@@ -32,11 +32,11 @@ def test_card_is_complete_and_matches_its_files(card):
     assert card.weights_path.stat().st_size == card.weights["bytes"]
     assert (card.folder / "README.md").read_text(encoding="utf-8") == render_card(card)
     assert "regenerate" in card.training and card.training["regenerate"].startswith("oncolens train")
+    assert raw["card_version"] == CARD_VERSION  # the shipped cards are stored migrated
+    assert all(0.0 < t.value < 1.0 and t.rule for t in card.thresholds.values())
     if card.family == "fluoro_seg":  # a segmentation net: a probability threshold and Dice on held-out frames
-        assert 0.0 < card.thresholds["tumor"] < 1.0
         headline = card.evaluation["metrics"]["dice"]
     else:
-        assert 0.0 < card.thresholds["operating"] < 1.0
         headline = card.evaluation["metrics"]["auc"]
     assert headline["ci_low"] <= headline["value"] <= headline["ci_high"]
 
@@ -66,13 +66,17 @@ def test_shipped_mfi_ffp_predicts_on_a_demo_node():
     from engine.predict.lymph_node import MFIFFPPredictor
 
     case = read_bundle(next(demo_cases_dir().glob("demo-node-*")))
-    images = {m: img.array for m, img in case.images.items()}
+    images = case.images
     pred = MFIFFPPredictor(device="cpu").predict(images, explain=True)
     assert 0.0 <= pred.probabilities["metastatic"] <= 1.0
     assert {k.split("/")[1] for k in pred.heatmaps} == {"WLI", "FI", "PCI", "fusion"}
     assert all(h.shape == case.images["WLI"].array.shape[:2] for h in pred.heatmaps.values())
     bi = MFIFFPPredictor(("WLI", "FI"), device="cpu").predict({m: images[m] for m in ("WLI", "FI")})
     assert bi.model == "mfi_ffp[WLI+FI]" and 0.0 <= bi.probabilities["metastatic"] <= 1.0
+
+
+def mask_pixels(pred) -> int:
+    return int(pred.masks["tumor"].sum())
 
 
 def test_segmentation_demo_nets_are_shipped_and_segment_a_demo_frame():
@@ -89,8 +93,8 @@ def test_segmentation_demo_nets_are_shipped_and_segment_a_demo_frame():
     for card in (c for c in CARDS if c.family == "fluoro_seg"):
         arch = card.config["arch"]
         assert card.training["data"]["kind"] == "phantom" and "frozen" in card.training["protocol"]
-        pred = FluoroSegPredictor(arch, device="cpu").predict({"NIR": image.array}, bit_depth=image.meta.bit_depth,
-                                                              spacing=image.meta.spacing)
+        pred = FluoroSegPredictor(arch, device="cpu").predict({"NIR": image})
+        assert pred.measures["area_px"] == mask_pixels(pred) and pred.measures["area_mm2"] > 0
         mask = pred.masks["tumor"]
         assert mask.shape == truth.shape and pred.contours["tumor"]
         assert dice(mask, truth) > 0.5, f"{arch} segments the demo frame poorly"

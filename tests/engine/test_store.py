@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from engine.cases.bundle import write_bundle
-from engine.cases.model import Case, GroundTruth, ImageMeta
-from engine.predict.base import Prediction
+from engine.cases.model import Case, GroundTruth
+from engine.data import ImageMeta, Prediction, TaskResult
 from engine.store import CaseSummary, Store, StoreError, default_db_url, head_revision
 from engine.store.schema import AuditEvent, Base
 
@@ -56,11 +56,9 @@ def bundled(case: Case, root: Path) -> Path:
 
 def make_prediction(p_tumor: float = 0.91) -> Prediction:
     return Prediction(
-        model="fl_cnn",
+        family="fl_cnn",
         weights_sha256={"fl_cnn_tumor": "ab" * 32},
-        probabilities={"tumor": p_tumor},
-        thresholds={"tumor": 0.5},
-        calls={"tumor": "tumor" if p_tumor >= 0.5 else "normal"},
+        tasks={"tumor": TaskResult("tumor" if p_tumor >= 0.5 else "normal", p_tumor, 0.5)},
         masks={"tumor": np.zeros((8, 8), np.uint8)},
     )
 
@@ -229,11 +227,11 @@ def test_predictions_are_kept_as_summaries(store, tmp_path):
     assert isinstance(first, int) and second > first
 
     summaries = store.predictions_for("case-p")
-    assert [s["id"] for s in summaries] == [first, second]
-    assert summaries[0]["probabilities"] == {"tumor": 0.91}
-    assert summaries[1]["calls"] == {"tumor": "normal"}
-    assert summaries[0]["weights_sha256"] == {"fl_cnn_tumor": "ab" * 32}
-    assert summaries[0]["masks"] == ["tumor"]
+    assert [s.id for s in summaries] == [first, second]
+    assert summaries[0].summary.probabilities == {"tumor": 0.91}
+    assert summaries[1].summary.calls == {"tumor": "normal"}
+    assert summaries[0].summary.weights_sha256 == {"fl_cnn_tumor": "ab" * 32}
+    assert summaries[0].summary.mask_names == ("tumor",)
     assert store.list_cases()[0].n_predictions == 2
 
 

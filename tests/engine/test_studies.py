@@ -19,8 +19,8 @@ from alembic import command
 from sqlalchemy.orm import Session
 
 from engine.cases.bundle import write_bundle
-from engine.cases.model import Case, GroundTruth, ImageMeta
-from engine.predict.base import Prediction
+from engine.cases.model import Case, GroundTruth
+from engine.data import ImageMeta, Prediction, TaskResult
 from engine.store import Store, StoreError
 from engine.store.db import alembic_config
 from engine.store.schema import Base, ReaderRecord, ReadRecord
@@ -65,9 +65,8 @@ def add_cases(store: Store, root: Path, n: int, *, prefix: str = "gl", truth: bo
             case.truth = GroundTruth(labels={"tumor": i % 2}, masks={"tumor": np.full((8, 8), i % 2, np.uint8)},
                                      source="phantom")
         p = probability(case_id)
-        prediction = Prediction(model="fl_cnn", weights_sha256={"fl_cnn_fl_tumor": "ab" * 32},
-                                probabilities={"tumor": p}, thresholds={"tumor": 0.5},
-                                calls={"tumor": "tumor" if p >= 0.5 else "normal"},
+        prediction = Prediction(family="fl_cnn", weights_sha256={"fl_cnn_fl_tumor": "ab" * 32},
+                                tasks={"tumor": TaskResult("tumor" if p >= 0.5 else "normal", p, 0.5)},
                                 masks={"tumor": np.ones((8, 8), np.uint8)})
         case.predictions.append(prediction)
         store.add_case(case, write_bundle(case, root / case_id))
@@ -206,7 +205,7 @@ def test_unaided_sessions_hold_no_truth_and_no_model_output(store, tmp_path):
     for case in cases:
         assert isinstance(case, BlindedCase) and case.aid is None
         assert set(case.images) == {"FL"}  # WL exists in the bundle but is not part of this study
-        assert case.images["FL"].meta.source is None  # "tumor_1.png" would hint at the answer
+        assert case.images["FL"].meta.file_name is None  # "tumor_1.png" would hint at the answer
         assert not case.images["FL"].array.flags.writeable
         assert not any("truth" in f.name for f in dataclasses.fields(case))
 
@@ -439,7 +438,8 @@ def test_upgrading_a_0001_database_keeps_its_data_and_downgrading_removes_only_s
     with Store(url) as upgraded:
         assert upgraded.schema_revision() == "0002"
         assert [c.id for c in upgraded.list_cases()] == ["old-1"]
-        assert upgraded.predictions_for("old-1")[0]["probabilities"] == {"metastatic": 0.7}
+        assert upgraded.predictions_for("old-1")[0].summary.probabilities == {"metastatic": 0.7}
+        assert upgraded.predictions_for("old-1")[0].summary.model == "mfi_ffp"
         assert [e["action"] for e in upgraded.audit_log()] == ["case.add"]
         with pytest.raises(sa.exc.IntegrityError, match="append-only"):  # 0001's triggers survive
             with upgraded.engine.begin() as conn:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from engine.cases.bundle import write_bundle
-from engine.cases.model import Case, GroundTruth, ImageMeta
-from engine.predict.base import Prediction
+from engine.cases.model import Case, GroundTruth
+from engine.data import ImageMeta, Prediction, TaskResult
 from engine.store import Store
 from engine.studies import ReadingSession, Study, StudyError, add_reader, create_study
 from engine.studies.analysis import analyze_study
@@ -56,9 +56,9 @@ def add_frames(store: Store, root, labels=(1, 0, 1, 0, 1, 0)) -> list[str]:
         frame = (np.random.default_rng(i).integers(100, 200, SHAPE) + 1500 * truth_mask(bool(label))).astype(np.uint16)
         case.add_image("NIR", frame, ImageMeta(bit_depth=12, spacing=(0.2, 0.2)))
         case.truth = GroundTruth(labels={"tumor": label}, masks={"tumor": truth_mask(bool(label))}, source="test")
-        prediction = Prediction(model="fluoro_seg[unet]", weights_sha256={"fluoro_seg_unet": "cd" * 32},
-                                probabilities={"tumor": 0.9 if label else 0.1}, thresholds={"tumor": 0.5},
-                                calls={"tumor": "tumor" if label else "no tumor"},
+        prediction = Prediction(family="fluoro_seg", variant="unet", weights_sha256={"fluoro_seg_unet": "cd" * 32},
+                                tasks={"tumor": TaskResult("tumor" if label else "no tumor", 0.9 if label else 0.1,
+                                                           0.5)},
                                 masks={"tumor": model_mask(bool(label))})
         case.predictions.append(prediction)
         store.add_case(case, write_bundle(case, root / case.id))

@@ -1,0 +1,154 @@
+"""Which predictors a case gets, cached and run together, with their results kept in the store. No Qt here.
+
+The GUI calls `PredictionService.predict_case` on a worker thread, the CLI calls it directly; the service
+is thread-safe. What a case gets is its kind's business (engine.cases.kinds): the modality groups, the
+predictor for each, the method the user chose where the kind offers a choice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import engine.kinds  # noqa: F401  (registers the built-in kinds)
+from engine.cases.kinds import CaseKind, find_kind, get_kind
+from engine.cases.model import Case
+from engine.data import Prediction, PredictionSummary
+from engine.predict.base import Predictor
+
+# (kind, modalities it reads, method or None) -> predictor; the default asks the kind
+PredictorFactory = Callable[[CaseKind, tuple[str, ...], str | None], Predictor]
+
+
+def kind_predictor(kind: CaseKind, modalities: tuple[str, ...], method: str | None) -> Predictor:
+    """The shipped predictor for a kind's modality group (loads and verifies weights)."""
+    return kind.make_predictor(modalities, method)
+
+
+def short_fingerprint(weights_sha256: dict[str, str]) -> str:
+    return "+".join(sha[:8] for sha in weights_sha256.values())
+
+
+def model_label(prediction: PredictionSummary) -> str:
+    """Status-bar text naming the model and the weights it used, e.g. 'fl_cnn[FL] 7fc7615a+2279013e+fd1bdbfa'."""
+    return f"{prediction.model} {short_fingerprint(prediction.weights_sha256)}"
+
+
+class PredictionService:
+    """Runs every predictor a case calls for and stores each new result's summary."""
+
+    def __init__(self, store: Any = None, make_predictor: PredictorFactory | None = None,
+                 actor: str = "oncolens-gui") -> None:
+        self.store = store
+        self._make_predictor = make_predictor or kind_predictor
+        self._predictors: dict[tuple, Predictor] = {}
+        self._methods: dict[str, str] = {}  # kind -> method the user chose (kinds that offer a choice)
+        self._lock = threading.Lock()  # one inference at a time; predictors are built once
+        self.actor = actor
+
+    # -- methods (kinds whose user picks the model) ---------------------------------------------
+
+    def method(self, kind: str) -> str | None:
+        """The method cases of `kind` run with: the user's choice, else the kind's default (None: no choice)."""
+        return self._methods.get(kind) or get_kind(kind).default_method()
+
+    def set_method(self, kind: str, method: str) -> None:
+        known = [m.id for m in get_kind(kind).methods()]
+        if method not in known:
+            raise ValueError(f"'{kind}' cases have no method {method!r}; installed: {', '.join(known) or 'none'}.")
+        self._methods[kind] = method
+
+    # -- prediction -----------------------------------------------------------------------------
+
+    def modalities_for(self, case: Case) -> list[tuple[str, ...]]:
+        """The modality sets the case's predictors read, primary first."""
+        return get_kind(case.kind).predictor_groups(case)
+
+    def predictor(self, kind: str, modalities: tuple[str, ...]) -> Predictor:
+        method = self.method(kind)
+        key = (kind, modalities, method)
+        if key not in self._predictors:
+            self._predictors[key] = self._make_predictor(get_kind(kind), modalities, method)
+        return self._predictors[key]
+
+    def predict_case(self, case: Case, explain: bool = True) -> list[Prediction]:
+        """Run the case's predictors; new results go to the store (if any). Call off the GUI thread."""
+        with self._lock:
+            predictions = []
+            for modalities in self.modalities_for(case):
+                predictor = self.predictor(case.kind, modalities)
+                images = {m: case.images[m] for m in modalities}
+                predictions.append(predictor.predict(images, explain=explain))
+        if self.store is not None:
+            self._keep(case.id, predictions)
+        return predictions
+
+    def _keep(self, case_id: str, predictions: list[Prediction]) -> None:
+        """Store each prediction unless the same model, weights and result are already stored for the case."""
+        stored = [s.summary for s in self.store.predictions_for(case_id)]
+        for prediction in predictions:
+            summary = prediction.summary()
+            if not any(_same_result(s, summary) for s in stored):
+                self.store.add_prediction(case_id, prediction, actor=self.actor)
+
+    def status_labels(self, kind: str | None = None) -> tuple[str, str]:
+        """(device, models) texts for the status bar, read from settings and model cards (no nets loaded)."""
+        from engine.device import describe_device, select_device
+
+        try:
+            device = describe_device(select_device())
+        except (RuntimeError, ValueError) as exc:
+            device = f"Device error: {exc}"
+        return device, self.cards_label(kind)
+
+    @staticmethod
+    def cards_label(kind: str | None = None) -> str:
+        """The kind's installed models and weights; with no kind, how many models are installed."""
+        if kind is None:
+            from engine.paths import models_dir
+            from engine.registry import list_models
+
+            cards = list_models()
+            phantom = all((c.training.get("data") or {}).get("kind") == "phantom" for c in cards)
+            return (f"{len(cards)} models installed" + (" (phantom-trained demo weights)" if phantom else "")
+                    if cards else f"No models in {models_dir()}")
+        info = find_kind(kind)
+        return info.cards_label() if info is not None else ""
+
+
+def _same_result(stored: PredictionSummary, summary: PredictionSummary) -> bool:
+    return (stored.model == summary.model and stored.weights_sha256 == summary.weights_sha256
+            and stored.to_dict()["tasks"] == summary.to_dict()["tasks"])
+
+
+def stored_predictions(case: Case, summaries: Sequence[PredictionSummary]) -> list[Prediction]:
+    """The newest known result per model: from the bundle when it has them (with arrays), else the store's
+    summaries; in the kind's display order (primary model first)."""
+    latest: dict[str, Prediction] = {}
+    for summary in summaries:
+        latest[summary.model] = Prediction.from_summary(summary)
+    for prediction in case.predictions:  # bundle results carry heatmaps: they win over summaries
+        current = latest.get(prediction.model)
+        if current is None or prediction.created >= current.created:
+            latest[prediction.model] = prediction
+    kind = find_kind(case.kind)
+    return sorted(latest.values(), key=kind.prediction_rank if kind is not None else (lambda p: 0))
+
+
+def truth_labels(case: Case) -> dict[str, str] | None:
+    """Reference labels as words (from the model cards' label names where installed), or None without truth."""
+    if case.truth is None:
+        return None
+    kind = find_kind(case.kind)
+    words = {}
+    for task, value in case.truth.labels.items():
+        if value is None:
+            words[task] = "n/a"
+            continue
+        names = kind.label_names(task) if kind is not None else ("negative", "positive")
+        words[task] = names[int(value)] if 0 <= int(value) < len(names) else ("positive" if int(value) else "negative")
+    return words
+
+
+__all__ = ["PredictionService", "kind_predictor", "model_label", "stored_predictions", "truth_labels"]
