@@ -16,8 +16,8 @@ from engine.cases.bundle import write_bundle
 from engine.data import Prediction
 from engine.metrics.segmentation import dice
 from engine.phantoms.fluoro_frames import frame_to_case, make_frame
-from engine.predict.fluoro import FluoroSegPredictor
 from engine.predict.base import Predictor
+from engine.predict.fluoro import FluoroSegPredictor
 from engine.seg.contours import read_contours_json
 from engine.service import PredictionService
 
