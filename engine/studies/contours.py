@@ -7,8 +7,9 @@ reader and the study's model against the case's truth mask with the segmentation
 `engine.metrics.segmentation` (Dice, FPSR, FNSR, HD95). A case read without a contour counts as an empty
 mask: the reader saw no tumor to outline. Cases whose bundle has no truth mask are left out and listed.
 
-Per rater: mean Dice with a percentile bootstrap interval over cases, mean FPSR / FNSR, median HD95, and
-the model's mean Dice minus the reader's with a two-sided paired permutation p-value (case-wise swaps of
+Per rater: mean Dice with a percentile bootstrap interval over cases, mean FPSR / FNSR, median HD95 (the
+larger of the two directed 95th percentiles, MONAI's convention) over the cases where it is defined, with
+`hd95_undefined` counting the cases where exactly one mask is empty, and the model's mean Dice minus the reader's with a two-sided paired permutation p-value (case-wise swaps of
 the two masks' scores, the same test the classification metrics use).
 """
 

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from engine.metrics.plots import plot_roc
 from engine.metrics.reader_study import AVERAGE_READER_ID, ERROR_CATEGORIES, MODEL_ID, ComparisonResult
+from engine.metrics.segmentation import HD95_CONVENTION
 from engine.store import Store
 from engine.studies.analysis import StudyAnalysis, analyze_study
 from engine.studies.model import AIDED
@@ -257,11 +258,13 @@ def _contour_section(analysis: StudyAnalysis) -> str:
     return ("<h2>Reader outlines against the truth mask</h2>"
             "<p>Each reader's outline is rasterised on the frame (a case read without one counts as an empty mask) "
             "and scored against the truth mask like the model's mask: Dice, FPSR, FNSR (means over cases, Dice "
-            "with a percentile bootstrap interval) and the median HD95 in pixels (cases where one mask is empty "
-            "have no HD95 and are counted). Model − reader: difference of mean Dice, two-sided paired "
+            f"with a percentile bootstrap interval) and the median HD95 in pixels ({_esc(HD95_CONVENTION)}). "
+            "HD95 is undefined where exactly one of the two masks is empty (an outline on a frame without "
+            "tumor, or none on a frame with one); the median is over the other cases and the column "
+            "<i>HD95 undefined</i> counts them. Model − reader: difference of mean Dice, two-sided paired "
             "permutation p.</p>"
             + _table(["Arm", "Rater", "Cases", "Mean Dice", "CI", "FPSR", "FNSR", "Median HD95 px",
-                      "No HD95", "Model − rater Dice", "p"], rows, left=2))
+                      "HD95 undefined", "Model − rater Dice", "p"], rows, left=2))
 
 
 def _small_sections(analysis: StudyAnalysis) -> str:
