@@ -34,10 +34,15 @@ from engine.metrics.mrmc import (
     fom_matrix,
     jackknife_covariance,
     jackknife_foms,
-    long_format_rows,
     or_hillis,
     or_hillis_fixed_reference,
+)
+from engine.metrics.mrmc_export import (
+    long_format_rows,
     write_imrmc,
+    write_imrmc_r,
+    write_mrmc_tool_files,
+    write_rjafroc_imrmc,
 )
 from engine.metrics.reader_study import (
     ComparisonResult,
@@ -90,6 +95,9 @@ __all__ += [
     "or_hillis",
     "or_hillis_fixed_reference",
     "write_imrmc",
+    "write_imrmc_r",
+    "write_mrmc_tool_files",
+    "write_rjafroc_imrmc",
     "ComparisonResult",
     "ErrorAnalysis",
     "MetricDifference",

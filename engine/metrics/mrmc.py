@@ -12,15 +12,14 @@ jackknife, scaled by (c - 1) / c. Two designs:
   cases, or a fixed number), the single-test OR analysis of Hillis 2007 (section 5.3) applied to the
   reader-minus-reference differences, as in RJafroc's CAD-vs-radiologists analysis.
 
-The module also writes reads in the long format that MRMC tools (iMRMC, OR-DBM MRMC) read.
+The reads in long format and the MRMC tools' input files are written by `engine.metrics.mrmc_export`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,9 +28,6 @@ from scipy import stats
 from engine.metrics.classification import _both_classes, _json_float, _labels, auc, sensitivity, specificity
 
 MRMC_FOMS = ("auc", "sensitivity", "specificity")
-TRUTH_READER_ID = "-1"
-TRUTH_MODALITY_ID = "truth"
-LONG_FORMAT_COLUMNS = ("readerID", "caseID", "modalityID", "score")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -433,53 +429,3 @@ def or_hillis_fixed_reference(truth: Any, reader_scores: Any, reference_scores: 
         var_r=ms_r - var_error + cov2, var_tr=math.nan, cov1=math.nan, cov2=cov2, cov3=math.nan,
         var_error=var_error,
     )
-
-
-# ----------------------------------------------------------------------------------------------------
-# Long-format reads for MRMC tools
-
-
-def long_format_rows(truth: Any, readings: Mapping[str, Mapping[str, Any]],
-                     case_ids: Sequence[Any] | None = None) -> list[dict[str, str]]:
-    """Reads as rows (readerID, caseID, modalityID, score), truth rows first.
-
-    `readings[modality][reader] = scores` (one per case). Truth rows follow the iMRMC convention:
-    readerID "-1", modalityID "truth", score 1 for a positive case and 0 for a negative one. Scores
-    are written exactly (shortest round-trip form, integers without ".0"); every reader scores every case.
-    """
-    y = _labels(truth)
-    ids = _ids(case_ids, y.size, "", "case_ids")
-    rows = [{"readerID": TRUTH_READER_ID, "caseID": cid, "modalityID": TRUTH_MODALITY_ID, "score": str(int(v))}
-            for cid, v in zip(ids, y, strict=True)]
-    for modality, readers in readings.items():
-        if str(modality) == TRUTH_MODALITY_ID:
-            raise ValueError(f"modality id {TRUTH_MODALITY_ID!r} is reserved for the truth rows")
-        for reader, scores in readers.items():
-            if str(reader) == TRUTH_READER_ID:
-                raise ValueError(f"reader id {TRUTH_READER_ID!r} is reserved for the truth rows")
-            s = np.asarray(scores, dtype=float)
-            if s.shape != (y.size,) or not np.isfinite(s).all():
-                raise ValueError(f"reader {reader!r} in modality {modality!r} needs {y.size} finite scores, "
-                                 f"got shape {s.shape}")
-            rows.extend({"readerID": str(reader), "caseID": cid, "modalityID": str(modality), "score": _number(v)}
-                        for cid, v in zip(ids, s, strict=True))
-    return rows
-
-
-def _number(value: float) -> str:
-    value = float(value)
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-def write_imrmc(path: str | Path, rows: Sequence[Mapping[str, str]], title: str = "OncoLens reader study") -> Path:
-    """Write `long_format_rows` output as an iMRMC input file (header, then `BEGIN DATA:` and CSV rows)."""
-    truth = [row for row in rows if row["readerID"] == TRUTH_READER_ID]
-    reads = [row for row in rows if row["readerID"] != TRUTH_READER_ID]
-    n_pos = sum(row["score"] == "1" for row in truth)
-    header = [title, f"N0:{len(truth) - n_pos}", f"N1:{n_pos}",
-              f"NR:{len({row['readerID'] for row in reads})}", f"NM:{len({row['modalityID'] for row in reads})}",
-              "BEGIN DATA:"]
-    body = [",".join(row[col] for col in LONG_FORMAT_COLUMNS) for row in rows]
-    out = Path(path)
-    out.write_text("\n".join(header + body) + "\n", encoding="utf-8")
-    return out

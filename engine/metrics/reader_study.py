@@ -45,7 +45,8 @@ from engine.metrics.classification import (
     confusion_counts,
     metrics_from_counts,
 )
-from engine.metrics.mrmc import ORResult, _below, long_format_rows, or_hillis, or_hillis_fixed_reference
+from engine.metrics.mrmc import ORResult, _below, or_hillis, or_hillis_fixed_reference
+from engine.metrics.mrmc_export import long_format_rows
 
 AVERAGE_READER_ID = "average reader"
 MODEL_ID = "model"
@@ -400,7 +401,7 @@ def compare_model_with_readers(truth: Any, model_scores: Any, model_threshold: f
 @dataclass(frozen=True)
 class ReaderStudyAnalysis:
     """Model-vs-reader comparison, MRMC analyses keyed "<design>/<fom>", notes on analyses not run,
-    and the reads in long format (see `engine.metrics.mrmc.long_format_rows`)."""
+    and the reads in long format (see `engine.metrics.mrmc_export.long_format_rows`)."""
 
     comparison: ComparisonResult
     mrmc: dict[str, ORResult]

@@ -269,7 +269,7 @@ def test_long_format_rows_and_imrmc_file(tmp_path):
     y = np.array([0, 1, 1, 0])
     rows = long_format_rows(y, {"unaided": {"r1": [1, 5, 4, 2], "r2": [2.5, 3, 1, 1]}, "model": {"model": [0.1, 0.9, 0.8, 0.2]}},
                             case_ids=["a", "b", "c", "d"])
-    assert rows[:4] == [{"readerID": "-1", "caseID": cid, "modalityID": "truth", "score": s}
+    assert rows[:4] == [{"readerID": "truth", "caseID": cid, "modalityID": "truth", "score": s}
                         for cid, s in zip("abcd", "0110", strict=True)]
     assert len(rows) == 4 + 3 * 4
     assert {"readerID": "r1", "caseID": "b", "modalityID": "unaided", "score": "5"} in rows
@@ -279,7 +279,7 @@ def test_long_format_rows_and_imrmc_file(tmp_path):
     lines = path.read_text().splitlines()
     assert lines[:6] == ["demo", "N0:2", "N1:2", "NR:3", "NM:2", "BEGIN DATA:"]
     parsed = list(csv.reader(lines[6:]))
-    assert parsed[0] == ["-1", "a", "truth", "0"] and len(parsed) == len(rows)
+    assert parsed[0] == ["truth", "a", "truth", "0"] and len(parsed) == len(rows)
 
 
 # ---------------------------------------------------------------------------------------------------

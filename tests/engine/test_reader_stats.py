@@ -231,7 +231,7 @@ def test_full_analysis_tables_and_files(tmp_path):
     assert {r["reader"] for r in rows} == {"R1", "R2", "R3", "R4", "average reader"}
     with (tmp_path / "study_reads_calls.csv").open() as handle:
         first = next(csv.DictReader(handle))
-    assert first == {"readerID": "-1", "caseID": "0", "modalityID": "truth", "score": str(y[0])}
+    assert first == {"readerID": "truth", "caseID": "0", "modalityID": "truth", "score": str(y[0])}
 
 
 def test_full_analysis_explains_what_it_could_not_run():
