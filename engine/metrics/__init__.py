@@ -27,15 +27,21 @@ from engine.metrics.classification import (
     write_evaluation,
 )
 from engine.metrics.mrmc import (
-    MRMC_FOMS,
     ORComparison,
     ORResult,
     TreatmentCI,
+    or_fixed_cases,
+    or_fixed_readers,
+    or_hillis,
+    or_hillis_fixed_reference,
+)
+from engine.metrics.mrmc_covariance import (
+    MRMC_FOMS,
+    delong_covariance,
+    fom_covariance,
     fom_matrix,
     jackknife_covariance,
     jackknife_foms,
-    or_hillis,
-    or_hillis_fixed_reference,
 )
 from engine.metrics.mrmc_export import (
     long_format_rows,
@@ -92,6 +98,10 @@ __all__ += [
     "jackknife_covariance",
     "jackknife_foms",
     "long_format_rows",
+    "delong_covariance",
+    "fom_covariance",
+    "or_fixed_cases",
+    "or_fixed_readers",
     "or_hillis",
     "or_hillis_fixed_reference",
     "write_imrmc",

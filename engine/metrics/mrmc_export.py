@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from engine.metrics.classification import _labels
-from engine.metrics.mrmc import _ids
+from engine.metrics.mrmc_covariance import _ids
 
 TRUTH_READER_ID = "truth"
 TRUTH_MODALITY_ID = "truth"

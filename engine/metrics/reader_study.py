@@ -45,7 +45,14 @@ from engine.metrics.classification import (
     confusion_counts,
     metrics_from_counts,
 )
-from engine.metrics.mrmc import ORResult, _below, or_hillis, or_hillis_fixed_reference
+from engine.metrics.mrmc import (
+    ORResult,
+    or_fixed_cases,
+    or_fixed_readers,
+    or_hillis,
+    or_hillis_fixed_reference,
+)
+from engine.metrics.mrmc_covariance import _below
 from engine.metrics.mrmc_export import long_format_rows
 
 AVERAGE_READER_ID = "average reader"
@@ -447,12 +454,15 @@ class ReaderStudyAnalysis:
 def analyze_reader_study(truth: Any, model_scores: Any, model_threshold: float, readers: Sequence[ReaderScores],
                          aided_readers: Sequence[ReaderScores] | None = None, case_ids: Sequence[Any] | None = None,
                          n_boot: int = 1000, n_perm: int = 10000, alpha: float = 0.05,
-                         seed: int = 0) -> ReaderStudyAnalysis:
+                         seed: int = 0, covariance: str = "jackknife") -> ReaderStudyAnalysis:
     """Everything for one reader study: `compare_model_with_readers`, then OR-Hillis MRMC analyses:
     model vs readers (model fixed, readers and cases random) for sensitivity and specificity of the
     calls and, when every reader gave scores, the AUC; and aided vs unaided reading (difference
-    aided - unaided) when `aided_readers` holds the same reader ids. Analyses that cannot run are
-    listed in `notes` with the reason."""
+    aided - unaided) when `aided_readers` holds the same reader ids, with readers and cases random
+    ("aided_vs_unaided/<fom>") and also with the readers fixed ("aided_vs_unaided_fixed_readers/<fom>",
+    for these readers) or the cases fixed ("aided_vs_unaided_fixed_cases/<fom>", for these cases).
+    `covariance` ("jackknife" or "delong") is used for the AUC; sensitivity and specificity always use the
+    jackknife. Analyses that cannot run are listed in `notes` with the reason."""
     comparison = compare_model_with_readers(truth, model_scores, model_threshold, readers, case_ids,
                                             n_boot, n_perm, alpha, seed)
     y = _labels(truth)
@@ -480,18 +490,24 @@ def analyze_reader_study(truth: Any, model_scores: Any, model_threshold: float, 
                 y, calls, reference_scores=model_calls, fom=fom, alpha=alpha, reader_ids=reader_ids)
         if scored:
             mrmc["model_vs_readers/auc"] = or_hillis_fixed_reference(
-                y, np.array([s for _, _, s in unaided]), reference_scores=model_s, alpha=alpha, reader_ids=reader_ids)
+                y, np.array([s for _, _, s in unaided]), reference_scores=model_s, alpha=alpha, reader_ids=reader_ids,
+                covariance=covariance)
         else:
             notes.append("model_vs_readers/auc not run: not every reader gave confidence scores")
         if aided is not None:
-            both = np.array([[c for _, c, _ in aided], calls], dtype=float)
-            for fom in ("sensitivity", "specificity"):
-                mrmc[f"aided_vs_unaided/{fom}"] = or_hillis(y, both, fom, alpha, ("aided", "unaided"), reader_ids)
+            arms = {"sensitivity": np.array([[c for _, c, _ in aided], calls], dtype=float)}
+            arms["specificity"] = arms["sensitivity"]
             if scored and all(s is not None for _, _, s in aided):
-                both_scores = np.array([[s for _, _, s in aided], [s for _, _, s in unaided]])
-                mrmc["aided_vs_unaided/auc"] = or_hillis(y, both_scores, "auc", alpha, ("aided", "unaided"), reader_ids)
+                arms["auc"] = np.array([[s for _, _, s in aided], [s for _, _, s in unaided]])
             else:
                 notes.append("aided_vs_unaided/auc not run: not every reader gave confidence scores in both arms")
+            for fom, both in arms.items():
+                cov = covariance if fom == "auc" else "jackknife"
+                ids = {"treatment_ids": ("aided", "unaided"), "reader_ids": reader_ids}
+                mrmc[f"aided_vs_unaided/{fom}"] = or_hillis(y, both, fom, alpha, covariance=cov, **ids)
+                mrmc[f"aided_vs_unaided_fixed_readers/{fom}"] = or_fixed_readers(y, both, fom, alpha, covariance=cov,
+                                                                                 **ids)
+                mrmc[f"aided_vs_unaided_fixed_cases/{fom}"] = or_fixed_cases(y, both, fom, alpha, **ids)
 
     ids = _case_ids(case_ids, y.size)
     arms = [("unaided", unaided)] + ([("aided", aided)] if aided is not None else [])

@@ -106,6 +106,8 @@ def add_study_parsers(sub: Any) -> argparse.ArgumentParser:
     report.add_argument("--n-boot", type=int, default=1000)
     report.add_argument("--n-perm", type=int, default=10000)
     report.add_argument("--seed", type=int, help="statistics seed (default: the study seed)")
+    report.add_argument("--covariance", choices=("jackknife", "delong"), default="jackknife",
+                        help="covariance of the AUC estimates in the MRMC analyses (delong: MRMCaov's default)")
     return study
 
 

@@ -312,8 +312,9 @@ def _check_classes(data: StudyData) -> None:
 
 
 def analyze_study(store: Store, study_id: str, *, n_boot: int = 1000, n_perm: int = 10000, alpha: float = 0.05,
-                  seed: int | None = None) -> StudyAnalysis:
-    """The full analysis of a study (bootstrap and permutation seeded by the study seed unless `seed`)."""
+                  seed: int | None = None, covariance: str = "jackknife") -> StudyAnalysis:
+    """The full analysis of a study (bootstrap and permutation seeded by the study seed unless `seed`;
+    `covariance` of the AUC in the MRMC analyses: "jackknife" or "delong")."""
     started = time.perf_counter()
     data = collect_study_data(store, study_id)
     _check_classes(data)
@@ -322,7 +323,8 @@ def analyze_study(store: Store, study_id: str, *, n_boot: int = 1000, n_perm: in
     aided = data.arms.get(AIDED) if data.primary_arm == UNAIDED else None
     result = analyze_reader_study(data.truth, data.model_scores, data.model_threshold, primary.reader_scores(),
                                   aided_readers=None if aided is None else aided.reader_scores(),
-                                  case_ids=data.case_ids, n_boot=n_boot, n_perm=n_perm, alpha=alpha, seed=seed)
+                                  case_ids=data.case_ids, n_boot=n_boot, n_perm=n_perm, alpha=alpha, seed=seed,
+                                  covariance=covariance)
     aided_comparison = None
     if aided is not None:
         aided_comparison = compare_model_with_readers(data.truth, data.model_scores, data.model_threshold,
@@ -341,7 +343,7 @@ def analyze_study(store: Store, study_id: str, *, n_boot: int = 1000, n_perm: in
                                      {arm: reads.contours for arm, reads in data.arms.items()},
                                      n_boot=n_boot, n_perm=n_perm, alpha=alpha, seed=seed)
         notes.extend(contours.notes)
-    settings = {"n_boot": n_boot, "n_perm": n_perm, "alpha": alpha, "seed": seed}
+    settings = {"n_boot": n_boot, "n_perm": n_perm, "alpha": alpha, "seed": seed, "covariance": covariance}
     return StudyAnalysis(data, result, aided_comparison, tuple(notes), time.perf_counter() - started, settings,
                          contours)
 

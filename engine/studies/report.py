@@ -229,18 +229,25 @@ def _mrmc_section(analysis: StudyAnalysis) -> str:
     rows = []
     for key, res in analysis.result.mrmc.items():
         for c in res.comparisons:
-            rows.append([_esc(key), _esc(c.label), _num(c.estimate), f"[{_num(c.ci_low)}, {_num(c.ci_high)}]",
-                         _num(c.std_err), _num(c.df, 1), _p(c.p_value, res.alpha), _esc(len(res.reader_ids))])
+            rows.append([_esc(key), _esc(c.label), _esc(res.factors), _num(c.estimate),
+                         f"[{_num(c.ci_low)}, {_num(c.ci_high)}]", _num(c.std_err),
+                         "\u221e" if math.isinf(c.df) else _num(c.df, 1), _p(c.p_value, res.alpha),
+                         _esc(len(res.reader_ids))])
     foms = []
     for key, res in analysis.result.mrmc.items():
         for t in res.treatments:
             foms.append([_esc(key), _esc(t.treatment), _num(t.estimate), f"[{_num(t.ci_low)}, {_num(t.ci_high)}]"])
         if res.reference_id is not None:
             foms.append([_esc(key), _esc(res.reference_id), _num(res.reference_fom), "\u2014"])
+    covariance = analysis.settings.get("covariance", "jackknife")
     return ("<h2>MRMC analysis (Obuchowski\u2013Rockette, Hillis degrees of freedom)</h2>"
-            "<p>Readers and cases random; the model is a fixed reference read on the same cases. "
-            "Aided \u2212 unaided rows appear when both arms were read by the same readers.</p>"
-            + _table(["Analysis", "Contrast", "Estimate", "CI", "SE", "df", "p", "Readers"], rows, left=2)
+            "<p>Model vs readers: readers and cases random, the model a fixed reference read on the same cases. "
+            "Aided \u2212 unaided rows appear when both arms were read by the same readers: with readers and "
+            "cases random (conclusions for readers and cases like these), readers fixed (for these readers; "
+            "df \u221e: normal), or cases fixed (for these cases). Covariance of the AUC estimates: "
+            f"{_esc(covariance)}; of sensitivity and specificity: jackknife.</p>"
+            + _table(["Analysis", "Contrast", "Readers, cases", "Estimate", "CI", "SE", "df", "p", "Readers"], rows,
+                     left=3)
             + "<h3>Figures of merit</h3>" + _table(["Analysis", "Treatment", "Mean FOM", "CI"], foms, left=2))
 
 
@@ -324,7 +331,8 @@ def cmd_study_report(args: Any, say: Callable[[str], None] = print) -> int:
     """`oncolens study report STUDY --out DIR`: analyse, write the tables (CSV, JSON, iMRMC) and the HTML."""
     with Store(getattr(args, "db", None) or None) as store:
         analysis = analyze_study(store, args.study, n_boot=getattr(args, "n_boot", 1000),
-                                 n_perm=getattr(args, "n_perm", 10000), seed=getattr(args, "seed", None))
+                                 n_perm=getattr(args, "n_perm", 10000), seed=getattr(args, "seed", None),
+                                 covariance=getattr(args, "covariance", "jackknife"))
     out = Path(getattr(args, "out", None) or f"study_{args.study}")
     paths = analysis.write(out)
     report = write_report(analysis, out / f"study_{args.study}_report.html")

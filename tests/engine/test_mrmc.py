@@ -11,10 +11,14 @@ from scipy import stats
 from sklearn.metrics import recall_score, roc_auc_score
 
 from engine.metrics import (
+    delong_covariance,
+    fom_covariance,
     fom_matrix,
     jackknife_covariance,
     jackknife_foms,
     long_format_rows,
+    or_fixed_cases,
+    or_fixed_readers,
     or_hillis,
     or_hillis_fixed_reference,
     write_imrmc,
@@ -102,6 +106,145 @@ def test_van_dyke_one_modality_against_a_fixed_value_matches_published_single_tr
                                                                           abs=5e-9)
     assert result.f_stat == pytest.approx(contrast.t_stat ** 2)
     assert math.isnan(result.cov1) and math.isnan(result.cov3) and math.isnan(result.var_tr)
+
+
+# ---------------------------------------------------------------------------------------------------
+# MRMCaov's printed output for the same Van Dyke data: DeLong covariance, fixed readers (FRRC), fixed cases
+# (RRFC), and sensitivity as the FOM. Source: the MRMCaov article draft by Smith & Hillis, file
+# docs/jss/MRMCaov.tex of github.com/brian-j-smith/MRMCaov (commit d79e49b, 2023-01-18), which holds the
+# knitted output of summary(mrmc(...)) on MRMCaov's VanDyke data (sections "Covariance Estimation Methods",
+# "Fixed Factors" and "Performance Metrics" / binary_sens). Each number is checked to the digits printed there.
+
+
+def printed(value: float, text: str) -> bool:
+    """`value` rounds to the printed `text` (within half a unit of its last printed digit)."""
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return abs(value - float(text)) <= 0.5 * 10.0 ** -decimals + 1e-15
+
+
+def check_printed(pairs):
+    wrong = {name: (value, text) for name, value, text in pairs if not printed(value, text)}
+    assert not wrong, wrong
+
+
+def test_van_dyke_delong_covariance_matches_mrmcaov():
+    """mrmc(empirical_auc(truth, rating), treatment, reader, case, data = VanDyke, cov = DeLong)."""
+    result = or_hillis(VD_TRUTH, VD_SCORES, "auc", treatment_ids=("1", "2"), covariance="delong")
+    (diff,) = result.comparisons
+    one, two = result.treatments
+    check_printed([
+        ("var_r", result.var_r, "0.0015364254"), ("var_tr", result.var_tr, "0.0002045840"),
+        ("Error", result.var_error, "0.0007921325"), ("Cov1", result.cov1, "0.0003420090"),
+        ("Cov2", result.cov2, "0.0003395265"), ("Cov3", result.cov3, "0.0002358497"),
+        ("MS(T)", result.ms_t, "0.004796171"), ("MS(T:R)", result.ms_tr, "0.0005510306"),
+        ("Denominator", result.ms_tr + 5 * (result.cov2 - result.cov3), "0.001069415"),
+        ("F", result.f_stat, "4.484854"), ("df2", result.ddf, "15.06611"), ("p", result.p_value, "0.05123303"),
+        ("estimate", diff.estimate, "-0.04380032"), ("StdErr", diff.std_err, "0.0206825"),
+        ("CI.Lower", diff.ci_low, "-0.0878671960"), ("CI.Upper", diff.ci_high, "0.0002665519"),
+        ("t", diff.t_stat, "-2.117747"),
+        ("1 Cov2", one.cov2, "0.0004775239"), ("1 StdErr", one.std_err, "0.03307642"), ("1 df", one.df, "12.59597"),
+        ("1 CI.Lower", one.ci_low, "0.8253461"), ("1 CI.Upper", one.ci_high, "0.9687280"),
+        ("2 MS(R)", two.ms_r, "0.001304602"), ("2 Cov2", two.cov2, "0.0002015292"),
+        ("2 StdErr", two.std_err, "0.02150464"), ("2 df", two.df, "12.56530"),
+        ("2 CI.Lower", two.ci_low, "0.8942155"), ("2 CI.Upper", two.ci_high, "0.9874592"),
+    ])
+    assert result.covariance == "delong"
+
+
+def test_delong_covariance_against_its_definition():
+    """S10 / n_pos + S01 / n_neg from the structural components written out pair by pair."""
+    y, ratings = rated_study(2, 2, 24, seed=11)
+    flat = ratings.reshape(-1, y.size)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+
+    def psi(a, b):
+        return 1.0 if a > b else 0.5 if a == b else 0.0
+
+    v10 = np.array([[np.mean([psi(row[i], row[k]) for k in neg]) for i in pos] for row in flat])
+    v01 = np.array([[np.mean([psi(row[i], row[k]) for i in pos]) for k in neg] for row in flat])
+    expected = np.cov(v10) / pos.size + np.cov(v01) / neg.size
+    assert delong_covariance(y, ratings) == pytest.approx(expected, abs=1e-15)
+    assert fom_covariance(y, ratings, "auc", "delong") == pytest.approx(expected, abs=1e-15)
+    with pytest.raises(ValueError, match="empirical AUC only"):
+        fom_covariance(y, (ratings >= 3).astype(float), "sensitivity", "delong")
+    with pytest.raises(ValueError, match="unknown covariance"):
+        or_hillis(y, ratings, covariance="bootstrap")
+
+
+def test_van_dyke_fixed_readers_matches_mrmcaov():
+    """mrmc(empirical_auc(truth, rating), treatment, fixed(reader), case, data = VanDyke) (jackknife)."""
+    result = or_fixed_readers(VD_TRUTH, VD_SCORES, "auc", treatment_ids=("1", "2"), reader_ids="12345")
+    (diff,) = result.comparisons
+    one, two = result.treatments
+    check_printed([
+        ("Error", result.var_error, "0.0008022883"), ("Cov1", result.cov1, "0.0003466137"),
+        ("Cov2", result.cov2, "0.0003440748"), ("Cov3", result.cov3, "0.0002390284"),
+        ("var_r", result.var_r, "0.0015349993"), ("var_tr", result.var_tr, "0.0002004025"),
+        ("Denominator", result.var_error - result.cov1 + 4 * (result.cov2 - result.cov3), "0.0008758604"),
+        ("X2", result.ndf * result.f_stat, "5.475953"), ("p", result.p_value, "0.01927984"),
+        ("StdErr", diff.std_err, "0.01871748"), ("CI.Lower", diff.ci_low, "-0.08048591"),
+        ("CI.Upper", diff.ci_high, "-0.00711473"), ("z", diff.t_stat, "-2.340075"), ("p", diff.p_value, "0.01927984"),
+        ("1 Var(Error)", one.var_error, "0.0010141028"), ("1 Cov2", one.cov2, "0.0004839618"),
+        ("1 StdErr", one.std_err, "0.02428971"), ("1 CI.Lower", one.ci_low, "0.8494301"),
+        ("1 CI.Upper", one.ci_high, "0.9446440"),
+        ("2 Var(Error)", two.var_error, "0.0005904738"), ("2 Cov2", two.cov2, "0.0002041879"),
+        ("2 StdErr", two.std_err, "0.01677632"), ("2 CI.Lower", two.ci_low, "0.9079564"),
+        ("2 CI.Upper", two.ci_high, "0.9737183"),
+    ])
+    assert math.isinf(result.ddf) and math.isinf(diff.df) and result.factors == "fixed readers, random cases"
+    published = [  # Reader, Estimate, StdErr, CI.Lower, CI.Upper, z, p-value
+        ("1", "-0.02818035", "0.02551213", "-0.078183215", "0.021822507", "-1.1045864", "0.26933885"),
+        ("2", "-0.04653784", "0.02630183", "-0.098088476", "0.005012792", "-1.7693768", "0.07683102"),
+        ("3", "-0.01787440", "0.03120965", "-0.079044180", "0.043295388", "-0.5727202", "0.56683414"),
+        ("4", "-0.02624799", "0.01729129", "-0.060138290", "0.007642316", "-1.5179891", "0.12901715"),
+        ("5", "-0.10016103", "0.04405746", "-0.186512066", "-0.013809995", "-2.2734182", "0.02300099"),
+    ]
+    for c, (reader, *numbers) in zip(result.reader_comparisons, published, strict=True):
+        assert c.label == f"{reader}: 1 - 2"
+        check_printed(zip(("Estimate", "StdErr", "CI.Lower", "CI.Upper", "z", "p"),
+                          (c.estimate, c.std_err, c.ci_low, c.ci_high, c.t_stat, c.p_value), numbers))
+
+
+def test_van_dyke_fixed_cases_matches_mrmcaov():
+    """mrmc(empirical_auc(truth, rating), treatment, reader, fixed(case), data = VanDyke)."""
+    result = or_fixed_cases(VD_TRUTH, VD_SCORES, "auc", treatment_ids=("1", "2"))
+    (diff,) = result.comparisons
+    one, two = result.treatments
+    check_printed([
+        ("MS(T)", result.ms_t, "0.004796171"), ("MS(T:R)", result.ms_tr, "0.0005510306"),
+        ("F", result.f_stat, "8.704"), ("p", result.p_value, "0.04195875"),
+        ("StdErr", diff.std_err, "0.01484629"), ("CI.Lower", diff.ci_low, "-0.08502022"),
+        ("CI.Upper", diff.ci_high, "-0.00258042"), ("t", diff.t_stat, "-2.950254"), ("p", diff.p_value, "0.04195875"),
+        ("1 MS(R)", one.ms_r, "0.003082629"), ("1 StdErr", one.std_err, "0.02482994"),
+        ("1 CI.Lower", one.ci_low, "0.8280981"), ("1 CI.Upper", one.ci_high, "0.9659760"),
+        ("2 MS(R)", two.ms_r, "0.001304602"), ("2 StdErr", two.std_err, "0.01615303"),
+        ("2 CI.Lower", two.ci_low, "0.8959894"), ("2 CI.Upper", two.ci_high, "0.9856854"),
+    ])
+    assert (result.ndf, result.ddf, diff.df, one.df) == (1.0, 4.0, 4.0, 4.0)
+    assert result.covariance == "none" and math.isnan(result.cov2)
+
+
+def test_van_dyke_sensitivity_matches_mrmcaov():
+    """mrmc(binary_sens(truth, rating >= 3), treatment, reader, case, data = VanDyke) (jackknife). MRMCaov clips
+    the second treatment's upper limit to 1, so only its lower limit is compared."""
+    calls = (VD_SCORES >= 3).astype(float)
+    result = or_hillis(VD_TRUTH, calls, "sensitivity", treatment_ids=("1", "2"))
+    (diff,) = result.comparisons
+    one, two = result.treatments
+    assert result.foms[1] == pytest.approx([0.978, 0.822, 0.911, 1, 0.889], abs=5e-4)  # printed to 3 digits
+    check_printed([
+        ("var_r", result.var_r, "0.0049747475"), ("var_tr", result.var_tr, "0.0007828283"),
+        ("Error", result.var_error, "0.0023681257"), ("Cov1", result.cov1, "0.0009943883"),
+        ("Cov2", result.cov2, "0.0010145903"), ("Cov3", result.cov3, "0.0006604938"),
+        ("MS(T)", result.ms_t, "0.02390123"), ("MS(T:R)", result.ms_tr, "0.001802469"),
+        ("F", result.f_stat, "6.689493"), ("df2", result.ddf, "15.71732"), ("p", result.p_value, "0.02008822"),
+        ("estimate", diff.estimate, "-0.09777778"), ("StdErr", diff.std_err, "0.03780451"),
+        ("CI.Lower", diff.ci_low, "-0.1780371"), ("CI.Upper", diff.ci_high, "-0.0175185"), ("t", diff.t_stat, "-2.586405"),
+        ("1 MS(R)", one.ms_r, "0.009135802"), ("1 Cov2", one.cov2, "0.001646465"), ("1 StdErr", one.std_err, "0.05893747"),
+        ("1 df", one.df, "14.456811"), ("1 CI.Lower", one.ci_low, "0.6961876"), ("1 CI.Upper", one.ci_high, "0.9482568"),
+        ("2 MS(R)", two.ms_r, "0.005086420"), ("2 Cov2", two.cov2, "0.000382716"), ("2 StdErr", two.std_err, "0.03741657"),
+        ("2 df", two.df, "7.575855"), ("2 CI.Lower", two.ci_low, "0.8328691"),
+    ])
 
 
 # ---------------------------------------------------------------------------------------------------

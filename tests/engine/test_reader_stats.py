@@ -212,8 +212,16 @@ def test_full_analysis_tables_and_files(tmp_path):
     aided = [ReaderScores(r.reader_id, np.where(rng.random(120) < 0.2, y, r.calls),
                           np.clip(r.scores + rng.integers(0, 2, 120) * (2 * y - 1), 1, 5)) for r in readers]
     analysis = analyze_reader_study(y, model, 0.5, readers, aided_readers=aided, n_boot=200, n_perm=500)
-    assert sorted(analysis.mrmc) == sorted(f"{d}/{f}" for d in ("model_vs_readers", "aided_vs_unaided")
-                                           for f in ("auc", "sensitivity", "specificity"))
+    designs = ("model_vs_readers", "aided_vs_unaided", "aided_vs_unaided_fixed_readers", "aided_vs_unaided_fixed_cases")
+    assert sorted(analysis.mrmc) == sorted(f"{d}/{f}" for d in designs for f in ("auc", "sensitivity", "specificity"))
+    assert analysis.mrmc["aided_vs_unaided_fixed_readers/auc"].factors == "fixed readers, random cases"
+    assert len(analysis.mrmc["aided_vs_unaided_fixed_readers/auc"].reader_comparisons) == 4
+    assert analysis.mrmc["aided_vs_unaided_fixed_cases/sensitivity"].factors == "random readers, fixed cases"
+    delong = analyze_reader_study(y, model, 0.5, readers, aided_readers=aided, n_boot=20, n_perm=50,
+                                  covariance="delong")
+    assert delong.mrmc["aided_vs_unaided/auc"].covariance == "delong"
+    assert delong.mrmc["model_vs_readers/auc"].covariance == "delong"
+    assert delong.mrmc["aided_vs_unaided/sensitivity"].covariance == "jackknife"
     assert analysis.notes == ()
     auc_test = analysis.mrmc["aided_vs_unaided/auc"]
     assert auc_test.comparisons[0].label == "aided - unaided" and auc_test.comparisons[0].estimate > 0

@@ -85,7 +85,8 @@ def test_end_to_end_analysis_with_both_arms_writes_tables_and_report(store, tmp_
     assert not re.search(r'(src|href)="(http|file|/)', html)  # nothing outside the file
     for text in ("Study settings", "Metrics with confidence intervals", "Model minus reader", "Error analysis",
                  "MRMC analysis", "aided_vs_unaided/auc", "Reading time", "r1", "r2", "r3", "average reader",
-                 study.question):
+                 "aided_vs_unaided_fixed_readers/auc", "fixed readers, random cases", "random readers, fixed cases",
+                 "Covariance of the AUC estimates: jackknife", study.question):
         assert text in html, text
 
 
