@@ -321,21 +321,22 @@ def or_fixed_readers(truth: Any, scores: Any, fom: str = "auc", alpha: float = 0
     """OR analysis with the readers fixed and the cases random (FRRC, Hillis 2007 section 4): conclusions hold
     for these readers only.
 
-    Den = Var - Cov1 + (r - 1)(Cov2 - Cov3); the global statistic (t - 1) MS(T) / Den is chi-square on t - 1 df,
-    kept here as F = MS(T) / Den with ddf = inf. Differences: SE^2 = 2 Den / r, normal CI. Each treatment:
-    SE^2 = [Var_i + (r - 1) Cov2_i] / r. `reader_comparisons`: each reader's own treatment differences,
-    SE^2 = Var_a + Var_b - 2 Cov1 of that reader, normal CI.
+    Den = Var - Cov1 + (r - 1) max(Cov2 - Cov3, 0); the global statistic (t - 1) MS(T) / Den is chi-square on
+    t - 1 df, kept here as F = MS(T) / Den with ddf = inf. Differences: SE^2 = 2 Den / r, normal CI. Each
+    treatment: SE^2 = [Var_i + (r - 1) max(Cov2_i, 0)] / r. `reader_comparisons`: each reader's own treatment
+    differences, SE^2 = Var_a + Var_b - 2 Cov1 of that reader, normal CI.
     """
     fit = _or_fit(truth, scores, fom, alpha, treatment_ids, reader_ids, covariance, "or_fixed_readers")
     t, r = fit.theta.shape
-    den = fit.var_error - fit.cov1 + (r - 1) * (fit.cov2 - fit.cov3)
+    den = fit.var_error - fit.cov1 + (r - 1) * max(fit.cov2 - fit.cov3, 0.0)
     comparisons = [_contrast(f"{fit.t_ids[a]} - {fit.t_ids[b]}", float(fit.means[a] - fit.means[b]), 2 * den / r,
                              math.inf, alpha) for a, b in fit.pairs()]
     treatments = []
     for i in range(t):
         cov = fit.cov4[i, :, i, :]
         var_error, cov2 = float(np.mean(np.diag(cov))), float(cov[~np.eye(r, dtype=bool)].mean())
-        c = _contrast(fit.t_ids[i], float(fit.means[i]), (var_error + (r - 1) * cov2) / r, math.inf, alpha)
+        c = _contrast(fit.t_ids[i], float(fit.means[i]), (var_error + (r - 1) * max(cov2, 0.0)) / r, math.inf,
+                      alpha)
         treatments.append(TreatmentCI(c.label, c.estimate, c.std_err, c.df, c.ci_low, c.ci_high,
                                       float(fit.theta[i].var(ddof=1)), var_error, cov2))
     per_reader = [_contrast(f"{fit.r_ids[j]}: {fit.t_ids[a]} - {fit.t_ids[b]}", float(fit.theta[a, j] - fit.theta[b, j]),

@@ -247,6 +247,42 @@ def test_van_dyke_sensitivity_matches_mrmcaov():
     ])
 
 
+def test_van_dyke_fixed_factors_match_or_dbm():
+    """The same analyses in OR-DBM MRMC 2.51's output (VanDyke.txt, see above): "Analysis 2 (OR Analysis):
+    Fixed Readers and Random Cases" and "Analysis 3 (OR Analysis): Random Readers and Fixed Cases"."""
+    frrc = or_fixed_readers(VD_TRUTH, VD_SCORES, "auc", treatment_ids=("1", "2"))
+    (diff,) = frrc.comparisons
+    check_printed([("X2", frrc.f_stat, "5.47595"), ("Pr > X2", frrc.p_value, "0.0193"),
+                   ("StdErr", diff.std_err, "0.01872"), ("z", diff.t_stat, "-2.34"),
+                   ("CI low", diff.ci_low, "-0.08049"), ("CI high", diff.ci_high, "-0.00711")])
+    for t, (se, low, high, var, cov2) in zip(frrc.treatments, [
+            ("0.02428971", "0.84943008", "0.94464399", "0.00101410", "0.00048396"),
+            ("0.01677632", "0.90795637", "0.97371835", "0.00059047", "0.00020419")], strict=True):
+        check_printed(zip(("StdErr", "low", "high", "Var(Error)", "Cov2"),
+                          (t.std_err, t.ci_low, t.ci_high, t.var_error, t.cov2), (se, low, high, var, cov2)))
+    cov = jackknife_covariance(jackknife_foms(VD_TRUTH, VD_SCORES)).reshape(2, 5, 2, 5)
+    for j, (var, cov1, se, low, high) in enumerate([
+            ("0.00069890", "0.00037347", "0.02551", "-0.07818", "0.02182"),
+            ("0.00110605", "0.00076016", "0.02630", "-0.09809", "0.00501"),
+            ("0.00084234", "0.00035532", "0.03121", "-0.07904", "0.04330"),
+            ("0.00015058", "0.00000108", "0.01729", "-0.06014", "0.00764"),
+            ("0.00121357", "0.00024304", "0.04406", "-0.18651", "-0.01381")]):
+        c = frrc.reader_comparisons[j]
+        check_printed(zip(("Var(Error)", "Cov1", "StdErr", "low", "high"),
+                          ((cov[0, j, 0, j] + cov[1, j, 1, j]) / 2, cov[0, j, 1, j], c.std_err, c.ci_low, c.ci_high),
+                          (var, cov1, se, low, high)))
+    rrfc = or_fixed_cases(VD_TRUTH, VD_SCORES, "auc", treatment_ids=("1", "2"))
+    (diff,) = rrfc.comparisons
+    check_printed([("F", rrfc.f_stat, "8.70"), ("Pr > F", rrfc.p_value, "0.0420"), ("MS(T)", rrfc.ms_t, "0.00479617"),
+                   ("MS(T*R)", rrfc.ms_tr, "0.00055103"), ("StdErr", diff.std_err, "0.01485"),
+                   ("t", diff.t_stat, "-2.95"), ("low", diff.ci_low, "-0.08502"), ("high", diff.ci_high, "-0.00258")])
+    for t, (ms_r, se, low, high) in zip(rrfc.treatments, [
+            ("0.00308263", "0.02482994", "0.82809808", "0.96597599"),
+            ("0.00130460", "0.01615303", "0.89598936", "0.98568536")], strict=True):
+        check_printed(zip(("MS(R)", "StdErr", "low", "high"), (t.ms_r, t.std_err, t.ci_low, t.ci_high),
+                          (ms_r, se, low, high)))
+
+
 # ---------------------------------------------------------------------------------------------------
 # Explicit-loop re-derivations on random data with ties
 
