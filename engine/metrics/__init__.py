@@ -2,20 +2,16 @@
 
 from engine.metrics.classification import (
     METRIC_NAMES,
-    BinaryEvaluation,
     Counts,
     MetricCI,
     ThresholdRule,
     accuracy,
     auc,
     binary_metrics,
-    bootstrap_ci,
     confusion_counts,
-    evaluate_binary,
     f1_score,
     metrics_from_counts,
     npv,
-    paired_permutation_test,
     ppv,
     roc_curve_points,
     sensitivity,
@@ -24,8 +20,9 @@ from engine.metrics.classification import (
     threshold_closest_to_corner,
     threshold_for_sensitivity,
     threshold_youden,
-    write_evaluation,
 )
+from engine.metrics.evaluation import BinaryEvaluation, evaluate_binary, write_evaluation
+from engine.metrics.intervals import bca_limits, percentile_limits, proportion_ci
 from engine.metrics.mrmc import (
     ORComparison,
     ORResult,
@@ -62,6 +59,7 @@ from engine.metrics.reader_study import (
     error_analysis,
     reader_metrics,
 )
+from engine.metrics.resampling import bootstrap_ci, leave_one_out, paired_permutation_test
 
 __all__ = [
     "METRIC_NAMES",
@@ -88,6 +86,10 @@ __all__ = [
     "threshold_for_sensitivity",
     "threshold_youden",
     "write_evaluation",
+    "bca_limits",
+    "percentile_limits",
+    "proportion_ci",
+    "leave_one_out",
 ]
 __all__ += [
     "MRMC_FOMS",

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.metrics.classification import _both_classes, _labels, auc, sensitivity, specificity
+from engine.metrics.classification import _below, _both_classes, _labels, auc, sensitivity, specificity
+from engine.metrics.resampling import leave_one_out
 
 MRMC_FOMS = ("auc", "sensitivity", "specificity")
 COVARIANCE_METHODS = ("jackknife", "delong")
@@ -71,14 +72,6 @@ def _ids(ids: Sequence[Any] | None, n: int, prefix: str, what: str) -> tuple[str
 # Figures of merit and their jackknife
 
 
-def _below(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """For each value: how many reference values lie below it, ties counting one half."""
-    ref = np.sort(reference)
-    low = np.searchsorted(ref, values, side="left")
-    high = np.searchsorted(ref, values, side="right")
-    return low + 0.5 * (high - low)
-
-
 _SCALAR_FOMS = {"auc": auc, "sensitivity": sensitivity, "specificity": specificity}
 
 
@@ -90,34 +83,11 @@ def fom_matrix(truth: Any, scores: Any, fom: str = "auc") -> np.ndarray:
     return np.array([fn(y, row) for row in rows]).reshape(s.shape[:-1])
 
 
-def _jackknife_row(y: np.ndarray, row: np.ndarray, fom: str) -> np.ndarray:
-    """FOM of one reading with each case left out in turn, in closed form (no refitting)."""
-    n_pos = int(np.count_nonzero(y))
-    n_neg = y.size - n_pos
-    out = np.empty(y.size)
-    if fom == "auc":
-        pos, neg = row[y], row[~y]
-        beaten = _below(pos, neg)  # per positive: negatives it outranks
-        beating = n_pos - _below(neg, pos)  # per negative: positives that outrank it
-        total = beaten.sum()
-        out[y] = (total - beaten) / ((n_pos - 1) * n_neg)
-        out[~y] = (total - beating) / (n_pos * (n_neg - 1))
-    elif fom == "sensitivity":
-        hits = row[y]
-        out[y] = (hits.sum() - hits) / (n_pos - 1)
-        out[~y] = hits.sum() / n_pos
-    else:
-        rejections = 1.0 - row[~y]
-        out[~y] = (rejections.sum() - rejections) / (n_neg - 1)
-        out[y] = rejections.sum() / n_neg
-    return out
-
-
 def jackknife_foms(truth: Any, scores: Any, fom: str = "auc") -> np.ndarray:
     """Leave-one-case-out FOMs: `scores[..., c]` -> array [..., c], entry k computed without case k."""
     y, s = _check_reads(truth, scores, fom)
     rows = s.reshape(-1, y.size)
-    return np.stack([_jackknife_row(y, row, fom) for row in rows]).reshape(s.shape)
+    return np.stack([leave_one_out(fom, y, row) for row in rows]).reshape(s.shape)
 
 
 def jackknife_covariance(jackknife: Any, n_used: int | None = None) -> np.ndarray:

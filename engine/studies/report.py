@@ -139,7 +139,7 @@ def difference_figure(comparison: ComparisonResult, arm: str) -> str:
         ax.grid(True, axis="x", color="0.9")
         ax.tick_params(labelsize=8)
     axes[0].set_yticks(ys, [r.reader_id for r in raters])
-    fig.suptitle(f"Model minus {arm} readers ({1 - comparison.alpha:.0%} bootstrap CI)", fontsize=11)
+    fig.suptitle(f"Model minus {arm} readers ({1 - comparison.alpha:.0%} percentile bootstrap CI)", fontsize=11)
     return _png(fig)
 
 
@@ -210,8 +210,7 @@ def _errors_table(comparison: ComparisonResult) -> str:
 
 def _comparison_section(analysis: StudyAnalysis, arm: str, comparison: ComparisonResult) -> str:
     parts = [f"<h2>Model and {arm} readers</h2>",
-             f"<p>{comparison.n} cases ({comparison.n_pos} positive). Intervals: {1 - comparison.alpha:.0%} "
-             f"percentile bootstrap over cases ({comparison.n_boot} resamples, shared by all raters). "
+             f"<p>{comparison.n} cases ({comparison.n_pos} positive). {_esc(comparison.ci_description())} "
              f"p-values: two-sided paired permutation ({comparison.n_perm} swaps) of model and reader outputs; "
              "they treat the readers as fixed (see MRMC below for readers as random).</p>",
              _img(roc_figure(analysis, arm, comparison),

@@ -18,9 +18,10 @@ from engine.metrics import (
     error_analysis,
     evaluate_binary,
     paired_permutation_test,
+    proportion_ci,
     reader_metrics,
 )
-from engine.metrics.reader_study import _auc_swap_weights
+from engine.metrics.paired_swaps import _auc_swap_weights
 
 
 def simulated_study(n_cases=300, n_readers=10, seed=0, prevalence=0.4, reader_skill=1.0, scale="5-point"):
@@ -61,6 +62,15 @@ def test_reader_metrics_by_hand():
     wins = 6 + 2 * (5 + 0.5) + (3 + 0.5)
     assert m["auc"].value == pytest.approx(wins / 24)
     assert "auc" not in reader_metrics(y, calls, n_resamples=10)
+    # proportions: Wilson from the counts (3 of 4, 5 of 6, ...); AUC and F1: stratified percentile bootstrap
+    assert (m["sensitivity"].ci_low, m["sensitivity"].ci_high) == proportion_ci(3, 4)
+    assert (m["npv"].ci_low, m["npv"].ci_high) == proportion_ci(5, 6)
+    assert {k: ci.method for k, ci in m.items()} == {**dict.fromkeys(expected, "wilson"), "f1": "percentile",
+                                                     "auc": "percentile"}
+    exact = reader_metrics(y, calls, scores, n_resamples=200, proportion_interval="clopper_pearson")
+    assert (exact["specificity"].ci_low, exact["specificity"].ci_high) == proportion_ci(5, 6, method="clopper_pearson")
+    with pytest.raises(ValueError, match="unknown proportion interval"):
+        reader_metrics(y, calls, proportion_interval="wald")
 
 
 @pytest.mark.parametrize("scale", ["5-point", "0-100"])

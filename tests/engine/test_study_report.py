@@ -86,7 +86,8 @@ def test_end_to_end_analysis_with_both_arms_writes_tables_and_report(store, tmp_
     for text in ("Study settings", "Metrics with confidence intervals", "Model minus reader", "Error analysis",
                  "MRMC analysis", "aided_vs_unaided/auc", "Reading time", "r1", "r2", "r3", "average reader",
                  "aided_vs_unaided_fixed_readers/auc", "fixed readers, random cases", "random readers, fixed cases",
-                 "Covariance of the AUC estimates: jackknife", study.question):
+                 "Covariance of the AUC estimates: jackknife", "Wilson score for accuracy, sensitivity",
+                 "stratified by truth", study.question):
         assert text in html, text
 
 
