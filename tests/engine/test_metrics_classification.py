@@ -346,3 +346,12 @@ def test_plot_roc_writes_a_png(tmp_path):
     )
     data = out.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 10_000
+
+
+def test_names_moved_out_of_classification_still_import_from_it():
+    from engine.metrics import classification, evaluation, resampling
+
+    assert classification.evaluate_binary is evaluation.evaluate_binary
+    assert classification.bootstrap_ci is resampling.bootstrap_ci
+    with pytest.raises(AttributeError):
+        classification.no_such_name  # noqa: B018
