@@ -161,8 +161,9 @@ def _settings_section(analysis: StudyAnalysis) -> str:
         ("Cases", _esc(f"{len(s.case_ids)} in the study, {len(d.case_ids)} analysed "
                        f"({int(d.truth.sum())} {s.task_label}, {int(d.truth.size - d.truth.sum())} not)")),
         ("Readers analysed", _esc(", ".join(readers))), ("Created", _esc(f"{s.created} by {s.created_by}")),
-        ("Statistics", _esc("bootstrap {n_boot} resamples, permutation {n_perm}, alpha {alpha}, seed {seed}"
-                            .format(**analysis.settings))),
+        ("Statistics", _esc("bootstrap {n_boot} resamples (stratified by truth), permutation {n_perm}, alpha "
+                            "{alpha}, seed {seed}; MRMC covariance of the AUC: {covariance}"
+                            .format(**{"covariance": "jackknife", **analysis.settings}))),
         ("Analysis time", _esc(f"{analysis.seconds:.2f} s")),
     ]
     return "<h2>Study settings</h2>" + _table(["Setting", "Value"], rows, left=2)
