@@ -64,14 +64,20 @@ def _parser() -> argparse.ArgumentParser:
     _seg_options(ev, training=False)
 
     be = sub.add_parser("bench", help="CPU/GPU latency: eager PyTorch vs the fast path, in one run")
-    be.add_argument("family", choices=["mfi_ffp", "seg", "study"],
-                    help="study: time the analysis of a simulated reader study (no GPU involved)")
+    be.add_argument("family", choices=["mfi_ffp", "seg", "study", "ci-coverage"],
+                    help="study: time the analysis of a simulated reader study (no GPU involved); ci-coverage: "
+                         "coverage of the interval methods for sensitivity and specificity in simulated studies")
     be.add_argument("--repeats", type=int, default=50)
     be.add_argument("--readers", type=int, default=10, help="study: simulated readers")
     be.add_argument("--cases", type=int, default=300, help="study: simulated cases")
-    be.add_argument("--n-boot", type=int, default=1000, help="study: bootstrap resamples")
+    be.add_argument("--n-boot", type=int, default=1000, help="study, ci-coverage: bootstrap resamples")
+    be.add_argument("--studies", type=int, default=2000, help="ci-coverage: simulated studies")
+    be.add_argument("--n-pos", type=int, default=195, help="ci-coverage: positive cases per study")
+    be.add_argument("--n-neg", type=int, default=75, help="ci-coverage: negative cases per study")
+    be.add_argument("--sensitivity", type=float, default=0.145, help="ci-coverage: true sensitivity")
+    be.add_argument("--specificity", type=float, default=0.938, help="ci-coverage: true specificity")
     be.add_argument("--n-perm", type=int, default=10000, help="study: permutation resamples")
-    be.add_argument("--seed", type=int, default=0, help="study: simulation seed")
+    be.add_argument("--seed", type=int, default=0, help="study, ci-coverage: simulation seed")
     be.add_argument("--nets", default="installed", help="seg: which installed nets (default all installed)")
     be.add_argument("--out", help="also write the table as CSV (study: the tables and the HTML report)")
 
@@ -273,6 +279,8 @@ def format_table(evaluations: dict) -> str:
             e = d["metrics"][m]
             cells.append(f"{e['value']:.3f} [{e['ci_low']:.3f},{e['ci_high']:.3f}]".rjust(21))
         lines.append(f"{name:<18} {d['n']:>4} " + " ".join(cells))
+    if evaluations:
+        lines.append(next(iter(evaluations.values())).ci_description())
     return "\n".join(lines)
 
 
@@ -331,6 +339,10 @@ def main(argv: Sequence[str] | None = None, gui_launcher: Callable[..., int] | N
             from engine.studies import run_study_command
 
             return run_study_command(args, _say)
+        if command == "bench" and args.family == "ci-coverage":
+            from engine.metrics.ci_coverage import cmd_bench_ci_coverage
+
+            return cmd_bench_ci_coverage(args, _say)
         if command == "bench" and args.family == "study":
             from engine.studies.simulate import cmd_bench_study
 

@@ -2,20 +2,16 @@
 
 from engine.metrics.classification import (
     METRIC_NAMES,
-    BinaryEvaluation,
     Counts,
     MetricCI,
     ThresholdRule,
     accuracy,
     auc,
     binary_metrics,
-    bootstrap_ci,
     confusion_counts,
-    evaluate_binary,
     f1_score,
     metrics_from_counts,
     npv,
-    paired_permutation_test,
     ppv,
     roc_curve_points,
     sensitivity,
@@ -24,20 +20,32 @@ from engine.metrics.classification import (
     threshold_closest_to_corner,
     threshold_for_sensitivity,
     threshold_youden,
-    write_evaluation,
 )
+from engine.metrics.evaluation import BinaryEvaluation, evaluate_binary, write_evaluation
+from engine.metrics.intervals import bca_limits, percentile_limits, proportion_ci
 from engine.metrics.mrmc import (
-    MRMC_FOMS,
     ORComparison,
     ORResult,
     TreatmentCI,
+    or_fixed_cases,
+    or_fixed_readers,
+    or_hillis,
+    or_hillis_fixed_reference,
+)
+from engine.metrics.mrmc_covariance import (
+    MRMC_FOMS,
+    delong_covariance,
+    fom_covariance,
     fom_matrix,
     jackknife_covariance,
     jackknife_foms,
+)
+from engine.metrics.mrmc_export import (
     long_format_rows,
-    or_hillis,
-    or_hillis_fixed_reference,
     write_imrmc,
+    write_imrmc_r,
+    write_mrmc_tool_files,
+    write_rjafroc_imrmc,
 )
 from engine.metrics.reader_study import (
     ComparisonResult,
@@ -51,6 +59,7 @@ from engine.metrics.reader_study import (
     error_analysis,
     reader_metrics,
 )
+from engine.metrics.resampling import bootstrap_ci, leave_one_out, paired_permutation_test
 
 __all__ = [
     "METRIC_NAMES",
@@ -77,6 +86,10 @@ __all__ = [
     "threshold_for_sensitivity",
     "threshold_youden",
     "write_evaluation",
+    "bca_limits",
+    "percentile_limits",
+    "proportion_ci",
+    "leave_one_out",
 ]
 __all__ += [
     "MRMC_FOMS",
@@ -87,9 +100,16 @@ __all__ += [
     "jackknife_covariance",
     "jackknife_foms",
     "long_format_rows",
+    "delong_covariance",
+    "fom_covariance",
+    "or_fixed_cases",
+    "or_fixed_readers",
     "or_hillis",
     "or_hillis_fixed_reference",
     "write_imrmc",
+    "write_imrmc_r",
+    "write_mrmc_tool_files",
+    "write_rjafroc_imrmc",
     "ComparisonResult",
     "ErrorAnalysis",
     "MetricDifference",

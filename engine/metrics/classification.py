@@ -1,32 +1,25 @@
-"""Binary classification statistics: counts, metrics, AUC, threshold rules, bootstrap CIs, paired tests.
+"""Binary classification statistics: counts, metrics, AUC, the ROC curve and threshold rules.
 
 Plain functions on 1-D numpy arrays (labels 0/1, scores where higher means "more positive", a case is
 called positive when `score >= threshold`). Every ratio whose denominator is 0 is NaN, never a warning.
-Resampling is vectorised: each known metric has a row-wise form that scores a whole matrix of resamples
-at once; any other callable still works, one resample at a time.
+Each metric also has a row-wise form that scores a whole matrix of resamples at once, used by the bootstrap
+and permutation tests of `engine.metrics.resampling`; intervals are in `engine.metrics.intervals`, the full
+evaluation with its writers in `engine.metrics.evaluation`.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 METRIC_NAMES = ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1")
 COUNT_METRIC_NAMES = METRIC_NAMES[1:]
-EVALUATION_FORMAT = "oncolens.binary_evaluation"
-EVALUATION_VERSION = 1
-CSV_COLUMNS = ("name", "metric", "value", "ci_low", "ci_high", "n_resamples_used",
-               "n", "n_pos", "n_neg", "threshold")
-
-_CHUNK_ELEMENTS = 1_000_000  # resample matrices are built in chunks of about this many cells
+PROPORTION_METRIC_NAMES = ("accuracy", "sensitivity", "specificity", "ppv", "npv")  # x of n: binomial intervals
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -49,16 +42,20 @@ class Counts:
 
 @dataclass(frozen=True)
 class MetricCI:
-    """A point estimate with its percentile bootstrap interval; NaN bounds when no resample was usable."""
+    """A point estimate with its interval and how it was made: `method` is "percentile" or "bca" (bootstrap;
+    `n_resamples_used` resamples gave a defined value) or "wilson", "wilson_cc", "clopper_pearson" (from the
+    counts; `n_resamples_used` 0). NaN bounds when the interval is undefined."""
 
     value: float
     ci_low: float
     ci_high: float
     n_resamples_used: int
+    method: str = "percentile"
 
     def to_dict(self) -> dict[str, Any]:
         return {"value": _json_float(self.value), "ci_low": _json_float(self.ci_low),
-                "ci_high": _json_float(self.ci_high), "n_resamples_used": self.n_resamples_used}
+                "ci_high": _json_float(self.ci_high), "n_resamples_used": self.n_resamples_used,
+                "method": self.method}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -166,6 +163,14 @@ f1_score = _count_metric("f1")
 
 # ----------------------------------------------------------------------------------------------------
 # AUC and the ROC curve
+
+
+def _below(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """For each value: how many reference values lie below it, ties counting one half."""
+    ref = np.sort(reference)
+    low = np.searchsorted(ref, values, side="left")
+    high = np.searchsorted(ref, values, side="right")
+    return low + 0.5 * (high - low)
 
 
 def _dense_ranks(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -362,245 +367,19 @@ def threshold_by_rule(rule: str | Mapping[str, Any] | ThresholdRule, y_true: Any
     return threshold_youden(y_true, scores)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Resampling: bootstrap intervals and the paired permutation test
-
-_SCALAR_TO_NAME: dict[Callable, str] = {
-    auc: "auc", accuracy: "accuracy", sensitivity: "sensitivity", specificity: "specificity",
-    ppv: "ppv", npv: "npv", f1_score: "f1",
-}
-_NAME_TO_SCALAR = {name: fn for fn, name in _SCALAR_TO_NAME.items()}
-
-
-def _resolve_metric(metric_fn: Callable | str) -> tuple[Callable, str | None]:
-    """(scalar function, known name or None); names are those of METRIC_NAMES."""
-    if isinstance(metric_fn, str):
-        if metric_fn not in _NAME_TO_SCALAR:
-            raise ValueError(f"unknown metric {metric_fn!r}; known: {', '.join(METRIC_NAMES)}")
-        return _NAME_TO_SCALAR[metric_fn], metric_fn
-    return metric_fn, _SCALAR_TO_NAME.get(metric_fn)
-
-
-def _prepare(name: str | None, y: np.ndarray, x: Any) -> np.ndarray:
-    """Checked second argument of a known metric (scores for AUC, 0/1 calls otherwise)."""
-    if name == "auc":
-        return _scores(x, y.size)
-    if name is not None:
-        return _calls(x, y.size)
-    return np.asarray(x)
-
-
-def _rows_metric(name: str | None, fn: Callable, y_rows: np.ndarray, x_rows: np.ndarray,
-                 n_groups: int = 0) -> np.ndarray:
-    """The metric of each row pair: vectorised for known metrics (AUC takes dense ranks of the scores
-    and their number), a Python loop otherwise."""
-    if name == "auc":
-        return _row_auc(y_rows, x_rows, n_groups)
-    if name is not None:
-        return _COUNT_FORMULAS[name](*_row_counts(y_rows, x_rows))
-    y_rows = np.broadcast_to(y_rows, x_rows.shape)
-    return np.array([float(fn(yr, xr)) for yr, xr in zip(y_rows, x_rows, strict=True)])
-
-
-def _chunks(total: int, n: int) -> list[int]:
-    rows = max(1, _CHUNK_ELEMENTS // max(n, 1))
-    return [min(rows, total - start) for start in range(0, total, rows)]
-
-
-def _resample_indices(y: np.ndarray, rows: int, rng: np.random.Generator, stratified: bool) -> np.ndarray:
-    """`rows` bootstrap resamples of case indices; stratified keeps the positive / negative counts."""
-    if not stratified:
-        return rng.integers(0, y.size, size=(rows, y.size))
-    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
-    return np.hstack([pos[rng.integers(0, pos.size, size=(rows, pos.size))],
-                      neg[rng.integers(0, neg.size, size=(rows, neg.size))]])
-
-
-def _percentile_ci(value: float, replicates: np.ndarray, alpha: float) -> MetricCI:
-    kept = replicates[np.isfinite(replicates)]
-    if kept.size == 0:
-        return MetricCI(float(value), math.nan, math.nan, 0)
-    low, high = np.percentile(kept, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return MetricCI(float(value), float(low), float(high), int(kept.size))
-
-
-def _check_resampling(n_cases: int, n_resamples: int, alpha: float | None = None) -> None:
-    if n_cases < 1:
-        raise ValueError("resampling needs at least one case")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
-    if alpha is not None and not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-
-
-def bootstrap_ci(metric_fn: Callable | str, y_true: Any, scores_or_preds: Any, n_resamples: int = 1000,
-                 alpha: float = 0.05, seed: int = 0, stratified: bool = False) -> MetricCI:
-    """Percentile bootstrap interval of `metric_fn(y_true, scores_or_preds)` over resampled cases.
-
-    `metric_fn` is one of this module's metrics (or its name in METRIC_NAMES), scored on all resamples
-    at once, or any callable, called per resample. Resamples where the metric is undefined (NaN, e.g.
-    one class missing) are dropped; `n_resamples_used` says how many were kept. `stratified` resamples
-    positives and negatives separately, keeping their counts.
-    """
-    fn, name = _resolve_metric(metric_fn)
-    y = _labels(y_true)
-    _check_resampling(y.size, n_resamples, alpha)
-    x = _prepare(name, y, scores_or_preds)
-    if stratified:
-        _both_classes(y, "a stratified bootstrap")
-    resampled, n_groups = _dense_ranks(x) if name == "auc" else (x, 0)
-    rng = np.random.default_rng(seed)
-    replicates = []
-    for rows in _chunks(n_resamples, y.size):
-        idx = _resample_indices(y, rows, rng, stratified)
-        replicates.append(_rows_metric(name, fn, y[idx], resampled[idx], n_groups))
-    return _percentile_ci(float(fn(y, x)), np.concatenate(replicates), alpha)
-
-
-def paired_permutation_test(metric_fn: Callable | str, y_true: Any, pred_a: Any, pred_b: Any,
-                            n_resamples: int = 10000, seed: int = 0) -> tuple[float, float]:
-    """Two-sided paired permutation test of metric(a) - metric(b) on the same cases.
-
-    Each resample swaps the two readers' / models' outputs case by case with probability 1/2.
-    Returns (observed difference, p) with p = (#{|diff_perm| >= |observed|} + 1) / (n_used + 1), so
-    0 < p <= 1. Resamples where the difference is undefined are dropped; (NaN, NaN) if the observed
-    difference is undefined.
-    """
-    fn, name = _resolve_metric(metric_fn)
-    y = _labels(y_true)
-    _check_resampling(y.size, n_resamples)
-    a, b = _prepare(name, y, pred_a), _prepare(name, y, pred_b)
-    if a.shape != b.shape:
-        raise ValueError(f"pred_a and pred_b must have the same shape, got {a.shape} and {b.shape}")
-    observed = float(fn(y, a)) - float(fn(y, b))
-    if not math.isfinite(observed):
-        return math.nan, math.nan
-    n_groups = 0
-    if name == "auc":  # rank both score sets together so that swapped rows stay comparable
-        joint, n_groups = _dense_ranks(np.concatenate([a, b]))
-        a, b = joint[: y.size], joint[y.size:]
-    rng = np.random.default_rng(seed)
-    as_large, used = 0, 0
-    bound = abs(observed) - 1e-12 * max(1.0, abs(observed))  # equal differences must count as equal
-    for rows in _chunks(n_resamples, y.size):
-        swap = rng.random((rows, y.size)) < 0.5
-        diff = (_rows_metric(name, fn, y[None, :], np.where(swap, b, a), n_groups)
-                - _rows_metric(name, fn, y[None, :], np.where(swap, a, b), n_groups))
-        diff = diff[np.isfinite(diff)]
-        as_large += int(np.count_nonzero(np.abs(diff) >= bound))
-        used += diff.size
-    return observed, (as_large + 1) / (used + 1)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Full evaluation and writers
-
-
-@dataclass(frozen=True)
-class BinaryEvaluation:
-    """Every metric of one scored test set at one threshold, each with its bootstrap interval."""
-
-    n: int
-    n_pos: int
-    n_neg: int
-    threshold: float
-    counts: Counts
-    auc: MetricCI
-    accuracy: MetricCI
-    sensitivity: MetricCI
-    specificity: MetricCI
-    ppv: MetricCI
-    npv: MetricCI
-    f1: MetricCI
-    n_resamples: int
-    alpha: float
-    seed: int
-    stratified: bool
-    threshold_rule: dict[str, Any] | None = None  # ThresholdRule.to_dict() when a rule chose it
-
-    @property
-    def metrics(self) -> dict[str, MetricCI]:
-        return {name: getattr(self, name) for name in METRIC_NAMES}
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (NaN becomes None)."""
-        return {
-            "n": self.n, "n_pos": self.n_pos, "n_neg": self.n_neg,
-            "threshold": _json_float(self.threshold), "threshold_rule": self.threshold_rule,
-            "counts": {"tp": self.counts.tp, "fp": self.counts.fp, "tn": self.counts.tn, "fn": self.counts.fn},
-            "bootstrap": {"method": "percentile", "n_resamples": self.n_resamples, "alpha": self.alpha,
-                          "seed": self.seed, "stratified": self.stratified},
-            "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
-        }
-
-    def to_rows(self) -> list[dict[str, Any]]:
-        """One flat row per metric (CSV_COLUMNS without `name`)."""
-        return [{"metric": name, "value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high,
-                 "n_resamples_used": m.n_resamples_used, "n": self.n, "n_pos": self.n_pos,
-                 "n_neg": self.n_neg, "threshold": self.threshold}
-                for name, m in self.metrics.items()]
-
-
-def evaluate_binary(y_true: Any, scores: Any, threshold: float | str | Mapping[str, Any] | ThresholdRule,
-                    n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05,
-                    stratified: bool = False) -> BinaryEvaluation:
-    """AUC, accuracy, sensitivity, specificity, PPV, NPV and F1 of `scores >= threshold`, with CIs.
-
-    All metrics share the same bootstrap resamples. `threshold` is a number, or a rule (see
-    `ThresholdRule`) applied to these same cases, which is then recorded; a threshold tuned on the
-    test set flatters its metrics, so prefer one fixed on validation data.
-    """
-    y = _labels(y_true)
-    _check_resampling(y.size, n_resamples, alpha)
-    s = _scores(scores, y.size)
-    rule = None
-    if isinstance(threshold, str | Mapping | ThresholdRule):
-        rule = ThresholdRule.parse(threshold)
-        threshold = threshold_by_rule(rule, y, s)
-    threshold = float(threshold)
-    calls = s >= threshold
-    counts = confusion_counts(y, calls)
-    point = metrics_from_counts(counts)
-    if stratified:
-        _both_classes(y, "a stratified bootstrap")
-
-    ranks, n_groups = _dense_ranks(s)
-    rng = np.random.default_rng(seed)
-    replicates: dict[str, list[np.ndarray]] = {name: [] for name in METRIC_NAMES}
-    for rows in _chunks(n_resamples, y.size):
-        idx = _resample_indices(y, rows, rng, stratified)
-        y_rows = y[idx]
-        replicates["auc"].append(_row_auc(y_rows, ranks[idx], n_groups))
-        row_counts = _row_counts(y_rows, calls[idx])
-        for name in COUNT_METRIC_NAMES:
-            replicates[name].append(_COUNT_FORMULAS[name](*row_counts))
-    point["auc"] = auc(y, s)
-    cis = {name: _percentile_ci(point[name], np.concatenate(replicates[name]), alpha) for name in METRIC_NAMES}
-    n_pos = int(np.count_nonzero(y))
-    return BinaryEvaluation(
-        n=int(y.size), n_pos=n_pos, n_neg=int(y.size) - n_pos, threshold=threshold, counts=counts, **cis,
-        n_resamples=int(n_resamples), alpha=float(alpha), seed=int(seed), stratified=bool(stratified),
-        threshold_rule=None if rule is None else rule.to_dict(),
-    )
-
-
-def write_evaluation(evaluations: Mapping[str, BinaryEvaluation], out_dir: str | Path,
-                     stem: str) -> tuple[Path, Path]:
-    """Write `<stem>.csv` (one row per (name, metric)) and `<stem>.json`; returns both paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path, json_path = out / f"{stem}.csv", out / f"{stem}.json"
-    with csv_path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for name, evaluation in evaluations.items():
-            for row in evaluation.to_rows():
-                writer.writerow({"name": name, **row})
-    document = {"format": EVALUATION_FORMAT, "version": EVALUATION_VERSION,
-                "evaluations": {name: evaluation.to_dict() for name, evaluation in evaluations.items()}}
-    json_path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return csv_path, json_path
-
-
 def _json_float(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
+
+
+# Names that lived here before the resampling and evaluation code got modules of their own.
+_MOVED = {"bootstrap_ci": "resampling", "paired_permutation_test": "resampling",
+          "BinaryEvaluation": "evaluation", "evaluate_binary": "evaluation", "write_evaluation": "evaluation",
+          "EVALUATION_FORMAT": "evaluation", "EVALUATION_VERSION": "evaluation", "CSV_COLUMNS": "evaluation"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(f"engine.metrics.{_MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,38 +1,35 @@
-"""Multi-reader multi-case (MRMC) analysis: Obuchowski-Rockette (OR) with Hillis degrees of freedom.
+"""Multi-reader multi-case (MRMC) analysis: the Obuchowski-Rockette (OR) model with Hillis' methods.
 
-Readers and cases are both random. A figure of merit (FOM) per treatment and reader is the empirical
-(Wilcoxon / trapezoidal) AUC of ordinal or continuous scores, or the sensitivity / specificity of 0/1
-calls. The covariances of FOMs caused by reading the same cases come from the leave-one-case-out
-jackknife, scaled by (c - 1) / c. Two designs:
+A figure of merit (FOM) per treatment and reader (the empirical AUC of scores, or the sensitivity / specificity
+of 0/1 calls) varies with the readers and with the cases read. The covariances of FOM estimates caused by reading
+the same cases come from `engine.metrics.mrmc_covariance` ("jackknife", the default, or "delong" for the AUC).
+Analyses of t >= 2 treatments read by the same readers on the same cases (Obuchowski & Rockette 1995;
+Hillis 2007, Stat Med 26:596-619; Hillis, Berbaum & Metz 2008, Acad Radiol 15:647-661; Hillis 2018):
 
-- `or_hillis`: two or more treatments (e.g. unaided and aided reading), same readers and cases,
-  fully crossed (Obuchowski & Rockette 1995; Hillis 2007, Stat Med 26:596-619; Hillis, Berbaum &
-  Metz 2008, Acad Radiol 15:647-661).
-- `or_hillis_fixed_reference`: one set of readers against a reference (a model scored on the same
-  cases, or a fixed number), the single-test OR analysis of Hillis 2007 (section 5.3) applied to the
-  reader-minus-reference differences, as in RJafroc's CAD-vs-radiologists analysis.
+- `or_hillis`: readers and cases random (RRRC), Hillis denominator df: conclusions for readers and cases like
+  these.
+- `or_fixed_readers`: readers fixed, cases random (FRRC): for these readers, with per-reader differences.
+- `or_fixed_cases`: readers random, cases fixed (RRFC): for these cases.
+- `or_hillis_fixed_reference`: one set of readers against a reference (a model scored on the same cases, or a
+  fixed number), the single-test OR analysis of Hillis 2007 (section 5.3) applied to the reader-minus-reference
+  differences, as in RJafroc's CAD-vs-radiologists analysis.
 
-The module also writes reads in the long format that MRMC tools (iMRMC, OR-DBM MRMC) read.
+The tests check all of them against published output for the Van Dyke data (OR-DBM MRMC 2.51 and MRMCaov).
+The reads in long format and the MRMC tools' input files are written by `engine.metrics.mrmc_export`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from engine.metrics.classification import _both_classes, _json_float, _labels, auc, sensitivity, specificity
-
-MRMC_FOMS = ("auc", "sensitivity", "specificity")
-TRUTH_READER_ID = "-1"
-TRUTH_MODALITY_ID = "truth"
-LONG_FORMAT_COLUMNS = ("readerID", "caseID", "modalityID", "score")
-
+from engine.metrics.classification import _json_float
+from engine.metrics.mrmc_covariance import _check_reads, _ids, fom_covariance, fom_matrix
 
 # ----------------------------------------------------------------------------------------------------
 # Results
@@ -77,9 +74,10 @@ class TreatmentCI:
 
 @dataclass(frozen=True, eq=False)
 class ORResult:
-    """Outcome of an OR-Hillis analysis (random readers, random cases).
+    """Outcome of an OR analysis; `factors` says which of readers and cases are random.
 
-    `foms[i, j]` is treatment i, reader j. The global test is F(ndf, ddf); `comparisons` holds each
+    `foms[i, j]` is treatment i, reader j. The global test is F(ndf, ddf) (ddf = inf: chi-square of
+    ndf * F on ndf df, z instead of t for the contrasts); `comparisons` holds each
     pairwise treatment difference ("a - b"), or for the fixed-reference design the single contrast
     reference minus mean reader. OR variance components: var_r (readers), var_tr (treatment x reader),
     cov1 (same reader, other treatment), cov2 (other reader, same treatment), cov3 (other reader and
@@ -114,6 +112,9 @@ class ORResult:
     cov2: float
     cov3: float
     var_error: float
+    factors: str = "random readers, random cases"
+    covariance: str = "jackknife"  # "none" when the cases are fixed
+    reader_comparisons: tuple[ORComparison, ...] = ()  # fixed readers: each reader's treatment differences
 
     @property
     def treatment_means(self) -> np.ndarray:
@@ -126,7 +127,8 @@ class ORResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN becomes None)."""
         return {
-            "design": self.design, "fom": self.fom, "alpha": self.alpha,
+            "design": self.design, "fom": self.fom, "alpha": self.alpha, "factors": self.factors,
+            "covariance": self.covariance,
             "n_cases": self.n_cases, "n_pos": self.n_pos, "n_neg": self.n_neg,
             "treatment_ids": list(self.treatment_ids), "reader_ids": list(self.reader_ids),
             "foms": [[_json_float(v) for v in row] for row in self.foms],
@@ -136,6 +138,7 @@ class ORResult:
                 "from_scores": self.reference_from_scores},
             "test": {k: _json_float(getattr(self, k)) for k in ("f_stat", "ndf", "ddf", "p_value")},
             "comparisons": [c.to_dict() for c in self.comparisons],
+            "reader_comparisons": [c.to_dict() for c in self.reader_comparisons],
             "treatments": [t.to_dict() for t in self.treatments],
             "mean_squares": {k: _json_float(getattr(self, k)) for k in ("ms_t", "ms_r", "ms_tr")},
             "variance_components": {k: _json_float(v) for k, v in self.variance_components.items()},
@@ -143,7 +146,8 @@ class ORResult:
 
     def comparison_rows(self) -> list[dict[str, Any]]:
         """One flat row per contrast, with the global test and variance components repeated."""
-        shared = {"design": self.design, "fom": self.fom, "n_readers": len(self.reader_ids),
+        shared = {"design": self.design, "fom": self.fom, "factors": self.factors, "covariance": self.covariance,
+                  "n_readers": len(self.reader_ids),
                   "n_cases": self.n_cases, "f_stat": self.f_stat, "ndf": self.ndf, "ddf": self.ddf,
                   "p_global": self.p_value, **self.variance_components}
         return [{**shared, "comparison": c.label, "estimate": c.estimate, "std_err": c.std_err,
@@ -158,110 +162,6 @@ class ORResult:
             rows.append({"fom": self.fom, "treatment": "reference", "reader": self.reference_id,
                          "value": self.reference_fom})
         return rows
-
-
-# ----------------------------------------------------------------------------------------------------
-# Input checks
-
-
-def _check_fom(fom: str) -> None:
-    if fom not in MRMC_FOMS:
-        raise ValueError(f"unknown MRMC figure of merit {fom!r}; known: {', '.join(MRMC_FOMS)}")
-
-
-def _check_reads(truth: Any, scores: Any, fom: str, what: str = "scores") -> tuple[np.ndarray, np.ndarray]:
-    """(bool truth, float scores with cases on the last axis), checked for the jackknife."""
-    _check_fom(fom)
-    y = _labels(truth)
-    n_pos, n_neg = _both_classes(y, "an MRMC analysis")
-    s = np.asarray(scores, dtype=float)
-    if s.ndim == 0 or s.shape[-1] != y.size:
-        raise ValueError(f"{what} need one value per case on the last axis ({y.size} cases), got shape {s.shape}")
-    if not np.isfinite(s).all():
-        raise ValueError(f"{what} contain NaN or infinity; MRMC needs every reader to read every case "
-                         "(fully crossed); drop unread cases for everyone first")
-    if fom != "auc" and not np.isin(s, (0.0, 1.0)).all():
-        raise ValueError(f"{fom} as a figure of merit needs 0/1 calls; threshold the scores first")
-    smallest = {"auc": min(n_pos, n_neg), "sensitivity": n_pos, "specificity": n_neg}[fom]
-    if smallest < 2:
-        raise ValueError(f"the jackknife of {fom} needs at least 2 cases of each class it uses; "
-                         f"got {n_pos} positive, {n_neg} negative")
-    return y, s
-
-
-def _ids(ids: Sequence[Any] | None, n: int, prefix: str, what: str) -> tuple[str, ...]:
-    if ids is None:
-        return tuple(f"{prefix}{i}" for i in range(n))
-    out = tuple(str(i) for i in ids)
-    if len(out) != n:
-        raise ValueError(f"{what} must name {n} entries, got {len(out)}")
-    if len(set(out)) != n:
-        raise ValueError(f"{what} must be unique, got {list(out)}")
-    return out
-
-
-# ----------------------------------------------------------------------------------------------------
-# Figures of merit and their jackknife
-
-
-def _below(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """For each value: how many reference values lie below it, ties counting one half."""
-    ref = np.sort(reference)
-    low = np.searchsorted(ref, values, side="left")
-    high = np.searchsorted(ref, values, side="right")
-    return low + 0.5 * (high - low)
-
-
-_SCALAR_FOMS = {"auc": auc, "sensitivity": sensitivity, "specificity": specificity}
-
-
-def fom_matrix(truth: Any, scores: Any, fom: str = "auc") -> np.ndarray:
-    """The FOM of every reading: `scores[..., c]` (e.g. [treatment, reader, case]) -> array [...]."""
-    y, s = _check_reads(truth, scores, fom)
-    fn = _SCALAR_FOMS[fom]
-    rows = s.reshape(-1, y.size)
-    return np.array([fn(y, row) for row in rows]).reshape(s.shape[:-1])
-
-
-def _jackknife_row(y: np.ndarray, row: np.ndarray, fom: str) -> np.ndarray:
-    """FOM of one reading with each case left out in turn, in closed form (no refitting)."""
-    n_pos = int(np.count_nonzero(y))
-    n_neg = y.size - n_pos
-    out = np.empty(y.size)
-    if fom == "auc":
-        pos, neg = row[y], row[~y]
-        beaten = _below(pos, neg)  # per positive: negatives it outranks
-        beating = n_pos - _below(neg, pos)  # per negative: positives that outrank it
-        total = beaten.sum()
-        out[y] = (total - beaten) / ((n_pos - 1) * n_neg)
-        out[~y] = (total - beating) / (n_pos * (n_neg - 1))
-    elif fom == "sensitivity":
-        hits = row[y]
-        out[y] = (hits.sum() - hits) / (n_pos - 1)
-        out[~y] = hits.sum() / n_pos
-    else:
-        rejections = 1.0 - row[~y]
-        out[~y] = (rejections.sum() - rejections) / (n_neg - 1)
-        out[y] = rejections.sum() / n_neg
-    return out
-
-
-def jackknife_foms(truth: Any, scores: Any, fom: str = "auc") -> np.ndarray:
-    """Leave-one-case-out FOMs: `scores[..., c]` -> array [..., c], entry k computed without case k."""
-    y, s = _check_reads(truth, scores, fom)
-    rows = s.reshape(-1, y.size)
-    return np.stack([_jackknife_row(y, row, fom) for row in rows]).reshape(s.shape)
-
-
-def jackknife_covariance(jackknife: Any) -> np.ndarray:
-    """Jackknife covariance matrix of FOMs from `jackknife_foms` output [..., c] -> [m, m], m = prod(...).
-
-    cov(a, b) = (c - 1) / c * sum_k (a_(k) - mean a_(.)) (b_(k) - mean b_(.)), rows in C order.
-    """
-    jk = np.asarray(jackknife, dtype=float)
-    c = jk.shape[-1]
-    centred = jk.reshape(-1, c) - jk.reshape(-1, c).mean(axis=1, keepdims=True)
-    return (c - 1) / c * (centred @ centred.T)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -307,7 +207,9 @@ def _single_treatment(name: str, theta: np.ndarray, cov: np.ndarray, alpha: floa
 
 
 # ----------------------------------------------------------------------------------------------------
-# OR-Hillis analyses
+# OR analyses of t >= 2 treatments: readers and cases random (RRRC), readers fixed (FRRC), cases fixed (RRFC)
+
+RRRC, FRRC, RRFC = "random readers, random cases", "fixed readers, random cases", "random readers, fixed cases"
 
 
 def _check_alpha(alpha: float) -> None:
@@ -315,75 +217,171 @@ def _check_alpha(alpha: float) -> None:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
 
 
-def or_hillis(truth: Any, scores: Any, fom: str = "auc", alpha: float = 0.05,
-              treatment_ids: Sequence[Any] | None = None, reader_ids: Sequence[Any] | None = None) -> ORResult:
-    """OR analysis of t >= 2 treatments read by the same r >= 2 readers on the same cases.
+@dataclass(frozen=True)
+class _ORFit:
+    """What every OR analysis of a crossed treatment x reader x case design starts from."""
 
-    `scores[t, r, c]`: ratings (any ordinal or continuous scale, higher = more likely positive) for
-    `fom="auc"`, 0/1 calls for sensitivity / specificity. Global test
-    F = MS(T) / [MS(T*R) + r max(Cov2 - Cov3, 0)] on (t - 1, ddf_H) degrees of freedom with
-    ddf_H = [MS(T*R) + r max(Cov2 - Cov3, 0)]^2 / [MS(T*R)^2 / ((t - 1)(r - 1))] (Hillis 2007).
-    Each pair a < b gets FOM_a - FOM_b with SE^2 = 2 / r * [MS(T*R) + r max(Cov2 - Cov3, 0)].
-    """
+    y: np.ndarray
+    theta: np.ndarray  # [t, r] FOMs
+    cov4: np.ndarray | None  # [t, r, t, r] covariances of the FOM estimates (None with fixed cases)
+    t_ids: tuple[str, ...]
+    r_ids: tuple[str, ...]
+    ms_t: float
+    ms_r: float
+    ms_tr: float
+    var_error: float = math.nan
+    cov1: float = math.nan
+    cov2: float = math.nan
+    cov3: float = math.nan
+
+    @property
+    def means(self) -> np.ndarray:
+        return self.theta.mean(axis=1)
+
+    def pairs(self) -> list[tuple[int, int]]:
+        t = self.theta.shape[0]
+        return [(a, b) for a in range(t) for b in range(a + 1, t)]
+
+
+def _or_fit(truth: Any, scores: Any, fom: str, alpha: float, treatment_ids: Sequence[Any] | None,
+            reader_ids: Sequence[Any] | None, covariance: str | None, who: str) -> _ORFit:
+    """Checked inputs, FOMs, mean squares and (unless `covariance` is None) the OR covariance components."""
     _check_alpha(alpha)
     y, s = _check_reads(truth, scores, fom)
     if s.ndim != 3:
         raise ValueError(f"scores must be [treatment, reader, case], got shape {s.shape}")
-    t, r, c = s.shape
+    t, r, _ = s.shape
     if t < 2:
-        raise ValueError("or_hillis compares at least 2 treatments; for readers against a model or a "
-                         "fixed value use or_hillis_fixed_reference")
+        raise ValueError(f"{who} compares at least 2 treatments; for readers against a model or a fixed value "
+                         "use or_hillis_fixed_reference")
     if r < 2:
         raise ValueError(f"MRMC analysis needs at least 2 readers, got {r}; report per-reader metrics instead")
     t_ids = _ids(treatment_ids, t, "treatment", "treatment_ids")
     r_ids = _ids(reader_ids, r, "reader", "reader_ids")
-
     theta = fom_matrix(y, s, fom)
-    cov4 = jackknife_covariance(jackknife_foms(y, s, fom)).reshape(t, r, t, r)
-    same_t = np.eye(t, dtype=bool)[:, None, :, None]
-    same_r = np.eye(r, dtype=bool)[None, :, None, :]
-    var_error = float(cov4[same_t & same_r].mean())
-    cov1 = float(cov4[~same_t & same_r].mean())
-    cov2 = float(cov4[same_t & ~same_r].mean())
-    cov3 = float(cov4[~same_t & ~same_r].mean())
-
     grand = theta.mean()
     by_t, by_r = theta.mean(axis=1), theta.mean(axis=0)
-    ms_t = float(r * np.sum((by_t - grand) ** 2) / (t - 1))
-    ms_r = float(t * np.sum((by_r - grand) ** 2) / (r - 1))
-    ms_tr = float(np.sum((theta - by_t[:, None] - by_r[None, :] + grand) ** 2) / ((t - 1) * (r - 1)))
+    ms = {"ms_t": float(r * np.sum((by_t - grand) ** 2) / (t - 1)),
+          "ms_r": float(t * np.sum((by_r - grand) ** 2) / (r - 1)),
+          "ms_tr": float(np.sum((theta - by_t[:, None] - by_r[None, :] + grand) ** 2) / ((t - 1) * (r - 1)))}
+    if covariance is None:
+        return _ORFit(y, theta, None, t_ids, r_ids, **ms)
+    cov4 = fom_covariance(y, s, fom, covariance).reshape(t, r, t, r)
+    same_t = np.eye(t, dtype=bool)[:, None, :, None]
+    same_r = np.eye(r, dtype=bool)[None, :, None, :]
+    return _ORFit(y, theta, cov4, t_ids, r_ids, **ms, var_error=float(cov4[same_t & same_r].mean()),
+                  cov1=float(cov4[~same_t & same_r].mean()), cov2=float(cov4[same_t & ~same_r].mean()),
+                  cov3=float(cov4[~same_t & ~same_r].mean()))
 
-    den = ms_tr + r * max(cov2 - cov3, 0.0)
-    ddf = _hillis_df(den, ms_tr, (t - 1) * (r - 1))
-    f_stat = ms_t / den if den > 0 else math.nan
-    comparisons = tuple(_contrast(f"{t_ids[a]} - {t_ids[b]}", float(by_t[a] - by_t[b]), 2 * den / r, ddf, alpha)
-                        for a in range(t) for b in range(a + 1, t))
-    treatments = tuple(_single_treatment(t_ids[i], theta[i], cov4[i, :, i, :], alpha) for i in range(t))
-    n_pos = int(np.count_nonzero(y))
+
+def _result(fit: _ORFit, fom: str, alpha: float, factors: str, covariance: str | None, f_stat: float, ddf: float,
+            comparisons: Sequence[ORComparison], treatments: Sequence[TreatmentCI],
+            reader_comparisons: Sequence[ORComparison] = ()) -> ORResult:
+    t = fit.theta.shape[0]
+    n_pos = int(np.count_nonzero(fit.y))
     return ORResult(
-        design="treatments", fom=fom, alpha=float(alpha), n_cases=c, n_pos=n_pos, n_neg=c - n_pos,
-        treatment_ids=t_ids, reader_ids=r_ids, foms=theta, reference_id=None, reference_fom=math.nan,
-        reference_from_scores=False, f_stat=f_stat, ndf=float(t - 1), ddf=ddf,
-        p_value=_f_sf(f_stat, t - 1, ddf), comparisons=comparisons, treatments=treatments,
-        ms_t=ms_t, ms_r=ms_r, ms_tr=ms_tr,
-        var_r=(ms_r - ms_tr) / t - cov1 + cov3, var_tr=ms_tr - var_error + cov1 + cov2 - cov3,
-        cov1=cov1, cov2=cov2, cov3=cov3, var_error=var_error,
+        design="treatments", fom=fom, alpha=float(alpha), n_cases=fit.y.size, n_pos=n_pos, n_neg=fit.y.size - n_pos,
+        treatment_ids=fit.t_ids, reader_ids=fit.r_ids, foms=fit.theta, reference_id=None, reference_fom=math.nan,
+        reference_from_scores=False, f_stat=f_stat, ndf=float(t - 1), ddf=ddf, p_value=_f_sf(f_stat, t - 1, ddf),
+        comparisons=tuple(comparisons), treatments=tuple(treatments), ms_t=fit.ms_t, ms_r=fit.ms_r,
+        ms_tr=fit.ms_tr, var_r=(fit.ms_r - fit.ms_tr) / t - fit.cov1 + fit.cov3,
+        var_tr=fit.ms_tr - fit.var_error + fit.cov1 + fit.cov2 - fit.cov3, cov1=fit.cov1, cov2=fit.cov2,
+        cov3=fit.cov3, var_error=fit.var_error, factors=factors, covariance=covariance or "none",
+        reader_comparisons=tuple(reader_comparisons),
     )
+
+
+def or_hillis(truth: Any, scores: Any, fom: str = "auc", alpha: float = 0.05,
+              treatment_ids: Sequence[Any] | None = None, reader_ids: Sequence[Any] | None = None,
+              covariance: str = "jackknife") -> ORResult:
+    """OR analysis of t >= 2 treatments read by the same r >= 2 readers on the same cases, readers and cases
+    random (RRRC).
+
+    `scores[t, r, c]`: ratings (any ordinal or continuous scale, higher = more likely positive) for
+    `fom="auc"`, 0/1 calls for sensitivity / specificity. `covariance`: "jackknife" or "delong" (AUC only).
+    Global test F = MS(T) / [MS(T*R) + r max(Cov2 - Cov3, 0)] on (t - 1, ddf_H) degrees of freedom with
+    ddf_H = [MS(T*R) + r max(Cov2 - Cov3, 0)]^2 / [MS(T*R)^2 / ((t - 1)(r - 1))] (Hillis 2007).
+    Each pair a < b gets FOM_a - FOM_b with SE^2 = 2 / r * [MS(T*R) + r max(Cov2 - Cov3, 0)].
+    """
+    fit = _or_fit(truth, scores, fom, alpha, treatment_ids, reader_ids, covariance, "or_hillis")
+    r = fit.theta.shape[1]
+    den = fit.ms_tr + r * max(fit.cov2 - fit.cov3, 0.0)
+    ddf = _hillis_df(den, fit.ms_tr, (fit.theta.shape[0] - 1) * (r - 1))
+    comparisons = [_contrast(f"{fit.t_ids[a]} - {fit.t_ids[b]}", float(fit.means[a] - fit.means[b]), 2 * den / r,
+                             ddf, alpha) for a, b in fit.pairs()]
+    treatments = [_single_treatment(fit.t_ids[i], fit.theta[i], fit.cov4[i, :, i, :], alpha)
+                  for i in range(fit.theta.shape[0])]
+    return _result(fit, fom, alpha, RRRC, covariance, fit.ms_t / den if den > 0 else math.nan, ddf, comparisons,
+                   treatments)
+
+
+def or_fixed_readers(truth: Any, scores: Any, fom: str = "auc", alpha: float = 0.05,
+                     treatment_ids: Sequence[Any] | None = None, reader_ids: Sequence[Any] | None = None,
+                     covariance: str = "jackknife") -> ORResult:
+    """OR analysis with the readers fixed and the cases random (FRRC, Hillis 2007 section 4): conclusions hold
+    for these readers only.
+
+    Den = Var - Cov1 + (r - 1) max(Cov2 - Cov3, 0); the global statistic (t - 1) MS(T) / Den is chi-square on
+    t - 1 df, kept here as F = MS(T) / Den with ddf = inf. Differences: SE^2 = 2 Den / r, normal CI. Each
+    treatment: SE^2 = [Var_i + (r - 1) max(Cov2_i, 0)] / r. `reader_comparisons`: each reader's own treatment
+    differences, SE^2 = Var_a + Var_b - 2 Cov1 of that reader, normal CI.
+    """
+    fit = _or_fit(truth, scores, fom, alpha, treatment_ids, reader_ids, covariance, "or_fixed_readers")
+    t, r = fit.theta.shape
+    den = fit.var_error - fit.cov1 + (r - 1) * max(fit.cov2 - fit.cov3, 0.0)
+    comparisons = [_contrast(f"{fit.t_ids[a]} - {fit.t_ids[b]}", float(fit.means[a] - fit.means[b]), 2 * den / r,
+                             math.inf, alpha) for a, b in fit.pairs()]
+    treatments = []
+    for i in range(t):
+        cov = fit.cov4[i, :, i, :]
+        var_error, cov2 = float(np.mean(np.diag(cov))), float(cov[~np.eye(r, dtype=bool)].mean())
+        c = _contrast(fit.t_ids[i], float(fit.means[i]), (var_error + (r - 1) * max(cov2, 0.0)) / r, math.inf,
+                      alpha)
+        treatments.append(TreatmentCI(c.label, c.estimate, c.std_err, c.df, c.ci_low, c.ci_high,
+                                      float(fit.theta[i].var(ddof=1)), var_error, cov2))
+    per_reader = [_contrast(f"{fit.r_ids[j]}: {fit.t_ids[a]} - {fit.t_ids[b]}", float(fit.theta[a, j] - fit.theta[b, j]),
+                            fit.cov4[a, j, a, j] + fit.cov4[b, j, b, j] - 2 * fit.cov4[a, j, b, j], math.inf, alpha)
+                  for j in range(r) for a, b in fit.pairs()]
+    return _result(fit, fom, alpha, FRRC, covariance, fit.ms_t / den if den > 0 else math.nan, math.inf,
+                   comparisons, treatments, per_reader)
+
+
+def or_fixed_cases(truth: Any, scores: Any, fom: str = "auc", alpha: float = 0.05,
+                   treatment_ids: Sequence[Any] | None = None, reader_ids: Sequence[Any] | None = None) -> ORResult:
+    """OR analysis with the readers random and the cases fixed (RRFC, Hillis 2007 section 4): conclusions hold
+    for these cases only, so no case-sampling covariance enters (the conventional treatment x reader ANOVA).
+
+    F = MS(T) / MS(T*R) on (t - 1, (t - 1)(r - 1)) df; differences SE^2 = 2 MS(T*R) / r on (t - 1)(r - 1) df;
+    each treatment SE^2 = MS(R)_i / r on r - 1 df, MS(R)_i the variance of its readers' FOMs.
+    """
+    fit = _or_fit(truth, scores, fom, alpha, treatment_ids, reader_ids, None, "or_fixed_cases")
+    t, r = fit.theta.shape
+    ddf = float((t - 1) * (r - 1))
+    comparisons = [_contrast(f"{fit.t_ids[a]} - {fit.t_ids[b]}", float(fit.means[a] - fit.means[b]),
+                             2 * fit.ms_tr / r, ddf, alpha) for a, b in fit.pairs()]
+    treatments = []
+    for i in range(t):
+        ms_r = float(fit.theta[i].var(ddof=1))
+        c = _contrast(fit.t_ids[i], float(fit.means[i]), ms_r / r, float(r - 1), alpha)
+        treatments.append(TreatmentCI(c.label, c.estimate, c.std_err, c.df, c.ci_low, c.ci_high, ms_r,
+                                      math.nan, math.nan))
+    return _result(fit, fom, alpha, RRFC, None, fit.ms_t / fit.ms_tr if fit.ms_tr > 0 else math.nan, ddf,
+                   comparisons, treatments)
 
 
 def or_hillis_fixed_reference(truth: Any, reader_scores: Any, reference_scores: Any = None,
                               reference_fom: float | None = None, fom: str = "auc", alpha: float = 0.05,
                               reader_ids: Sequence[Any] | None = None, reference_id: str = "model",
-                              readers_id: str = "readers") -> ORResult:
+                              readers_id: str = "readers", covariance: str = "jackknife") -> ORResult:
     """Does the mean reader FOM differ from a reference? Readers and cases random, the reference fixed.
 
     `reader_scores[r, c]`. Give exactly one of:
     - `reference_scores[c]`: a model read the same cases. Its FOM is fixed across readers (no reader
       effect) but still varies with the case sample, so the analysis works on the differences
-      D_j = FOM_ref - FOM_j, jackknifing the model and the readers on the same left-out case.
+      D_j = FOM_ref - FOM_j, whose covariance comes from that of (model, readers) on the same cases.
     - `reference_fom`: a known constant (e.g. a performance goal); only the readers vary.
 
-    With Var and Cov2 the jackknife variance and between-reader covariance of the D_j (Hillis 2007,
+    With Var and Cov2 the variance and between-reader covariance of the D_j (Hillis 2007,
     section 5.3, single-test inference): den = MS(R) + r max(Cov2, 0), SE^2 = den / r,
     df = den^2 / [MS(R)^2 / (r - 1)], t = mean(D) / SE and F = t^2 on (1, df). This equals the
     two-treatment `or_hillis` with the model copied to every reader: there MS(T*R) = MS(R) / 2 and
@@ -402,27 +400,29 @@ def or_hillis_fixed_reference(truth: Any, reader_scores: Any, reference_scores: 
     r_ids = _ids(reader_ids, r, "reader", "reader_ids")
 
     theta = fom_matrix(y, s, fom)
-    jack = jackknife_foms(y, s, fom)
     if reference_scores is not None:
         _, ref = _check_reads(y, reference_scores, fom, "reference_scores")
         if ref.shape != (c,):
             raise ValueError(f"reference_scores must have shape ({c},), got {ref.shape}")
         ref_fom = float(fom_matrix(y, ref, fom))
-        diff_jack = jackknife_foms(y, ref, fom)[None, :] - jack
+        joint = fom_covariance(y, np.vstack([ref, s]), fom, covariance)  # [1 + r, 1 + r]: model, then readers
+        to_diff = np.hstack([np.ones((r, 1)), -np.eye(r)])  # D_j = model - reader j
+        cov_readers = joint[1:, 1:]
     else:
         ref_fom = float(reference_fom)
         if not math.isfinite(ref_fom):
             raise ValueError(f"reference_fom must be a finite number, got {reference_fom!r}")
-        diff_jack = -jack
+        joint = cov_readers = fom_covariance(y, s, fom, covariance)
+        to_diff = -np.eye(r)
 
-    cov = jackknife_covariance(diff_jack)
+    cov = to_diff @ joint @ to_diff.T
     var_error = float(np.mean(np.diag(cov)))
     cov2 = float(cov[~np.eye(r, dtype=bool)].mean())
     ms_r = float(theta.var(ddof=1))
     den = ms_r + r * max(cov2, 0.0)
     ddf = _hillis_df(den, ms_r, r - 1)
     contrast = _contrast(f"{reference_id} - mean reader", ref_fom - float(theta.mean()), den / r, ddf, alpha)
-    readers_ci = _single_treatment(readers_id, theta, jackknife_covariance(jack), alpha)
+    readers_ci = _single_treatment(readers_id, theta, cov_readers, alpha)
     n_pos = int(np.count_nonzero(y))
     return ORResult(
         design="fixed_reference", fom=fom, alpha=float(alpha), n_cases=c, n_pos=n_pos, n_neg=c - n_pos,
@@ -431,55 +431,5 @@ def or_hillis_fixed_reference(truth: Any, reader_scores: Any, reference_scores: 
         f_stat=contrast.t_stat ** 2, ndf=1.0, ddf=ddf, p_value=contrast.p_value, comparisons=(contrast,),
         treatments=(readers_ci,), ms_t=math.nan, ms_r=ms_r, ms_tr=math.nan,
         var_r=ms_r - var_error + cov2, var_tr=math.nan, cov1=math.nan, cov2=cov2, cov3=math.nan,
-        var_error=var_error,
+        var_error=var_error, factors=RRRC, covariance=covariance,
     )
-
-
-# ----------------------------------------------------------------------------------------------------
-# Long-format reads for MRMC tools
-
-
-def long_format_rows(truth: Any, readings: Mapping[str, Mapping[str, Any]],
-                     case_ids: Sequence[Any] | None = None) -> list[dict[str, str]]:
-    """Reads as rows (readerID, caseID, modalityID, score), truth rows first.
-
-    `readings[modality][reader] = scores` (one per case). Truth rows follow the iMRMC convention:
-    readerID "-1", modalityID "truth", score 1 for a positive case and 0 for a negative one. Scores
-    are written exactly (shortest round-trip form, integers without ".0"); every reader scores every case.
-    """
-    y = _labels(truth)
-    ids = _ids(case_ids, y.size, "", "case_ids")
-    rows = [{"readerID": TRUTH_READER_ID, "caseID": cid, "modalityID": TRUTH_MODALITY_ID, "score": str(int(v))}
-            for cid, v in zip(ids, y, strict=True)]
-    for modality, readers in readings.items():
-        if str(modality) == TRUTH_MODALITY_ID:
-            raise ValueError(f"modality id {TRUTH_MODALITY_ID!r} is reserved for the truth rows")
-        for reader, scores in readers.items():
-            if str(reader) == TRUTH_READER_ID:
-                raise ValueError(f"reader id {TRUTH_READER_ID!r} is reserved for the truth rows")
-            s = np.asarray(scores, dtype=float)
-            if s.shape != (y.size,) or not np.isfinite(s).all():
-                raise ValueError(f"reader {reader!r} in modality {modality!r} needs {y.size} finite scores, "
-                                 f"got shape {s.shape}")
-            rows.extend({"readerID": str(reader), "caseID": cid, "modalityID": str(modality), "score": _number(v)}
-                        for cid, v in zip(ids, s, strict=True))
-    return rows
-
-
-def _number(value: float) -> str:
-    value = float(value)
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-def write_imrmc(path: str | Path, rows: Sequence[Mapping[str, str]], title: str = "OncoLens reader study") -> Path:
-    """Write `long_format_rows` output as an iMRMC input file (header, then `BEGIN DATA:` and CSV rows)."""
-    truth = [row for row in rows if row["readerID"] == TRUTH_READER_ID]
-    reads = [row for row in rows if row["readerID"] != TRUTH_READER_ID]
-    n_pos = sum(row["score"] == "1" for row in truth)
-    header = [title, f"N0:{len(truth) - n_pos}", f"N1:{n_pos}",
-              f"NR:{len({row['readerID'] for row in reads})}", f"NM:{len({row['modalityID'] for row in reads})}",
-              "BEGIN DATA:"]
-    body = [",".join(row[col] for col in LONG_FORMAT_COLUMNS) for row in rows]
-    out = Path(path)
-    out.write_text("\n".join(header + body) + "\n", encoding="utf-8")
-    return out

@@ -1,14 +1,14 @@
 """Reader studies: clinicians' calls and confidence scores against a model at its operating threshold.
 
-Every rater (the model and each reader) is scored on the same bootstrap resamples of cases, so
-differences are paired. Model-minus-reader differences get a percentile bootstrap CI and a two-sided
-paired permutation p-value; `error_analysis` lists which cases each side gets wrong;
+Every rater (the model and each reader) is scored on the same bootstrap resamples of cases (stratified by
+truth), so differences are paired. A rater's proportions (sensitivity, specificity, PPV, NPV, accuracy) get
+the Wilson score interval from its counts by default, its AUC and F1 the percentile bootstrap.
+Model-minus-reader differences get a percentile bootstrap CI and a two-sided paired permutation p-value;
+`error_analysis` lists which cases each side gets wrong;
 `analyze_reader_study` adds the OR-Hillis MRMC analyses (`engine.metrics.mrmc`) and writes all tables.
 
-The permutation test is `classification.paired_permutation_test` run for every reader and metric on
-one shared stream of swap patterns: each count after a swap is the original count plus a matrix
-product with the swap pattern, and an AUC difference is linear in the per-case swap signs (see
-`_auc_swap_weights`), so 10,000 permutations cost a few matrix-vector products per reader.
+The permutation test runs on one shared stream of swap patterns for every reader and metric
+(`engine.metrics.paired_swaps`).
 """
 
 from __future__ import annotations
@@ -22,22 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from engine.metrics.classification import (
     _COUNT_FORMULAS,
     COUNT_METRIC_NAMES,
     METRIC_NAMES,
+    PROPORTION_METRIC_NAMES,
     MetricCI,
     _both_classes,
     _calls,
-    _check_resampling,
-    _chunks,
     _dense_ranks,
     _json_float,
     _labels,
-    _percentile_ci,
-    _resample_indices,
     _row_auc,
     _row_counts,
     _scores,
@@ -45,7 +41,25 @@ from engine.metrics.classification import (
     confusion_counts,
     metrics_from_counts,
 )
-from engine.metrics.mrmc import ORResult, _below, long_format_rows, or_hillis, or_hillis_fixed_reference
+from engine.metrics.evaluation import check_interval_methods, describe_intervals, proportion_metric_ci
+from engine.metrics.intervals import PROPORTION_METHODS
+from engine.metrics.mrmc import (
+    ORResult,
+    or_fixed_cases,
+    or_fixed_readers,
+    or_hillis,
+    or_hillis_fixed_reference,
+)
+from engine.metrics.mrmc_export import long_format_rows
+from engine.metrics.paired_swaps import PairedSwaps
+from engine.metrics.resampling import (
+    PermutationTally,
+    _check_resampling,
+    _chunks,
+    _resample_indices,
+    bootstrap_interval,
+    leave_one_out,
+)
 
 AVERAGE_READER_ID = "average reader"
 MODEL_ID = "model"
@@ -130,12 +144,24 @@ class ComparisonResult:
     n_perm: int
     alpha: float
     seed: int
+    proportion_interval: str = "wilson"  # the model's and each reader's proportions
+    stratified: bool = True
+
+    def ci_description(self) -> str:
+        """Which interval each metric has, in one sentence (for reports)."""
+        own = describe_intervals({k: m.method for k, m in self.model.items()}, self.alpha, self.n_boot,
+                                 self.stratified)
+        return (f"{own[:-1]} (the model and each reader); percentile bootstrap on the same resamples for the "
+                "average reader and for every model \u2212 reader difference.")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "n": self.n, "n_pos": self.n_pos, "n_neg": self.n_neg, "model_threshold": _json_float(self.model_threshold),
-            "bootstrap": {"method": "percentile, cases resampled jointly for all raters", "n_resamples": self.n_boot,
-                          "alpha": self.alpha, "seed": self.seed},
+            "bootstrap": {"method": "percentile, cases resampled jointly for all raters"
+                                    + (", stratified by truth" if self.stratified else ""),
+                          "n_resamples": self.n_boot, "alpha": self.alpha, "seed": self.seed,
+                          "stratified": self.stratified},
+            "ci": {"proportions": self.proportion_interval, "description": self.ci_description()},
             "permutation": {"method": "paired, per-case swap of model and reader outputs; AUC on within-rater "
                                       "normalised mid-ranks", "n_resamples": self.n_perm, "seed": self.seed},
             "model": {k: m.to_dict() for k, m in self.model.items()},
@@ -146,7 +172,8 @@ class ComparisonResult:
     def metric_rows(self) -> list[dict[str, Any]]:
         raters = [(MODEL_ID, self.model)] + [(r.reader_id, r.metrics) for r in (*self.readers, self.average_reader)]
         return [{"rater": rid, "metric": name, "value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high,
-                 "n_resamples_used": m.n_resamples_used} for rid, metrics in raters for name, m in metrics.items()]
+                 "n_resamples_used": m.n_resamples_used, "ci_method": m.method}
+                for rid, metrics in raters for name, m in metrics.items()]
 
     def difference_rows(self) -> list[dict[str, Any]]:
         return [{"reader": r.reader_id, "metric": d.metric, "model": d.model, "reader_value": d.reader,
@@ -204,14 +231,14 @@ def _point_metrics(y: np.ndarray, calls: np.ndarray, scores: np.ndarray | None) 
 
 
 def _bootstrap_replicates(y: np.ndarray, raters: Sequence[tuple[np.ndarray, np.ndarray | None]],
-                          n_boot: int, seed: int) -> list[dict[str, np.ndarray]]:
+                          n_boot: int, seed: int, stratified: bool = True) -> list[dict[str, np.ndarray]]:
     """Every metric of every rater on the same `n_boot` resamples of cases (drawn as `evaluate_binary` does)."""
     ranked = [None if s is None else _dense_ranks(s) for _, s in raters]
     reps: list[dict[str, list[np.ndarray]]] = [
         {name: [] for name in (COUNT_METRIC_NAMES if r is None else METRIC_NAMES)} for r in ranked]
     rng = np.random.default_rng(seed)
     for rows in _chunks(n_boot, y.size):
-        idx = _resample_indices(y, rows, rng, stratified=False)
+        idx = _resample_indices(y, rows, rng, stratified)
         y_rows = y[idx]
         for (calls, _), ranks, out in zip(raters, ranked, reps, strict=True):
             if ranks is not None:
@@ -222,90 +249,36 @@ def _bootstrap_replicates(y: np.ndarray, raters: Sequence[tuple[np.ndarray, np.n
     return [{name: np.concatenate(parts) for name, parts in out.items()} for out in reps]
 
 
+def _rater_cis(y: np.ndarray, calls: np.ndarray, scores: np.ndarray | None, point: dict[str, float],
+               reps: dict[str, np.ndarray], alpha: float, proportion_interval: str) -> dict[str, MetricCI]:
+    """One rater's intervals: proportions from its counts (or the bootstrap), AUC and F1 percentile bootstrap."""
+    counts = confusion_counts(y, calls)
+    out = {}
+    for name, value in point.items():
+        if name in PROPORTION_METRIC_NAMES and proportion_interval in PROPORTION_METHODS:
+            out[name] = proportion_metric_ci(name, counts, alpha, proportion_interval)
+        elif name in PROPORTION_METRIC_NAMES and proportion_interval == "bca":
+            jackknife = leave_one_out(name, y, calls)
+            out[name] = bootstrap_interval(value, reps[name], alpha, "bca", jackknife)
+        else:
+            out[name] = bootstrap_interval(value, reps[name], alpha)
+    return out
+
+
 def reader_metrics(truth: Any, calls: Any, scores: Any = None, n_resamples: int = 1000, seed: int = 0,
-                   alpha: float = 0.05) -> dict[str, MetricCI]:
+                   alpha: float = 0.05, proportion_interval: str = "wilson",
+                   stratified: bool = True) -> dict[str, MetricCI]:
     """Accuracy, sensitivity, specificity, PPV, NPV, F1 of one reader's 0/1 calls, plus the AUC of the
-    confidence scores when given, each with a percentile bootstrap CI over resampled cases."""
+    confidence scores when given: proportions with `proportion_interval` (Wilson by default), AUC and F1 with
+    a percentile bootstrap over cases (stratified by truth unless `stratified=False`)."""
     y = _labels(truth)
     _check_resampling(y.size, n_resamples, alpha)
+    check_interval_methods(proportion_interval, "percentile")
     _both_classes(y, "reader metrics")
     [(_, c, s)] = _checked_readers([ReaderScores("reader", calls, scores)], y.size)
     point = _point_metrics(y, c, s)
-    reps = _bootstrap_replicates(y, [(c, s)], n_resamples, seed)[0]
-    return {name: _percentile_ci(point[name], reps[name], alpha) for name in point}
-
-
-# ----------------------------------------------------------------------------------------------------
-# Paired permutation on one stream of swap patterns
-
-
-def _common_scale(scores: np.ndarray) -> np.ndarray:
-    """Normalised mid-ranks: keeps each rater's AUC and makes a model probability and a 5-point
-    rating swappable between raters."""
-    return rankdata(scores) / scores.size
-
-
-def _auc_swap_weights(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Case weights w with AUC(a') - AUC(b') = sum_k w_k (1 - 2 s_k), where a' takes b's score on the
-    cases with s_k = 1 and b' takes a's. Follows from writing both AUCs as sums over (positive i,
-    negative k) pairs: each pair's contribution is linear in the signs of its two cases."""
-    n1, n0 = int(np.count_nonzero(y)), int(np.count_nonzero(~y))
-    pa, pb, na, nb = a[y], b[y], a[~y], b[~y]
-    w = np.empty(y.size)
-    w[y] = _below(pa, na) - _below(pb, nb) + _below(pa, nb) - _below(pb, na)
-    w[~y] = _below(nb, pb) - _below(na, pa) + _below(nb, pa) - _below(na, pb)
-    return w / (2 * n1 * n0)
-
-
-class _PairedSwaps:
-    """Model-minus-reader differences of every metric under a block of swap patterns."""
-
-    def __init__(self, y: np.ndarray, model: tuple[np.ndarray, np.ndarray | None],
-                 reader: tuple[np.ndarray, np.ndarray | None]) -> None:
-        a, b = model[0].astype(float), reader[0].astype(float)
-        change = b - a
-        self.to_pos, self.to_neg = change * y, change * ~y
-        self.tp_a, self.fp_a = a[y].sum(), a[~y].sum()
-        self.tp_b, self.fp_b = b[y].sum(), b[~y].sum()
-        self.n_pos, self.n_neg = float(np.count_nonzero(y)), float(np.count_nonzero(~y))
-        self.w = None
-        if model[1] is not None and reader[1] is not None:
-            self.w = _auc_swap_weights(y, _common_scale(model[1]), _common_scale(reader[1]))
-
-    @property
-    def vectors(self) -> np.ndarray:
-        """[n, 3]: multiplied by a swap block, the shift in TP, in FP, and the AUC term."""
-        return np.stack([self.to_pos, self.to_neg, np.zeros_like(self.to_pos) if self.w is None else self.w], axis=1)
-
-    def diffs(self, products: np.ndarray) -> dict[str, np.ndarray]:
-        """Differences per swap pattern from `swap_block @ self.vectors`."""
-        d_tp, d_fp = products[:, 0], products[:, 1]
-        tp_a, fp_a, tp_b, fp_b = self.tp_a + d_tp, self.fp_a + d_fp, self.tp_b - d_tp, self.fp_b - d_fp
-        out = {}
-        if self.w is not None:
-            out["auc"] = self.w.sum() - 2 * products[:, 2]
-        for name in COUNT_METRIC_NAMES:
-            formula = _COUNT_FORMULAS[name]
-            out[name] = (formula(tp_a, fp_a, self.n_neg - fp_a, self.n_pos - tp_a)
-                         - formula(tp_b, fp_b, self.n_neg - fp_b, self.n_pos - tp_b))
-        return out
-
-
-class _Tally:
-    """Two-sided permutation p as in `paired_permutation_test`: (#{|d| >= |observed|} + 1) / (used + 1)."""
-
-    def __init__(self, observed: float) -> None:
-        self.observed, self.as_large, self.used = observed, 0, 0
-        self.bound = abs(observed) - 1e-12 * max(1.0, abs(observed))
-
-    def add(self, diffs: np.ndarray) -> None:
-        kept = diffs[np.isfinite(diffs)]
-        self.as_large += int(np.count_nonzero(np.abs(kept) >= self.bound))
-        self.used += kept.size
-
-    @property
-    def p_value(self) -> float:
-        return (self.as_large + 1) / (self.used + 1) if math.isfinite(self.observed) else math.nan
+    reps = _bootstrap_replicates(y, [(c, s)], n_resamples, seed, stratified)[0]
+    return _rater_cis(y, c, s, point, reps, alpha, proportion_interval)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -329,11 +302,14 @@ def error_analysis(truth: Any, model_calls: Any, reader_calls: Any, case_ids: Se
 def compare_model_with_readers(truth: Any, model_scores: Any, model_threshold: float,
                                readers: Sequence[ReaderScores], case_ids: Sequence[Any] | None = None,
                                n_boot: int = 1000, n_perm: int = 10000, alpha: float = 0.05,
-                               seed: int = 0) -> ComparisonResult:
+                               seed: int = 0, proportion_interval: str = "wilson",
+                               stratified: bool = True) -> ComparisonResult:
     """The model (called positive when `model_scores >= model_threshold`) against each reader and the
-    average reader: metrics with bootstrap CIs, model-minus-reader differences with bootstrap CIs and
-    paired permutation p-values, and per-reader error analyses. AUC needs reader confidence scores;
-    the average reader's AUC needs them from every reader.
+    average reader: metrics with CIs (as `reader_metrics`; the average reader's from the bootstrap),
+    model-minus-reader differences with bootstrap CIs and paired permutation p-values, and per-reader
+    error analyses. All bootstrap intervals share one set of resamples of the cases, stratified by truth
+    unless `stratified=False`. AUC needs reader confidence scores; the average reader's AUC needs them
+    from every reader.
 
     A reader's p-value equals `paired_permutation_test(metric, truth, model, reader, n_perm, seed)`
     (for AUC on normalised mid-ranks). For the average reader one swap pattern per case moves the
@@ -344,6 +320,7 @@ def compare_model_with_readers(truth: Any, model_scores: Any, model_threshold: f
     _both_classes(y, "a reader study")
     _check_resampling(y.size, n_boot, alpha)
     _check_resampling(y.size, n_perm)
+    check_interval_methods(proportion_interval, "percentile")
     ids = _case_ids(case_ids, y.size)
     model_s = _scores(model_scores, y.size)
     threshold = float(model_threshold)
@@ -354,14 +331,14 @@ def compare_model_with_readers(truth: Any, model_scores: Any, model_threshold: f
     all_scored = all(s is not None for _, _, s in checked)
 
     points = [_point_metrics(y, *model)] + [_point_metrics(y, c, s) for _, c, s in checked]
-    reps = _bootstrap_replicates(y, [model] + [(c, s) for _, c, s in checked], n_boot, seed)
+    reps = _bootstrap_replicates(y, [model] + [(c, s) for _, c, s in checked], n_boot, seed, stratified)
     avg_names = METRIC_NAMES if all_scored else COUNT_METRIC_NAMES
     avg_point = {k: float(np.mean([p[k] for p in points[1:]])) for k in avg_names}
     avg_reps = {k: np.mean([r[k] for r in reps[1:]], axis=0) for k in avg_names}
 
-    pairs = [_PairedSwaps(y, model, (c, s)) for _, c, s in checked]
-    tallies = [{k: _Tally(points[0][k] - p[k]) for k in p} for p in points[1:]]
-    avg_tally = {k: _Tally(points[0][k] - avg_point[k]) for k in avg_names}
+    pairs = [PairedSwaps(y, model, (c, s)) for _, c, s in checked]
+    tallies = [{k: PermutationTally(points[0][k] - p[k]) for k in p} for p in points[1:]]
+    avg_tally = {k: PermutationTally(points[0][k] - avg_point[k]) for k in avg_names}
     vectors = np.concatenate([pair.vectors for pair in pairs], axis=1)  # one matrix product per block
     rng = np.random.default_rng(seed)
     for rows in _chunks(n_perm, y.size):
@@ -373,24 +350,26 @@ def compare_model_with_readers(truth: Any, model_scores: Any, model_threshold: f
         for k, t in avg_tally.items():
             t.add(np.mean([d[k] for d in per_reader], axis=0))
 
-    def differences(point: dict[str, float], rep: dict[str, np.ndarray], tally: dict[str, _Tally]):
+    def differences(point: dict[str, float], rep: dict[str, np.ndarray], tally: dict[str, PermutationTally]):
         return {k: MetricDifference(k, points[0][k], point[k],
-                                    _percentile_ci(points[0][k] - point[k], reps[0][k] - rep[k], alpha),
+                                    bootstrap_interval(points[0][k] - point[k], reps[0][k] - rep[k], alpha),
                                     t.p_value, t.used) for k, t in tally.items()}
 
-    def cis(point: dict[str, float], rep: dict[str, np.ndarray]) -> dict[str, MetricCI]:
-        return {k: _percentile_ci(point[k], rep[k], alpha) for k in point}
+    def cis(rater: tuple[np.ndarray, np.ndarray | None], point: dict[str, float], rep: dict[str, np.ndarray]):
+        return _rater_cis(y, rater[0], rater[1], point, rep, alpha, proportion_interval)
 
     comparisons = tuple(
-        ReaderComparison(rid, cis(points[i + 1], reps[i + 1]), differences(points[i + 1], reps[i + 1], tallies[i]),
-                         error_analysis(y, model[0], c, ids, rid))
-        for i, (rid, c, _) in enumerate(checked))
-    average = ReaderComparison(AVERAGE_READER_ID, cis(avg_point, avg_reps),
+        ReaderComparison(rid, cis((c, s), points[i + 1], reps[i + 1]),
+                         differences(points[i + 1], reps[i + 1], tallies[i]), error_analysis(y, model[0], c, ids, rid))
+        for i, (rid, c, s) in enumerate(checked))
+    average = ReaderComparison(AVERAGE_READER_ID, {k: bootstrap_interval(v, avg_reps[k], alpha)
+                                                   for k, v in avg_point.items()},
                                differences(avg_point, avg_reps, avg_tally), None)
     n_pos = int(np.count_nonzero(y))
     return ComparisonResult(n=int(y.size), n_pos=n_pos, n_neg=int(y.size) - n_pos, model_threshold=threshold,
-                            model=cis(points[0], reps[0]), readers=comparisons, average_reader=average,
-                            n_boot=int(n_boot), n_perm=int(n_perm), alpha=float(alpha), seed=int(seed))
+                            model=cis(model, points[0], reps[0]), readers=comparisons, average_reader=average,
+                            n_boot=int(n_boot), n_perm=int(n_perm), alpha=float(alpha), seed=int(seed),
+                            proportion_interval=proportion_interval, stratified=bool(stratified))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -400,7 +379,7 @@ def compare_model_with_readers(truth: Any, model_scores: Any, model_threshold: f
 @dataclass(frozen=True)
 class ReaderStudyAnalysis:
     """Model-vs-reader comparison, MRMC analyses keyed "<design>/<fom>", notes on analyses not run,
-    and the reads in long format (see `engine.metrics.mrmc.long_format_rows`)."""
+    and the reads in long format (see `engine.metrics.mrmc_export.long_format_rows`)."""
 
     comparison: ComparisonResult
     mrmc: dict[str, ORResult]
@@ -446,14 +425,18 @@ class ReaderStudyAnalysis:
 def analyze_reader_study(truth: Any, model_scores: Any, model_threshold: float, readers: Sequence[ReaderScores],
                          aided_readers: Sequence[ReaderScores] | None = None, case_ids: Sequence[Any] | None = None,
                          n_boot: int = 1000, n_perm: int = 10000, alpha: float = 0.05,
-                         seed: int = 0) -> ReaderStudyAnalysis:
+                         seed: int = 0, covariance: str = "jackknife", proportion_interval: str = "wilson",
+                         stratified: bool = True) -> ReaderStudyAnalysis:
     """Everything for one reader study: `compare_model_with_readers`, then OR-Hillis MRMC analyses:
     model vs readers (model fixed, readers and cases random) for sensitivity and specificity of the
     calls and, when every reader gave scores, the AUC; and aided vs unaided reading (difference
-    aided - unaided) when `aided_readers` holds the same reader ids. Analyses that cannot run are
-    listed in `notes` with the reason."""
+    aided - unaided) when `aided_readers` holds the same reader ids, with readers and cases random
+    ("aided_vs_unaided/<fom>") and also with the readers fixed ("aided_vs_unaided_fixed_readers/<fom>",
+    for these readers) or the cases fixed ("aided_vs_unaided_fixed_cases/<fom>", for these cases).
+    `covariance` ("jackknife" or "delong") is used for the AUC; sensitivity and specificity always use the
+    jackknife. Analyses that cannot run are listed in `notes` with the reason."""
     comparison = compare_model_with_readers(truth, model_scores, model_threshold, readers, case_ids,
-                                            n_boot, n_perm, alpha, seed)
+                                            n_boot, n_perm, alpha, seed, proportion_interval, stratified)
     y = _labels(truth)
     model_s = _scores(model_scores, y.size)
     model_calls = (model_s >= float(model_threshold)).astype(float)
@@ -479,18 +462,24 @@ def analyze_reader_study(truth: Any, model_scores: Any, model_threshold: float, 
                 y, calls, reference_scores=model_calls, fom=fom, alpha=alpha, reader_ids=reader_ids)
         if scored:
             mrmc["model_vs_readers/auc"] = or_hillis_fixed_reference(
-                y, np.array([s for _, _, s in unaided]), reference_scores=model_s, alpha=alpha, reader_ids=reader_ids)
+                y, np.array([s for _, _, s in unaided]), reference_scores=model_s, alpha=alpha, reader_ids=reader_ids,
+                covariance=covariance)
         else:
             notes.append("model_vs_readers/auc not run: not every reader gave confidence scores")
         if aided is not None:
-            both = np.array([[c for _, c, _ in aided], calls], dtype=float)
-            for fom in ("sensitivity", "specificity"):
-                mrmc[f"aided_vs_unaided/{fom}"] = or_hillis(y, both, fom, alpha, ("aided", "unaided"), reader_ids)
+            arms = {"sensitivity": np.array([[c for _, c, _ in aided], calls], dtype=float)}
+            arms["specificity"] = arms["sensitivity"]
             if scored and all(s is not None for _, _, s in aided):
-                both_scores = np.array([[s for _, _, s in aided], [s for _, _, s in unaided]])
-                mrmc["aided_vs_unaided/auc"] = or_hillis(y, both_scores, "auc", alpha, ("aided", "unaided"), reader_ids)
+                arms["auc"] = np.array([[s for _, _, s in aided], [s for _, _, s in unaided]])
             else:
                 notes.append("aided_vs_unaided/auc not run: not every reader gave confidence scores in both arms")
+            for fom, both in arms.items():
+                cov = covariance if fom == "auc" else "jackknife"
+                ids = {"treatment_ids": ("aided", "unaided"), "reader_ids": reader_ids}
+                mrmc[f"aided_vs_unaided/{fom}"] = or_hillis(y, both, fom, alpha, covariance=cov, **ids)
+                mrmc[f"aided_vs_unaided_fixed_readers/{fom}"] = or_fixed_readers(y, both, fom, alpha, covariance=cov,
+                                                                                 **ids)
+                mrmc[f"aided_vs_unaided_fixed_cases/{fom}"] = or_fixed_cases(y, both, fom, alpha, **ids)
 
     ids = _case_ids(case_ids, y.size)
     arms = [("unaided", unaided)] + ([("aided", aided)] if aided is not None else [])

@@ -97,7 +97,8 @@ def add_study_parsers(sub: Any) -> argparse.ArgumentParser:
     export.add_argument("study")
     export.add_argument("--out", required=True, help="CSV file")
     export.add_argument("--history", action="store_true", help="also superseded answers")
-    export.add_argument("--long-format", help="folder for the long-format CSVs and the iMRMC file")
+    export.add_argument("--long-format", help="folder for the long-format CSVs and the MRMC tools' input files "
+                                              "(iMRMC app, iMRMC R package, RJafroc)")
 
     report = cmds.add_parser("report", help="analyse and write the tables and the HTML report")
     report.add_argument("study")
@@ -105,6 +106,8 @@ def add_study_parsers(sub: Any) -> argparse.ArgumentParser:
     report.add_argument("--n-boot", type=int, default=1000)
     report.add_argument("--n-perm", type=int, default=10000)
     report.add_argument("--seed", type=int, help="statistics seed (default: the study seed)")
+    report.add_argument("--covariance", choices=("jackknife", "delong"), default="jackknife",
+                        help="covariance of the AUC estimates in the MRMC analyses (delong: MRMCaov's default)")
     return study
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from engine.metrics.mrmc import long_format_rows, write_imrmc
+from engine.metrics.mrmc_export import long_format_rows, mrmc_tool_files, write_mrmc_tool_files
 from engine.metrics.reader_study import (
     ComparisonResult,
     ReaderScores,
@@ -268,7 +268,9 @@ class StudyAnalysis:
         }
 
     def write(self, out_dir: str | Path, stem: str | None = None) -> list[Path]:
-        """`<stem>.json`, `<stem>_<table>.csv` for every non-empty table and `<stem>_imrmc.txt` (scores)."""
+        """`<stem>.json`, `<stem>_<table>.csv` for every non-empty table and the MRMC tools' input files of the
+        scores (`engine.metrics.mrmc_export.mrmc_tool_files`: `<stem>.imrmc` for the iMRMC app,
+        `<stem>_imrmc_R.imrmc` for the iMRMC R package, `<stem>_rjafroc.imrmc` + `_rjafroc_ids.csv` for RJafroc)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         stem = stem or f"study_{self.study.id}"
@@ -278,9 +280,12 @@ class StudyAnalysis:
             if rows:
                 paths.append(_write_csv(out / f"{stem}_{name}.csv", rows))
         if self.result.reads_scores:
-            paths.append(write_imrmc(out / f"{stem}_imrmc.txt", self.result.reads_scores,
-                                     title=f"OncoLens reader study {self.study.id}: {self.study.name}"))
+            paths += write_mrmc_tool_files(out, stem, self.result.reads_scores, _tool_title(self.study))[0]
         return paths
+
+
+def _tool_title(study: Study) -> str:
+    return f"OncoLens reader study {study.id}: {study.name}"
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] | None = None) -> Path:
@@ -307,8 +312,9 @@ def _check_classes(data: StudyData) -> None:
 
 
 def analyze_study(store: Store, study_id: str, *, n_boot: int = 1000, n_perm: int = 10000, alpha: float = 0.05,
-                  seed: int | None = None) -> StudyAnalysis:
-    """The full analysis of a study (bootstrap and permutation seeded by the study seed unless `seed`)."""
+                  seed: int | None = None, covariance: str = "jackknife") -> StudyAnalysis:
+    """The full analysis of a study (bootstrap and permutation seeded by the study seed unless `seed`;
+    `covariance` of the AUC in the MRMC analyses: "jackknife" or "delong")."""
     started = time.perf_counter()
     data = collect_study_data(store, study_id)
     _check_classes(data)
@@ -317,7 +323,8 @@ def analyze_study(store: Store, study_id: str, *, n_boot: int = 1000, n_perm: in
     aided = data.arms.get(AIDED) if data.primary_arm == UNAIDED else None
     result = analyze_reader_study(data.truth, data.model_scores, data.model_threshold, primary.reader_scores(),
                                   aided_readers=None if aided is None else aided.reader_scores(),
-                                  case_ids=data.case_ids, n_boot=n_boot, n_perm=n_perm, alpha=alpha, seed=seed)
+                                  case_ids=data.case_ids, n_boot=n_boot, n_perm=n_perm, alpha=alpha, seed=seed,
+                                  covariance=covariance)
     aided_comparison = None
     if aided is not None:
         aided_comparison = compare_model_with_readers(data.truth, data.model_scores, data.model_threshold,
@@ -328,13 +335,15 @@ def analyze_study(store: Store, study_id: str, *, n_boot: int = 1000, n_perm: in
         notes.append(f"Only one reader ({next(iter(primary.calls))}) finished the {data.primary_arm} arm: "
                      "per-reader results only; MRMC analyses need at least 2 readers.")
     notes.extend(result.notes)
+    if result.reads_scores:  # say now which MRMC tool will get no file (or only part of one)
+        notes.extend(mrmc_tool_files("study", result.reads_scores, _tool_title(data.study))[1])
     contours = None
     if data.study.contours:
         contours = contour_agreement(store, data.study.task_label, data.study.model, data.case_ids,
                                      {arm: reads.contours for arm, reads in data.arms.items()},
                                      n_boot=n_boot, n_perm=n_perm, alpha=alpha, seed=seed)
         notes.extend(contours.notes)
-    settings = {"n_boot": n_boot, "n_perm": n_perm, "alpha": alpha, "seed": seed}
+    settings = {"n_boot": n_boot, "n_perm": n_perm, "alpha": alpha, "seed": seed, "covariance": covariance}
     return StudyAnalysis(data, result, aided_comparison, tuple(notes), time.perf_counter() - started, settings,
                          contours)
 
@@ -379,18 +388,19 @@ def long_format(data: StudyData, what: str = "scores") -> list[dict[str, str]]:
 
 
 def export_long_format(store: Store, study_id: str, out_dir: str | Path) -> list[Path]:
-    """`<study>_long_scores.csv`, `<study>_long_calls.csv` and the iMRMC input file `<study>_imrmc.txt`."""
+    """`<study>_long_scores.csv` and `<study>_long_calls.csv` (a data frame of either goes into iMRMC's
+    `doIMRMC`), then the MRMC tools' input files of the scores (see `StudyAnalysis.write`)."""
     data = collect_study_data(store, study_id)
     out = Path(out_dir)
     scores = long_format(data, "scores")
-    return [_write_csv(out / f"{study_id}_long_scores.csv", scores),
-            _write_csv(out / f"{study_id}_long_calls.csv", long_format(data, "calls")),
-            write_imrmc(out / f"{study_id}_imrmc.txt", scores, title=f"OncoLens reader study {study_id}")]
+    paths = [_write_csv(out / f"{study_id}_long_scores.csv", scores),
+             _write_csv(out / f"{study_id}_long_calls.csv", long_format(data, "calls"))]
+    return paths + write_mrmc_tool_files(out, study_id, scores, _tool_title(data.study))[0]
 
 
 def cmd_study_export_reads(args: Any, say: Callable[[str], None] = print) -> int:
     """Write the reads CSV (`--history` adds superseded answers); `--long-format DIR` adds the MRMC long
-    format (with truth rows) and the iMRMC input file."""
+    format (with truth rows) and the MRMC tools' input files."""
     with Store(getattr(args, "db", None) or None) as store:
         path = export_reads_csv(store, args.study, args.out, history=bool(getattr(args, "history", False)))
         say(f"wrote {path}")

@@ -7,8 +7,10 @@ reader and the study's model against the case's truth mask with the segmentation
 `engine.metrics.segmentation` (Dice, FPSR, FNSR, HD95). A case read without a contour counts as an empty
 mask: the reader saw no tumor to outline. Cases whose bundle has no truth mask are left out and listed.
 
-Per rater: mean Dice with a percentile bootstrap interval over cases, mean FPSR / FNSR, median HD95, and
-the model's mean Dice minus the reader's with a two-sided paired permutation p-value (case-wise swaps of
+Per rater: mean Dice with a percentile bootstrap interval over cases (stratified: frames with and without a
+tumor in the truth mask are resampled separately), mean FPSR / FNSR, median HD95 (the
+larger of the two directed 95th percentiles, MONAI's convention) over the cases where it is defined, with
+`hd95_undefined` counting the cases where exactly one mask is empty, and the model's mean Dice minus the reader's with a two-sided paired permutation p-value (case-wise swaps of
 the two masks' scores, the same test the classification metrics use).
 """
 
@@ -22,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.metrics.classification import bootstrap_ci, paired_permutation_test
 from engine.metrics.reader_study import MODEL_ID
+from engine.metrics.resampling import bootstrap_ci, paired_permutation_test
 from engine.metrics.segmentation import segmentation_metrics
 from engine.seg.contours import contours_to_mask
 from engine.store import Store, StoreError
@@ -92,7 +94,8 @@ def _summary(arm: str, rater: str, rows: list[dict[str, Any]], model_dice: np.nd
     dice = np.array([r["dice"] for r in rows])
     hd95 = np.array([r["hd95_px"] for r in rows])
     finite = hd95[np.isfinite(hd95)]
-    ci = bootstrap_ci(lambda _y, d: _mean(d), np.zeros(dice.size, int), dice, n_boot, alpha, seed)
+    tumor = np.array([r["truth_px"] > 0 for r in rows])  # resampled within frames with and without tumor
+    ci = bootstrap_ci(lambda _y, d: _mean(d), tumor, dice, n_boot, alpha, seed, stratified=True)
     row = {"arm": arm, "rater": rater, "n_cases": int(dice.size), "dice_mean": ci.value, "dice_ci_low": ci.ci_low,
            "dice_ci_high": ci.ci_high, "fpsr_mean": _mean(np.array([r["fpsr"] for r in rows])),
            "fnsr_mean": _mean(np.array([r["fnsr"] for r in rows])),

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from engine.metrics.plots import plot_roc
 from engine.metrics.reader_study import AVERAGE_READER_ID, ERROR_CATEGORIES, MODEL_ID, ComparisonResult
+from engine.metrics.segmentation import HD95_CONVENTION
 from engine.store import Store
 from engine.studies.analysis import StudyAnalysis, analyze_study
 from engine.studies.model import AIDED
@@ -138,7 +139,7 @@ def difference_figure(comparison: ComparisonResult, arm: str) -> str:
         ax.grid(True, axis="x", color="0.9")
         ax.tick_params(labelsize=8)
     axes[0].set_yticks(ys, [r.reader_id for r in raters])
-    fig.suptitle(f"Model minus {arm} readers ({1 - comparison.alpha:.0%} bootstrap CI)", fontsize=11)
+    fig.suptitle(f"Model minus {arm} readers ({1 - comparison.alpha:.0%} percentile bootstrap CI)", fontsize=11)
     return _png(fig)
 
 
@@ -160,8 +161,9 @@ def _settings_section(analysis: StudyAnalysis) -> str:
         ("Cases", _esc(f"{len(s.case_ids)} in the study, {len(d.case_ids)} analysed "
                        f"({int(d.truth.sum())} {s.task_label}, {int(d.truth.size - d.truth.sum())} not)")),
         ("Readers analysed", _esc(", ".join(readers))), ("Created", _esc(f"{s.created} by {s.created_by}")),
-        ("Statistics", _esc("bootstrap {n_boot} resamples, permutation {n_perm}, alpha {alpha}, seed {seed}"
-                            .format(**analysis.settings))),
+        ("Statistics", _esc("bootstrap {n_boot} resamples (stratified by truth), permutation {n_perm}, alpha "
+                            "{alpha}, seed {seed}; MRMC covariance of the AUC: {covariance}"
+                            .format(**{"covariance": "jackknife", **analysis.settings}))),
         ("Analysis time", _esc(f"{analysis.seconds:.2f} s")),
     ]
     return "<h2>Study settings</h2>" + _table(["Setting", "Value"], rows, left=2)
@@ -209,8 +211,7 @@ def _errors_table(comparison: ComparisonResult) -> str:
 
 def _comparison_section(analysis: StudyAnalysis, arm: str, comparison: ComparisonResult) -> str:
     parts = [f"<h2>Model and {arm} readers</h2>",
-             f"<p>{comparison.n} cases ({comparison.n_pos} positive). Intervals: {1 - comparison.alpha:.0%} "
-             f"percentile bootstrap over cases ({comparison.n_boot} resamples, shared by all raters). "
+             f"<p>{comparison.n} cases ({comparison.n_pos} positive). {_esc(comparison.ci_description())} "
              f"p-values: two-sided paired permutation ({comparison.n_perm} swaps) of model and reader outputs; "
              "they treat the readers as fixed (see MRMC below for readers as random).</p>",
              _img(roc_figure(analysis, arm, comparison),
@@ -228,18 +229,25 @@ def _mrmc_section(analysis: StudyAnalysis) -> str:
     rows = []
     for key, res in analysis.result.mrmc.items():
         for c in res.comparisons:
-            rows.append([_esc(key), _esc(c.label), _num(c.estimate), f"[{_num(c.ci_low)}, {_num(c.ci_high)}]",
-                         _num(c.std_err), _num(c.df, 1), _p(c.p_value, res.alpha), _esc(len(res.reader_ids))])
+            rows.append([_esc(key), _esc(c.label), _esc(res.factors), _num(c.estimate),
+                         f"[{_num(c.ci_low)}, {_num(c.ci_high)}]", _num(c.std_err),
+                         "\u221e" if math.isinf(c.df) else _num(c.df, 1), _p(c.p_value, res.alpha),
+                         _esc(len(res.reader_ids))])
     foms = []
     for key, res in analysis.result.mrmc.items():
         for t in res.treatments:
             foms.append([_esc(key), _esc(t.treatment), _num(t.estimate), f"[{_num(t.ci_low)}, {_num(t.ci_high)}]"])
         if res.reference_id is not None:
             foms.append([_esc(key), _esc(res.reference_id), _num(res.reference_fom), "\u2014"])
+    covariance = analysis.settings.get("covariance", "jackknife")
     return ("<h2>MRMC analysis (Obuchowski\u2013Rockette, Hillis degrees of freedom)</h2>"
-            "<p>Readers and cases random; the model is a fixed reference read on the same cases. "
-            "Aided \u2212 unaided rows appear when both arms were read by the same readers.</p>"
-            + _table(["Analysis", "Contrast", "Estimate", "CI", "SE", "df", "p", "Readers"], rows, left=2)
+            "<p>Model vs readers: readers and cases random, the model a fixed reference read on the same cases. "
+            "Aided \u2212 unaided rows appear when both arms were read by the same readers: with readers and "
+            "cases random (conclusions for readers and cases like these), readers fixed (for these readers; "
+            "df \u221e: normal), or cases fixed (for these cases). Covariance of the AUC estimates: "
+            f"{_esc(covariance)}; of sensitivity and specificity: jackknife.</p>"
+            + _table(["Analysis", "Contrast", "Readers, cases", "Estimate", "CI", "SE", "df", "p", "Readers"], rows,
+                     left=3)
             + "<h3>Figures of merit</h3>" + _table(["Analysis", "Treatment", "Mean FOM", "CI"], foms, left=2))
 
 
@@ -257,11 +265,13 @@ def _contour_section(analysis: StudyAnalysis) -> str:
     return ("<h2>Reader outlines against the truth mask</h2>"
             "<p>Each reader's outline is rasterised on the frame (a case read without one counts as an empty mask) "
             "and scored against the truth mask like the model's mask: Dice, FPSR, FNSR (means over cases, Dice "
-            "with a percentile bootstrap interval) and the median HD95 in pixels (cases where one mask is empty "
-            "have no HD95 and are counted). Model − reader: difference of mean Dice, two-sided paired "
+            f"with a percentile bootstrap interval) and the median HD95 in pixels ({_esc(HD95_CONVENTION)}). "
+            "HD95 is undefined where exactly one of the two masks is empty (an outline on a frame without "
+            "tumor, or none on a frame with one); the median is over the other cases and the column "
+            "<i>HD95 undefined</i> counts them. Model − reader: difference of mean Dice, two-sided paired "
             "permutation p.</p>"
             + _table(["Arm", "Rater", "Cases", "Mean Dice", "CI", "FPSR", "FNSR", "Median HD95 px",
-                      "No HD95", "Model − rater Dice", "p"], rows, left=2))
+                      "HD95 undefined", "Model − rater Dice", "p"], rows, left=2))
 
 
 def _small_sections(analysis: StudyAnalysis) -> str:
@@ -321,7 +331,8 @@ def cmd_study_report(args: Any, say: Callable[[str], None] = print) -> int:
     """`oncolens study report STUDY --out DIR`: analyse, write the tables (CSV, JSON, iMRMC) and the HTML."""
     with Store(getattr(args, "db", None) or None) as store:
         analysis = analyze_study(store, args.study, n_boot=getattr(args, "n_boot", 1000),
-                                 n_perm=getattr(args, "n_perm", 10000), seed=getattr(args, "seed", None))
+                                 n_perm=getattr(args, "n_perm", 10000), seed=getattr(args, "seed", None),
+                                 covariance=getattr(args, "covariance", "jackknife"))
     out = Path(getattr(args, "out", None) or f"study_{args.study}")
     paths = analysis.write(out)
     report = write_report(analysis, out / f"study_{args.study}_report.html")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.device import select_device
-from engine.metrics.classification import write_evaluation
+from engine.metrics.evaluation import write_evaluation
 from engine.metrics.plots import plot_roc
 from engine.predict.glioma import TASKS, card_name
 from engine.registry import create_model
@@ -20,7 +20,7 @@ def evaluate_fl_cnn(records: list[SpecimenRecord], modality: str, out_dir: str |
                     n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """Score every task's net on `records` (split='test': only the card's held-out patients) at the card's
     operating threshold; write <out>/fl_cnn_<mod>.csv/.json, per-specimen scores and a ROC figure."""
-    from engine.metrics.classification import evaluate_binary
+    from engine.metrics.evaluation import evaluate_binary
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,11 +17,8 @@ import numpy as np
 import torch
 
 from engine.cases.model import FL
-from engine.metrics.classification import (
-    evaluate_binary,
-    threshold_closest_to_corner,
-    threshold_for_sensitivity,
-)
+from engine.metrics.classification import threshold_closest_to_corner, threshold_for_sensitivity
+from engine.metrics.evaluation import evaluate_binary
 from engine.nets.fl_cnn import COMPACT_CONFIG, GRADCAM_LAYER, PAPER_CONFIG, load_imagenet_backbone
 from engine.predict.glioma import card_name
 from engine.preprocess.common import normalise_channels, square_resize
@@ -237,8 +234,8 @@ def build_card(settings: FLCNNTrainSettings, outcome: TrainOutcome, data_descrip
         },
         evaluation={
             "description": (f"Held-out test patients ({outcome.split['n_test']} specimens), operating threshold "
-                            f"{outcome.threshold:.3f} chosen by: {THRESHOLD_RULES[s.task]}. 95% CIs from "
-                            f"{s.n_bootstrap} bootstrap resamples."),
+                            f"{outcome.threshold:.3f} chosen by: {THRESHOLD_RULES[s.task]}. "
+                            f"{outcome.evaluation.ci_description()}"),
             **outcome.evaluation.to_dict(),
             "threshold_rule": THRESHOLD_RULES[s.task],  # after the spread: the evaluation's own entry is None
         },

@@ -11,8 +11,11 @@ DRLSE, the level-set baseline, runs on every frame.
 
 Tables like the paper's: 2 (dataset A), 3 (B), 4 (B per group: tumor type in a hospital's data, the
 kind of uptake in phantoms), 5 (C). Dice, FPSR, FNSR in percent as the paper prints them; HD and
-HD95 in pixels of the original frame (mm columns when the spacing is known). Means over images
-(for C, over images x fold models), with the SD across images.
+HD95 in pixels of the original frame (mm columns when the spacing is known); HD95 is the larger of the two
+directed 95th percentiles (MONAI's convention, see engine.metrics.segmentation). Means over images (for C, over
+images x fold models), with the SD across images. HD and HD95 are undefined on a frame where one mask is empty
+(the net found nothing, or marked tumor on a frame without one): such frames are left out of the HD means and
+every table prints how many there were.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.metrics.segmentation import METRIC_NAMES
+from engine.metrics.segmentation import HD95_CONVENTION, METRIC_NAMES
 from engine.nets.fluoro_seg import ARCH_NAMES
 from engine.train.fluoro_seg import SegArrays, SegTrainSettings, evaluate_net, metric_row, train_seg
 
@@ -355,22 +358,26 @@ def format_tables(tables: dict[str, list[dict]], settings: ProtocolSettings, mar
     for key, entries in tables.items():
         lines.append(("### " if markdown else "") + table_title(key, settings))
         header = ["method", "net"] + (["group"] if key == "B groups" else []) + \
-                 ["n", "Dice %", "HD px", "HD95 px", "FPSR %", "FNSR %", "paper Dice", "paper HD"]
+                 ["n", "Dice %", "HD px", "HD95 px", "FPSR %", "FNSR %", "HD undefined", "paper Dice", "paper HD"]
         if markdown:
             lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         else:
             lines.append("  ".join(f"{h:<13}" if i < 3 else f"{h:>15}" for i, h in enumerate(header)))
         for e in entries:
             cells = [e["method"], ARCH_NAMES.get(e["net"], e["net"])] + ([e["group"]] if key == "B groups" else [])
-            cells += [str(e["n"])] + [_cell(e, m) for m in TABLE_COLUMNS]
+            cells += [str(e["n"])] + [_cell(e, m) for m in TABLE_COLUMNS] + [str(e.get("hd_undefined", 0))]
             cells += ["—" if e.get("paper_dice") is None else f"{e['paper_dice']:.2f}",
                       "—" if e.get("paper_hd") is None else f"{e['paper_hd']:.2f}"]
             if markdown:
                 lines.append("| " + " | ".join(cells) + " |")
             else:
                 lines.append("  ".join(f"{c:<13}" if i < 3 else f"{c:>15}" for i, c in enumerate(cells)))
-        lines.append("")
+        lines += ["", TABLE_NOTE, ""]
     return "\n".join(lines)
+
+
+TABLE_NOTE = (f"HD95: {HD95_CONVENTION}. HD undefined: frames where one mask is empty (no HD or HD95); "
+              "the HD and HD95 means and SDs are over the other frames, Dice, FPSR and FNSR over all n.")
 
 
 PER_IMAGE_FILE = "per_image_metrics.csv"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.fastpath import latency_percentiles
+from engine.metrics.segmentation import HD95_CONVENTION
 from engine.nets.fluoro_seg import ARCH_NAMES, ARCHS
 from engine.train.fluoro_seg import (
     PHANTOM_COUNTS,
@@ -114,13 +115,17 @@ def protocol_title(protocol: ProtocolSettings) -> str:
 
 
 def _bootstrap_mean(values: Sequence[float], n: int = 1000, seed: int = 0) -> dict:
-    v = np.asarray([x for x in values if np.isfinite(x)], float)
+    """Mean over the finite values with a percentile bootstrap CI; `n_undefined` counts the others (HD on a
+    frame where one mask is empty)."""
+    values = np.asarray(values, float)
+    v = values[np.isfinite(values)]
+    undefined = {"n_undefined": int(values.size - v.size)}
     if len(v) == 0:
-        return {"value": None, "ci_low": None, "ci_high": None}
+        return {"value": None, "ci_low": None, "ci_high": None, **undefined}
     rng = np.random.default_rng(seed)
     means = v[rng.integers(0, len(v), (n, len(v)))].mean(axis=1)
     return {"value": float(v.mean()), "ci_low": float(np.percentile(means, 2.5)),
-            "ci_high": float(np.percentile(means, 97.5))}
+            "ci_high": float(np.percentile(means, 97.5)), **undefined}
 
 
 def build_seg_card(arch: str, outcome, data: SegArrays, description: dict, pretrained: str, test_rows: list[dict],
@@ -157,7 +162,9 @@ def build_seg_card(arch: str, outcome, data: SegArrays, description: dict, pretr
         evaluation={
             "description": (f"Dataset {test_key} ({len(test_rows)} frames), never used in training or pretraining; "
                             "metrics per frame at full resolution, mean with a 95% bootstrap CI over frames "
-                            "(1000 resamples). Dice/FPSR/FNSR as fractions, HD95 in pixels."),
+                            "(1000 resamples). Dice/FPSR/FNSR as fractions, HD95 in pixels: "
+                            f"{HD95_CONVENTION}, averaged over the frames where both masks are non-empty "
+                            "(n_undefined counts the others)."),
             "metrics": metrics,
             "held_out_summary": summary,
             **({"end_to_end_comparison": comparison} if comparison else {}),

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.metrics.classification import evaluate_binary, threshold_closest_to_corner
+from engine.metrics.classification import threshold_closest_to_corner
+from engine.metrics.evaluation import evaluate_binary
 from engine.nets.mfi_ffp import COMPACT_CONFIG, PAPER_CONFIG, gradcam_layers, load_imagenet_branches
 from engine.predict.lymph_node import TASK, card_name
 from engine.preprocess.lymph_node import NODE_MODALITIES, box_source, node_units, preprocessing_constants
@@ -351,8 +352,8 @@ def build_card(outcome: TrainOutcome, data: NodeArrays, data_description: dict, 
         },
         evaluation={
             "description": (f"Held-out test patients ({len(outcome.split.test)} nodes), operating threshold "
-                            f"{outcome.threshold:.3f} chosen by: {THRESHOLD_RULE}. 95% CIs from "
-                            f"{s.n_bootstrap} bootstrap resamples."),
+                            f"{outcome.threshold:.3f} chosen by: {THRESHOLD_RULE}. "
+                            f"{outcome.evaluation.ci_description()}"),
             **outcome.evaluation.to_dict(),
             "threshold_rule": THRESHOLD_RULE,  # after the spread: the evaluation's own entry is None
             **({"ablation": ablation} if ablation else {}),

@@ -118,7 +118,7 @@ def evaluate_installed(data: NodeArrays, variants: list[tuple[str, ...]], split_
                        n_bootstrap: int = 1000) -> list[dict]:
     """Score the installed variant cards at their operating thresholds; CSV/JSON tables and a ROC PNG."""
     from engine.device import select_device
-    from engine.metrics.classification import evaluate_binary, write_evaluation
+    from engine.metrics.evaluation import evaluate_binary, write_evaluation
     from engine.metrics.plots import plot_roc
     from engine.nets.mfi_ffp import count_flops, count_parameters
     from engine.registry import create_model
@@ -141,7 +141,8 @@ def evaluate_installed(data: NodeArrays, variants: list[tuple[str, ...]], split_
         d = ev.to_dict()
         rows.append({"variant": row_name(v), "model": card.name, "n": int(len(y)), "positives": int(y.sum()),
                      **{k: d["metrics"][k] for k in ("auc", "accuracy", "f1", "sensitivity", "specificity")},
-                     "params_m": count_parameters(net) / 1e6, "gflops": count_flops(net.cpu()) / 2e9})
+                     "params_m": count_parameters(net) / 1e6, "gflops": count_flops(net.cpu()) / 2e9,
+                     "ci": d["ci"]["description"]})
         net.to(device)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_evaluation(evaluations, out_dir, f"mfi_ffp_{split_name}")
@@ -186,6 +187,8 @@ def cmd_evaluate_mfi_ffp(args, say: Say) -> int:
     for r in rows:
         print(f"{r['variant']:<12} {r['n']:>5} {r['positives']:>4}  {_cell(r['auc']):<24} {_cell(r['accuracy']):<24} "
               f"{_cell(r['f1']):<24} {r['params_m']:>8.2f} {r['gflops']:>7.3f}")
+    if rows:
+        print(rows[0]["ci"])
     say(f"wrote CSV, JSON and ROC PNG to {out}/")
     return 0
 

@@ -26,7 +26,7 @@ from engine.train.fluoro_seg import (
     roi_crop,
     train_seg,
 )
-from engine.train.fluoro_seg_eval import kfold, summarise_rows
+from engine.train.fluoro_seg_eval import ProtocolSettings, format_tables, kfold, summarise_rows
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -158,6 +158,20 @@ def test_summaries_leave_infinite_distances_out_and_count_them():
     (entry,) = summarise_rows(rows, ("method", "net"))
     assert entry["n"] == 2 and entry["dice"] == pytest.approx(40.0) and entry["fpsr"] == pytest.approx(55.0)
     assert entry["hausdorff"] == pytest.approx(10.0) and entry["hd_undefined"] == 1
+
+
+@pytest.mark.parametrize("markdown", [False, True])
+def test_printed_tables_count_the_frames_without_hd(markdown):
+    row = {"method": "Transfer", "net": "unet", "dice": 0.8, "fpsr": 0.1, "fnsr": 0.1, "hausdorff": 10.0, "hd95": 5.0}
+    empty = {**row, "dice": 0.0, "fpsr": 1.0, "fnsr": 0.0, "hausdorff": math.inf, "hd95": math.inf}
+    text = format_tables({"A": summarise_rows([row, row, empty, empty], ("method", "net"))}, ProtocolSettings(),
+                         markdown=markdown)
+    header = next(line for line in text.splitlines() if "HD95 px" in line)
+    values = next(line for line in text.splitlines() if "Transfer" in line)
+    cells = [c.strip() for c in (values.strip("|").split("|") if markdown else values.split("  ")) if c.strip()]
+    names = [c.strip() for c in (header.strip("|").split("|") if markdown else header.split("  ")) if c.strip()]
+    assert cells[names.index("HD undefined")] == "2" and cells[names.index("n")] == "4"
+    assert "larger of the two directed 95th percentiles" in text and "MONAI" in text
 
 
 def test_manifest_loads_frames_and_names_a_mismatched_mask(tmp_path):
@@ -361,3 +375,10 @@ def test_cli_train_evaluate_bench_and_predict_with_both_backends(tmp_path, monke
     for p in (eager, drlse):
         assert (p.probabilities["tumor"] >= p.thresholds["tumor"]) == bool(p.masks["tumor"].any())
         assert p.calls["tumor"] == ("tumor" if p.masks["tumor"].any() else "no tumor")
+
+
+def test_card_summary_of_hd95_counts_the_frames_without_it():
+    from engine.train.fluoro_seg_run import _bootstrap_mean
+
+    summary = _bootstrap_mean([2.0, 4.0, math.inf, 6.0])
+    assert summary["value"] == pytest.approx(4.0) and summary["n_undefined"] == 1

@@ -24,6 +24,7 @@ from engine.metrics import (
     confusion_counts,
     evaluate_binary,
     paired_permutation_test,
+    proportion_ci,
     roc_curve_points,
     sensitivity,
     threshold_by_rule,
@@ -225,9 +226,9 @@ def test_vectorised_bootstrap_equals_a_plain_loop_with_the_same_resamples():
 def test_bootstrap_drops_undefined_resamples_and_reports_the_count(no_warnings):
     y = np.r_[1, np.zeros(9, int)]  # one positive: many resamples miss it
     scores = np.linspace(0, 1, 10)
-    ci = bootstrap_ci(auc, y, scores, n_resamples=400, seed=0)
+    ci = bootstrap_ci(auc, y, scores, n_resamples=400, seed=0, stratified=False)
     assert 0 < ci.n_resamples_used < 400
-    stratified = bootstrap_ci(auc, y, scores, n_resamples=400, seed=0, stratified=True)
+    stratified = bootstrap_ci(auc, y, scores, n_resamples=400, seed=0)  # stratified by default
     assert stratified.n_resamples_used == 400
 
 
@@ -245,8 +246,14 @@ def test_evaluate_binary_at_600_cases_is_fast_and_consistent(no_warnings):
         metric = evaluation.metrics[name]
         assert metric.value == pytest.approx(value)
         assert metric.ci_low <= metric.value <= metric.ci_high
-        assert metric.n_resamples_used == 1000
-    assert evaluation.sensitivity == bootstrap_ci(sensitivity, y, scores >= threshold, n_resamples=1000, seed=0)
+        # proportions: Wilson from the counts; F1 (and AUC): stratified percentile bootstrap
+        assert (metric.method, metric.n_resamples_used) == (("percentile", 1000) if name == "f1" else ("wilson", 0))
+    tp = evaluation.counts.tp
+    assert (evaluation.sensitivity.ci_low, evaluation.sensitivity.ci_high) == proportion_ci(tp, evaluation.n_pos)
+    assert evaluation.f1 == bootstrap_ci("f1", y, scores >= threshold, n_resamples=1000, seed=0)
+    resampled = evaluate_binary(y, scores, threshold, n_resamples=1000, seed=0, proportion_interval="percentile")
+    assert resampled.sensitivity == bootstrap_ci(sensitivity, y, scores >= threshold, n_resamples=1000, seed=0)
+    assert "Wilson score for accuracy, sensitivity, specificity, PPV, NPV" in evaluation.ci_description()
 
     by_rule = evaluate_binary(y, scores, "sensitivity>0.9", n_resamples=100)
     assert by_rule.threshold == threshold
@@ -309,8 +316,11 @@ def test_write_evaluation_round_trips(tmp_path, no_warnings):
     ppv_row = next(r for r in rows if r["name"] == "all negative" and r["metric"] == "ppv")
     assert math.isnan(float(ppv_row["value"]))
 
+    assert {r["ci_method"] for r in rows} == {"wilson", "percentile"}
     document = json.loads(json_path.read_text())
-    assert document["version"] == 1
+    assert document["version"] == 2
+    assert document["evaluations"]["FL-CNN"]["ci"]["methods"]["specificity"] == "wilson"
+    assert document["evaluations"]["FL-CNN"]["bootstrap"]["stratified"] is True
     stored = document["evaluations"]["FL-CNN"]
     assert stored == json.loads(json.dumps(evaluations["FL-CNN"].to_dict()))
     assert stored["metrics"]["f1"]["ci_high"] == pytest.approx(evaluations["FL-CNN"].f1.ci_high)
@@ -336,3 +346,12 @@ def test_plot_roc_writes_a_png(tmp_path):
     )
     data = out.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 10_000
+
+
+def test_names_moved_out_of_classification_still_import_from_it():
+    from engine.metrics import classification, evaluation, resampling
+
+    assert classification.evaluate_binary is evaluation.evaluate_binary
+    assert classification.bootstrap_ci is resampling.bootstrap_ci
+    with pytest.raises(AttributeError):
+        classification.no_such_name  # noqa: B018

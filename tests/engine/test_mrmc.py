@@ -11,10 +11,14 @@ from scipy import stats
 from sklearn.metrics import recall_score, roc_auc_score
 
 from engine.metrics import (
+    delong_covariance,
+    fom_covariance,
     fom_matrix,
     jackknife_covariance,
     jackknife_foms,
     long_format_rows,
+    or_fixed_cases,
+    or_fixed_readers,
     or_hillis,
     or_hillis_fixed_reference,
     write_imrmc,
@@ -102,6 +106,165 @@ def test_van_dyke_one_modality_against_a_fixed_value_matches_published_single_tr
                                                                           abs=5e-9)
     assert result.f_stat == pytest.approx(contrast.t_stat ** 2)
     assert math.isnan(result.cov1) and math.isnan(result.cov3) and math.isnan(result.var_tr)
+
+
+# ---------------------------------------------------------------------------------------------------
+# MRMCaov's printed output for the same Van Dyke data: DeLong covariance, fixed readers (FRRC), fixed cases
+# (RRFC), and sensitivity as the FOM. Source: the MRMCaov article draft by Smith & Hillis, file
+# docs/jss/MRMCaov.tex of github.com/brian-j-smith/MRMCaov (commit d79e49b, 2023-01-18), which holds the
+# knitted output of summary(mrmc(...)) on MRMCaov's VanDyke data (sections "Covariance Estimation Methods",
+# "Fixed Factors" and "Performance Metrics" / binary_sens). The same fixed-factor analyses are in OR-DBM MRMC
+# 2.51's VanDyke.txt (above): "Analysis 2 (OR Analysis): Fixed Readers and Random Cases" and "Analysis 3 (OR
+# Analysis): Random Readers and Fixed Cases". Each number is checked to the digits printed there; the keys
+# are the printouts' own labels ("1." / "2." a treatment's single-treatment line, "reader 3." a reader's).
+
+
+def quantities(result) -> dict[str, float]:
+    """Every number an OR printout shows, under the printout's label."""
+    r = len(result.reader_ids)
+    out = {"var_r": result.var_r, "var_tr": result.var_tr, "Error": result.var_error, "Cov1": result.cov1,
+           "Cov2": result.cov2, "Cov3": result.cov3, "MS(T)": result.ms_t, "MS(T:R)": result.ms_tr,
+           "F": result.f_stat, "X2": result.ndf * result.f_stat, "df2": result.ddf, "p": result.p_value,
+           "RRRC denominator": result.ms_tr + r * max(result.cov2 - result.cov3, 0),
+           "FRRC denominator": result.var_error - result.cov1 + (r - 1) * max(result.cov2 - result.cov3, 0)}
+    contrasts = [("diff", result.comparisons[0])] + [(f"reader {c.label.split(':')[0]}", c)
+                                                      for c in result.reader_comparisons]
+    for key, c in contrasts:
+        out.update({f"{key}.Estimate": c.estimate, f"{key}.StdErr": c.std_err, f"{key}.df": c.df,
+                    f"{key}.CI.Lower": c.ci_low, f"{key}.CI.Upper": c.ci_high, f"{key}.t": c.t_stat,
+                    f"{key}.p": c.p_value})
+    for i, t in enumerate(result.treatments, start=1):
+        out.update({f"{i}.Estimate": t.estimate, f"{i}.MS(R)": t.ms_r, f"{i}.Var(Error)": t.var_error,
+                    f"{i}.Cov2": t.cov2, f"{i}.StdErr": t.std_err, f"{i}.df": t.df, f"{i}.CI.Lower": t.ci_low,
+                    f"{i}.CI.Upper": t.ci_high})
+    return out
+
+
+def check_printed(result, published: dict[str, str]) -> None:
+    """Each value rounds to its printed text (within half a unit of the last printed digit)."""
+    have = quantities(result)
+    wrong = {}
+    for key, text in published.items():
+        decimals = len(text.split(".")[1]) if "." in text else 0
+        if not abs(have[key] - float(text)) <= 0.5 * 10.0 ** -decimals + 1e-15:
+            wrong[key] = (have[key], text)
+    assert not wrong, wrong
+
+
+PUBLISHED_ELSEWHERE = {
+    # mrmc(empirical_auc(truth, rating), treatment, reader, case, data = VanDyke, cov = DeLong)
+    "MRMCaov DeLong": (lambda: or_hillis(VD_TRUTH, VD_SCORES, covariance="delong", **_ids()), {
+        "var_r": "0.0015364254", "var_tr": "0.0002045840", "Error": "0.0007921325", "Cov1": "0.0003420090",
+        "Cov2": "0.0003395265", "Cov3": "0.0002358497", "MS(T)": "0.004796171", "MS(T:R)": "0.0005510306",
+        "RRRC denominator": "0.001069415", "F": "4.484854", "df2": "15.06611", "p": "0.05123303",
+        "diff.Estimate": "-0.04380032", "diff.StdErr": "0.0206825", "diff.CI.Lower": "-0.0878671960",
+        "diff.CI.Upper": "0.0002665519", "diff.t": "-2.117747", "diff.p": "0.05123303",
+        "1.Estimate": "0.8970370", "1.MS(R)": "0.003082629", "1.Cov2": "0.0004775239", "1.StdErr": "0.03307642",
+        "1.df": "12.59597", "1.CI.Lower": "0.8253461", "1.CI.Upper": "0.9687280",
+        "2.Estimate": "0.9408374", "2.MS(R)": "0.001304602", "2.Cov2": "0.0002015292", "2.StdErr": "0.02150464",
+        "2.df": "12.56530", "2.CI.Lower": "0.8942155", "2.CI.Upper": "0.9874592"}),
+    # mrmc(empirical_auc(truth, rating), treatment, fixed(reader), case, data = VanDyke)
+    "MRMCaov fixed readers": (lambda: or_fixed_readers(VD_TRUTH, VD_SCORES, **_ids()), {
+        "Error": "0.0008022883", "Cov1": "0.0003466137", "Cov2": "0.0003440748", "Cov3": "0.0002390284",
+        "var_r": "0.0015349993", "var_tr": "0.0002004025", "FRRC denominator": "0.0008758604", "X2": "5.475953",
+        "p": "0.01927984", "diff.StdErr": "0.01871748", "diff.CI.Lower": "-0.08048591",
+        "diff.CI.Upper": "-0.00711473", "diff.t": "-2.340075", "diff.p": "0.01927984",
+        "1.Var(Error)": "0.0010141028", "1.Cov2": "0.0004839618", "1.StdErr": "0.02428971",
+        "1.CI.Lower": "0.8494301", "1.CI.Upper": "0.9446440", "2.Var(Error)": "0.0005904738",
+        "2.Cov2": "0.0002041879", "2.StdErr": "0.01677632", "2.CI.Lower": "0.9079564", "2.CI.Upper": "0.9737183",
+        **{f"reader {reader}.{key}": value for reader, row in (
+            ("1", ("-0.02818035", "0.02551213", "-0.078183215", "0.021822507", "-1.1045864", "0.26933885")),
+            ("2", ("-0.04653784", "0.02630183", "-0.098088476", "0.005012792", "-1.7693768", "0.07683102")),
+            ("3", ("-0.01787440", "0.03120965", "-0.079044180", "0.043295388", "-0.5727202", "0.56683414")),
+            ("4", ("-0.02624799", "0.01729129", "-0.060138290", "0.007642316", "-1.5179891", "0.12901715")),
+            ("5", ("-0.10016103", "0.04405746", "-0.186512066", "-0.013809995", "-2.2734182", "0.02300099")))
+           for key, value in zip(("Estimate", "StdErr", "CI.Lower", "CI.Upper", "t", "p"), row, strict=True)}}),
+    # mrmc(empirical_auc(truth, rating), treatment, reader, fixed(case), data = VanDyke)
+    "MRMCaov fixed cases": (lambda: or_fixed_cases(VD_TRUTH, VD_SCORES, **_ids()), {
+        "MS(T)": "0.004796171", "MS(T:R)": "0.0005510306", "F": "8.704", "p": "0.04195875",
+        "diff.StdErr": "0.01484629", "diff.CI.Lower": "-0.08502022", "diff.CI.Upper": "-0.00258042",
+        "diff.t": "-2.950254", "diff.p": "0.04195875", "1.MS(R)": "0.003082629", "1.StdErr": "0.02482994",
+        "1.CI.Lower": "0.8280981", "1.CI.Upper": "0.9659760", "2.MS(R)": "0.001304602", "2.StdErr": "0.01615303",
+        "2.CI.Lower": "0.8959894", "2.CI.Upper": "0.9856854"}),
+    # mrmc(binary_sens(truth, rating >= 3), treatment, reader, case, data = VanDyke); MRMCaov clips the
+    # second treatment's upper limit to 1, so only its lower limit is compared
+    "MRMCaov sensitivity": (lambda: or_hillis(VD_TRUTH, (VD_SCORES >= 3).astype(float), "sensitivity", **_ids()), {
+        "var_r": "0.0049747475", "var_tr": "0.0007828283", "Error": "0.0023681257", "Cov1": "0.0009943883",
+        "Cov2": "0.0010145903", "Cov3": "0.0006604938", "MS(T)": "0.02390123", "MS(T:R)": "0.001802469",
+        "F": "6.689493", "df2": "15.71732", "p": "0.02008822", "diff.Estimate": "-0.09777778",
+        "diff.StdErr": "0.03780451", "diff.CI.Lower": "-0.1780371", "diff.CI.Upper": "-0.0175185",
+        "diff.t": "-2.586405", "1.Estimate": "0.8222222", "1.MS(R)": "0.009135802", "1.Cov2": "0.001646465",
+        "1.StdErr": "0.05893747", "1.df": "14.456811", "1.CI.Lower": "0.6961876", "1.CI.Upper": "0.9482568",
+        "2.Estimate": "0.9200000", "2.MS(R)": "0.005086420", "2.Cov2": "0.000382716", "2.StdErr": "0.03741657",
+        "2.df": "7.575855", "2.CI.Lower": "0.8328691"}),
+    # OR-DBM MRMC 2.51, VanDyke.txt, Analysis 2 (its reader lines: "reader j" below)
+    "OR-DBM fixed readers": (lambda: or_fixed_readers(VD_TRUTH, VD_SCORES, **_ids()), {
+        "X2": "5.47595", "p": "0.0193", "diff.StdErr": "0.01872", "diff.t": "-2.34", "diff.CI.Lower": "-0.08049",
+        "diff.CI.Upper": "-0.00711", "1.StdErr": "0.02428971", "1.CI.Lower": "0.84943008",
+        "1.CI.Upper": "0.94464399", "1.Var(Error)": "0.00101410", "1.Cov2": "0.00048396",
+        "2.StdErr": "0.01677632", "2.CI.Lower": "0.90795637", "2.CI.Upper": "0.97371835",
+        "2.Var(Error)": "0.00059047", "2.Cov2": "0.00020419",
+        **{f"reader {reader}.{key}": value for reader, row in (
+            ("1", ("0.02551", "-0.07818", "0.02182")), ("2", ("0.02630", "-0.09809", "0.00501")),
+            ("3", ("0.03121", "-0.07904", "0.04330")), ("4", ("0.01729", "-0.06014", "0.00764")),
+            ("5", ("0.04406", "-0.18651", "-0.01381")))
+           for key, value in zip(("StdErr", "CI.Lower", "CI.Upper"), row, strict=True)}}),
+    # OR-DBM MRMC 2.51, VanDyke.txt, Analysis 3
+    "OR-DBM fixed cases": (lambda: or_fixed_cases(VD_TRUTH, VD_SCORES, **_ids()), {
+        "F": "8.70", "p": "0.0420", "MS(T)": "0.00479617", "MS(T:R)": "0.00055103", "diff.StdErr": "0.01485",
+        "diff.t": "-2.95", "diff.CI.Lower": "-0.08502", "diff.CI.Upper": "-0.00258", "1.MS(R)": "0.00308263",
+        "1.StdErr": "0.02482994", "1.CI.Lower": "0.82809808", "1.CI.Upper": "0.96597599",
+        "2.MS(R)": "0.00130460", "2.StdErr": "0.01615303", "2.CI.Lower": "0.89598936", "2.CI.Upper": "0.98568536"}),
+}
+
+
+def _ids() -> dict:
+    return {"treatment_ids": ("1", "2"), "reader_ids": "12345"}
+
+
+@pytest.mark.parametrize("source", list(PUBLISHED_ELSEWHERE))
+def test_van_dyke_matches_published_output(source):
+    analysis, published = PUBLISHED_ELSEWHERE[source]
+    check_printed(analysis(), published)
+
+
+def test_published_analyses_report_their_factors_and_covariance():
+    delong = or_hillis(VD_TRUTH, VD_SCORES, covariance="delong")
+    frrc = or_fixed_readers(VD_TRUTH, VD_SCORES, **_ids())
+    rrfc = or_fixed_cases(VD_TRUTH, VD_SCORES)
+    assert (delong.covariance, frrc.covariance, rrfc.covariance) == ("delong", "jackknife", "none")
+    assert frrc.factors == "fixed readers, random cases" and rrfc.factors == "random readers, fixed cases"
+    assert math.isinf(frrc.ddf) and math.isinf(frrc.comparisons[0].df) and rrfc.ddf == 4.0
+    assert [c.label for c in frrc.reader_comparisons] == [f"{j}: 1 - 2" for j in "12345"]
+    # the OR-DBM reader lines also print each reader's Var(Error) (mean of its two treatments) and Cov1
+    cov = jackknife_covariance(jackknife_foms(VD_TRUTH, VD_SCORES)).reshape(2, 5, 2, 5)
+    printed = [("0.00069890", "0.00037347"), ("0.00110605", "0.00076016"), ("0.00084234", "0.00035532"),
+               ("0.00015058", "0.00000108"), ("0.00121357", "0.00024304")]
+    for j, (var, cov1) in enumerate(printed):
+        assert (cov[0, j, 0, j] + cov[1, j, 1, j]) / 2 == pytest.approx(float(var), abs=5e-9)
+        assert cov[0, j, 1, j] == pytest.approx(float(cov1), abs=5e-9)
+    sens = or_hillis(VD_TRUTH, (VD_SCORES >= 3).astype(float), "sensitivity")
+    assert sens.foms[1] == pytest.approx([0.978, 0.822, 0.911, 1, 0.889], abs=5e-4)  # MRMCaov prints 3 digits
+
+
+def test_delong_covariance_against_its_definition():
+    """S10 / n_pos + S01 / n_neg from the structural components written out pair by pair."""
+    y, ratings = rated_study(2, 2, 24, seed=11)
+    flat = ratings.reshape(-1, y.size)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+
+    def psi(a, b):
+        return 1.0 if a > b else 0.5 if a == b else 0.0
+
+    v10 = np.array([[np.mean([psi(row[i], row[k]) for k in neg]) for i in pos] for row in flat])
+    v01 = np.array([[np.mean([psi(row[i], row[k]) for i in pos]) for k in neg] for row in flat])
+    expected = np.cov(v10) / pos.size + np.cov(v01) / neg.size
+    assert delong_covariance(y, ratings) == pytest.approx(expected, abs=1e-15)
+    assert fom_covariance(y, ratings, "auc", "delong") == pytest.approx(expected, abs=1e-15)
+    with pytest.raises(ValueError, match="empirical AUC only"):
+        fom_covariance(y, (ratings >= 3).astype(float), "sensitivity", "delong")
+    with pytest.raises(ValueError, match="unknown covariance"):
+        or_hillis(y, ratings, covariance="bootstrap")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -269,7 +432,7 @@ def test_long_format_rows_and_imrmc_file(tmp_path):
     y = np.array([0, 1, 1, 0])
     rows = long_format_rows(y, {"unaided": {"r1": [1, 5, 4, 2], "r2": [2.5, 3, 1, 1]}, "model": {"model": [0.1, 0.9, 0.8, 0.2]}},
                             case_ids=["a", "b", "c", "d"])
-    assert rows[:4] == [{"readerID": "-1", "caseID": cid, "modalityID": "truth", "score": s}
+    assert rows[:4] == [{"readerID": "truth", "caseID": cid, "modalityID": "truth", "score": s}
                         for cid, s in zip("abcd", "0110", strict=True)]
     assert len(rows) == 4 + 3 * 4
     assert {"readerID": "r1", "caseID": "b", "modalityID": "unaided", "score": "5"} in rows
@@ -279,7 +442,7 @@ def test_long_format_rows_and_imrmc_file(tmp_path):
     lines = path.read_text().splitlines()
     assert lines[:6] == ["demo", "N0:2", "N1:2", "NR:3", "NM:2", "BEGIN DATA:"]
     parsed = list(csv.reader(lines[6:]))
-    assert parsed[0] == ["-1", "a", "truth", "0"] and len(parsed) == len(rows)
+    assert parsed[0] == ["truth", "a", "truth", "0"] and len(parsed) == len(rows)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ from engine.metrics import (
     error_analysis,
     evaluate_binary,
     paired_permutation_test,
+    proportion_ci,
     reader_metrics,
 )
-from engine.metrics.reader_study import _auc_swap_weights
+from engine.metrics.paired_swaps import _auc_swap_weights
 
 
 def simulated_study(n_cases=300, n_readers=10, seed=0, prevalence=0.4, reader_skill=1.0, scale="5-point"):
@@ -61,6 +62,15 @@ def test_reader_metrics_by_hand():
     wins = 6 + 2 * (5 + 0.5) + (3 + 0.5)
     assert m["auc"].value == pytest.approx(wins / 24)
     assert "auc" not in reader_metrics(y, calls, n_resamples=10)
+    # proportions: Wilson from the counts (3 of 4, 5 of 6, ...); AUC and F1: stratified percentile bootstrap
+    assert (m["sensitivity"].ci_low, m["sensitivity"].ci_high) == proportion_ci(3, 4)
+    assert (m["npv"].ci_low, m["npv"].ci_high) == proportion_ci(5, 6)
+    assert {k: ci.method for k, ci in m.items()} == {**dict.fromkeys(expected, "wilson"), "f1": "percentile",
+                                                     "auc": "percentile"}
+    exact = reader_metrics(y, calls, scores, n_resamples=200, proportion_interval="clopper_pearson")
+    assert (exact["specificity"].ci_low, exact["specificity"].ci_high) == proportion_ci(5, 6, method="clopper_pearson")
+    with pytest.raises(ValueError, match="unknown proportion interval"):
+        reader_metrics(y, calls, proportion_interval="wald")
 
 
 @pytest.mark.parametrize("scale", ["5-point", "0-100"])
@@ -212,8 +222,16 @@ def test_full_analysis_tables_and_files(tmp_path):
     aided = [ReaderScores(r.reader_id, np.where(rng.random(120) < 0.2, y, r.calls),
                           np.clip(r.scores + rng.integers(0, 2, 120) * (2 * y - 1), 1, 5)) for r in readers]
     analysis = analyze_reader_study(y, model, 0.5, readers, aided_readers=aided, n_boot=200, n_perm=500)
-    assert sorted(analysis.mrmc) == sorted(f"{d}/{f}" for d in ("model_vs_readers", "aided_vs_unaided")
-                                           for f in ("auc", "sensitivity", "specificity"))
+    designs = ("model_vs_readers", "aided_vs_unaided", "aided_vs_unaided_fixed_readers", "aided_vs_unaided_fixed_cases")
+    assert sorted(analysis.mrmc) == sorted(f"{d}/{f}" for d in designs for f in ("auc", "sensitivity", "specificity"))
+    assert analysis.mrmc["aided_vs_unaided_fixed_readers/auc"].factors == "fixed readers, random cases"
+    assert len(analysis.mrmc["aided_vs_unaided_fixed_readers/auc"].reader_comparisons) == 4
+    assert analysis.mrmc["aided_vs_unaided_fixed_cases/sensitivity"].factors == "random readers, fixed cases"
+    delong = analyze_reader_study(y, model, 0.5, readers, aided_readers=aided, n_boot=20, n_perm=50,
+                                  covariance="delong")
+    assert delong.mrmc["aided_vs_unaided/auc"].covariance == "delong"
+    assert delong.mrmc["model_vs_readers/auc"].covariance == "delong"
+    assert delong.mrmc["aided_vs_unaided/sensitivity"].covariance == "jackknife"
     assert analysis.notes == ()
     auc_test = analysis.mrmc["aided_vs_unaided/auc"]
     assert auc_test.comparisons[0].label == "aided - unaided" and auc_test.comparisons[0].estimate > 0
@@ -231,7 +249,7 @@ def test_full_analysis_tables_and_files(tmp_path):
     assert {r["reader"] for r in rows} == {"R1", "R2", "R3", "R4", "average reader"}
     with (tmp_path / "study_reads_calls.csv").open() as handle:
         first = next(csv.DictReader(handle))
-    assert first == {"readerID": "-1", "caseID": "0", "modalityID": "truth", "score": str(y[0])}
+    assert first == {"readerID": "truth", "caseID": "0", "modalityID": "truth", "score": str(y[0])}
 
 
 def test_full_analysis_explains_what_it_could_not_run():

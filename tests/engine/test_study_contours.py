@@ -76,12 +76,14 @@ def contour_study(store: Store, root) -> Study:
     return study
 
 
-def read_with_outlines(store: Store, reader: str, outline) -> None:
+def read_with_outlines(store: Store, reader: str, outline, skip: tuple[str, ...] = ()) -> None:
+    """Call the positive frames positive and outline them (except the frames in `skip`)."""
     session = ReadingSession.open(store, "seg", reader, PINS[reader])
     case = session.current_case()
     while case is not None:
         positive = case.case_id in ("fr-0", "fr-2", "fr-4")
-        session.answer(positive, 5 if positive else 1, contour=outline if positive else None)
+        drawn = outline if positive and case.case_id not in skip else None
+        session.answer(positive, 5 if positive else 1, contour=drawn)
         case = session.next()
     assert session.is_complete
 
@@ -148,3 +150,19 @@ def test_a_study_without_truth_masks_says_so_and_still_analyses_the_calls(store,
     assert set(analysis.contours.excluded) == {"fr-0", "fr-1"}
     assert any("2 of 6 cases have no truth mask" in n for n in analysis.notes)
     assert analysis.result.comparison.n == 6  # the calls are analysed on every case
+
+
+def test_outlines_missing_on_tumor_frames_are_counted_as_undefined_hd95(store, tmp_path):
+    contour_study(store, tmp_path / "bundles")
+    read_with_outlines(store, "r1", [SQUARE])
+    read_with_outlines(store, "r2", [shifted(SQUARE, 4)], skip=("fr-0", "fr-2"))  # calls them, draws nothing
+    analysis = analyze_study(store, "seg", **STATS)
+    rows = {r["rater"]: r for r in analysis.contours.summary}
+    assert rows["r1"]["hd95_undefined"] == 0 and rows["r2"]["hd95_undefined"] == 2
+    # r2's defined HD95: 0 on the 3 empty-empty frames and 4 px on fr-4 (both directed P95 are 4): median 0
+    assert rows["r2"]["hd95_median_px"] == 0.0
+    html = render_report(analysis)
+    assert "HD95 undefined" in html and "directed 95th percentiles" in html
+    section = html[html.index("Reader outlines against"):]
+    row = next(line for line in section.split("<tr>") if "<td class=\"l\">r2</td>" in line)
+    assert "<td class=\"\">2</td>" in row

@@ -69,12 +69,15 @@ def test_end_to_end_analysis_with_both_arms_writes_tables_and_report(store, tmp_
     paths = {p.name: p for p in analysis.write(tmp_path / "out")}
     assert {"study_s1.json", "study_s1_metrics.csv", "study_s1_differences.csv", "study_s1_errors.csv",
             "study_s1_mrmc.csv", "study_s1_reads_scores.csv", "study_s1_aided_metrics.csv",
-            "study_s1_reading_time.csv", "study_s1_imrmc.txt"} <= set(paths)
+            "study_s1_reading_time.csv", "study_s1.imrmc", "study_s1_imrmc_R.imrmc", "study_s1_rjafroc.imrmc",
+            "study_s1_rjafroc_ids.csv"} <= set(paths)
     with paths["study_s1_reads_scores.csv"].open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 24 * (1 + 1 + 3 + 3)  # truth, model, three readers in each arm
     assert {r["modalityID"] for r in rows} == {"truth", "model", UNAIDED, AIDED}
-    assert paths["study_s1_imrmc.txt"].read_text().splitlines()[1:5] == ["N0:12", "N1:12", "NR:4", "NM:3"]
+    assert paths["study_s1.imrmc"].read_text().splitlines()[1:5] == ["N0:12", "N1:12", "NR:4", "NM:3"]
+    # RJafroc: the model is copied to the three readers, so 3 readers read 3 modalities
+    assert paths["study_s1_rjafroc.imrmc"].read_text().splitlines()[1:5] == ["N0:12", "N1:12", "NR:3", "NM:3"]
 
     html = write_report(analysis, tmp_path / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "Research use only" in html
@@ -82,7 +85,9 @@ def test_end_to_end_analysis_with_both_arms_writes_tables_and_report(store, tmp_
     assert not re.search(r'(src|href)="(http|file|/)', html)  # nothing outside the file
     for text in ("Study settings", "Metrics with confidence intervals", "Model minus reader", "Error analysis",
                  "MRMC analysis", "aided_vs_unaided/auc", "Reading time", "r1", "r2", "r3", "average reader",
-                 study.question):
+                 "aided_vs_unaided_fixed_readers/auc", "fixed readers, random cases", "random readers, fixed cases",
+                 "Covariance of the AUC estimates: jackknife", "Wilson score for accuracy, sensitivity",
+                 "stratified by truth", study.question):
         assert text in html, text
 
 
@@ -133,14 +138,16 @@ def test_long_format_export_and_report_command(store, tmp_path):
     make_study(store, tmp_path / "bundles", n=10, readers=("r1", "r2"))
     read_everything(store, "s1", ("r1", "r2"))
     data = collect_study_data(store, "s1")
-    scores, calls, imrmc = export_long_format(store, "s1", tmp_path / "long")
+    scores, calls, imrmc, imrmc_r, rjafroc, rjafroc_ids = export_long_format(store, "s1", tmp_path / "long")
+    assert (imrmc.name, imrmc_r.name, rjafroc.name, rjafroc_ids.name) == (
+        "s1.imrmc", "s1_imrmc_R.imrmc", "s1_rjafroc.imrmc", "s1_rjafroc_ids.csv")
     with scores.open() as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["readerID", "caseID", "modalityID", "score"]
-    truth = {r["caseID"]: r["score"] for r in rows if r["readerID"] == "-1"}
+    truth = {r["caseID"]: r["score"] for r in rows if r["readerID"] == "truth"}
     assert truth == {c: str(t) for c, t in zip(data.case_ids, data.truth)}
     assert {r["score"] for r in csv.DictReader(calls.open()) if r["modalityID"] == UNAIDED} <= {"0", "1"}
-    assert imrmc.read_text().startswith("OncoLens reader study s1")
+    assert imrmc.read_text().startswith("OncoLens reader study s1 - ")  # the title's colon is replaced
 
     said = []
     url = store.url
