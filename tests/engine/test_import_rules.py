@@ -47,3 +47,29 @@ def test_importing_whole_engine_loads_no_qt():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"Qt/app modules loaded by engine imports: {out.stdout}"
+
+
+def _layers() -> list[str]:
+    import tomllib
+
+    config = tomllib.loads((ENGINE.parent / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    (contract,) = [c for c in config["contracts"] if c["type"] == "layers"]
+    return [name.strip() for layer in contract["layers"] for name in layer.replace(":", "|").split("|")]
+
+
+def test_every_engine_module_has_a_layer():
+    """A new top-level module or package of the engine must be placed in the layers contract."""
+    named = set(_layers())
+    tops = {f"engine.{p.stem if p.is_file() else p.name}" for p in ENGINE.iterdir()
+            if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())}
+    assert tops - named == set(), f"engine modules missing from [tool.importlinter] layers: {sorted(tops - named)}"
+
+
+def test_import_linter_contracts_are_kept():
+    """The layers of DESIGN.md (pyproject.toml [tool.importlinter]): the registry is a leaf, data imports
+    nothing, no layer imports a layer above it, and the engine never imports Qt or the app."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    out = subprocess.run([str(lint), "--no-cache"], capture_output=True, text=True, timeout=300,
+                         cwd=ENGINE.parent)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "2 kept, 0 broken" in out.stdout
