@@ -1,6 +1,6 @@
 """File > Open node images…: which file is the white-light (WLI), fluorescence (FI) and pseudo-color (PCI) image.
 
-The guesses and the checks come from `engine.cases.loading` (`describe_node_files`, `node_assignment_problems`);
+The guesses and the checks come from `engine.kinds.lymph_node` (`describe_node_files`, `node_assignment_problems`);
 this dialog only shows them and lets the user change the assignment.
 """
 

@@ -47,8 +47,8 @@ class CoverageResult:
 
     def exact(self, method: str, metric: str) -> float | None:
         """Exact binomial coverage of a proportion method (None for the bootstrap)."""
-        kind, option = METHODS[method]
-        if kind != "proportion":
+        family, option = METHODS[method]
+        if family != "proportion":
             return None
         n = self.settings["n_pos" if metric == "sensitivity" else "n_neg"]
         return exact_proportion_coverage(n, self.settings[metric], option, self.settings["alpha"])
@@ -99,9 +99,9 @@ def simulate_coverage(n_pos: int = 195, n_neg: int = 75, sensitivity: float = 0.
         calls = np.r_[rng.random(n_pos) < sensitivity, rng.random(n_neg) >= specificity].astype(int)
         counts = confusion_counts(y, calls)
         for method in methods:
-            kind, option = METHODS[method]
+            family, option = METHODS[method]
             for metric, true in truth.items():
-                if kind == "bootstrap":
+                if family == "bootstrap":
                     ci = bootstrap_ci(metric, y, calls, n_resamples, alpha, seed=seed + study, stratified=option[0],
                                       method=option[1])
                     low, high = ci.ci_low, ci.ci_high
@@ -118,19 +118,33 @@ def simulate_coverage(n_pos: int = 195, n_neg: int = 75, sensitivity: float = 0.
                           time.perf_counter() - started)
 
 
-def cmd_bench_ci_coverage(args: Any, say: Callable[[str], None] = print) -> int:
-    """`oncolens bench ci-coverage`: print the coverage table (and write it as Markdown with --out)."""
-    result = simulate_coverage(n_pos=args.n_pos, n_neg=args.n_neg, sensitivity=args.sensitivity,
-                               specificity=args.specificity, studies=args.studies, n_resamples=args.n_boot,
-                               seed=args.seed, progress=say)
+@dataclass(frozen=True)
+class CoverageBench:
+    """`oncolens bench ci-coverage`: the simulated studies' design; `out` also writes the table as Markdown."""
+
+    studies: int = 2000
+    n_pos: int = 195
+    n_neg: int = 75
+    sensitivity: float = 0.145
+    specificity: float = 0.938
+    n_resamples: int = 1000
+    seed: int = 0
+    out: Path | None = None
+
+
+def bench_ci_coverage(bench: CoverageBench, say: Callable[[str], None] = print) -> int:
+    """Print the coverage table (and write it as Markdown with `out`)."""
+    result = simulate_coverage(n_pos=bench.n_pos, n_neg=bench.n_neg, sensitivity=bench.sensitivity,
+                               specificity=bench.specificity, studies=bench.studies, n_resamples=bench.n_resamples,
+                               seed=bench.seed, progress=say)
     s = result.settings
     title = (f"Coverage of nominal {1 - s['alpha']:.0%} intervals: {s['studies']} simulated studies of "
              f"{s['n_pos']} positive and {s['n_neg']} negative cases, {s['n_resamples']} bootstrap resamples, "
              f"seed {s['seed']} ({result.seconds:.0f} s)")
     say(title)
     say(result.markdown())
-    if getattr(args, "out", None):
-        out = Path(args.out)
+    if bench.out:
+        out = Path(bench.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(f"{title}\n\n{result.markdown()}\n", encoding="utf-8")
         say(f"wrote {out}")

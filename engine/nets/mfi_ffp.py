@@ -245,10 +245,10 @@ class MFIFFP(nn.Module):
         c, g = cfg["channels"], cfg["grid"]
         branches = {}
         for m in self.modalities:
-            kind = cfg["branches"][m]
-            if kind == "irb":
+            branch = cfg["branches"][m]
+            if branch == "irb":
                 branches[m] = InvertedResidualBranch(c, **cfg["irb"])
-            elif kind == "rb":
+            elif branch == "rb":
                 branches[m] = ResidualBranch(c, **cfg["rb"])
             else:
                 branches[m] = ViTBranch(c, cfg["input_size"], g, **cfg["vit"])

@@ -60,7 +60,9 @@ class FluoroSegPredictor(Predictor):
     modalities = (MODALITY,)
 
     def __init__(self, method: str = "unetplusplus", device: str | torch.device | None = None,
-                 backend: str = "torch", root: Path | str | None = None) -> None:
+                 backend: str = "torch", root: Path | str | None = None,
+                 net: tuple[torch.nn.Module, ModelCard] | None = None) -> None:
+        """`net` = (module, card) runs a net already in memory (training evaluates through here)."""
         self.method = method
         self.variant = method
         self.card: ModelCard | None = None
@@ -73,7 +75,9 @@ class FluoroSegPredictor(Predictor):
         if method == DRLSE:
             return
         try:
-            self.net, self.card = create_model(card_name(method), device=self.device, root=root)
+            self.net, self.card = net if net is not None else create_model(card_name(method), device=self.device,
+                                                                            root=root)
+            self.net.to(self.device).eval()
         except ModelError as exc:
             raise ModelError(f"No segmentation model '{method}' is installed ({exc}). Train it with "
                              "`oncolens train fluoro_seg` or pick DRLSE.") from exc

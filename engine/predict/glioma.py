@@ -75,6 +75,11 @@ class GliomaCascadePredictor(Predictor):
         with torch.inference_mode():
             return float(torch.sigmoid(self.nets[task](x).float()).item())
 
+    def probability(self, task: str, image: ModalityImage) -> float:
+        """P(positive) of one task's net on one image, ungated (training and evaluation score through here)."""
+        x, _geometry = self._inputs(image)[task]
+        return self.task_probability(task, x)
+
     def predict(self, images: Mapping[str, ModalityImage], *, explain: bool = True) -> Prediction:
         image = self.require(images)[self.modality]
         timings: dict[str, float] = {}

@@ -20,7 +20,7 @@ from engine.data import ModalityImage, Prediction
 from engine.device import describe_device, select_device
 from engine.explain.gradcam import gradcam_maps
 from engine.predict.base import Predictor
-from engine.preprocess.lymph_node import NODE_MODALITIES, check_node_images, preprocess_node
+from engine.preprocess.lymph_node import NODE_MODALITIES, SquareBox, check_node_images, preprocess_node
 from engine.registry import ModelCard, ModelError, create_model, load_card
 
 FAMILY = "mfi_ffp"
@@ -93,14 +93,22 @@ class MFIFFPPredictor(Predictor):
                 logits = self.net(torch.from_numpy(chw)[None].to(self.device)).float().cpu()
         return float(torch.softmax(logits, dim=1)[0, 1])
 
-    def predict(self, images: Mapping[str, ModalityImage], *, explain: bool = True) -> Prediction:
+    def preprocess(self, images: Mapping[str, ModalityImage]) -> tuple[np.ndarray, SquareBox]:
+        """The net input (3M, S, S) for one node and the box it was cut from, per the card."""
         given = self.require(images)
         arrays = {m: img.array for m, img in given.items()}
         check_node_images(arrays, self.modalities)
+        return preprocess_node(arrays, self.modalities, self.card.preprocessing,
+                               {m: img.meta.bit_depth for m, img in given.items()})
+
+    def score(self, images: Mapping[str, ModalityImage]) -> float:
+        """P(metastatic) of one node without explanations (training and evaluation score through here)."""
+        return self.probability(self.preprocess(images)[0])
+
+    def predict(self, images: Mapping[str, ModalityImage], *, explain: bool = True) -> Prediction:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        chw, geometry = preprocess_node(arrays, self.modalities, self.card.preprocessing,
-                                        {m: img.meta.bit_depth for m, img in given.items()})
+        chw, geometry = self.preprocess(images)
         timings["preprocess"] = (time.perf_counter() - t0) * 1e3
         t = time.perf_counter()
         prob = self.probability(chw)

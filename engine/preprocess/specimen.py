@@ -20,12 +20,12 @@ def display_image(image: np.ndarray, constants: dict, bit_depth: int | None = No
 
     FL: raw intensities -> log normalisation, denoise when noisy, autocontrast (grey, replicated to RGB).
     WL: natural RGB scaled to [0, 1] (grey input replicated to 3 channels)."""
-    kind = constants["kind"]
-    if kind == "fluorescence":
+    method = constants["kind"]
+    if method == "fluorescence":
         return grey_to_rgb(normalise_fluorescence(image, bit_depth, constants))
-    if kind == "natural_rgb":
+    if method == "natural_rgb":
         return grey_to_rgb(to_float_unit(image, bit_depth))
-    raise ValueError(f"Unknown preprocessing kind '{kind}' in model card (expected fluorescence or natural_rgb).")
+    raise ValueError(f"Unknown preprocessing kind '{method}' in model card (expected fluorescence or natural_rgb).")
 
 
 def preprocess_specimen(image: np.ndarray, constants: dict, bit_depth: int | None = None,

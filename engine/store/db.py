@@ -353,7 +353,7 @@ class Store:
             counts, counts.c.case_id == CaseRecord.id
         )
         if kind:
-            query = query.where(CaseRecord.kind == kind)
+            query = query.where(CaseRecord.kind.in_((kind,)))
         if text and text.strip():
             needle = text.strip()
             query = query.where(or_(

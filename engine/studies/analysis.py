@@ -17,7 +17,6 @@ import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -397,15 +396,3 @@ def export_long_format(store: Store, study_id: str, out_dir: str | Path) -> list
              _write_csv(out / f"{study_id}_long_calls.csv", long_format(data, "calls"))]
     return paths + write_mrmc_tool_files(out, study_id, scores, _tool_title(data.study))[0]
 
-
-def cmd_study_export_reads(args: Any, say: Callable[[str], None] = print) -> int:
-    """Write the reads CSV (`--history` adds superseded answers); `--long-format DIR` adds the MRMC long
-    format (with truth rows) and the MRMC tools' input files."""
-    with Store(getattr(args, "db", None) or None) as store:
-        path = export_reads_csv(store, args.study, args.out, history=bool(getattr(args, "history", False)))
-        say(f"wrote {path}")
-        long_dir = getattr(args, "long_format", None)
-        if long_dir:
-            for written in export_long_format(store, args.study, long_dir):
-                say(f"wrote {written}")
-    return 0

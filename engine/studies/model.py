@@ -17,11 +17,9 @@ import hmac
 import json
 import math
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from getpass import getpass
-from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -440,43 +438,3 @@ def reading_order(case_ids: Sequence[str], study_seed: int, reader_id: str, arm:
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Administrator's commands (wired into `oncolens study ...` by engine.cli)
-
-
-def cmd_study_create(args: Any, say: Callable[[str], None] = print) -> int:
-    """Create a study from command-line options; cases by id (`cases`) or every stored case of `kind`."""
-    with Store(getattr(args, "db", None) or None) as store:
-        case_ids = list(getattr(args, "cases", None) or [])
-        kind = getattr(args, "kind", None)
-        if kind:
-            case_ids += [c.id for c in sorted(store.list_cases(kind=kind), key=lambda c: c.id) if c.id not in case_ids]
-        study = create_study(store, Study(
-            id=args.study, name=getattr(args, "name", None) or args.study, task_label=args.label,
-            case_ids=tuple(case_ids), modalities=tuple(args.modalities),
-            arms=tuple(getattr(args, "arms", None) or (UNAIDED,)),
-            confidence_scale=getattr(args, "scale", "5-point"), contours=bool(getattr(args, "contours", False)),
-            seed=int(getattr(args, "seed", 0)), repeat_reads=int(getattr(args, "repeat_reads", 0)),
-            washout_days=float(getattr(args, "washout_days", 0.0)), model=getattr(args, "model", None),
-            question=getattr(args, "question", None) or "", description=getattr(args, "description", None) or ""),
-            actor=getattr(args, "actor", None) or "admin")
-    say(f"created study {study.id}: {len(study.case_ids)} {study.case_kind} cases, arms {', '.join(study.arms)}, "
-        f"model {study.model} at {study.model_threshold:g}")
-    return 0
-
-
-def cmd_study_add_reader(args: Any, say: Callable[[str], None] = print,
-                         prompt: Callable[[str], str] = getpass) -> int:
-    """Enrol a reader; the PIN comes from `args.pin` or is asked twice with `prompt` (not echoed)."""
-    pin = getattr(args, "pin", None)
-    if not pin:
-        pin = prompt(f"PIN for reader {args.reader}: ")
-        if prompt("Repeat the PIN: ") != pin:
-            raise StudyError("The two PINs differ; nothing was saved. Try again.")
-    with Store(getattr(args, "db", None) or None) as store:
-        reader = add_reader(store, args.study, args.reader, getattr(args, "name", None) or args.reader, pin,
-                            actor=getattr(args, "actor", None) or "admin")
-    say(f"enrolled reader {reader.reader_id} ({reader.display_name}) in study {reader.study_id}")
-    return 0

@@ -11,7 +11,7 @@ import html
 import io
 import math
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,7 @@ from matplotlib.figure import Figure
 from engine.metrics.plots import plot_roc
 from engine.metrics.reader_study import AVERAGE_READER_ID, ERROR_CATEGORIES, MODEL_ID, ComparisonResult
 from engine.metrics.segmentation import HD95_CONVENTION
-from engine.store import Store
-from engine.studies.analysis import StudyAnalysis, analyze_study
+from engine.studies.analysis import StudyAnalysis
 from engine.studies.model import AIDED
 
 METRICS = ("auc", "sensitivity", "specificity", "accuracy", "ppv", "npv", "f1")
@@ -326,18 +325,3 @@ def write_report(analysis: StudyAnalysis, path: str | Path) -> Path:
     partial.replace(out)
     return out
 
-
-def cmd_study_report(args: Any, say: Callable[[str], None] = print) -> int:
-    """`oncolens study report STUDY --out DIR`: analyse, write the tables (CSV, JSON, iMRMC) and the HTML."""
-    with Store(getattr(args, "db", None) or None) as store:
-        analysis = analyze_study(store, args.study, n_boot=getattr(args, "n_boot", 1000),
-                                 n_perm=getattr(args, "n_perm", 10000), seed=getattr(args, "seed", None),
-                                 covariance=getattr(args, "covariance", "jackknife"))
-    out = Path(getattr(args, "out", None) or f"study_{args.study}")
-    paths = analysis.write(out)
-    report = write_report(analysis, out / f"study_{args.study}_report.html")
-    for note in analysis.notes:
-        say(f"note: {note}")
-    say(f"analysed {len(analysis.data.case_ids)} cases in {analysis.seconds:.1f} s; wrote {len(paths)} tables "
-        f"and the report {report}")
-    return 0

@@ -445,13 +445,3 @@ def study_progress(store: Store, study_id: str) -> list[SessionProgress]:
                                        row.completed if row else None))
     return out
 
-
-def cmd_study_progress(args: Any, say: Callable[[str], None] = print) -> int:
-    """Print every reader's progress in every session of a study."""
-    with Store(getattr(args, "db", None) or None) as store:
-        rows = study_progress(store, args.study)
-    say(f"{'reader':<16} {'arm':<8} {'round':>5} {'answered':>9}  completed")
-    for r in rows:
-        say(f"{r.reader_id:<16} {r.arm:<8} {r.round:>5} {r.answered:>4}/{r.total:<4}  "
-            f"{r.completed or ('in progress' if r.started else 'not started')}")
-    return 0

@@ -13,8 +13,8 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -95,23 +95,34 @@ def simulate_study(store: Store, root: str | Path, n_readers: int = 10, n_cases:
     return timings
 
 
-def cmd_bench_study(args: Any, say: Callable[[str], None] = print) -> int:
-    """`oncolens bench study`: time the analysis of a simulated study (default 10 readers x 300 cases, both
-    arms) on a fresh SQLite store, phase by phase; `--out` keeps the tables and the HTML report."""
+@dataclass(frozen=True)
+class StudyBench:
+    """`oncolens bench study`: the simulated study's size and statistics settings; `out` keeps its outputs."""
+
+    readers: int = 10
+    cases: int = 300
+    n_boot: int = 1000
+    n_perm: int = 10000
+    seed: int = 0
+    out: Path | None = None
+
+
+def bench_study(bench: StudyBench, say: Callable[[str], None] = print) -> int:
+    """Time the analysis of a simulated study (default 10 readers x 300 cases, both arms) on a fresh SQLite
+    store, phase by phase."""
     from engine.studies.analysis import analyze_study
     from engine.studies.report import write_report
 
-    n_readers, n_cases = int(getattr(args, "readers", 10)), int(getattr(args, "cases", 300))
+    n_readers, n_cases = bench.readers, bench.cases
     with tempfile.TemporaryDirectory(prefix="oncolens-bench-study-") as tmp:
         store = Store(f"sqlite:///{Path(tmp) / 'bench.db'}")
         try:
-            timings = simulate_study(store, Path(tmp) / "cases", n_readers, n_cases, seed=int(getattr(args, "seed", 0)))
+            timings = simulate_study(store, Path(tmp) / "cases", n_readers, n_cases, seed=bench.seed)
             t0 = time.perf_counter()
-            analysis = analyze_study(store, "simulated", n_boot=int(getattr(args, "n_boot", 1000)),
-                                     n_perm=int(getattr(args, "n_perm", 10000)))
+            analysis = analyze_study(store, "simulated", n_boot=bench.n_boot, n_perm=bench.n_perm)
             timings["analysis (bootstrap, permutations, MRMC)"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            out = Path(getattr(args, "out", None) or Path(tmp) / "out")
+            out = bench.out or Path(tmp) / "out"
             paths = analysis.write(out)
             report = write_report(analysis, out / "study_simulated_report.html")
             timings["tables and HTML report"] = time.perf_counter() - t0
@@ -134,6 +145,6 @@ def cmd_bench_study(args: Any, say: Callable[[str], None] = print) -> int:
                         f"df {c.df:.1f}, p {c.p_value:.3g}")
                 else:
                     say(f"MRMC {key}: {c.label} = {c.estimate:.3f} (no variance estimate: p not defined)")
-        if getattr(args, "out", None):
+        if bench.out:
             say(f"wrote {len(paths)} tables and {report}")
     return 0

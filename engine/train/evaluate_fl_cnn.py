@@ -10,24 +10,23 @@ import numpy as np
 from engine.device import select_device
 from engine.metrics.evaluation import write_evaluation
 from engine.metrics.plots import plot_roc
-from engine.predict.glioma import TASKS, card_name
-from engine.registry import create_model
-from engine.train.fl_cnn import predict_scores, unit_inputs
+from engine.predict.glioma import TASKS, GliomaCascadePredictor
+from engine.train.fl_cnn import record_scores
 from engine.train.specimen_data import SpecimenRecord, task_records
 
 
 def evaluate_fl_cnn(records: list[SpecimenRecord], modality: str, out_dir: str | Path, split: str = "test",
-                    n_bootstrap: int = 1000, seed: int = 0) -> dict:
+                    n_bootstrap: int = 1000, seed: int = 0, root: Path | None = None) -> dict:
     """Score every task's net on `records` (split='test': only the card's held-out patients) at the card's
     operating threshold; write <out>/fl_cnn_<mod>.csv/.json, per-specimen scores and a ROC figure."""
     from engine.metrics.evaluation import evaluate_binary
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = select_device()
+    predictor = GliomaCascadePredictor(modality, device=select_device(), run_all=True, root=root)
     evaluations, curves, points, rows = {}, {}, {}, []
     for task in TASKS:
-        net, card = create_model(card_name(modality, task), device=device)
+        card = predictor.cards[task]
         recs = task_records(records, task, modality)
         if split == "test":
             test_patients = set(card.training.get("test_patients", []))
@@ -35,8 +34,7 @@ def evaluate_fl_cnn(records: list[SpecimenRecord], modality: str, out_dir: str |
         if not recs:
             raise ValueError(f"No {modality} specimens with a {task} label in the {split} split.")
         y = np.array([r.labels[task] for r in recs])
-        scores = predict_scores(net, unit_inputs(recs, modality, card.preprocessing), card.preprocessing,
-                                device=device)
+        scores = record_scores(predictor, task, recs)  # the app's own path, so card and app agree
         threshold = card.threshold(task)
         ev = evaluate_binary(y, scores, threshold, n_resamples=n_bootstrap, seed=seed)
         name = f"{modality}-CNN {task}"

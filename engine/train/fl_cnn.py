@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from engine.cases.model import FL
+from engine.data import image_of
 from engine.metrics.classification import threshold_closest_to_corner, threshold_for_sensitivity
 from engine.metrics.evaluation import evaluate_binary
 from engine.nets.fl_cnn import COMPACT_CONFIG, GRADCAM_LAYER, PAPER_CONFIG, load_imagenet_backbone
-from engine.predict.glioma import card_name
+from engine.predict.glioma import GliomaCascadePredictor, card_name
 from engine.preprocess.common import normalise_channels, square_resize
 from engine.preprocess.specimen import display_image
 from engine.registry import (
@@ -33,6 +34,7 @@ from engine.registry import (
     write_card,
 )
 from engine.train.augment import augment_specimen
+from engine.train.loop import Batch, fit, say_every
 from engine.train.losses import class_balance_weights, weighted_bce_with_logits
 from engine.train.schedule import warmup_cosine
 from engine.train.specimen_data import TASK_LABELS, SpecimenRecord, task_records
@@ -117,17 +119,12 @@ def to_batch(units: np.ndarray, constants: dict) -> torch.Tensor:
     return torch.from_numpy(np.stack([normalise_channels(u, constants["mean"], constants["std"]) for u in units]))
 
 
-@torch.inference_mode()
-def predict_scores(net: torch.nn.Module, units: np.ndarray, constants: dict, batch_size: int = 64,
-                   device: torch.device | None = None) -> np.ndarray:
-    net.eval()
-    scores = []
-    for start in range(0, len(units), batch_size):
-        x = to_batch(units[start:start + batch_size], constants)
-        if device is not None:
-            x = x.to(device)
-        scores.append(torch.sigmoid(net(x)).float().cpu().numpy())
-    return np.concatenate(scores) if scores else np.zeros(0, np.float32)
+def record_scores(predictor: GliomaCascadePredictor, task: str, records: list[SpecimenRecord]) -> np.ndarray:
+    """P(positive) of `task` for each record, through the predictor the app runs (its preprocessing and net),
+    so that what a card reports is what the app computes."""
+    modality = predictor.modality
+    return np.array([predictor.probability(task, image_of(modality, r.images[modality], r.bit_depths.get(modality)))
+                     for r in records], np.float32)
 
 
 def choose_threshold(task: str, y: np.ndarray, scores: np.ndarray) -> float:
@@ -164,31 +161,28 @@ def train_fl_cnn(records: list[SpecimenRecord], settings: FLCNNTrainSettings,
     optimizer = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     iters_per_epoch = int(np.ceil(len(fit_idx) / s.batch_size))
     scheduler = warmup_cosine(optimizer, s.epochs * iters_per_epoch, int(s.warmup_epochs * iters_per_epoch))
-    history = []
-    for epoch in range(s.epochs):
-        net.train()
+    def batches(_epoch: int):
         order = rng.permutation(fit_idx)
-        total, seen = 0.0, 0
         for start in range(0, len(order), s.batch_size):
             batch = order[start:start + s.batch_size]
             if len(batch) < 2:
                 continue  # BatchNorm needs more than one sample
             x = to_batch(np.stack([augment_specimen(units[i], rng, recipe) for i in batch]), constants)
-            target = torch.from_numpy(y[batch]).float()
-            loss = weighted_bce_with_logits(net(x), target, alpha_p, alpha_n)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item() * len(batch)
-            seen += len(batch)
-        history.append({"epoch": epoch + 1, "loss": total / max(seen, 1), "lr": scheduler.get_last_lr()[0]})
-        say(f"{s.modality}/{s.task} epoch {epoch + 1}/{s.epochs} loss {history[-1]['loss']:.4f}")
+            yield Batch(x, torch.from_numpy(y[batch]).float(), len(batch))
 
-    round_trip_fp16(net)  # evaluate exactly the weights that ship (fp16 safetensors)
-    val_scores = predict_scores(net, units[val_idx], constants)
+    def loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        return weighted_bce_with_logits(model(batch.inputs), batch.target, alpha_p, alpha_n)
+
+    reports = fit(net, optimizer, loss, batches, epochs=s.epochs, scheduler=scheduler,
+                  callbacks=[say_every(say, f"{s.modality}/{s.task}")])
+    history = [r.to_dict() for r in reports]
+
+    round_trip_fp16(net)  # evaluate exactly the weights that ship, through the predictor the app runs
+    predictor = GliomaCascadePredictor(s.modality, device="cpu", tasks=(s.task,),
+                                       nets={s.task: (net, provisional_card(s))})
+    val_scores = record_scores(predictor, s.task, [recs[i] for i in val_idx])
     threshold = choose_threshold(s.task, y[val_idx], val_scores)
-    test_scores = predict_scores(net, units[test_idx], constants)
+    test_scores = record_scores(predictor, s.task, [recs[i] for i in test_idx])
     evaluation = evaluate_binary(y[test_idx], test_scores, threshold, n_resamples=s.n_bootstrap, seed=s.seed)
     split = {
         "test_patients": sorted({patients[i] for i in test_idx}),
@@ -200,12 +194,11 @@ def train_fl_cnn(records: list[SpecimenRecord], settings: FLCNNTrainSettings,
                         time.perf_counter() - started)
 
 
-def build_card(settings: FLCNNTrainSettings, outcome: TrainOutcome, data_description: dict,
-               command: str, root: Path | None = None) -> ModelCard:
+def provisional_card(settings: FLCNNTrainSettings, root: Path | None = None) -> ModelCard:
+    """The card's fixed part (net, input, preprocessing, labels, Grad-CAM layer) before evaluation fills in the
+    threshold, training record and metrics: all the predictor needs to score validation and test specimens."""
     s = settings.resolved()
     labels = TASK_LABELS[s.task]
-    pretrained = (f"ImageNet EfficientNet-B0 features loaded from local file {Path(s.pretrained_path).name}"
-                  if s.pretrained_path else "none: trained from scratch (no ImageNet weights available offline)")
     return ModelCard(
         name=card_name(s.modality, s.task),
         family="fl_cnn",
@@ -215,30 +208,9 @@ def build_card(settings: FLCNNTrainSettings, outcome: TrainOutcome, data_descrip
                         "FL: grey 8/16-bit intensities; WL: RGB (grey is replicated)"),
         preprocessing=preprocessing_constants(s.modality, s.input_size),
         labels=labels,
-        thresholds={s.task: Threshold(round(outcome.threshold, 6), THRESHOLD_RULES[s.task])},
+        thresholds={s.task: Threshold(0.5, "provisional, before the validation patients choose it")},
         gradcam_layers={s.modality: GRADCAM_LAYER},
-        training={
-            "data": data_description,
-            "preset": s.preset,
-            "pretrained": pretrained,
-            "epochs": s.epochs, "batch_size": s.batch_size, "optimizer": "Adam", "lr": s.lr,
-            "weight_decay": s.weight_decay,
-            "schedule": f"linear warm-up {s.warmup_epochs} epoch(s), cosine annealing per iteration",
-            "loss": "weighted BCE, alpha_P=(|P|+|N|)/(2|P|), alpha_N=(|P|+|N|)/(2|N|)",
-            "augmentation": augmentation_recipe(s.modality, s.preset),
-            "split": "patient-level 70/30; threshold chosen on validation patients held out of training",
-            **outcome.split,
-            "seed": s.seed,
-            "train_seconds": round(outcome.seconds, 1),
-            "regenerate": command,
-        },
-        evaluation={
-            "description": (f"Held-out test patients ({outcome.split['n_test']} specimens), operating threshold "
-                            f"{outcome.threshold:.3f} chosen by: {THRESHOLD_RULES[s.task]}. "
-                            f"{outcome.evaluation.ci_description()}"),
-            **outcome.evaluation.to_dict(),
-            "threshold_rule": THRESHOLD_RULES[s.task],  # after the spread: the evaluation's own entry is None
-        },
+        training={}, evaluation={},
         weights={"file": f"{card_name(s.modality, s.task)}.safetensors"},
         description=(f"FL-CNN {'CNN1' if s.task == 'tumor' else 'CNN2' if s.task == 'grade' else 'CNN3'} for "
                      f"{'NIR-II fluorescence (FL-CNN)' if s.modality == FL else 'white light (WL-CNN)'} specimen "
@@ -246,6 +218,38 @@ def build_card(settings: FLCNNTrainSettings, outcome: TrainOutcome, data_descrip
         source=SOURCE,
         root=root,
     )
+
+
+def build_card(settings: FLCNNTrainSettings, outcome: TrainOutcome, data_description: dict,
+               command: str, root: Path | None = None) -> ModelCard:
+    s = settings.resolved()
+    pretrained = (f"ImageNet EfficientNet-B0 features loaded from local file {Path(s.pretrained_path).name}"
+                  if s.pretrained_path else "none: trained from scratch (no ImageNet weights available offline)")
+    card = provisional_card(settings, root)
+    card.thresholds = {s.task: Threshold(round(outcome.threshold, 6), THRESHOLD_RULES[s.task])}
+    card.training = {
+        "data": data_description,
+        "preset": s.preset,
+        "pretrained": pretrained,
+        "epochs": s.epochs, "batch_size": s.batch_size, "optimizer": "Adam", "lr": s.lr,
+        "weight_decay": s.weight_decay,
+        "schedule": f"linear warm-up {s.warmup_epochs} epoch(s), cosine annealing per iteration",
+        "loss": "weighted BCE, alpha_P=(|P|+|N|)/(2|P|), alpha_N=(|P|+|N|)/(2|N|)",
+        "augmentation": augmentation_recipe(s.modality, s.preset),
+        "split": "patient-level 70/30; threshold chosen on validation patients held out of training",
+        **outcome.split,
+        "seed": s.seed,
+        "train_seconds": round(outcome.seconds, 1),
+        "regenerate": command,
+    }
+    card.evaluation = {
+        "description": (f"Held-out test patients ({outcome.split['n_test']} specimens), operating threshold "
+                        f"{outcome.threshold:.3f} chosen by: {THRESHOLD_RULES[s.task]}; scored through the "
+                        f"predictor the app runs. {outcome.evaluation.ci_description()}"),
+        **outcome.evaluation.to_dict(),
+        "threshold_rule": THRESHOLD_RULES[s.task],  # after the spread: the evaluation's own entry is None
+    }
+    return card
 
 
 def save_trained(settings: FLCNNTrainSettings, outcome: TrainOutcome, data_description: dict,

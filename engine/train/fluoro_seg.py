@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from engine.metrics.segmentation import segmentation_metrics
 from engine.nets.fluoro_seg import ARCH_NAMES, config_for
 from engine.preprocess.fluoro import mask_to_work, prepare_frame, preprocessing_constants
-from engine.registry import build_net
+from engine.registry import CardInput, ModelCard, Threshold, build_net
+from engine.train.loop import Batch, fit, say_every
 from engine.train.schedule import warmup_cosine
 
 SOURCE = ("Hou Y., Zou L., Wang J. Tumor Segmentation in Intraoperative Fluorescence Images Based on Transfer "
@@ -110,6 +111,7 @@ class SegArrays:
     x: list[np.ndarray]
     y: list[np.ndarray]
     constants: dict
+    preset: str = "compact"
 
     def where(self, dataset: str) -> np.ndarray:
         return np.array([i for i, s in enumerate(self.samples) if s.dataset == dataset], np.int64)
@@ -127,7 +129,7 @@ def prepare_seg_arrays(samples: Sequence[SegSample], preset: str = "compact") ->
         x, geometry = prepare_frame(s.image, constants, s.bit_depth)
         xs.append(x)
         ys.append(mask_to_work(s.mask, geometry))
-    return SegArrays(list(samples), xs, ys, constants)
+    return SegArrays(list(samples), xs, ys, constants, preset)
 
 
 @dataclass
@@ -247,22 +249,16 @@ def train_seg(data: SegArrays, index: np.ndarray, settings: SegTrainSettings, in
     optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps = settings.epochs * int(np.ceil(_frames_per_epoch(len(index), settings.batch_size) / settings.batch_size))
     schedule = warmup_cosine(optimizer, steps, 0)
-    history, start = [], time.perf_counter()
-    net.train()
-    for epoch in range(settings.epochs):
-        losses = []
+    start = time.perf_counter()
+
+    def epoch_batches(_epoch: int):
         for x, y in batches(data, index, settings, rng):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            loss = dice_bce_loss(net(x), y)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.detach())  # read once per epoch: no GPU sync per step
-        mean_loss = float(torch.stack(losses).mean())
-        history.append({"epoch": epoch + 1, "loss": round(mean_loss, 5)})
-        if progress and (epoch + 1) % max(1, settings.epochs // 5) == 0:
-            progress(f"{ARCH_NAMES[settings.arch]} epoch {epoch + 1}/{settings.epochs}: loss {mean_loss:.4f}")
+            yield Batch(x, y, int(x.shape[0]))
+
+    reports = fit(net, optimizer, lambda model, b: dice_bce_loss(model(b.inputs), b.target), epoch_batches,
+                  epochs=settings.epochs, scheduler=schedule, device=device,
+                  callbacks=[say_every(progress, ARCH_NAMES[settings.arch], max(1, settings.epochs // 5))])
+    history = [{"epoch": r.epoch, "loss": round(r.loss, 5)} for r in reports]
     net.eval()
     return SegOutcome(net, settings, history, time.perf_counter() - start, len(index), init)
 
@@ -292,24 +288,44 @@ def metric_row(pred: np.ndarray, sample: SegSample, **labels) -> dict:
     return row
 
 
+def seg_card(arch: str, settings: SegTrainSettings, constants: dict, root: Path | None = None) -> ModelCard:
+    """A segmentation card's fixed part (net, input, preprocessing, labels, pixel threshold): all the predictor
+    needs; training fills in the training record and the metrics before it is written."""
+    from engine.predict.fluoro import MODALITY, STRUCTURE, card_name
+
+    work = constants["work_size"]
+    return ModelCard(
+        name=card_name(arch), family="fluoro_seg", task="tumor segmentation of an intraoperative NIR frame",
+        config=replace(settings, arch=arch).net_config(),
+        input=CardInput((MODALITY,), 1, (work, work),
+                        "one grey NIR fluorescence frame of any size (8/12/16-bit; RGB video grabs are averaged)"),
+        preprocessing=constants, labels=["background", STRUCTURE],
+        thresholds={STRUCTURE: Threshold(float(constants.get("threshold", 0.5)),
+                                         "fixed 0.5 on the pixel probability (the net was trained with sigmoid "
+                                         "outputs; not tuned)")},
+        gradcam_layers={}, training={}, evaluation={},
+        weights={"file": f"{card_name(arch)}.safetensors"},
+        description=(f"{ARCH_NAMES[arch]} ({settings.preset} configuration) for tumor segmentation in NIR "
+                     "fluorescence frames, one grey input channel, one tumor logit."),
+        source=SOURCE, root=root)
+
+
 def evaluate_net(model: torch.nn.Module, data: SegArrays, index: Sequence[int], **labels) -> list[dict]:
-    """Per-image rows for the frames `index`: the net runs on the prepared frame, metrics at full resolution.
-    `labels` (method, net, fold) are copied into every row."""
+    """Per-image rows for the frames `index`: each frame goes through the predictor the app runs (its
+    preprocessing, net and threshold), metrics at full resolution. `labels` (method, net, fold) are copied into
+    every row."""
+    from engine.data import image_of
+    from engine.predict.fluoro import MODALITY, STRUCTURE, FluoroSegPredictor
+
+    card = seg_card(model.arch, SegTrainSettings(arch=model.arch, preset=data.preset), data.constants)
+    predictor = FluoroSegPredictor(model.arch, device=next(model.parameters()).device, net=(model, card))
     rows = []
     for i in index:
         s = data.samples[i]
-        prob = work_probabilities(model, data.x[i])
-        pred = _to_frame(prob, s.mask.shape) >= float(data.constants.get("threshold", 0.5))
-        rows.append(metric_row(pred, s, **labels))
+        frame = image_of(MODALITY, s.image, s.bit_depth, spacing=s.spacing_mm)
+        prob, _timings = predictor.probabilities(frame.array, frame.meta.bit_depth)
+        rows.append(metric_row(prob >= card.threshold(STRUCTURE), s, **labels))
     return rows
-
-
-def _to_frame(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    import cv2
-
-    if prob.shape == tuple(shape):
-        return prob
-    return cv2.resize(prob, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def describe_settings(settings: SegTrainSettings) -> dict:

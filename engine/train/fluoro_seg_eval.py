@@ -166,10 +166,10 @@ def _worker_task(task: tuple) -> tuple[tuple, object]:
 
 def _run_task(task: tuple, data: SegArrays, s: ProtocolSettings, device: str) -> tuple[tuple, object]:
     """('source', arch, dataset) -> state dict; ('drlse', frames) -> (rows, 0); ('fold', ...) -> (rows, seconds)."""
-    kind = task[0]
-    if kind == "source":
+    step = task[0]
+    if step == "source":
         return task, _source_training(data, task[1], task[2], s, None, device)
-    if kind == "drlse":
+    if step == "drlse":
         return task, (drlse_rows(data, task[1]), 0.0)
     _, arch, target, k, method, init, description = task
     return task[:5], fold_rows(data, s, arch, target, k, method, init, description, device)

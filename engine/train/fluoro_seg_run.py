@@ -1,13 +1,13 @@
-"""`oncolens train|evaluate fluoro_seg` and `oncolens bench seg`."""
+"""Runs of the fluorescence segmentation nets as `oncolens train|evaluate fluoro_seg` and `oncolens bench seg` ask
+for them, from typed settings (engine.cli turns the arguments into these; no argparse object comes here)."""
 
 from __future__ import annotations
 
 import csv
 import os
-import shlex
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,6 @@ from engine.metrics.segmentation import HD95_CONVENTION
 from engine.nets.fluoro_seg import ARCH_NAMES, ARCHS
 from engine.train.fluoro_seg import (
     PHANTOM_COUNTS,
-    SOURCE,
     SegArrays,
     SegTrainSettings,
     describe_settings,
@@ -25,6 +24,7 @@ from engine.train.fluoro_seg import (
     load_fluoro_manifest,
     phantom_seg_samples,
     prepare_seg_arrays,
+    seg_card,
     train_seg,
 )
 from engine.train.fluoro_seg_eval import (
@@ -62,10 +62,10 @@ def parse_protocol_nets(spec: str) -> tuple[tuple[str, ...], bool]:
     return (parse_nets(",".join(archs)) if archs else ()), "drlse" in names
 
 
-def protocol_device(args) -> str:
+def protocol_device(choice: str) -> str:
     from engine.device import select_device
 
-    return str(select_device(args.device))
+    return str(select_device(choice))
 
 
 def parse_imagenet(items: Sequence[str] | None) -> dict[str, str]:
@@ -89,23 +89,48 @@ def parse_counts(spec: str) -> dict[str, int]:
     return counts
 
 
-def seg_data(source: str, counts: dict[str, int], seed: int, size: int) -> tuple[list, dict]:
-    if source == "phantom":
-        return phantom_seg_samples(counts, seed, size), {
+@dataclass(frozen=True)
+class FrameData:
+    """Where the frames come from: the phantom generator (frames per dataset, seed, size) or a CSV manifest."""
+
+    source: str = "phantom"
+    counts: tuple[tuple[str, int], ...] = tuple(PHANTOM_COUNTS.items())
+    seed: int = 2024
+    size: int = 1024
+
+
+def seg_data(data: FrameData) -> tuple[list, dict]:
+    if data.source == "phantom":
+        counts = dict(data.counts)
+        return phantom_seg_samples(counts, data.seed, data.size), {
             "kind": "phantom", "generator": "engine.phantoms.fluoro_frames.make_fluoro_dataset",
-            "frames": counts, "seed": seed, "size": size,
+            "frames": counts, "seed": data.seed, "size": data.size,
             "note": "synthetic phantom frames (A, B, C stand in for ABFM, DTHP, DTHL), not patient data; demo only"}
-    return load_fluoro_manifest(source), {"kind": "manifest", "path": str(source)}
+    return load_fluoro_manifest(data.source), {"kind": "manifest", "path": str(data.source)}
 
 
-def _seed(args) -> int:
-    return 2024 if args.phantom_seed is None else args.phantom_seed
+@dataclass(frozen=True)
+class SegRun:
+    """`oncolens train|evaluate fluoro_seg`: the nets, the protocol, the data, where the work runs and goes."""
 
+    base: SegTrainSettings
+    nets: tuple[str, ...] = ("unetplusplus", "unet")
+    drlse: bool = True  # evaluate: the level-set baseline joins the protocol tables
+    data: FrameData = FrameData()
+    folds: int = 0
+    targets: tuple[str, ...] = ("A", "B")
+    imagenet: tuple[tuple[str, str], ...] = ()  # (net, local ImageNet encoder file)
+    device: str = "auto"
+    jobs: int = 1
+    compare_end_to_end: bool = True
+    tables_from: tuple[Path, ...] = ()  # evaluate: tabulate saved per-image rows, no training
+    out: Path | None = None
+    models_root: Path | None = None
+    command: str = ""
 
-def _settings(args) -> SegTrainSettings:
-    epochs = args.epochs or (200 if args.preset == "paper" else COMPACT_EPOCHS)
-    return SegTrainSettings(preset=args.preset, epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                            encoder_bn=args.encoder_bn)
+    def protocol(self) -> ProtocolSettings:
+        return ProtocolSettings(archs=self.nets, folds=self.folds, targets=self.targets, base=self.base,
+                                imagenet=dict(self.imagenet), drlse=self.drlse, seed=self.base.seed)
 
 
 def protocol_title(protocol: ProtocolSettings) -> str:
@@ -132,53 +157,39 @@ def build_seg_card(arch: str, outcome, data: SegArrays, description: dict, pretr
                    command: str, tables: dict | None, test_key: str, comparison: dict | None = None,
                    root: Path | None = None):
     from engine.nets.fluoro_seg import count_parameters
-    from engine.predict.fluoro import STRUCTURE, card_name
-    from engine.registry import CardInput, ModelCard, Threshold
-
     s = outcome.settings
     summary = summarise_rows(test_rows, ("net",))[0] if test_rows else {}
     metrics = {"dice": _bootstrap_mean([r["dice"] for r in test_rows]),
                "fpsr": _bootstrap_mean([r["fpsr"] for r in test_rows]),
                "fnsr": _bootstrap_mean([r["fnsr"] for r in test_rows]),
                "hd95_px": _bootstrap_mean([r["hd95"] for r in test_rows])}
-    work = data.constants["work_size"]
-    return ModelCard(
-        name=card_name(arch), family="fluoro_seg", task="tumor segmentation of an intraoperative NIR frame",
-        config=s.net_config(),
-        input=CardInput(("NIR",), 1, (work, work),
-                        "one grey NIR fluorescence frame of any size (8/12/16-bit; RGB video grabs are averaged)"),
-        preprocessing=data.constants, labels=["background", STRUCTURE],
-        thresholds={STRUCTURE: Threshold(0.5, "fixed 0.5 on the pixel probability (the net was trained with "
-                                              "sigmoid outputs; not tuned)")},
-        gradcam_layers={},
-        training={
-            "data": description, "preset": s.preset,
-            "protocol": (f"transfer: encoder from {pretrained}, frozen (BatchNorm statistics {s.encoder_bn}); "
-                         f"decoder trained on all {outcome.n_train} frames of dataset B"),
-            "pretrained": pretrained, **describe_settings(s),
-            "params_m": round(count_parameters(outcome.net), 3),
-            "train_seconds": round(outcome.seconds, 1), "regenerate": command,
-        },
-        evaluation={
-            "description": (f"Dataset {test_key} ({len(test_rows)} frames), never used in training or pretraining; "
-                            "metrics per frame at full resolution, mean with a 95% bootstrap CI over frames "
-                            "(1000 resamples). Dice/FPSR/FNSR as fractions, HD95 in pixels: "
-                            f"{HD95_CONVENTION}, averaged over the frames where both masks are non-empty "
-                            "(n_undefined counts the others)."),
-            "metrics": metrics,
-            "held_out_summary": summary,
-            **({"end_to_end_comparison": comparison} if comparison else {}),
-            **({"tables": tables} if tables else {}),
-        },
-        weights={"file": f"{card_name(arch)}.safetensors"},
-        description=(f"{ARCH_NAMES[arch]} ({s.preset} configuration) for tumor segmentation in NIR fluorescence "
-                     f"frames, one grey input channel, one tumor logit; transfer-learned as in the paper."),
-        source=SOURCE,
-        root=root,
-    )
+    card = seg_card(arch, s, data.constants, root)
+    card.training = {
+        "data": description, "preset": s.preset,
+        "protocol": (f"transfer: encoder from {pretrained}, frozen (BatchNorm statistics {s.encoder_bn}); "
+                     f"decoder trained on all {outcome.n_train} frames of dataset B"),
+        "pretrained": pretrained, **describe_settings(s),
+        "params_m": round(count_parameters(outcome.net), 3),
+        "train_seconds": round(outcome.seconds, 1), "regenerate": command,
+    }
+    card.evaluation = {
+        "description": (f"Dataset {test_key} ({len(test_rows)} frames), never used in training or pretraining; "
+                        "each frame segmented by the predictor the app runs, metrics per frame at full resolution, "
+                        "mean with a 95% bootstrap CI over frames (1000 resamples). Dice/FPSR/FNSR as fractions, "
+                        f"HD95 in pixels: {HD95_CONVENTION}, averaged over the frames where both masks are "
+                        "non-empty (n_undefined counts the others)."),
+        "metrics": metrics,
+        "held_out_summary": summary,
+        **({"end_to_end_comparison": comparison} if comparison else {}),
+        **({"tables": tables} if tables else {}),
+    }
+    card.description = (f"{ARCH_NAMES[arch]} ({s.preset} configuration) for tumor segmentation in NIR fluorescence "
+                        "frames, one grey input channel, one tumor logit; its encoder was pretrained on phantom "
+                        "dataset A (or a local ImageNet file when given) and frozen while the decoder trained on B.")
+    return card
 
 
-def cmd_train_fluoro_seg(args, argv: Sequence[str], say: Say) -> int:
+def train_fluoro_seg(run: SegRun, say: Say) -> int:
     """Per net: pretrain (dataset A, or an ImageNet encoder file), optionally run the k-fold protocol for the
     card's tables, then fine-tune on all of B with the encoder frozen, test on C and install the card."""
     import torch
@@ -187,23 +198,19 @@ def cmd_train_fluoro_seg(args, argv: Sequence[str], say: Say) -> int:
     from engine.registry import round_trip_fp16, save_weights, write_card
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    root = Path(args.models_dir).resolve() if args.models_dir else models_dir()
-    nets = parse_nets(args.nets)
-    samples, description = seg_data(args.data, parse_counts(args.phantom_frames), _seed(args),
-                                    args.phantom_size)
-    data = prepare_seg_arrays(samples, args.preset)
-    base = _settings(args)
-    imagenet = parse_imagenet(args.imagenet_encoder)
-    targets = tuple(t for t in args.targets.split(",") if t)
-    command = "oncolens " + " ".join(shlex.quote(a) for a in argv)
+    root = run.models_root or models_dir()
+    nets = run.nets
+    samples, description = seg_data(run.data)
+    data = prepare_seg_arrays(samples, run.base.preset)
+    base = run.base
+    command = run.command
     cache: dict = {}
-    protocol = ProtocolSettings(archs=nets, folds=args.folds, targets=targets, base=base, imagenet=imagenet,
-                                drlse=True, seed=args.seed)
-    device = protocol_device(args)
+    protocol = replace(run.protocol(), drlse=True)
+    device = protocol_device(run.device)
     tables, files = None, []
-    if args.folds:
-        out = Path(args.out) if args.out else root / "fluoro_seg_tables"
-        result = run_protocol(data, protocol, progress=say, cache=cache, jobs=args.jobs, device=device,
+    if run.folds:
+        out = run.out or root / "fluoro_seg_tables"
+        result = run_protocol(data, protocol, progress=say, cache=cache, jobs=run.jobs, device=device,
                               on_rows=RowLog(out / PER_IMAGE_FILE))
         title = protocol_title(protocol)
         files = [p.name for p in write_protocol(result, out, title).values()]
@@ -217,7 +224,7 @@ def cmd_train_fluoro_seg(args, argv: Sequence[str], say: Say) -> int:
         round_trip_fp16(outcome.net)  # evaluate the weights that ship
         rows = evaluate_net(outcome.net, data, data.where("C"), method="Transfer", net=arch, fold=0)
         comparison = None
-        if args.compare_end_to_end:  # the same net trained from scratch on B, read on C
+        if run.compare_end_to_end:  # the same net trained from scratch on B, read on C
             e2e = train_seg(data, data.where("B"), replace(base, arch=arch), progress=say, device=device)
             e2e_rows = evaluate_net(e2e.net, data, data.where("C"), method="End-to-end", net=arch, fold=0)
             comparison = {"description": f"end-to-end on all of B ({e2e.n_train} frames), scored on {len(e2e_rows)} "
@@ -237,31 +244,29 @@ def cmd_train_fluoro_seg(args, argv: Sequence[str], say: Say) -> int:
     return 0
 
 
-def cmd_evaluate_fluoro_seg(args, say: Say) -> int:
+def evaluate_fluoro_seg(run: SegRun, say: Say) -> int:
     """The paper's protocol (end-to-end vs transfer, k-fold CV, held-out C, DRLSE): tables and per-image CSV."""
     import torch
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    archs, drlse = parse_protocol_nets(args.nets)
-    protocol = ProtocolSettings(archs=archs, folds=args.folds, targets=tuple(t for t in args.targets.split(",") if t),
-                                base=_settings(args), imagenet=parse_imagenet(args.imagenet_encoder),
-                                drlse=drlse, seed=args.seed)
+    protocol = run.protocol()
     title = protocol_title(protocol)
-    if args.tables_from:  # tabulate rows saved by an earlier (possibly stopped) run
-        rows = [r for path in args.tables_from for r in read_rows(path)]
+    out = run.out or Path("evaluation")
+    if run.tables_from:  # tabulate rows saved by an earlier (possibly stopped) run
+        rows = [r for path in run.tables_from for r in read_rows(path)]
         result = ProtocolResult(rows, protocol)
     else:
-        samples, _ = seg_data(args.data, parse_counts(args.phantom_frames), _seed(args), args.phantom_size)
-        data = prepare_seg_arrays(samples, args.preset)
-        result = run_protocol(data, protocol, progress=say, jobs=args.jobs, device=protocol_device(args),
-                              on_rows=RowLog(Path(args.out) / PER_IMAGE_FILE))
-    write_protocol(result, args.out, title)
+        samples, _ = seg_data(run.data)
+        data = prepare_seg_arrays(samples, run.base.preset)
+        result = run_protocol(data, protocol, progress=say, jobs=run.jobs, device=protocol_device(run.device),
+                              on_rows=RowLog(out / PER_IMAGE_FILE))
+    write_protocol(result, out, title)
     print(format_tables(protocol_tables(result), protocol))
-    say(f"wrote per-image CSV, table CSVs, JSON and Markdown to {args.out}/")
+    say(f"wrote per-image CSV, table CSVs, JSON and Markdown to {out}/")
     return 0
 
 
-def cmd_bench_seg(args, say: Say) -> int:
+def bench_seg(bench, say: Say) -> int:
     """Per installed net, at 256 and 512 px: eager fp32 vs ONNX Runtime latency (p50/p99) and the masks' Dice."""
     import torch
 
@@ -269,9 +274,9 @@ def cmd_bench_seg(args, say: Say) -> int:
     from engine.predict.fluoro import FluoroSegPredictor, installed_methods
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    nets = [m for m in installed_methods() if m != "drlse"]
-    if args.nets != "installed":
-        nets = [n for n in parse_nets(args.nets) if n in nets]
+    nets = [m for m in installed_methods(bench.models_root) if m != "drlse"]
+    if bench.nets != "installed":
+        nets = [n for n in parse_nets(bench.nets) if n in nets]
     if not nets:
         raise ValueError("No segmentation nets are installed; train them with `oncolens train fluoro_seg`.")
     rng = np.random.default_rng(5)
@@ -279,16 +284,16 @@ def cmd_bench_seg(args, say: Say) -> int:
 
     rows = []
     for arch in nets:
-        eager = FluoroSegPredictor(arch, device="cpu")
+        eager = FluoroSegPredictor(arch, device="cpu", root=bench.models_root)
         t = time.perf_counter()
-        fast = FluoroSegPredictor(arch, device="cpu", backend="onnx")
+        fast = FluoroSegPredictor(arch, device="cpu", backend="onnx", root=bench.models_root)
         say(f"{ARCH_NAMES[arch]}: ONNX graph ready in {time.perf_counter() - t:.1f} s (cached)")
         for size in (256, 512):
             frames = [make_frame(rng, key, size) for key in ("A", "B", "C")]
             xs = [np.pad(*_prepared(eager, f.image, f.bit_depth, size)) for f in frames]
             times: dict[str, list[float]] = {"eager": [], "onnx": []}
             dices = []
-            for i in range(args.repeats):
+            for i in range(bench.repeats):
                 x = xs[i % len(xs)]
                 t = time.perf_counter()
                 with torch.inference_mode():
@@ -302,7 +307,7 @@ def cmd_bench_seg(args, say: Say) -> int:
             e50, e99 = latency_percentiles(times["eager"])
             o50, o99 = latency_percentiles(times["onnx"])
             rows.append((ARCH_NAMES[arch], size, e50, e99, o50, o99, e50 / o50, min(dices)))
-    print(f"Segmentation nets, batch 1, {torch.get_num_threads()} CPU threads, {args.repeats} repeats per size; "
+    print(f"Segmentation nets, batch 1, {torch.get_num_threads()} CPU threads, {bench.repeats} repeats per size; "
           "net input only (frame already scaled to the size)")
     header = f"{'net':<12} {'size':>5} {'eager p50':>10} {'eager p99':>10} {'ONNX p50':>9} {'ONNX p99':>9} " \
              f"{'speed-up':>9} {'min Dice':>9}"
@@ -310,8 +315,8 @@ def cmd_bench_seg(args, say: Say) -> int:
     for name, size, e50, e99, o50, o99, ratio, d in rows:
         print(f"{name:<12} {size:>5} {e50:>10.1f} {e99:>10.1f} {o50:>9.1f} {o99:>9.1f} {ratio:>8.2f}x {d:>9.4f}"
               + ("" if d >= 0.99 else "  MASKS DIFFER"))
-    if args.out:
-        with open(args.out, "w", newline="", encoding="utf-8") as fh:
+    if bench.out:
+        with open(bench.out, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["net", "size", "eager_p50_ms", "eager_p99_ms", "onnx_p50_ms", "onnx_p99_ms", "speedup",
                              "min_dice_onnx_vs_eager"])
@@ -328,4 +333,4 @@ def _prepared(predictor, image: np.ndarray, bit_depth: int, size: int) -> tuple[
     return x, ((0, 0), (0, 0), (0, (-h) % 32), (0, (-w) % 32))
 
 
-__all__ = ["cmd_bench_seg", "cmd_evaluate_fluoro_seg", "cmd_train_fluoro_seg", "PHANTOM_COUNTS"]
+__all__ = ["PHANTOM_COUNTS", "FrameData", "SegRun", "bench_seg", "evaluate_fluoro_seg", "train_fluoro_seg"]

@@ -13,7 +13,6 @@ CUDA); rank 0 evaluates and writes the card.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.data import image_of
 from engine.metrics.classification import threshold_closest_to_corner
 from engine.metrics.evaluation import evaluate_binary
 from engine.nets.mfi_ffp import COMPACT_CONFIG, PAPER_CONFIG, gradcam_layers, load_imagenet_branches
-from engine.predict.lymph_node import TASK, card_name
+from engine.predict.lymph_node import TASK, MFIFFPPredictor, card_name
 from engine.preprocess.lymph_node import NODE_MODALITIES, box_source, node_units, preprocessing_constants
 from engine.registry import (
     CardInput,
@@ -37,6 +37,7 @@ from engine.registry import (
     write_card,
 )
 from engine.train.augment import augment_aligned
+from engine.train.loop import Batch, check_ranks_agree, distributed, fit, say_every
 from engine.train.losses import MFILoss
 from engine.train.schedule import warmup_cosine
 from engine.train.splits import patient_split
@@ -106,6 +107,7 @@ class NodeArrays:
     patients: list[str]
     node_ids: list[str]
     constants: dict
+    samples: list[NodeSample] | None = None  # the original images, for scoring through the predictor
 
     def inputs(self, index: np.ndarray, modalities: Sequence[str]) -> np.ndarray:
         units = self.units[box_source(modalities, self.constants.get("box_order"))]
@@ -130,7 +132,7 @@ def prepare_arrays(samples: list[NodeSample], input_size: int, sources: Sequence
                 array[i, ..., 3 * k:3 * k + 3] = np.round(stack[..., 3 * j:3 * j + 3] * 255)
         units[source] = array
     return NodeArrays(units, np.array([s.label for s in samples], np.int64), [s.patient_id for s in samples],
-                      [s.node_id for s in samples], constants)
+                      [s.node_id for s in samples], constants, list(samples))
 
 
 @dataclass
@@ -203,18 +205,6 @@ class TrainOutcome:
     settings: MFIFFPTrainSettings
 
 
-def distributed() -> tuple[int, int]:
-    """(rank, world size); joins the process group when launched by torchrun (WORLD_SIZE > 1)."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
 def to_tensor(batch: np.ndarray, constants: dict, device: torch.device | None = None) -> torch.Tensor:
     """(B, S, S, 3M) [0, 1] -> (B, 3M, S, S) standardised, channels-last (faster convolutions on CPU)."""
     m = batch.shape[-1] // 3
@@ -224,32 +214,6 @@ def to_tensor(batch: np.ndarray, constants: dict, device: torch.device | None = 
     if device is not None:
         x = x.to(device)
     return x.contiguous(memory_format=torch.channels_last)
-
-
-@torch.inference_mode()
-def predict_scores(net: torch.nn.Module, data: NodeArrays, index: np.ndarray, modalities: Sequence[str],
-                   batch_size: int = 64, device: torch.device | None = None) -> np.ndarray:
-    """P(metastatic) for the nodes in `index`."""
-    net.eval()
-    out = []
-    for start in range(0, len(index), batch_size):
-        x = to_tensor(data.inputs(index[start:start + batch_size], modalities), data.constants, device)
-        out.append(torch.softmax(net(x).float(), dim=1)[:, 1].cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-
-def check_ranks_agree(net: torch.nn.Module, world: int, say: Callable[[str], None] | None) -> None:
-    """DDP keeps every rank's weights equal; a parameter checksum compared across ranks proves it."""
-    import torch.distributed as dist
-
-    digest = torch.stack([p.detach().double().sum() for p in net.parameters()]).sum().reshape(1)
-    high, low = digest.clone(), digest.clone()
-    dist.all_reduce(high, op=dist.ReduceOp.MAX)
-    dist.all_reduce(low, op=dist.ReduceOp.MIN)
-    if float(high - low) != 0.0:
-        raise RuntimeError(f"DDP ranks diverged: parameter checksums range {float(low)} .. {float(high)}.")
-    if say:
-        say(f"DDP: weights identical on all {world} processes (checksum {float(digest):.6f})")
 
 
 def train_mfi_ffp(data: NodeArrays, settings: MFIFFPTrainSettings, split: Split | None = None,
@@ -269,21 +233,15 @@ def train_mfi_ffp(data: NodeArrays, settings: MFIFFPTrainSettings, split: Split 
     net = build_net("mfi_ffp", s.net_config()).to(memory_format=torch.channels_last)
     if s.pretrained:
         load_imagenet_branches(net, s.pretrained)
-    model: torch.nn.Module = net
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters="intra" in s.loss_terms
-                                                          and len(s.loss_terms) == 1)
     counts = [int((y[split.fit] == 0).sum()), int((y[split.fit] == 1).sum())]
     criterion = MFILoss(counts, tuple(s.loss_terms), alpha=s.alpha, beta=s.beta)
     optimizer = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     iters = int(np.ceil(len(split.fit) / s.batch_size))
     scheduler = warmup_cosine(optimizer, max(1, s.epochs * iters), int(s.warmup_epochs * iters))
     aug = s.augmentation()
-    history = []
-    for epoch in range(s.epochs):
-        model.train()
+
+    def batches(_epoch: int):
         order = rng.permutation(split.fit)
-        total, seen = 0.0, 0
         for start in range(0, len(order), s.batch_size):
             batch = order[start:start + s.batch_size]
             if len(batch) < 2 * world:
@@ -291,37 +249,33 @@ def train_mfi_ffp(data: NodeArrays, settings: MFIFFPTrainSettings, split: Split 
             mine = batch[rank * len(batch) // world:(rank + 1) * len(batch) // world]
             stack = data.inputs(mine, s.modalities)
             x = to_tensor(np.stack([augment_aligned(u, aug_rng, aug) for u in stack]), data.constants)
-            target = torch.from_numpy(y[mine])
-            logits = model(x)
-            loss = criterion(logits, target, net.last_features)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item() * len(mine)
-            seen += len(mine)
-        history.append({"epoch": epoch + 1, "loss": total / max(seen, 1), "lr": scheduler.get_last_lr()[0]})
-        if rank == 0:
-            say(f"{card_name(s.modalities)} epoch {epoch + 1}/{s.epochs} loss {history[-1]['loss']:.4f}")
-    if world > 1:
-        check_ranks_agree(net, world, say if rank == 0 else None)
+            yield Batch(x, torch.from_numpy(y[mine]), len(mine))
+
+    def loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        return criterion(model(batch.inputs), batch.target, net.last_features)
+
+    speaker = say if rank == 0 else None
+    reports = fit(net, optimizer, loss, batches, epochs=s.epochs, scheduler=scheduler,
+                  callbacks=[say_every(speaker, card_name(s.modalities))], ddp=True,
+                  find_unused_parameters="intra" in s.loss_terms and len(s.loss_terms) == 1)
+    history = [r.to_dict() for r in reports]
+    check_ranks_agree(net, speaker)
     if rank != 0:
         return None
-    round_trip_fp16(net)  # evaluate exactly the weights that ship
-    val_scores = predict_scores(net, data, split.val, s.modalities)
+    round_trip_fp16(net)  # evaluate exactly the weights that ship, through the predictor the app runs
+    predictor = MFIFFPPredictor(s.modalities, device="cpu", net=(net, provisional_card(s, data)))
+    val_scores = node_scores(predictor, data, split.val)
     threshold = float(threshold_closest_to_corner(y[split.val], val_scores))
-    test_scores = predict_scores(net, data, split.test, s.modalities)
+    test_scores = node_scores(predictor, data, split.test)
     evaluation = evaluate_binary(y[split.test], test_scores, threshold, n_resamples=s.n_bootstrap, seed=s.seed)
     return TrainOutcome(net, threshold, evaluation, test_scores, split, history, time.perf_counter() - started, s)
 
 
-def build_card(outcome: TrainOutcome, data: NodeArrays, data_description: dict, command: str,
-               ablation: dict | None = None, root: Path | None = None) -> ModelCard:
-    s = outcome.settings
+def provisional_card(s: MFIFFPTrainSettings, data: NodeArrays, root: Path | None = None) -> ModelCard:
+    """The card's fixed part (net, input, preprocessing, labels, Grad-CAM layers) before evaluation fills in the
+    threshold, training record and metrics: all the predictor needs to score validation and test nodes."""
     config = s.net_config()
     name = card_name(s.modalities)
-    pretrained = (", ".join(f"{k}: {Path(v).name}" for k, v in s.pretrained.items()) if s.pretrained
-                  else "none: trained from scratch (no ImageNet weights available offline)")
     mods = " + ".join(s.modalities)
     return ModelCard(
         name=name,
@@ -332,32 +286,9 @@ def build_card(outcome: TrainOutcome, data: NodeArrays, data_description: dict, 
                         "aligned images of one node: WLI RGB, FI grey (8/16-bit), PCI RGB; one size for all"),
         preprocessing=data.constants,
         labels=LABELS,
-        thresholds={TASK: Threshold(round(outcome.threshold, 6), THRESHOLD_RULE)},
+        thresholds={TASK: Threshold(0.5, "provisional, before the validation patients choose it")},
         gradcam_layers=dict(gradcam_layers(config)),
-        training={
-            "data": data_description,
-            "preset": s.preset,
-            "pretrained": pretrained,
-            "epochs": s.epochs, "batch_size": s.batch_size, "optimizer": "Adam", "lr": s.lr,
-            "weight_decay": s.weight_decay, "schedule": "cosine annealing per iteration",
-            "loss": (f"terms {'+'.join(s.loss_terms)}; L_All = LDAM(reweighted, C=0.5, margins C/n_j^0.25) + "
-                     f"{s.alpha} * Focal(kappa=2) + {s.beta} * Intra(Pearson on fused feature vectors); "
-                     "class weights (0.15, 0.85)"),
-            "augmentation": s.augmentation(),
-            "split": "patient-level 70/30; threshold chosen on validation patients held out of training",
-            **outcome.split.describe(data),
-            "seed": s.seed,
-            "train_seconds": round(outcome.seconds, 1),
-            "regenerate": command,
-        },
-        evaluation={
-            "description": (f"Held-out test patients ({len(outcome.split.test)} nodes), operating threshold "
-                            f"{outcome.threshold:.3f} chosen by: {THRESHOLD_RULE}. "
-                            f"{outcome.evaluation.ci_description()}"),
-            **outcome.evaluation.to_dict(),
-            "threshold_rule": THRESHOLD_RULE,  # after the spread: the evaluation's own entry is None
-            **({"ablation": ablation} if ablation else {}),
-        },
+        training={}, evaluation={},
         weights={"file": f"{name}.safetensors"},
         description=(f"MFI-FFP {'tri' if len(s.modalities) == 3 else 'bi' if len(s.modalities) == 2 else 'uni'}-modal "
                      f"({mods}) lymph-node metastasis classifier, {s.fusion.upper()} fusion, "
@@ -365,6 +296,53 @@ def build_card(outcome: TrainOutcome, data: NodeArrays, data_description: dict, 
         source=SOURCE,
         root=root,
     )
+
+
+def node_scores(predictor: MFIFFPPredictor, data: NodeArrays, index: np.ndarray) -> np.ndarray:
+    """P(metastatic) of the nodes in `index`, from their original images through the predictor the app runs
+    (its preprocessing and net), so that what a card reports is what the app computes."""
+    if data.samples is None:
+        raise ValueError("These node arrays were prepared without their images; prepare them with keep_images.")
+    out = []
+    for i in index:
+        sample = data.samples[int(i)]
+        images = {m: image_of(m, sample.images[m], sample.bit_depths.get(m)) for m in predictor.modalities}
+        out.append(predictor.score(images))
+    return np.asarray(out, np.float32)
+
+
+def build_card(outcome: TrainOutcome, data: NodeArrays, data_description: dict, command: str,
+               ablation: dict | None = None, root: Path | None = None) -> ModelCard:
+    s = outcome.settings
+    pretrained = (", ".join(f"{k}: {Path(v).name}" for k, v in s.pretrained.items()) if s.pretrained
+                  else "none: trained from scratch (no ImageNet weights available offline)")
+    card = provisional_card(s, data, root)
+    card.thresholds = {TASK: Threshold(round(outcome.threshold, 6), THRESHOLD_RULE)}
+    card.training = {
+        "data": data_description,
+        "preset": s.preset,
+        "pretrained": pretrained,
+        "epochs": s.epochs, "batch_size": s.batch_size, "optimizer": "Adam", "lr": s.lr,
+        "weight_decay": s.weight_decay, "schedule": "cosine annealing per iteration",
+        "loss": (f"terms {'+'.join(s.loss_terms)}; L_All = LDAM(reweighted, C=0.5, margins C/n_j^0.25) + "
+                 f"{s.alpha} * Focal(kappa=2) + {s.beta} * Intra(Pearson on fused feature vectors); "
+                 "class weights (0.15, 0.85)"),
+        "augmentation": s.augmentation(),
+        "split": "patient-level 70/30; threshold chosen on validation patients held out of training",
+        **outcome.split.describe(data),
+        "seed": s.seed,
+        "train_seconds": round(outcome.seconds, 1),
+        "regenerate": command,
+    }
+    card.evaluation = {
+        "description": (f"Held-out test patients ({len(outcome.split.test)} nodes), operating threshold "
+                        f"{outcome.threshold:.3f} chosen by: {THRESHOLD_RULE}; scored through the predictor the "
+                        f"app runs. {outcome.evaluation.ci_description()}"),
+        **outcome.evaluation.to_dict(),
+        "threshold_rule": THRESHOLD_RULE,  # after the spread: the evaluation's own entry is None
+        **({"ablation": ablation} if ablation else {}),
+    }
+    return card
 
 
 def save_trained(outcome: TrainOutcome, data: NodeArrays, data_description: dict, command: str,

@@ -1,13 +1,14 @@
-"""`oncolens train|evaluate|bench mfi_ffp`: the command-line side of MFI-FFP (no Qt)."""
+"""Runs of MFI-FFP as the `oncolens train|evaluate|bench mfi_ffp` commands ask for them, from typed settings
+(engine.cli turns the arguments into these; no argparse object comes here)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
-import shlex
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,6 @@ from engine.train.mfi_ffp import MFIFFPTrainSettings, NodeArrays, Split, phantom
 from engine.train.mfi_ffp_ablation import (
     ABLATIONS,
     format_ablation,
-    resolve_names,
     run_ablation,
     write_ablation,
 )
@@ -45,69 +45,95 @@ def parse_variants(spec: str) -> list[tuple[str, ...]]:
     return out
 
 
-def node_data(source: str, n_patients: int, nodes_per_patient: int, seed: int) -> tuple[list, dict]:
+@dataclass(frozen=True)
+class NodeData:
+    """Where the nodes come from: the phantom generator (its size and seed) or a hospital's CSV manifest."""
+
+    source: str = "phantom"  # "phantom" or the path of a manifest CSV
+    patients: int = 60
+    nodes_per_patient: int = 30
+    seed: int = 2024
+
+    @classmethod
+    def of_card(cls, card) -> NodeData:
+        """The phantom a card was trained on (evaluation regenerates it); a manifest card needs --data."""
+        desc = card.training["data"]
+        if desc.get("kind") != "phantom":
+            raise ValueError(f"{card.name} was trained on a manifest; pass --data <manifest.csv>.")
+        return cls("phantom", desc["n_patients"], desc["nodes_per_patient"], desc["seed"])
+
+
+def node_data(data: NodeData) -> tuple[list, dict]:
     from engine.train.mfi_ffp import load_node_manifest
 
-    if source == "phantom":
-        return phantom_samples(n_patients, nodes_per_patient, seed), {
+    if data.source == "phantom":
+        return phantom_samples(data.patients, data.nodes_per_patient, data.seed), {
             "kind": "phantom", "generator": "engine.phantoms.lymph_node.make_node_dataset",
-            "n_patients": n_patients, "nodes_per_patient": nodes_per_patient, "seed": seed,
+            "n_patients": data.patients, "nodes_per_patient": data.nodes_per_patient, "seed": data.seed,
             "note": "synthetic phantom nodes, not patient data; demo weights only"}
-    return load_node_manifest(source), {"kind": "manifest", "path": str(source)}
+    return load_node_manifest(data.source), {"kind": "manifest", "path": str(data.source)}
 
 
 def _input_size(preset: str) -> int:
     return MFIFFPTrainSettings(preset=preset).input_size
 
 
-def cmd_train_mfi_ffp(args, argv: Sequence[str], say: Say) -> int:
+@dataclass(frozen=True)
+class MFIFFPTrainRun:
+    """`oncolens train mfi_ffp`: the variants to install, extra ablation rows, and where everything goes."""
+
+    base: MFIFFPTrainSettings
+    data: NodeData = NodeData()
+    variants: tuple[tuple[str, ...], ...] = tuple(ALL_VARIANTS)
+    ablation: tuple[str, ...] = ()  # extra ablation rows trained for the tri-modal card's table
+    runs: int = 1
+    out: Path | None = None  # ablation tables (default: in the tri-modal card's folder)
+    models_root: Path | None = None  # default: the shipped models folder
+    command: str = ""  # the command line, recorded in the cards
+
+
+def train_mfi_ffp_variants(run: MFIFFPTrainRun, say: Say) -> int:
     """Train the modality variants (and optional ablation rows); install the variants' cards."""
     import torch
 
     from engine.paths import models_dir
-    from engine.train.mfi_ffp import distributed, save_trained
+    from engine.train.loop import distributed
+    from engine.train.mfi_ffp import save_trained
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("WORLD_SIZE", "1"))))
     rank, _ = distributed()
-    preset = args.preset
-    epochs = args.epochs or (100 if preset == "paper" else 12)
-    samples, description = node_data(args.data, args.phantom_patients or 60, args.phantom_nodes,
-                                     args.phantom_seed or 2024)
-    data = prepare_arrays(samples, _input_size(preset))
-    variants = parse_variants(args.variants)
-    names = list(dict.fromkeys([row_name(v) for v in variants] + (resolve_names(args.ablation) if args.ablation else [])))
-    pretrained = {k: v for k, v in (("irb", args.pretrained_irb), ("rb", args.pretrained_rb)) if v}
-    base = MFIFFPTrainSettings(preset=preset, epochs=epochs, batch_size=args.batch_size or 32, pretrained=pretrained)
-    command = "oncolens " + " ".join(shlex.quote(a) for a in argv)
-    root = Path(args.models_dir).resolve() if args.models_dir else models_dir()
-    rows = run_ablation(data, names, base, runs=args.runs, progress=say if rank == 0 else None)
+    samples, description = node_data(run.data)
+    data = prepare_arrays(samples, run.base.input_size)
+    names = list(dict.fromkeys([row_name(v) for v in run.variants] + list(run.ablation)))
+    root = run.models_root or models_dir()
+    rows = run_ablation(data, names, run.base, runs=run.runs, progress=say if rank == 0 else None)
     if rank != 0:
         return 0
     title = (f"MFI-FFP ablation on phantom test patients ({len(rows[0].median.split.test)} nodes), "
-             f"{preset} configuration, {epochs} epochs, median of {args.runs} run(s)")
+             f"{run.base.preset} configuration, {run.base.epochs} epochs, median of {run.runs} run(s)")
     table = format_ablation(rows, markdown=True)
-    out = Path(args.out) if args.out else root / card_name(NODE_MODALITIES) / "ablation"
+    out = run.out or root / card_name(NODE_MODALITIES) / "ablation"
     paths = write_ablation(rows, data, out, title)
     print(format_ablation(rows))
     by_name = {r.name: r for r in rows}
-    for v in variants:
+    for v in run.variants:
         row = by_name[row_name(v)]
         ablation = {"title": title, "rows": [r.to_dict() for r in rows], "markdown": table,
                     "files": sorted(p.name for p in paths.values())} if len(v) == 3 else None
-        card = save_trained(row.median, data, description, command, ablation=ablation, root=root)
+        card = save_trained(row.median, data, description, run.command, ablation=ablation, root=root)
         auc = row.metric("auc")
         say(f"{card.name}: test AUC {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}] -> {card.folder}")
     say(f"ablation tables in {out}")
     return 0
 
 
-def installed_variants() -> list[tuple[str, ...]]:
+def installed_variants(root: Path | None = None) -> list[tuple[str, ...]]:
     from engine.registry import ModelError, load_card
 
     found = []
     for v in ALL_VARIANTS:
         try:
-            load_card(card_name(v))
+            load_card(card_name(v), root)
             found.append(v)
         except ModelError:
             pass
@@ -115,19 +141,21 @@ def installed_variants() -> list[tuple[str, ...]]:
 
 
 def evaluate_installed(data: NodeArrays, variants: list[tuple[str, ...]], split_name: str, out_dir: Path,
-                       n_bootstrap: int = 1000) -> list[dict]:
-    """Score the installed variant cards at their operating thresholds; CSV/JSON tables and a ROC PNG."""
+                       n_bootstrap: int = 1000, root: Path | None = None) -> list[dict]:
+    """Score the installed variant cards at their operating thresholds, through the predictor the app runs;
+    CSV/JSON tables and a ROC PNG."""
     from engine.device import select_device
     from engine.metrics.evaluation import evaluate_binary, write_evaluation
     from engine.metrics.plots import plot_roc
     from engine.nets.mfi_ffp import count_flops, count_parameters
-    from engine.registry import create_model
-    from engine.train.mfi_ffp import predict_scores
+    from engine.predict.lymph_node import MFIFFPPredictor
+    from engine.train.mfi_ffp import node_scores
 
     device = select_device()
     evaluations, curves, rows = {}, {}, []
     for v in variants:
-        net, card = create_model(card_name(v), device=device)
+        predictor = MFIFFPPredictor(v, device=device, root=root)
+        net, card = predictor.net, predictor.card
         index = np.arange(len(data.labels))
         if split_name == "test":
             test_patients = set(card.training.get("test_patients", []))
@@ -135,7 +163,7 @@ def evaluate_installed(data: NodeArrays, variants: list[tuple[str, ...]], split_
         if len(index) == 0:
             raise ValueError(f"{card.name}: no nodes of its test patients in this data; use --split all.")
         y = data.labels[index]
-        scores = predict_scores(net, data, index, v, device=device)
+        scores = node_scores(predictor, data, index)
         ev = evaluate_binary(y, scores, card.threshold(), n_resamples=n_bootstrap)
         evaluations[row_name(v)], curves[row_name(v)] = ev, (y, scores)
         d = ev.to_dict()
@@ -155,33 +183,41 @@ def _cell(e: dict) -> str:
     return "n/a" if e["value"] is None else f"{e['value']:.3f} ({e['ci_low']:.3f}, {e['ci_high']:.3f})"
 
 
-def cmd_evaluate_mfi_ffp(args, say: Say) -> int:
+@dataclass(frozen=True)
+class MFIFFPEvaluation:
+    """`oncolens evaluate mfi_ffp`: installed variants on their test split (or all of a manifest), or, with
+    `ablation`, train and tabulate those ablation rows."""
+
+    out: Path
+    variants: tuple[tuple[str, ...], ...] | None = None  # None: every installed variant
+    data: NodeData | None = None  # None: the phantom the cards were trained on
+    split: str = "test"
+    n_bootstrap: int = 1000
+    ablation: tuple[str, ...] = ()
+    base: MFIFFPTrainSettings = field(default_factory=lambda: MFIFFPTrainSettings(epochs=12))  # ablation rows
+    runs: int = 1
+    models_root: Path | None = None
+
+
+def evaluate_mfi_ffp(ev: MFIFFPEvaluation, say: Say) -> int:
     from engine.registry import load_card
 
-    out = Path(args.out)
-    if args.ablation:
-        samples, _ = node_data(args.data, args.phantom_patients, args.phantom_nodes, args.phantom_seed)
-        data = prepare_arrays(samples, _input_size(args.preset))
-        base = MFIFFPTrainSettings(preset=args.preset, epochs=args.epochs or 12, n_bootstrap=args.bootstrap)
-        rows = run_ablation(data, resolve_names(args.ablation), base, runs=args.runs, progress=say)
-        title = f"MFI-FFP ablation ({args.preset}, {base.epochs} epochs, median of {args.runs} run(s))"
-        write_ablation(rows, data, out, title)
+    if ev.ablation:
+        samples, _ = node_data(ev.data or NodeData())
+        data = prepare_arrays(samples, ev.base.input_size)
+        rows = run_ablation(data, list(ev.ablation), ev.base, runs=ev.runs, progress=say)
+        title = f"MFI-FFP ablation ({ev.base.preset}, {ev.base.epochs} epochs, median of {ev.runs} run(s))"
+        write_ablation(rows, data, ev.out, title)
         print(format_ablation(rows))
-        say(f"wrote CSV, JSON, Markdown and ROC PNG to {out}/")
+        say(f"wrote CSV, JSON, Markdown and ROC PNG to {ev.out}/")
         return 0
-    variants = installed_variants() if args.variants == "installed" else parse_variants(args.variants)
+    variants = list(ev.variants) if ev.variants else installed_variants(ev.models_root)
     if not variants:
         raise ValueError("No MFI-FFP model cards are installed; train them with `oncolens train mfi_ffp`.")
-    card = load_card(card_name(variants[0]))
-    desc = card.training["data"]
-    if args.data == "phantom":
-        if desc.get("kind") != "phantom":
-            raise ValueError("The installed cards were trained on a manifest; pass --data <manifest.csv>.")
-        samples, _ = node_data("phantom", desc["n_patients"], desc["nodes_per_patient"], desc["seed"])
-    else:
-        samples, _ = node_data(args.data, 0, 0, 0)
+    card = load_card(card_name(variants[0]), ev.models_root)
+    samples, _ = node_data(ev.data or NodeData.of_card(card))
     data = prepare_arrays(samples, int(card.input.size[0]))
-    rows = evaluate_installed(data, variants, args.split, out, args.bootstrap)
+    rows = evaluate_installed(data, variants, ev.split, ev.out, ev.n_bootstrap, ev.models_root)
     print(f"{'variant':<12} {'n':>5} {'pos':>4}  {'AUC (95% CI)':<24} {'ACC (95% CI)':<24} {'F1 (95% CI)':<24} "
           f"{'params M':>8} {'GFLOPs':>7}")
     for r in rows:
@@ -189,11 +225,21 @@ def cmd_evaluate_mfi_ffp(args, say: Say) -> int:
               f"{_cell(r['f1']):<24} {r['params_m']:>8.2f} {r['gflops']:>7.3f}")
     if rows:
         print(rows[0]["ci"])
-    say(f"wrote CSV, JSON and ROC PNG to {out}/")
+    say(f"wrote CSV, JSON and ROC PNG to {ev.out}/")
     return 0
 
 
-def cmd_bench_mfi_ffp(args, say: Say) -> int:
+@dataclass(frozen=True)
+class LatencyBench:
+    """`oncolens bench mfi_ffp|seg`: repeats per measurement, which nets, an optional CSV of the table."""
+
+    repeats: int = 50
+    nets: str = "installed"
+    out: Path | None = None
+    models_root: Path | None = None
+
+
+def bench_mfi_ffp(bench: LatencyBench, say: Say) -> int:
     """Per-case latency of the tri-modal net: eager PyTorch vs ONNX Runtime, same process, same inputs."""
     import torch
 
@@ -202,16 +248,16 @@ def cmd_bench_mfi_ffp(args, say: Say) -> int:
     from engine.preprocess.lymph_node import preprocess_node
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    eager = MFIFFPPredictor(NODE_MODALITIES, device="cpu")
+    eager = MFIFFPPredictor(NODE_MODALITIES, device="cpu", root=bench.models_root)
     t = time.perf_counter()
-    fast = MFIFFPPredictor(NODE_MODALITIES, device="cpu", backend="onnx")
+    fast = MFIFFPPredictor(NODE_MODALITIES, device="cpu", backend="onnx", root=bench.models_root)
     say(f"ONNX graph ready in {time.perf_counter() - t:.1f} s (cached in the user data folder)")
     nodes = make_node_dataset(n_patients=2, nodes_per_patient=10, seed=99)
     inputs = [torch.from_numpy(preprocess_node(n.images, NODE_MODALITIES, eager.card.preprocessing)[0])[None]
               for n in nodes]
     results: dict[str, list[float]] = {"preprocess": [], "eager": [], "onnx": [], "gradcam": []}
     diffs = []
-    for i in range(args.repeats):
+    for i in range(bench.repeats):
         node, x = nodes[i % len(nodes)], inputs[i % len(inputs)]
         t = time.perf_counter()
         preprocess_node(node.images, NODE_MODALITIES, eager.card.preprocessing)
@@ -234,18 +280,19 @@ def cmd_bench_mfi_ffp(args, say: Say) -> int:
             ("ONNX Runtime fp32", *latency_percentiles(results["onnx"])),
             ("full predict incl. 4 Grad-CAMs (eager)", *latency_percentiles(results["gradcam"]))]
     print(f"MFI-FFP tri-modal ({eager.card.name}, input {list(eager.card.input.size)}), batch 1, "
-          f"{torch.get_num_threads()} CPU threads, {args.repeats} repeats")
+          f"{torch.get_num_threads()} CPU threads, {bench.repeats} repeats")
     print(f"{'path':<44} {'p50 ms':>8} {'p99 ms':>8} {'speed-up (p50)':>15}")
     for name, p50, p99 in rows:
         ratio = f"{eager_p50 / p50:.2f}x" if name.startswith(("eager", "ONNX")) else ""
         print(f"{name:<44} {p50:>8.2f} {p99:>8.2f} {ratio:>15}")
-    print(f"max |P_onnx - P_eager| over {args.repeats} cases: {max(diffs):.2e}")
-    if args.out:
-        with open(args.out, "w", newline="", encoding="utf-8") as fh:
+    print(f"max |P_onnx - P_eager| over {bench.repeats} cases: {max(diffs):.2e}")
+    if bench.out:
+        with open(bench.out, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["path", "p50_ms", "p99_ms"])
             writer.writerows([(n, f"{a:.3f}", f"{b:.3f}") for n, a, b in rows])
     return 0
 
 
-__all__ = ["ABLATIONS", "Split", "cmd_bench_mfi_ffp", "cmd_evaluate_mfi_ffp", "cmd_train_mfi_ffp"]
+__all__ = ["ABLATIONS", "LatencyBench", "MFIFFPEvaluation", "MFIFFPTrainRun", "NodeData", "Split", "bench_mfi_ffp",
+           "evaluate_mfi_ffp", "train_mfi_ffp_variants"]

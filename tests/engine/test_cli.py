@@ -60,6 +60,23 @@ def test_train_then_evaluate_tiny_run(tmp_path, monkeypatch, capsys):
     assert 0 <= card["evaluation"]["metrics"]["auc"]["value"] <= 1
     assert set(card["training"]["test_patients"]).isdisjoint(card["training"]["validation_patients"])
     assert (models / "fl_cnn_fl_tumor" / "README.md").exists()
+    # `evaluate` of the installed net (the app's predictor, regenerated test patients) reproduces the card
+    out = tmp_path / "eval"
+    assert main(["evaluate", "fl_cnn", "--modality", "FL", "--models-dir", str(models), "--out", str(out)]) == 1
+    assert "fl_cnn_fl_grade" in capsys.readouterr().err  # the cascade's other nets are not installed: named
+    from engine.predict.glioma import GliomaCascadePredictor
+    from engine.train.fl_cnn import record_scores
+    from engine.train.fl_cnn_run import SpecimenData, specimen_records
+    from engine.train.specimen_data import task_records
+
+    predictor = GliomaCascadePredictor("FL", device="cpu", tasks=("tumor",), root=models)
+    records, _ = specimen_records(SpecimenData("phantom", 8, 12, 2021))
+    test = [r for r in task_records(records, "tumor", "FL") if r.patient_id in set(card["training"]["test_patients"])]
+    from engine.metrics.classification import auc
+
+    scores = record_scores(predictor, "tumor", test)
+    assert auc([r.labels["tumor"] for r in test], scores) == pytest.approx(
+        card["evaluation"]["metrics"]["auc"]["value"], abs=1e-9)
 
 
 @pytest.mark.slow

@@ -333,7 +333,6 @@ def test_cli_train_evaluate_bench_and_predict_with_both_backends(tmp_path, monke
     from engine.predict.fluoro import FluoroSegPredictor
 
     models = tmp_path / "models"
-    monkeypatch.setenv("ONCOLENS_MODELS_DIR", str(models))  # --models-dir sets it too; restored after the test
     common = ["--epochs", "1", "--phantom-frames", "A=4,B=5,C=2", "--phantom-size", "128"]
     assert main(["train", "fluoro_seg", "--nets", "unet", "--folds", "2", "--targets", "B", *common,
                  "--models-dir", str(models), "--out", str(tmp_path / "tables")]) == 0
@@ -356,14 +355,13 @@ def test_cli_train_evaluate_bench_and_predict_with_both_backends(tmp_path, monke
     assert main(["evaluate", "fluoro_seg", "--folds", "2", "--targets", "A,B", "--epochs", "1",
                  "--tables-from", str(tmp_path / "eval" / "per_image_metrics.csv"), "--out", str(tmp_path / "again")]) == 0
     assert capsys.readouterr().out == printed  # the same tables from the saved rows, no training
-    monkeypatch.setenv("ONCOLENS_MODELS_DIR", str(models))
-    assert main(["bench", "seg", "--repeats", "3"]) == 0
+    assert main(["bench", "seg", "--repeats", "3", "--models-dir", str(models)]) == 0
     bench = capsys.readouterr().out
     assert "UNet" in bench and "speed-up" in bench and "MASKS DIFFER" not in bench
     frame = make_frame(np.random.default_rng(4), "C", 150)  # not a multiple of 32
     nir = {"NIR": image_of("NIR", frame.image, 8)}
-    eager = FluoroSegPredictor("unet", device="cpu").predict(nir)
-    fast = FluoroSegPredictor("unet", device="cpu", backend="onnx").predict(nir)
+    eager = FluoroSegPredictor("unet", device="cpu", root=models).predict(nir)
+    fast = FluoroSegPredictor("unet", device="cpu", backend="onnx", root=models).predict(nir)
     assert eager.masks["tumor"].shape == (150, 150)
     if eager.masks["tumor"].any() or fast.masks["tumor"].any():
         assert dice(eager.masks["tumor"], fast.masks["tumor"]) > 0.99

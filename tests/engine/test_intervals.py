@@ -4,14 +4,13 @@ bootstrap, leave-one-out closed forms against loops, stratified resampling, and 
 from __future__ import annotations
 
 import math
-from argparse import Namespace
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from engine.metrics import bca_limits, bootstrap_ci, leave_one_out, percentile_limits, proportion_ci
-from engine.metrics.ci_coverage import METHODS, cmd_bench_ci_coverage, simulate_coverage
+from engine.metrics.ci_coverage import METHODS, simulate_coverage
 from engine.metrics.classification import METRIC_NAMES, auc, binary_metrics
 from engine.metrics.resampling import _resample_indices, bootstrap_interval
 
@@ -78,10 +77,10 @@ def test_stratified_resamples_keep_the_class_counts():
 
 
 def test_coverage_command_writes_its_table(tmp_path):
-    args = Namespace(n_pos=40, n_neg=30, sensitivity=0.2, specificity=0.9, studies=10, n_boot=50, seed=1,
-                     out=str(tmp_path / "coverage.md"))
-    said = []
-    assert cmd_bench_ci_coverage(args, said.append) == 0
+    from engine.cli import main
+
+    assert main(["bench", "ci-coverage", "--n-pos", "40", "--n-neg", "30", "--sensitivity", "0.2", "--specificity",
+                 "0.9", "--studies", "10", "--n-boot", "50", "--seed", "1", "--out", str(tmp_path / "coverage.md")]) == 0
     text = (tmp_path / "coverage.md").read_text()
     assert all(method in text for method in METHODS) and "10 simulated studies of 40 positive and 30 negative" in text
 

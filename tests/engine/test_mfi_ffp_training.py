@@ -100,23 +100,31 @@ def test_mismatched_or_missing_images_are_clear_errors(nodes):
         check_node_images({"WLI": images["WLI"]}, ("WLI", "PCI"))
 
 
-def test_train_save_and_predict_with_heatmaps_and_onnx(arrays, tmp_path, monkeypatch):
-    monkeypatch.setenv("ONCOLENS_MODELS_DIR", str(tmp_path / "models"))
+def test_train_save_and_predict_with_heatmaps_and_onnx(arrays, tmp_path):
+    from engine.metrics.classification import auc
+    from engine.train.mfi_ffp import node_scores
+
+    models = tmp_path / "models"
     settings = MFIFFPTrainSettings(epochs=1, batch_size=8, n_bootstrap=50)
     outcome = train_mfi_ffp(arrays, settings)
     assert outcome is not None and 0.0 <= outcome.threshold <= 1.0
     assert len(outcome.test_scores) == len(outcome.split.test)
     assert set(arrays.patients[i] for i in outcome.split.test).isdisjoint(
         arrays.patients[i] for i in outcome.split.fit)
-    card = save_trained(outcome, arrays, {"kind": "phantom"}, "pytest")
+    card = save_trained(outcome, arrays, {"kind": "phantom"}, "pytest", root=models)
     assert card.name == "mfi_ffp_wli_fi_pci" and card.weights["dtype"] == "float16"
-    assert (tmp_path / "models" / card.name / "README.md").is_file()
+    assert (models / card.name / "README.md").is_file()
 
     from engine.phantoms.lymph_node import make_node_dataset
     from engine.predict.lymph_node import MFIFFPPredictor
 
+    predictor = MFIFFPPredictor(device="cpu", root=models)
+    # The card's numbers are the app's: the installed predictor scores the test nodes as the card says.
+    again = node_scores(predictor, arrays, outcome.split.test)
+    assert np.allclose(again, outcome.test_scores, atol=1e-5)
+    y = arrays.labels[outcome.split.test]
+    assert auc(y, again) == pytest.approx(card.evaluation["metrics"]["auc"]["value"], abs=1e-9)
     node = make_node_dataset(n_patients=1, nodes_per_patient=1, seed=9, size=150)[0]
-    predictor = MFIFFPPredictor(device="cpu")
     images = {m: image_of(m, a) for m, a in node.images.items()}
     pred = predictor.predict(images, explain=True)
     assert pred.model == "mfi_ffp[WLI+FI+PCI]"
@@ -126,7 +134,7 @@ def test_train_save_and_predict_with_heatmaps_and_onnx(arrays, tmp_path, monkeyp
     for heat in pred.heatmaps.values():
         assert heat.shape == (150, 150) and heat.min() >= 0 and heat.max() <= 1
 
-    fast = MFIFFPPredictor(device="cpu", backend="onnx")
+    fast = MFIFFPPredictor(device="cpu", backend="onnx", root=models)
     assert fast.predict(images, explain=False).probabilities["metastatic"] == pytest.approx(
         pred.probabilities["metastatic"], abs=1e-4)
 
@@ -171,12 +179,12 @@ def test_cli_train_evaluate_and_bench(tmp_path, monkeypatch, capsys):
                  "--out", str(tmp_path / "ablation")]) == 0
     readme = (models / "mfi_ffp_wli_fi_pci" / "README.md").read_text(encoding="utf-8")
     assert "## Ablation" in readme and "tri-modal" in readme
-    monkeypatch.setenv("ONCOLENS_MODELS_DIR", str(models))
     capsys.readouterr()
-    assert main(["evaluate", "mfi_ffp", "--out", str(tmp_path / "eval"), "--bootstrap", "50"]) == 0
+    assert main(["evaluate", "mfi_ffp", "--out", str(tmp_path / "eval"), "--bootstrap", "50",
+                 "--models-dir", str(models)]) == 0
     table = capsys.readouterr().out
     assert "tri-modal" in table and "GFLOPs" in table
     assert (tmp_path / "eval" / "mfi_ffp_test_roc.png").is_file()
-    assert main(["bench", "mfi_ffp", "--repeats", "4"]) == 0
+    assert main(["bench", "mfi_ffp", "--repeats", "4", "--models-dir", str(models)]) == 0
     bench = capsys.readouterr().out
     assert "ONNX Runtime fp32" in bench and "eager PyTorch fp32" in bench

@@ -8,7 +8,6 @@ import os
 import shutil
 import uuid
 import zlib
-from argparse import Namespace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,8 +39,7 @@ from engine.studies import (
     study_progress,
 )
 from engine.studies.analysis import analyze_study, export_reads_csv, read_rows
-from engine.studies.model import AUTH_FAILED, cmd_study_add_reader, cmd_study_create, hash_pin, verify_pin
-from engine.studies.session import cmd_study_progress
+from engine.studies.model import AUTH_FAILED, hash_pin, verify_pin
 
 STUDY_TABLES = {"studies", "study_cases", "readers", "reading_sessions", "reads"}
 PINS = {"r1": "1111", "r2": "2222", "r3": "3333"}
@@ -389,21 +387,25 @@ def test_a_deleted_bundle_is_named_when_reached_and_the_study_goes_on(store, tmp
 # -- administrator's commands -------------------------------------------------------------------------
 
 
-def test_admin_commands_create_enrol_and_export(store, tmp_path):
+def test_admin_commands_create_enrol_and_export(store, tmp_path, monkeypatch, capsys):
+    import engine.cli.study as study_cli
+    from engine.cli import main
+
     ids = add_cases(store, tmp_path, 4)
-    said = []
-    assert cmd_study_create(Namespace(study="cli", label="tumor", cases=ids[:2], kind="glioma_specimen",
-                                      modalities=["FL", "WL"], arms=["unaided", "aided"], washout_days=28),
-                            say=said.append) == 0
+    db = ["--db", store.url]
+    assert main(["study", *db, "create", "cli", "--label", "tumor", "--cases", *ids[:2], "--kind", "glioma_specimen",
+                 "--modalities", "FL", "WL", "--arms", "unaided", "aided", "--washout-days", "28"]) == 0
     assert load_study(store, "cli").case_ids == tuple(ids) and load_study(store, "cli").arms == (UNAIDED, AIDED)
     answers = iter(["4321", "4321"])
-    assert cmd_study_add_reader(Namespace(study="cli", reader="dr.k", name="Dr K"), say=said.append,
-                                prompt=lambda _: next(answers)) == 0
-    with pytest.raises(StudyError, match="differ"):
-        pins = iter(["1111", "2222"])
-        cmd_study_add_reader(Namespace(study="cli", reader="dr.m"), prompt=lambda _: next(pins))
+    monkeypatch.setattr(study_cli, "PROMPT", lambda _: next(answers))
+    assert main(["study", *db, "add-reader", "cli", "dr.k", "--name", "Dr K"]) == 0
+    pins = iter(["1111", "2222"])
+    monkeypatch.setattr(study_cli, "PROMPT", lambda _: next(pins))
+    assert main(["study", *db, "add-reader", "cli", "dr.m"]) == 1
+    assert "differ" in capsys.readouterr().err
     ReadingSession.open(store, "cli", "dr.k", "4321").answer(True, 4)
-    assert cmd_study_progress(Namespace(study="cli"), say=said.append) == 0
+    assert main(["study", *db, "progress", "cli"]) == 0
+    said = capsys.readouterr().err.splitlines()
     assert any("dr.k" in line and "1/4" in line for line in said)
     path = export_reads_csv(store, "cli", tmp_path / "reads.csv")
     lines = path.read_text().splitlines()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import re
 import zlib
-from argparse import Namespace
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from test_studies import PINS, add_cases, make_study
 from engine.store import Store
 from engine.studies import AIDED, UNAIDED, ReadingSession, Study, StudyError, add_reader, create_study
 from engine.studies.analysis import analyze_study, collect_study_data, export_long_format, read_rows
-from engine.studies.report import cmd_study_report, render_report, write_report
+from engine.studies.report import render_report, write_report
 
 STATS = {"n_boot": 200, "n_perm": 400}
 
@@ -134,7 +133,7 @@ def test_nothing_to_analyse_before_anyone_finishes(store, tmp_path):
         analyze_study(store, "s1", **STATS)
 
 
-def test_long_format_export_and_report_command(store, tmp_path):
+def test_long_format_export_and_report_command(store, tmp_path, capsys):
     make_study(store, tmp_path / "bundles", n=10, readers=("r1", "r2"))
     read_everything(store, "s1", ("r1", "r2"))
     data = collect_study_data(store, "s1")
@@ -149,11 +148,12 @@ def test_long_format_export_and_report_command(store, tmp_path):
     assert {r["score"] for r in csv.DictReader(calls.open()) if r["modalityID"] == UNAIDED} <= {"0", "1"}
     assert imrmc.read_text().startswith("OncoLens reader study s1 - ")  # the title's colon is replaced
 
-    said = []
-    url = store.url
-    assert cmd_study_report(Namespace(study="s1", out=str(tmp_path / "cli"), db=url, **STATS), say=said.append) == 0
+    from engine.cli import main
+
+    assert main(["study", "--db", store.url, "report", "s1", "--out", str(tmp_path / "cli"),
+                 "--n-boot", str(STATS["n_boot"]), "--n-perm", str(STATS["n_perm"])]) == 0
     assert (tmp_path / "cli" / "study_s1_report.html").is_file()
-    assert any(line.startswith("analysed 10 cases") for line in said)
+    assert any(line.startswith("analysed 10 cases") for line in capsys.readouterr().err.splitlines())
 
 
 def test_bench_study_times_a_simulated_study_through_the_real_store(tmp_path, capsys):

@@ -1,0 +1,54 @@
+"""`oncolens bench mfi_ffp|seg|study|ci-coverage`: measured tables, printed (and optionally written as CSV)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine.cli.common import Context
+from engine.cli.families import FAMILIES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="speed and statistics benchmarks that print a table (same run, side by side)")
+    which = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+
+    for family in FAMILIES:
+        if hasattr(family, "register_bench"):
+            family.register_bench(which)
+
+    study = which.add_parser("study", help="time a simulated reader study's reading and analysis on a fresh store")
+    study.add_argument("--readers", type=int, default=10, help="simulated readers (default 10)")
+    study.add_argument("--cases", type=int, default=300, help="simulated cases (default 300)")
+    study.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    study.add_argument("--n-perm", type=int, default=10000, help="permutation resamples (default 10000)")
+    study.add_argument("--seed", type=int, default=0, help="simulation seed")
+    study.add_argument("--out", type=Path, help="keep the tables and the HTML report in this folder")
+    study.set_defaults(run=run_study)
+
+    cov = which.add_parser("ci-coverage", help="coverage of the interval methods for sensitivity and specificity "
+                                               "in simulated studies")
+    cov.add_argument("--studies", type=int, default=2000, help="simulated studies (default 2000)")
+    cov.add_argument("--n-pos", type=int, default=195, help="positive cases per study (default 195)")
+    cov.add_argument("--n-neg", type=int, default=75, help="negative cases per study (default 75)")
+    cov.add_argument("--sensitivity", type=float, default=0.145, help="true sensitivity (default 0.145)")
+    cov.add_argument("--specificity", type=float, default=0.938, help="true specificity (default 0.938)")
+    cov.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per study (default 1000)")
+    cov.add_argument("--seed", type=int, default=0, help="simulation seed")
+    cov.add_argument("--out", type=Path, help="also write the table as Markdown")
+    cov.set_defaults(run=run_coverage)
+
+
+def run_study(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.studies.simulate import StudyBench, bench_study
+
+    return bench_study(StudyBench(readers=args.readers, cases=args.cases, n_boot=args.n_boot, n_perm=args.n_perm,
+                                  seed=args.seed, out=args.out), ctx.say)
+
+
+def run_coverage(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.metrics.ci_coverage import CoverageBench, bench_ci_coverage
+
+    return bench_ci_coverage(CoverageBench(studies=args.studies, n_pos=args.n_pos, n_neg=args.n_neg,
+                                           sensitivity=args.sensitivity, specificity=args.specificity,
+                                           n_resamples=args.n_boot, seed=args.seed, out=args.out), ctx.say)

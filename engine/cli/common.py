@@ -1,0 +1,57 @@
+"""What the command modules share: how they talk, the command line recorded in cards, the models folder."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+Say = Callable[[str], None]
+
+
+def say(message: str) -> None:
+    """Progress and notes go to stderr, so that stdout carries only results (JSON, tables)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Context:
+    """What every command gets besides its arguments."""
+
+    argv: Sequence[str] = ()
+    say: Say = say
+    gui_launcher: Callable[..., int] | None = None
+    self_test: Callable[[], int] | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def command_line(self) -> str:
+        """`oncolens ...` as typed, recorded in model cards so that they can be regenerated."""
+        return "oncolens " + " ".join(shlex.quote(a) for a in self.argv)
+
+
+def add_models_dir(parser: argparse.ArgumentParser, writing: bool = False) -> None:
+    parser.add_argument("--models-dir", type=Path,
+                        help=("write cards and weights into this folder instead of the shipped models folder"
+                              if writing else "read cards and weights from this folder instead of the shipped one"))
+
+
+def add_evaluation_options(p: argparse.ArgumentParser) -> None:
+    """--split, --out, --bootstrap and --models-dir, as every `evaluate FAMILY` takes them."""
+    p.add_argument("--split", default="test", choices=["test", "all"],
+                   help="test: only the cards' held-out patients; all: every record (an external test set)")
+    p.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUC/F1 intervals")
+    add_models_dir(p)
+
+
+def models_root(args: argparse.Namespace) -> Path | None:
+    folder = getattr(args, "models_dir", None)
+    return Path(folder).resolve() if folder else None
+
+
+def optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None

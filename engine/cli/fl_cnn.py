@@ -1,0 +1,73 @@
+"""FL-CNN on the command line: `oncolens train fl_cnn` and `oncolens evaluate fl_cnn`."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.cli.common import Context, add_evaluation_options, add_models_dir, models_root
+
+
+def add_data(p: argparse.ArgumentParser, evaluating: bool = False) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default="phantom",
+                   help="'phantom' (the synthetic generator" + (", as the cards were trained" if evaluating else "")
+                        + ") or a CSV manifest (see README)")
+    if not evaluating:
+        g.add_argument("--phantom-patients", type=int, default=30, help="phantom patients (default 30)")
+        g.add_argument("--phantom-per-patient", type=int, default=30, help="specimens per phantom patient (30)")
+        g.add_argument("--phantom-seed", type=int, default=2021, help="phantom seed (default 2021)")
+
+
+def specimen_data(args: argparse.Namespace):
+    from engine.train.fl_cnn_run import SpecimenData
+
+    if args.data != "phantom":
+        return SpecimenData(source=args.data)
+    if not hasattr(args, "phantom_patients"):
+        return None  # evaluation: regenerate the phantom recorded in the cards
+    return SpecimenData("phantom", args.phantom_patients, args.phantom_per_patient, args.phantom_seed)
+
+
+def register_train(families: argparse._SubParsersAction) -> None:
+    fl = families.add_parser("fl_cnn", help="FL-CNN / WL-CNN cascades (glioma specimens)")
+    fl.add_argument("--modality", default="all", choices=["FL", "WL", "all"], help="which cascade (default both)")
+    fl.add_argument("--task", default="all", choices=["tumor", "grade", "ki67", "all"],
+                    help="which net of the cascade (default all three)")
+    fl.add_argument("--preset", default="compact", choices=["compact", "paper"],
+                    help="compact: the demo nets (128 px, width 0.5); paper: EfficientNet-B0 at 224 px")
+    fl.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
+    fl.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    fl.add_argument("--seed", type=int, default=0, help="training seed (split, initialisation, augmentation)")
+    fl.add_argument("--pretrained", help="local ImageNet EfficientNet-B0 weights (.pth/.safetensors)")
+    add_data(fl)
+    add_models_dir(fl, writing=True)
+    fl.set_defaults(run=run_train)
+
+
+def register_evaluate(families: argparse._SubParsersAction) -> None:
+    fl = families.add_parser("fl_cnn", help="the FL-CNN / WL-CNN cascades")
+    fl.add_argument("--modality", default="all", choices=["FL", "WL", "all"], help="which cascade (default both)")
+    add_data(fl, evaluating=True)
+    add_evaluation_options(fl)
+    fl.set_defaults(run=run_evaluate)
+
+
+def run_train(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.train.fl_cnn import FLCNNTrainSettings
+    from engine.train.fl_cnn_run import TASKS, FLCNNTrainRun, train_fl_cnn_nets
+
+    base = FLCNNTrainSettings(preset=args.preset, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                              pretrained_path=args.pretrained)
+    run = FLCNNTrainRun(base=base, modalities=("FL", "WL") if args.modality == "all" else (args.modality,),
+                        tasks=TASKS if args.task == "all" else (args.task,), data=specimen_data(args),
+                        models_root=models_root(args), command=ctx.command_line)
+    return train_fl_cnn_nets(run, ctx.say)
+
+
+def run_evaluate(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.train.fl_cnn_run import FLCNNEvaluation, evaluate_fl_cnn_nets
+
+    ev = FLCNNEvaluation(out=args.out, modalities=("FL", "WL") if args.modality == "all" else (args.modality,),
+                         data=specimen_data(args), split=args.split, n_bootstrap=args.bootstrap,
+                         models_root=models_root(args))
+    return evaluate_fl_cnn_nets(ev, ctx.say)

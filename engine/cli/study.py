@@ -1,0 +1,150 @@
+"""`oncolens study create|add-reader|progress|export-reads|report`: reader studies from the command line.
+
+Each subcommand opens the store, calls the engine's study functions with typed values and prints a line;
+the PIN is prompted for (never an argument that would stay in the shell history)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from getpass import getpass
+from pathlib import Path
+
+from engine.cli.common import Context
+
+PROMPT: Callable[[str], str] = getpass  # tests answer the PIN prompt by replacing this
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from engine.studies import ARMS, SCALES, UNAIDED
+
+    study = sub.add_parser("study", help="reader studies: create, enrol readers, progress, export, report")
+    study.add_argument("--db", help="database URL (default: the db_url setting or the user's SQLite file)")
+    study.add_argument("--actor", default="admin", help="who is doing this, for the audit log")
+    cmds = study.add_subparsers(dest="study_command", required=True, metavar="COMMAND")
+
+    create = cmds.add_parser("create", help="create a study from cases already in the store")
+    create.add_argument("study", help="study id")
+    create.add_argument("--name", help="display name (default: the id)")
+    create.add_argument("--label", required=True, help="truth label readers call, e.g. metastatic or tumor")
+    create.add_argument("--cases", nargs="*", default=[], help="case ids")
+    create.add_argument("--kind", help="add every stored case of this kind")
+    create.add_argument("--modalities", nargs="+", required=True, help="modalities readers see")
+    create.add_argument("--arms", nargs="+", choices=ARMS, default=[UNAIDED], help="arms in reading order")
+    create.add_argument("--scale", choices=sorted(SCALES), default="5-point", help="confidence scale")
+    create.add_argument("--contours", action="store_true", help="readers also draw a contour")
+    create.add_argument("--seed", type=int, default=0, help="seed of the per-reader reading order")
+    create.add_argument("--repeat-reads", type=int, default=0, help="extra rounds after the washout")
+    create.add_argument("--washout-days", type=float, default=0.0, help="least days between a reader's sessions")
+    create.add_argument("--model", help="model whose stored predictions are used (default: newest per case)")
+    create.add_argument("--question", help="the question readers see (default: Is this case <label>?)")
+    create.add_argument("--description", help="free text kept with the study")
+    create.set_defaults(run=run_create)
+
+    reader = cmds.add_parser("add-reader", help="enrol a reader (the PIN is asked for, not echoed)")
+    reader.add_argument("study", help="study id")
+    reader.add_argument("reader", help="reader id")
+    reader.add_argument("--name", help="display name")
+    reader.add_argument("--pin", help=argparse.SUPPRESS)  # for scripts; a prompt keeps it out of shell history
+    reader.set_defaults(run=run_add_reader)
+
+    progress = cmds.add_parser("progress", help="how far every reader is")
+    progress.add_argument("study", help="study id")
+    progress.set_defaults(run=run_progress)
+
+    export = cmds.add_parser("export-reads", help="reads as CSV (and the MRMC long format)")
+    export.add_argument("study", help="study id")
+    export.add_argument("--out", required=True, type=Path, help="CSV file")
+    export.add_argument("--history", action="store_true", help="also superseded answers")
+    export.add_argument("--long-format", type=Path, help="folder for the long-format CSVs and the MRMC tools' input "
+                                                         "files (iMRMC app, iMRMC R package, RJafroc)")
+    export.set_defaults(run=run_export)
+
+    report = cmds.add_parser("report", help="analyse and write the tables and the HTML report")
+    report.add_argument("study", help="study id")
+    report.add_argument("--out", type=Path, help="folder (default: study_<id>)")
+    report.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    report.add_argument("--n-perm", type=int, default=10000, help="permutation resamples")
+    report.add_argument("--seed", type=int, help="statistics seed (default: the study seed)")
+    report.add_argument("--covariance", choices=("jackknife", "delong"), default="jackknife",
+                        help="covariance of the AUC estimates in the MRMC analyses (delong: MRMCaov's default)")
+    report.set_defaults(run=run_report)
+
+
+def _store(args: argparse.Namespace):
+    from engine.store import Store
+
+    return Store(args.db or None)
+
+
+def run_create(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.studies import Study, create_study
+
+    with _store(args) as store:
+        case_ids = list(args.cases or [])
+        if args.kind:
+            case_ids += [c.id for c in sorted(store.list_cases(kind=args.kind), key=lambda c: c.id)
+                         if c.id not in case_ids]
+        study = create_study(store, Study(
+            id=args.study, name=args.name or args.study, task_label=args.label, case_ids=tuple(case_ids),
+            modalities=tuple(args.modalities), arms=tuple(args.arms), confidence_scale=args.scale,
+            contours=bool(args.contours), seed=int(args.seed), repeat_reads=int(args.repeat_reads),
+            washout_days=float(args.washout_days), model=args.model, question=args.question or "",
+            description=args.description or ""), actor=args.actor)
+    ctx.say(f"created study {study.id}: {len(study.case_ids)} {study.case_kind} cases, arms "
+            f"{', '.join(study.arms)}, model {study.model} at {study.model_threshold:g}")
+    return 0
+
+
+def run_add_reader(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.studies import StudyError, add_reader
+
+    pin = args.pin
+    if not pin:
+        pin = PROMPT(f"PIN for reader {args.reader}: ")
+        if PROMPT("Repeat the PIN: ") != pin:
+            raise StudyError("The two PINs differ; nothing was saved. Try again.")
+    with _store(args) as store:
+        reader = add_reader(store, args.study, args.reader, args.name or args.reader, pin, actor=args.actor)
+    ctx.say(f"enrolled reader {reader.reader_id} ({reader.display_name}) in study {reader.study_id}")
+    return 0
+
+
+def run_progress(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.studies import study_progress
+
+    with _store(args) as store:
+        rows = study_progress(store, args.study)
+    ctx.say(f"{'reader':<16} {'arm':<8} {'round':>5} {'answered':>9}  completed")
+    for r in rows:
+        ctx.say(f"{r.reader_id:<16} {r.arm:<8} {r.round:>5} {r.answered:>4}/{r.total:<4}  "
+                f"{r.completed or ('in progress' if r.started else 'not started')}")
+    return 0
+
+
+def run_export(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.studies import export_long_format, export_reads_csv
+
+    with _store(args) as store:
+        ctx.say(f"wrote {export_reads_csv(store, args.study, args.out, history=bool(args.history))}")
+        if args.long_format:
+            for written in export_long_format(store, args.study, args.long_format):
+                ctx.say(f"wrote {written}")
+    return 0
+
+
+def run_report(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.studies import analyze_study
+    from engine.studies.report import write_report
+
+    with _store(args) as store:
+        analysis = analyze_study(store, args.study, n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed,
+                                 covariance=args.covariance)
+    out = args.out or Path(f"study_{args.study}")
+    paths = analysis.write(out)
+    report = write_report(analysis, out / f"study_{args.study}_report.html")
+    for note in analysis.notes:
+        ctx.say(f"note: {note}")
+    ctx.say(f"analysed {len(analysis.data.case_ids)} cases in {analysis.seconds:.1f} s; wrote {len(paths)} tables "
+            f"and the report {report}")
+    return 0

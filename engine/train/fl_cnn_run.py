@@ -1,0 +1,116 @@
+"""Runs of FL-CNN as `oncolens train|evaluate fl_cnn` ask for them, from typed settings (engine.cli turns the
+arguments into these; no argparse object comes here)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from engine.cases.model import FL, WL
+from engine.train.fl_cnn import FLCNNTrainSettings, save_trained, train_fl_cnn
+
+Say = Callable[[str], None]
+TASKS = ("tumor", "grade", "ki67")
+
+
+@dataclass(frozen=True)
+class SpecimenData:
+    """Where the specimens come from: the phantom generator (its size and seed) or a hospital's CSV manifest."""
+
+    source: str = "phantom"  # "phantom" or the path of a manifest CSV
+    patients: int = 30
+    per_patient: int = 30
+    seed: int = 2021
+
+    @classmethod
+    def of_card(cls, card) -> SpecimenData:
+        """The phantom a card was trained on (evaluation regenerates it); a manifest card needs --data."""
+        desc = card.training["data"]
+        if desc.get("kind") != "phantom":
+            raise ValueError(f"{card.name} was trained on a manifest; pass --data <manifest.csv>.")
+        return cls("phantom", desc["n_patients"], desc["specimens_per_patient"], desc["seed"])
+
+
+def specimen_records(data: SpecimenData):
+    """(records, description for the card)."""
+    from engine.train.specimen_data import load_manifest, phantom_records
+
+    if data.source == "phantom":
+        return phantom_records(data.patients, data.per_patient, data.seed), {
+            "kind": "phantom", "generator": "engine.phantoms.glioma.make_glioma_dataset",
+            "n_patients": data.patients, "specimens_per_patient": data.per_patient, "seed": data.seed,
+            "note": "synthetic phantom specimens, not patient data; demo weights only"}
+    return load_manifest(data.source), {"kind": "manifest", "path": str(data.source)}
+
+
+@dataclass(frozen=True)
+class FLCNNTrainRun:
+    """`oncolens train fl_cnn`: which nets (modalities x tasks), on what data, written where."""
+
+    base: FLCNNTrainSettings  # modality and task are set per net
+    modalities: tuple[str, ...] = (FL, WL)
+    tasks: tuple[str, ...] = TASKS
+    data: SpecimenData = SpecimenData()
+    models_root: Path | None = None
+    command: str = ""
+
+
+def train_fl_cnn_nets(run: FLCNNTrainRun, say: Say) -> int:
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    records, description = specimen_records(run.data)
+    for modality in run.modalities:
+        for task in run.tasks:
+            settings = replace(run.base, modality=modality, task=task)
+            outcome = train_fl_cnn(records, settings, progress=say)
+            card = save_trained(settings, outcome, description, run.command, run.models_root)
+            auc = outcome.evaluation.to_dict()["metrics"]["auc"]
+            say(f"{card.name}: test AUC {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}], "
+                f"threshold {outcome.threshold:.3f}, {outcome.seconds:.0f} s -> {card.folder}")
+    return 0
+
+
+@dataclass(frozen=True)
+class FLCNNEvaluation:
+    """`oncolens evaluate fl_cnn`: the installed cascades on their test split, or on all of a manifest."""
+
+    out: Path
+    modalities: tuple[str, ...] = (FL, WL)
+    data: SpecimenData | None = None  # None: the phantom the cards were trained on
+    split: str = "test"
+    n_bootstrap: int = 1000
+    models_root: Path | None = None
+
+
+def evaluate_fl_cnn_nets(ev: FLCNNEvaluation, say: Say) -> int:
+    from engine.predict.glioma import card_name
+    from engine.registry import load_card
+    from engine.train.evaluate_fl_cnn import evaluate_fl_cnn
+
+    for modality in ev.modalities:
+        data = ev.data or SpecimenData.of_card(load_card(card_name(modality, "tumor"), ev.models_root))
+        records, _ = specimen_records(data)
+        evaluations = evaluate_fl_cnn(records, modality, ev.out, split=ev.split, n_bootstrap=ev.n_bootstrap,
+                                      root=ev.models_root)
+        print(format_table(evaluations))
+    say(f"wrote CSV, JSON and ROC PNG to {ev.out}/")
+    return 0
+
+
+def format_table(evaluations: dict) -> str:
+    metrics = ["auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1"]
+    lines = [f"{'model':<18} {'n':>4} " + " ".join(f"{m:>21}" for m in metrics)]
+    for name, ev in evaluations.items():
+        d = ev.to_dict()
+        cells = []
+        for m in metrics:
+            e = d["metrics"][m]
+            cells.append("n/a".rjust(21) if e["value"] is None
+                         else f"{e['value']:.3f} [{e['ci_low']:.3f},{e['ci_high']:.3f}]".rjust(21))
+        lines.append(f"{name:<18} {d['n']:>4} " + " ".join(cells))
+    if evaluations:
+        lines.append(next(iter(evaluations.values())).ci_description())
+    return "\n".join(lines)
