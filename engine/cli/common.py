@@ -48,6 +48,29 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     add_models_dir(p)
 
 
+def add_phantom_data(p: argparse.ArgumentParser, what: str, patients: int, per_patient_flag: str, per_patient: int,
+                     seed: int, with_phantom: bool = True) -> None:
+    """--data phantom|MANIFEST and the phantom's size and seed (`with_phantom` False: the cards' own phantom)."""
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default="phantom", help=f"'phantom' (the synthetic generator) or a {what} CSV manifest "
+                                                     "(see README)")
+    if with_phantom:
+        g.add_argument("--phantom-patients", type=int, default=patients, help=f"phantom patients (default {patients})")
+        g.add_argument(per_patient_flag, dest="phantom_per_patient", type=int, default=per_patient,
+                       help=f"{what}s per phantom patient (default {per_patient})")
+        g.add_argument("--phantom-seed", type=int, default=seed, help=f"phantom seed (default {seed})")
+
+
+def phantom_data(args: argparse.Namespace, data_class):
+    """The family's data source from --data and the phantom options; None when evaluation should regenerate the
+    phantom recorded in the cards."""
+    if args.data != "phantom":
+        return data_class(source=args.data)
+    if not hasattr(args, "phantom_patients"):
+        return None
+    return data_class("phantom", args.phantom_patients, args.phantom_per_patient, args.phantom_seed)
+
+
 def models_root(args: argparse.Namespace) -> Path | None:
     folder = getattr(args, "models_dir", None)
     return Path(folder).resolve() if folder else None

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from engine.cli.common import Context, add_evaluation_options, add_models_dir, models_root
+from engine.cli.common import (
+    Context,
+    add_evaluation_options,
+    add_models_dir,
+    add_phantom_data,
+    models_root,
+    phantom_data,
+)
 
 
 def add_data(p: argparse.ArgumentParser, evaluating: bool = False) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--data", default="phantom",
-                   help="'phantom' (the synthetic generator" + (", as the cards were trained" if evaluating else "")
-                        + ") or a CSV manifest (see README)")
-    if not evaluating:
-        g.add_argument("--phantom-patients", type=int, default=30, help="phantom patients (default 30)")
-        g.add_argument("--phantom-per-patient", type=int, default=30, help="specimens per phantom patient (30)")
-        g.add_argument("--phantom-seed", type=int, default=2021, help="phantom seed (default 2021)")
+    add_phantom_data(p, "specimen", 30, "--phantom-per-patient", 30, 2021, with_phantom=not evaluating)
 
 
 def specimen_data(args: argparse.Namespace):
     from engine.train.fl_cnn_run import SpecimenData
 
-    if args.data != "phantom":
-        return SpecimenData(source=args.data)
-    if not hasattr(args, "phantom_patients"):
-        return None  # evaluation: regenerate the phantom recorded in the cards
-    return SpecimenData("phantom", args.phantom_patients, args.phantom_per_patient, args.phantom_seed)
+    return phantom_data(args, SpecimenData)
 
 
 def register_train(families: argparse._SubParsersAction) -> None:

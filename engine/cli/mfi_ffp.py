@@ -5,23 +5,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.cli.common import Context, add_evaluation_options, add_models_dir, models_root, optional_path
+from engine.cli.common import (
+    Context,
+    add_evaluation_options,
+    add_models_dir,
+    add_phantom_data,
+    models_root,
+    optional_path,
+    phantom_data,
+)
 
 
 def add_data(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--data", default="phantom", help="'phantom' or a node CSV manifest (see README)")
-    g.add_argument("--phantom-patients", type=int, default=60, help="phantom patients (default 60)")
-    g.add_argument("--phantom-nodes", type=int, default=30, help="mean nodes per phantom patient (default 30)")
-    g.add_argument("--phantom-seed", type=int, default=2024, help="phantom seed (default 2024)")
+    add_phantom_data(p, "node", 60, "--phantom-nodes", 30, 2024)
 
 
 def node_data(args: argparse.Namespace):
     from engine.train.mfi_ffp_run import NodeData
 
-    if args.data != "phantom":
-        return NodeData(source=args.data)
-    return NodeData("phantom", args.phantom_patients, args.phantom_nodes, args.phantom_seed)
+    return phantom_data(args, NodeData)
 
 
 def settings(args: argparse.Namespace, pretrained: dict | None = None, n_bootstrap: int = 1000):
@@ -44,14 +46,20 @@ def ablation_rows(spec: str | None) -> tuple[str, ...]:
     return tuple(resolve_names(spec)) if spec else ()
 
 
+def _variant_options(p: argparse.ArgumentParser, training: bool) -> None:
+    p.add_argument("--variants", default="all" if training else "installed",
+                   help="modality sets, e.g. 'WLI+FI+PCI,WLI+FI', or " + ("'all' (7 sets)" if training else "'installed'"))
+    p.add_argument("--ablation", help=("also train these ablation rows for the tri-modal card's table" if training
+                                       else "train and tabulate these ablation rows instead")
+                   + ": all, modalities, branches, losses, or comma-separated row names")
+    p.add_argument("--runs", type=int, default=1, help="runs per configuration; the median-AUC run is kept")
+    p.add_argument("--preset", default="compact", choices=["compact", "paper"], help="net size (default compact)")
+    p.add_argument("--epochs", type=int, help="epochs per configuration (default 12 compact, 100 paper)")
+
+
 def register_train(families: argparse._SubParsersAction) -> None:
     mfi = families.add_parser("mfi_ffp", help="MFI-FFP lymph-node nets: the 7 modality variants and ablations")
-    mfi.add_argument("--variants", default="all", help="modality sets, e.g. 'WLI+FI+PCI,WLI+FI', or 'all' (7 sets)")
-    mfi.add_argument("--ablation", help="also train these ablation rows for the tri-modal card's table: all, "
-                                        "modalities, branches, losses, or comma-separated row names")
-    mfi.add_argument("--runs", type=int, default=1, help="runs per configuration; the median-AUC run is kept")
-    mfi.add_argument("--preset", default="compact", choices=["compact", "paper"], help="net size (default compact)")
-    mfi.add_argument("--epochs", type=int, help="epochs per configuration (default 12 compact, 100 paper)")
+    _variant_options(mfi, training=True)
     mfi.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
     mfi.add_argument("--pretrained-irb", help="local torchvision MobileNetV2 ImageNet weights for the WLI branch")
     mfi.add_argument("--pretrained-rb", help="local torchvision ResNet18 ImageNet weights for the FI branch")
@@ -63,12 +71,7 @@ def register_train(families: argparse._SubParsersAction) -> None:
 
 def register_evaluate(families: argparse._SubParsersAction) -> None:
     mfi = families.add_parser("mfi_ffp", help="the installed MFI-FFP variants, or (--ablation) ablation rows")
-    mfi.add_argument("--variants", default="installed", help="modality sets, e.g. 'WLI+FI', or 'installed'")
-    mfi.add_argument("--ablation", help="train and tabulate these ablation rows instead: all, modalities, branches, "
-                                        "losses, or comma-separated row names")
-    mfi.add_argument("--runs", type=int, default=1, help="--ablation: runs per row; the median-AUC run is kept")
-    mfi.add_argument("--preset", default="compact", choices=["compact", "paper"], help="--ablation: net size")
-    mfi.add_argument("--epochs", type=int, help="--ablation: epochs per row (default 12 compact, 100 paper)")
+    _variant_options(mfi, training=False)
     add_data(mfi)
     add_evaluation_options(mfi)
     mfi.set_defaults(run=run_evaluate)

@@ -7,8 +7,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 from engine.cases.model import FL, WL
+from engine.train.data_source import PhantomOrManifest
 from engine.train.fl_cnn import FLCNNTrainSettings, save_trained, train_fl_cnn
 
 Say = Callable[[str], None]
@@ -16,21 +18,11 @@ TASKS = ("tumor", "grade", "ki67")
 
 
 @dataclass(frozen=True)
-class SpecimenData:
-    """Where the specimens come from: the phantom generator (its size and seed) or a hospital's CSV manifest."""
+class SpecimenData(PhantomOrManifest):
+    """Phantom specimens (30 patients x 30, seed 2021 by default) or a specimen manifest."""
 
-    source: str = "phantom"  # "phantom" or the path of a manifest CSV
-    patients: int = 30
-    per_patient: int = 30
     seed: int = 2021
-
-    @classmethod
-    def of_card(cls, card) -> SpecimenData:
-        """The phantom a card was trained on (evaluation regenerates it); a manifest card needs --data."""
-        desc = card.training["data"]
-        if desc.get("kind") != "phantom":
-            raise ValueError(f"{card.name} was trained on a manifest; pass --data <manifest.csv>.")
-        return cls("phantom", desc["n_patients"], desc["specimens_per_patient"], desc["seed"])
+    PER_PATIENT_KEY: ClassVar[str] = "specimens_per_patient"
 
 
 def specimen_records(data: SpecimenData):
@@ -38,10 +30,8 @@ def specimen_records(data: SpecimenData):
     from engine.train.specimen_data import load_manifest, phantom_records
 
     if data.source == "phantom":
-        return phantom_records(data.patients, data.per_patient, data.seed), {
-            "kind": "phantom", "generator": "engine.phantoms.glioma.make_glioma_dataset",
-            "n_patients": data.patients, "specimens_per_patient": data.per_patient, "seed": data.seed,
-            "note": "synthetic phantom specimens, not patient data; demo weights only"}
+        return (phantom_records(data.patients, data.per_patient, data.seed),
+                data.describe("engine.phantoms.glioma.make_glioma_dataset", "specimens"))
     return load_manifest(data.source), {"kind": "manifest", "path": str(data.source)}
 
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from engine.data import image_of
 from engine.fastpath import latency_percentiles
 from engine.predict.lymph_node import card_name
 from engine.preprocess.lymph_node import NODE_MODALITIES
+from engine.train.data_source import PhantomOrManifest
 from engine.train.mfi_ffp import MFIFFPTrainSettings, NodeArrays, Split, phantom_samples, prepare_arrays
 from engine.train.mfi_ffp_ablation import (
     ABLATIONS,
@@ -46,31 +48,20 @@ def parse_variants(spec: str) -> list[tuple[str, ...]]:
 
 
 @dataclass(frozen=True)
-class NodeData:
-    """Where the nodes come from: the phantom generator (its size and seed) or a hospital's CSV manifest."""
+class NodeData(PhantomOrManifest):
+    """Phantom nodes (60 patients x about 30 nodes, seed 2024 by default) or a node manifest."""
 
-    source: str = "phantom"  # "phantom" or the path of a manifest CSV
     patients: int = 60
-    nodes_per_patient: int = 30
     seed: int = 2024
-
-    @classmethod
-    def of_card(cls, card) -> NodeData:
-        """The phantom a card was trained on (evaluation regenerates it); a manifest card needs --data."""
-        desc = card.training["data"]
-        if desc.get("kind") != "phantom":
-            raise ValueError(f"{card.name} was trained on a manifest; pass --data <manifest.csv>.")
-        return cls("phantom", desc["n_patients"], desc["nodes_per_patient"], desc["seed"])
+    PER_PATIENT_KEY: ClassVar[str] = "nodes_per_patient"
 
 
 def node_data(data: NodeData) -> tuple[list, dict]:
     from engine.train.mfi_ffp import load_node_manifest
 
     if data.source == "phantom":
-        return phantom_samples(data.patients, data.nodes_per_patient, data.seed), {
-            "kind": "phantom", "generator": "engine.phantoms.lymph_node.make_node_dataset",
-            "n_patients": data.patients, "nodes_per_patient": data.nodes_per_patient, "seed": data.seed,
-            "note": "synthetic phantom nodes, not patient data; demo weights only"}
+        return (phantom_samples(data.patients, data.per_patient, data.seed),
+                data.describe("engine.phantoms.lymph_node.make_node_dataset", "nodes"))
     return load_node_manifest(data.source), {"kind": "manifest", "path": str(data.source)}
 
 
