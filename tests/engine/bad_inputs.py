@@ -58,7 +58,7 @@ def _bomb_png(path: Path, width: int, height: int) -> Path:
 def _apng(path: Path, frames: int = 3) -> Path:
     from PIL import Image
 
-    images = [Image.fromarray((np.full((64, 64), 40 * i, np.uint8))) for i in range(frames)]
+    images = [Image.fromarray(np.full((64, 64), 40 * i, np.uint8)) for i in range(frames)]
     images[0].save(path, save_all=True, append_images=images[1:], format="PNG")
     return path
 
