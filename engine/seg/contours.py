@@ -101,7 +101,7 @@ def _field(mask, threshold: float) -> tuple[np.ndarray, float]:
         raise ValueError(f"Expected a bool/integer mask or a float probability map, got dtype {arr.dtype}.")
     if not np.isfinite(arr).all():
         raise ValueError("The probability map holds NaN or infinite values.")
-    return arr.astype(np.float64), float(threshold)
+    return arr.astype(np.float32, copy=False) if arr.dtype != np.float64 else arr, float(threshold)
 
 
 def binarise(mask, threshold: float = 0.5) -> np.ndarray:
@@ -133,25 +133,22 @@ def _inside(point: np.ndarray, polygon: np.ndarray) -> bool:
 
 
 def _loops(f: np.ndarray, level: float) -> list[np.ndarray]:
-    """Closed iso-level loops of f (already padded with background), as (N, 2) arrays in padded coordinates."""
+    """Closed iso-level loops of f (already padded with background), as (N, 2) arrays in padded coordinates.
+
+    Marching squares, sparse: the whole grid is touched only by 8-bit masks; edge crossings are interpolated
+    (in float64) for the cells the level passes through, so a 64-megapixel map costs masks, not gigabytes."""
     h, w = f.shape
     up = f >= level
     n_h = h * (w - 1)  # horizontal grid edges (r, c)-(r, c+1) get ids r*(w-1)+c; vertical ones n_h + r*w + c
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        th = (level - f[:, :-1]) / (f[:, 1:] - f[:, :-1])
-        tv = (level - f[:-1, :]) / (f[1:, :] - f[:-1, :])
-    rows = np.arange(h, dtype=np.float64)
-    cols = np.arange(w, dtype=np.float64)
-    point_r = np.concatenate([np.broadcast_to(rows[:, None], (h, w - 1)).ravel(),
-                              (rows[:-1, None] + tv).ravel()])
-    point_c = np.concatenate([(cols[None, :-1] + th).ravel(),
-                              np.broadcast_to(cols[None, :], (h - 1, w)).ravel()])
-
-    case = (up[:-1, :-1] * 1 + up[:-1, 1:] * 2 + up[1:, 1:] * 4 + up[1:, :-1] * 8).astype(np.uint8)
-    centre_up = (f[:-1, :-1] + f[:-1, 1:] + f[1:, 1:] + f[1:, :-1]) * 0.25 >= level
+    case = up[:-1, :-1].astype(np.uint8)
+    case |= up[:-1, 1:].view(np.uint8) << 1
+    case |= up[1:, 1:].view(np.uint8) << 2
+    case |= up[1:, :-1].view(np.uint8) << 3
     cr, cc = np.nonzero((case != 0) & (case != 15))
     cases = case[cr, cc]
+    del case, up
+    corners = [f[cr, cc], f[cr, cc + 1], f[cr + 1, cc + 1], f[cr + 1, cc]]
+    centre_up = sum(c.astype(np.float64) for c in corners) * 0.25 >= level
     side_ids = {
         "T": cr * (w - 1) + cc,
         "B": (cr + 1) * (w - 1) + cc,
@@ -167,13 +164,15 @@ def _loops(f: np.ndarray, level: float) -> list[np.ndarray]:
 
     for code, segments in _SEGMENTS.items():
         add(cases == code, segments)
-    joined = centre_up[cr, cc]
     for code in (5, 10):
-        add((cases == code) & joined, _SADDLE_JOINED[code])
-        add((cases == code) & ~joined, _SADDLE_SPLIT[code])
+        add((cases == code) & centre_up, _SADDLE_JOINED[code])
+        add((cases == code) & ~centre_up, _SADDLE_SPLIT[code])
     if not starts:
         return []
-    nxt = dict(zip(np.concatenate(starts).tolist(), np.concatenate(ends).tolist()))
+    start_ids, end_ids = np.concatenate(starts), np.concatenate(ends)
+    edges = np.unique(start_ids)
+    points = dict(zip(edges.tolist(), _edge_points(f, level, edges, n_h, w)))
+    nxt = dict(zip(start_ids.tolist(), end_ids.tolist()))
 
     loops = []
     while nxt:
@@ -183,9 +182,23 @@ def _loops(f: np.ndarray, level: float) -> list[np.ndarray]:
         while edge != first:
             chain.append(edge)
             edge = nxt.pop(edge)
-        ids = np.asarray(chain)
-        loops.append(np.stack([point_r[ids], point_c[ids]], axis=1))
+        loops.append(np.array([points[e] for e in chain], dtype=np.float64))
     return loops
+
+
+def _edge_points(f: np.ndarray, level: float, edges: np.ndarray, n_h: int, w: int) -> np.ndarray:
+    """(row, col) of the level's crossing on each grid edge id (linear interpolation in float64)."""
+    horizontal = edges < n_h
+    out = np.empty((len(edges), 2), np.float64)
+    r, c = np.divmod(edges[horizontal], w - 1)
+    a, b = f[r, c].astype(np.float64), f[r, c + 1].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[horizontal] = np.stack([r.astype(np.float64), c + (level - a) / (b - a)], axis=1)
+    r, c = np.divmod(edges[~horizontal] - n_h, w)
+    a, b = f[r, c].astype(np.float64), f[r + 1, c].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[~horizontal] = np.stack([r + (level - a) / (b - a), c.astype(np.float64)], axis=1)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- public
