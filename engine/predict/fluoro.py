@@ -17,6 +17,7 @@ import torch
 import engine.nets.fluoro_seg  # noqa: F401  (registers the fluoro_seg family)
 from engine.data import ModalityImage, Prediction
 from engine.device import describe_device, select_device
+from engine.fastpath import FastPath, backend_choice
 from engine.predict.base import Predictor
 from engine.preprocess.fluoro import FrameGeometry, prepare_frame
 from engine.registry import ModelCard, ModelError, create_model, list_models
@@ -53,25 +54,24 @@ def _pad(x: np.ndarray) -> np.ndarray:
 
 
 class FluoroSegPredictor(Predictor):
-    """One segmentation method on NIR frames. backend 'onnx' runs the net through ONNX Runtime (exported once
-    per weights, any frame size); 'torch' is eager PyTorch on the selected device."""
+    """One segmentation method on NIR frames. The net runs through engine.fastpath (`backend`: None follows the
+    setting, normally auto: ONNX Runtime on the CPU, an fp16 CUDA graph on CUDA, checked against eager)."""
 
     family = FAMILY
     modalities = (MODALITY,)
 
     def __init__(self, method: str = "unetplusplus", device: str | torch.device | None = None,
-                 backend: str = "torch", root: Path | str | None = None,
+                 backend: str | None = None, root: Path | str | None = None,
                  net: tuple[torch.nn.Module, ModelCard] | None = None) -> None:
         """`net` = (module, card) runs a net already in memory (training evaluates through here)."""
         self.method = method
         self.variant = method
         self.card: ModelCard | None = None
         self.net = None
-        self._onnx = None
-        self.backend = backend
-        if backend not in ("torch", "onnx"):
-            raise ValueError(f"Unknown backend {backend!r}: use 'torch' or 'onnx'.")
+        self.fast: FastPath | None = None
         self.device = device if isinstance(device, torch.device) else select_device(device)
+        # a net handed in (training, evaluation) runs eager unless a backend is named
+        backend = "eager" if backend is None and net is not None else backend_choice(backend)
         if method == DRLSE:
             return
         try:
@@ -81,10 +81,13 @@ class FluoroSegPredictor(Predictor):
         except ModelError as exc:
             raise ModelError(f"No segmentation model '{method}' is installed ({exc}). Train it with "
                              "`oncolens train fluoro_seg` or pick DRLSE.") from exc
-        if backend == "onnx":
-            from engine.fastpath import OnnxRunner
+        # the core sees frames already padded to a multiple of 32, of any size
+        self.fast = FastPath(self.net.core, self.card, torch.zeros(1, 1, 64, 64), device=self.device,
+                             backend=backend, dynamic_hw=True)
 
-            self._onnx = OnnxRunner.for_model(self.net.core, self.card, torch.zeros(1, 1, 64, 64), dynamic_hw=True)
+    @property
+    def backend(self) -> str:
+        return "eager" if self.fast is None else self.fast.backend
 
     def weight_hashes(self) -> dict[str, str]:
         return {} if self.card is None else {self.card.name: self.card.weights.get("sha256", "")}
@@ -103,11 +106,7 @@ class FluoroSegPredictor(Predictor):
         h, w = x.shape
         padded = _pad(x)[None, None]
         t1 = time.perf_counter()
-        if self._onnx is not None:
-            logits = self._onnx(padded)[0, 0, :h, :w]
-        else:
-            with torch.inference_mode():
-                logits = self.net.core(torch.from_numpy(padded).to(self.device)).float().cpu().numpy()[0, 0, :h, :w]
+        logits = self.fast(padded)[0, 0, :h, :w]
         t2 = time.perf_counter()
         work = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
         return work, geometry, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3}
@@ -144,7 +143,8 @@ class FluoroSegPredictor(Predictor):
                     mask_to_contours(work, spacing=spacing, threshold=self.threshold, frame_shape=mask.shape))
         timings["contours"] = (time.perf_counter() - t) * 1e3
         timings["total"] = (time.perf_counter() - t0) * 1e3
-        pred = self.new_prediction(describe_device(self.device))
+        pred = self.new_prediction(describe_device(self.device) + ("" if self.fast is None else
+                                                                   f", {self.fast.label}"))
         pred.masks[STRUCTURE] = mask
         pred.contours[STRUCTURE] = [c.points for c in contours]
         pred.timings_ms = timings
@@ -162,6 +162,4 @@ class FluoroSegPredictor(Predictor):
             area_mm2 = net_area(contours, mm=True)
             pred.measures["area_mm2"] = area_mm2
             pred.notes.append(f"area {area_mm2:.2f} mm^2 (contours)")
-        if self._onnx is not None:
-            pred.notes.append("ONNX Runtime")
         return pred
