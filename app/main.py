@@ -13,6 +13,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor, QFont, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from app.excepthook import install_excepthook
 from app.main_window import MainWindow
 from app.workers import error_text, wait_for_workers
 from engine.paths import demo_cases_dir, resources_dir
@@ -90,10 +91,12 @@ def run_gui(argv: Sequence[str] | None = None, *, demo: bool = True, open_paths:
     argv = list(sys.argv[:1] if argv is None else argv) or ["oncolens"]
     app = QApplication.instance() or QApplication(argv)
     configure_application(app)
+    uninstall_excepthook = install_excepthook()  # a slot that raises shows a message, not a console line
     try:
         store = Store()
     except (StoreError, OSError) as exc:
         QMessageBox.critical(None, "OncoLens cannot open its database", error_text(exc))
+        uninstall_excepthook()
         return 2
     window = MainWindow(store)
     window.resize(*WINDOW_SIZE)
@@ -116,4 +119,5 @@ def run_gui(argv: Sequence[str] | None = None, *, demo: bool = True, open_paths:
     code = app.exec()
     wait_for_workers(timeout=10.0)
     store.close()
+    uninstall_excepthook()
     return code
