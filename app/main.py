@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
-from PySide6.QtGui import QColor, QFont, QIcon, QPalette
+from PySide6.QtGui import QFont, QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from app import theme
 from app.excepthook import install_excepthook
 from app.main_window import MainWindow
 from app.workers import error_text, wait_for_workers
@@ -23,42 +24,22 @@ log = logging.getLogger(__name__)
 
 BASE_POINT_SIZE = 13
 WINDOW_SIZE = (1600, 1000)
-_PALETTE = {
-    QPalette.ColorRole.Window: "#151a21",
-    QPalette.ColorRole.WindowText: "#e6e9ef",
-    QPalette.ColorRole.Base: "#0f1318",
-    QPalette.ColorRole.AlternateBase: "#1a2029",
-    QPalette.ColorRole.Text: "#e6e9ef",
-    QPalette.ColorRole.Button: "#232a35",
-    QPalette.ColorRole.ButtonText: "#e6e9ef",
-    QPalette.ColorRole.Highlight: "#2f6fb3",
-    QPalette.ColorRole.HighlightedText: "#ffffff",
-    QPalette.ColorRole.ToolTipBase: "#232a35",
-    QPalette.ColorRole.ToolTipText: "#e6e9ef",
-    QPalette.ColorRole.PlaceholderText: "#7d8797",
-    QPalette.ColorRole.Link: "#7fb8ff",
-}
 
 
 def configure_application(app: QApplication) -> None:
-    """Fusion style, dark palette, large type and `resources/style.qss` (missing file: defaults, logged)."""
+    """Fusion style, the theme's dark palette, large type and `resources/style.qss` (missing file: defaults, logged)."""
     app.setApplicationName("OncoLens")
     app.setOrganizationName("OncoLens")
     app.setStyle("Fusion")
-    palette = QPalette()
-    for role, color in _PALETTE.items():
-        palette.setColor(role, QColor(color))
-    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
-        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#6b7483"))
-    app.setPalette(palette)
+    app.setPalette(theme.palette())
     font = QFont(app.font())
     font.setPointSize(BASE_POINT_SIZE)
     app.setFont(font)
     pg.setConfigOptions(antialias=True)
     style = resources_dir() / "style.qss"
     try:
-        app.setStyleSheet(style.read_text(encoding="utf-8"))
-    except OSError as exc:
+        app.setStyleSheet(theme.load_stylesheet(style))
+    except (OSError, KeyError) as exc:
         log.warning("Stylesheet %s not loaded (%s); using the plain dark palette.", style, exc)
     icon = resources_dir() / "icons" / "oncolens.svg"
     if icon.is_file():

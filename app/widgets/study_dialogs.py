@@ -31,8 +31,7 @@ from engine.studies import AIDED, SCALES, UNAIDED, Study, StudyError, add_reader
 
 def _error_label() -> QLabel:
     label = QLabel("")
-    label.setObjectName("problemsLabel")
-    label.setStyleSheet("color: #ffb347;")
+    label.setObjectName("problemsLabel")  # amber in the stylesheet
     label.setWordWrap(True)
     return label
 
