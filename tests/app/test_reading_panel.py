@@ -101,8 +101,8 @@ def visible_heatmaps(window) -> list:
     view = window.current_view()
     if not isinstance(view, GliomaView):
         return []
-    return [item for item in view.graphics.scene().items()
-            if isinstance(item, pg.ImageItem) and item.isVisible() and item.zValue() >= 10 and item.image is not None]
+    return [panel.heat for panel in view.panels.values()
+            if panel.heat.isVisible() and panel.heat.image is not None]
 
 
 def percent(p: float) -> str:
