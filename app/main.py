@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from app import theme
 from app.excepthook import install_excepthook
 from app.main_window import MainWindow
-from app.workers import error_text, wait_for_workers
+from app.workers import error_text, submit, wait_for_workers
 from engine.paths import demo_cases_dir, resources_dir
 from engine.store import Store, StoreError
 
@@ -82,17 +82,23 @@ def run_gui(argv: Sequence[str] | None = None, *, demo: bool = True, open_paths:
     window = MainWindow(store)
     window.resize(*WINDOW_SIZE)
     window.show()
-    first = None
-    if demo:
-        try:
-            first = import_demo_cases(store)
-        except (StoreError, OSError) as exc:
-            window.show_error(exc, title="Demo cases not added")
-    if open_paths:
-        window.open_paths(list(open_paths))
-    elif first is not None:
-        window.case_browser.refresh(select_id=first)
-        window.open_case(first)
+
+    def start(first: str | None) -> None:
+        if open_paths:
+            window.open_paths(list(open_paths))
+        elif first is not None:
+            window.case_browser.refresh(select_id=first)
+            window.open_case(first)
+
+    def demo_failed(exc: BaseException, tb: str) -> None:
+        window.show_error(exc, tb, title="Demo cases not added")
+        start(None)
+
+    if demo:  # on a worker: the first start copies the bundles into the store
+        submit(import_demo_cases, store, description="Adding the demo cases", context=window, on_result=start,
+               on_error=demo_failed)
+    else:
+        start(None)
     if os.environ.get("ONCOLENS_QUIT_WHEN_SHOWN"):
         # Start-up timing (README, packaging): leave as soon as the event loop has painted the window.
         QTimer.singleShot(0, lambda: (print(f"window shown {_seconds_since_process_start():.2f} s after launch",

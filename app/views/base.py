@@ -17,6 +17,7 @@ class CaseView(QWidget):
     """Base of the central views. The main window only calls these methods; a view ignores what it lacks."""
 
     opacity_changed = Signal(float)  # heatmap opacity the user chose (0-1), so the window can remember it
+    method_changed = Signal(str)  # the user picked another model (views of kinds that offer a choice)
     model_controls: list[QWidget]  # widgets about model output, hidden while a reader reads unaided
     drawing = None  # a ContourDrawing where a reader can outline the tumor (reader studies with contours)
 
@@ -42,6 +43,9 @@ class CaseView(QWidget):
 
     def clear(self) -> None:
         """Show nothing (no case open)."""
+
+    def set_methods(self, methods: list, current: str | None) -> None:
+        """Offer these model choices (`engine.cases.kinds.Method`) with `current` selected; no signal."""
 
     def set_drawing(self, enabled: bool, polygons=None) -> None:
         """Let a reader outline the tumor, showing `polygons` (views with a `drawing`)."""

@@ -241,6 +241,10 @@ class ReadingPanel(QWidget):
             self.contour_label.setText(f"Tumor outline: {drawn} — click on the image, double-click or Space "
                                        "closes, Backspace undoes, Delete clears")
 
+    def set_saving(self) -> None:
+        """The answer is complete and on its way to the store."""
+        self.saved_label.setText("saving…")
+
     def set_saved(self, when: str | None) -> None:
         self.saved_label.setText(f"saved ✓ {when}" if when else "not answered yet")
         self.saved_label.setProperty("saved", "true" if when else "false")

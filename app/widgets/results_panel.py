@@ -129,6 +129,7 @@ class ResultsPanel(QWidget):
         self.truth_cells: dict[str, QLabel] = {}
         self._truth: dict[str, str] | None = None
         self._kind: CaseKind | None = None
+        self._predictions: list[Prediction] = []  # shown now, to redraw when the truth arrives
 
         self.case_label = QLabel("No case open")
         self.case_label.setObjectName("panelTitle")
@@ -187,6 +188,11 @@ class ResultsPanel(QWidget):
         self.timings_label.setText("")
         self._rebuild([])
 
+    def set_truth(self, truth: dict[str, str] | None) -> None:
+        """The reference labels of the case on display, when they arrive after it (read on a worker)."""
+        self._truth = truth
+        self._rebuild(self._predictions)
+
     def set_busy(self, text: str) -> None:
         self.state_label.setText(text)
 
@@ -217,6 +223,7 @@ class ResultsPanel(QWidget):
     # -- internals --------------------------------------------------------------------------------
 
     def _rebuild(self, predictions: list[Prediction]) -> None:
+        self._predictions = list(predictions)
         while self.grid.count():
             item = self.grid.takeAt(0)
             widget = item.widget()

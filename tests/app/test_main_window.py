@@ -263,6 +263,7 @@ def test_model_cards_dialog_lists_installed_cards(qtbot, window):
 
     dialog = ModelCardsDialog(window)
     qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.loaded, timeout=WAIT_MS)  # read on a worker
     cards = list_models()
     assert dialog.names.count() == len(cards)
     assert dialog.text.toPlainText()
@@ -302,9 +303,9 @@ def test_case_browser_filters_by_text_and_kind(qtbot, window, phantom_store):
     qtbot.waitUntil(lambda: browser.case_ids() == [ids[1]], timeout=5000)
     browser.filter_edit.clear()
     browser.kind_combo.setCurrentIndex(browser.kind_combo.findData("lymph_node"))
-    assert browser.case_ids() == []
+    qtbot.waitUntil(lambda: not browser.is_loading() and browser.case_ids() == [], timeout=5000)
     browser.kind_combo.setCurrentIndex(browser.kind_combo.findData("glioma_specimen"))
-    assert sorted(browser.case_ids()) == ids
+    qtbot.waitUntil(lambda: not browser.is_loading() and sorted(browser.case_ids()) == ids, timeout=5000)
 
 
 def test_open_images_dialog_opens_the_chosen_files(qtbot, window, tmp_path, monkeypatch):
