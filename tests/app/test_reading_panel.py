@@ -287,3 +287,16 @@ def test_a_missing_bundle_shows_the_engine_message_and_the_reader_goes_on(qtbot,
     assert "2 case(s) are still unanswered" in reading.panel.message_label.text()
     key(window, "Left")
     assert reading.session.position == 2 and isinstance(window.current_view(), GliomaView)
+
+
+def test_the_next_case_is_read_ahead_while_the_reader_reads(qtbot, window, study_cases, monkeypatch):
+    store, probabilities = study_cases
+    make_study(store, probabilities)
+    reading = sign_in(qtbot, window)  # case 1 on screen, case 2 read ahead meanwhile
+    order = list(reading.session._order)
+    loaded = []
+    real_load = store.load_case
+    monkeypatch.setattr(store, "load_case", lambda case_id: (loaded.append(case_id), real_load(case_id))[1])
+    key(window, "Right")
+    assert reading.case.case_id == order[1] and window.current_view().fl_panel.image.image is not None
+    assert loaded == [order[2]]  # case 2 came from memory; only case 3 was read (ahead)
