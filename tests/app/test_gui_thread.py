@@ -57,6 +57,17 @@ class RecordingStore:
         return self._calls.wrap(f"store.{name}", value) if callable(value) else value
 
 
+def fill_and_accept(qtbot, window, open_dialog: Callable[[], None], **texts: str):
+    """Open a study dialog from the window (it lists the studies on a worker first), type, press OK."""
+    open_dialog()
+    qtbot.waitUntil(lambda: window.study_dialog is not None, timeout=WAIT_MS)
+    dialog = window.study_dialog
+    for field, text in texts.items():
+        getattr(dialog, field).setText(text)
+    dialog.accept()
+    return dialog
+
+
 def press(window, *keys: Qt.Key) -> None:
     for key in keys:
         QTest.keyClick(window, key)
@@ -104,21 +115,12 @@ def test_a_whole_session_does_no_store_disk_or_hashing_work_on_the_gui_thread(qt
     dialog.label_combo.setCurrentText("tumor")
     dialog.accept()
     qtbot.waitUntil(lambda: dialog.created is not None, timeout=WAIT_MS)
-    window.add_reader_dialog()
-    qtbot.waitUntil(lambda: window.study_dialog is not None, timeout=WAIT_MS)
-    dialog = window.study_dialog
-    dialog.reader_edit.setText("r1")
-    dialog.pin_edit.setText("2468")
-    dialog.repeat_edit.setText("2468")
-    dialog.accept()
+    dialog = fill_and_accept(qtbot, window, window.add_reader_dialog, reader_edit="r1", pin_edit="2468",
+                             repeat_edit="2468")
     qtbot.waitUntil(lambda: dialog.added is not None, timeout=WAIT_MS)
 
-    window.start_reading_dialog()  # the reader signs in and reads every case with the keyboard
-    qtbot.waitUntil(lambda: window.study_dialog is not None, timeout=WAIT_MS)
-    dialog = window.study_dialog
-    dialog.reader_edit.setText("r1")
-    dialog.pin_edit.setText("2468")
-    dialog.accept()
+    # the reader signs in and reads every case with the keyboard
+    fill_and_accept(qtbot, window, window.start_reading_dialog, reader_edit="r1", pin_edit="2468")
     qtbot.waitUntil(lambda: window.reading is not None, timeout=WAIT_MS)
     window.activateWindow()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=WAIT_MS)
