@@ -134,7 +134,7 @@ class _SliceViewBox(pg.ViewBox):
 class ImagePanel(QWidget):
     """A plot of one image with its overlays (see the module docstring). Linked panels: `view_link.link_views`."""
 
-    slice_changed = Signal(int)
+    slice_changed = Signal(int)  # the user or set_slice moved along the slice axis (set_image / set_plane: silent)
 
     def __init__(self, title: str = "", parent: QWidget | None = None, *, title_size: str = "14pt",
                  heat_colormap_name: str = theme.HEAT_COLORMAP, fade: bool = True) -> None:
@@ -236,6 +236,7 @@ class ImagePanel(QWidget):
             layer.draw("", 0)
         if image is None:
             self._source, self._axes, self._plane_array, self.auto_levels = None, "", None, None
+            self._plane, self._index = "", 0
             self.image.clear()
             self.image.setVisible(False)
             self._update_slice_bar()
