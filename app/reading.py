@@ -155,7 +155,8 @@ class ReadingController(QObject):
 
     case_shown = Signal(object)  # BlindedCase, for the window's central view
 
-    def __init__(self, opened: OpenedSession, window: QWidget, on_error: Callable[[BaseException], None]) -> None:
+    def __init__(self, opened: OpenedSession, window: QWidget,
+                 on_error: Callable[[BaseException, str], None]) -> None:
         super().__init__(window)
         self.session = opened.session  # used by the jobs of `queue` only, one at a time
         self.queue = SerialQueue(f"reading session {opened.session.study_id}")
@@ -189,7 +190,7 @@ class ReadingController(QObject):
 
     def _submit(self, job, *args, what: str, on_result, on_error=None) -> None:
         self.queue.submit(job, self.session, *args, description=what, context=self, on_result=on_result,
-                          on_error=on_error or (lambda exc, _tb: self._on_error(exc)))
+                          on_error=on_error or (lambda exc, _tb: self._on_error(exc, f"{what} failed")))
 
     # -- keyboard ---------------------------------------------------------------------------------
 
@@ -355,7 +356,7 @@ class ReadingController(QObject):
             return
         if on_screen:
             self.panel.set_message("Not saved — see the error message.", warning=True)
-        self._on_error(exc)  # the store failed: the reader must know the answer is not saved
+        self._on_error(exc, "Answer not saved")  # the store failed: the reader must know
 
     # -- moving -----------------------------------------------------------------------------------
 
@@ -418,7 +419,7 @@ class ReadingController(QObject):
 
     def _move_failed(self, exc: BaseException, _tb: str) -> None:
         self._moving -= 1
-        self._on_error(exc)
+        self._on_error(exc, "Case not opened")
 
     @staticmethod
     def _read_ahead_failed(exc: BaseException, tb: str) -> None:

@@ -91,8 +91,7 @@ class ReadingModeMixin:
             action.setEnabled(False)
         self.stop_reading_action.setEnabled(True)
         self.model_label.setText("Reading session")
-        self.reading = ReadingController(opened, self,
-                                         on_error=lambda exc: self.show_error(exc, title="Answer not saved"))
+        self.reading = ReadingController(opened, self, on_error=lambda exc, title: self.show_error(exc, title=title))
         self.reading.case_shown.connect(self._show_blinded)
         self.reading_dock = self._dock("Reading", "readingDock", self.reading.panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.reading_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)  # not closable mid-study

@@ -300,3 +300,27 @@ def test_the_next_case_is_read_ahead_while_the_reader_reads(qtbot, window, study
     key(window, "Right")
     assert reading.case.case_id == order[1] and window.current_view().fl_panel.image.image is not None
     assert loaded == [order[2]]  # case 2 came from memory; only case 3 was read (ahead)
+
+
+def test_an_answer_the_store_refuses_is_said_not_saved_and_sent_again_on_the_next_change(
+        qtbot, window, study_cases, monkeypatch, message_boxes):
+    from engine.store import StoreError
+
+    store, probabilities = study_cases
+    make_study(store, probabilities)
+    reading = sign_in(qtbot, window)
+    real_answer = reading.session.answer
+
+    def locked(*args, **kwargs):
+        raise StoreError("database is locked by another station")
+
+    monkeypatch.setattr(reading.session, "answer", locked)
+    key(window, "Y")
+    key(window, "4")
+    assert message_boxes["critical"] == [("Answer not saved", "database is locked by another station")]
+    assert "Not saved" in reading.panel.message_label.text()
+    assert reading.panel.saved_label.text() == "not answered yet" and reading.case.answer is None
+    monkeypatch.setattr(reading.session, "answer", real_answer)
+    key(window, "5")
+    assert reading.case.answer is not None and reading.case.answer.confidence == 5.0
+    assert reading.panel.saved_label.text().startswith("saved ✓ ")
