@@ -213,6 +213,7 @@ class ReadingSession:
         self._index = 0
         self._shown: tuple[int, float, str, float] | None = None  # index, monotonic start, shown_at, earlier seconds
         self._case: BlindedCase | None = None
+        self._prefetched: dict[str, tuple[dict[str, ModalityImage], ModelAid | None]] = {}
         self.resume()
 
     @classmethod
@@ -277,20 +278,41 @@ class ReadingSession:
                     kind=study.case_kind, question=study.asked(), task_label=study.task_label, scale=study.scale,
                     draw_contour=study.contours, answer=self._answers.get(case_id))
         try:
-            case = self._store.load_case(case_id)
-            missing = [m for m in study.modalities if m not in case.images]
-            if missing:
-                raise StoreError(f"Case {case_id}: its bundle has no {', '.join(missing)} image any more "
-                                 f"(it has {', '.join(case.images) or 'none'}). Re-import the right bundle.")
+            images, aid = self._prefetched.pop(case_id, None) or self._read(case_id)
         except StoreError as exc:
             self._store.audit(self.reader_id, "study.case_unavailable", "study", study.id,
                               {"case_id": case_id, "session_id": self.session_id, "reason": str(exc)})
             return BlindedCase(**base, images=MappingProxyType({}), aid=None,
                                unavailable=f"This case cannot be shown: {exc} Tell the study administrator "
                                            "and go on with the next case.")
-        images = {m: _blinded_image(case.images[m]) for m in study.modalities}
-        aid = self._aid(case_id, case.predictions) if self.aided else None
         return BlindedCase(**base, images=MappingProxyType(images), aid=aid)
+
+    def _read(self, case_id: str) -> tuple[dict[str, ModalityImage], ModelAid | None]:
+        """The case's blinded images and, in an aided session, the model aid; StoreError when unreadable."""
+        case = self._store.load_case(case_id)
+        missing = [m for m in self._study.modalities if m not in case.images]
+        if missing:
+            raise StoreError(f"Case {case_id}: its bundle has no {', '.join(missing)} image any more "
+                             f"(it has {', '.join(case.images) or 'none'}). Re-import the right bundle.")
+        images = {m: _blinded_image(case.images[m]) for m in self._study.modalities}
+        return images, (self._aid(case_id, case.predictions) if self.aided else None)
+
+    def prefetch(self, position: int) -> None:
+        """Read the case at `position` ahead of time (e.g. the next one while the reader reads this one), so that
+        moving there needs no disk or database. Its timer still starts when it is shown; a case that cannot be
+        read is left alone here and reported when it is shown. Keeps at most two cases read ahead."""
+        if not 1 <= position <= self.total:
+            return
+        case_id = self._order[position - 1]
+        if case_id in self._prefetched or (self._case is not None and self._case.case_id == case_id):
+            return
+        try:
+            read = self._read(case_id)
+        except StoreError:
+            return
+        while len(self._prefetched) >= 2:
+            self._prefetched.pop(next(iter(self._prefetched)))
+        self._prefetched[case_id] = read
 
     def _aid(self, case_id: str, bundle_predictions: Sequence[Any]) -> ModelAid:
         probability, prediction_id = self._aids[case_id]
