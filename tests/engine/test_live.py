@@ -127,9 +127,9 @@ def test_file_sources_npy_stack_and_avi_play_through_the_pipeline_to_the_end(tmp
         overlays = []
         numbers = []
         pipeline = LivePipeline(source, ThresholdSegmenter(), on_overlay=overlays.append)
-        pipeline.add_frame_consumer(lambda f: numbers.append((f.number, f.image.dtype, f.bit_depth)))
+        pipeline.add_frame_consumer(lambda f, seen=numbers: seen.append((f.number, f.image.dtype, f.bit_depth)))
         pipeline.start()
-        _run(pipeline, lambda: pipeline.status == ENDED)
+        _run(pipeline, lambda p=pipeline: p.status == ENDED)
         pipeline.stop()
         assert [n for n, _, _ in numbers] == list(range(1, 13))
         assert {(d, b) for _, d, b in numbers} == {(np.dtype(dtype), depth)}
