@@ -270,7 +270,7 @@ def read_series(info: SeriesInfo, suv: str | None = SUVBW) -> tuple[ModalityImag
     headers = [info.headers[i] for i in keep]
     files = [info.files[i] for i in keep]
     slices = []
-    for ds_header, f in zip(headers, files):
+    for f in files:
         ds = f.read()
         pixels = _decode(ds, f).astype(np.float32)
         if pixels.ndim != 2:

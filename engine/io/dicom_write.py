@@ -13,7 +13,12 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PositronEmissionTomographyImageStorage, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    PositronEmissionTomographyImageStorage,
+    generate_uid,
+)
 
 from engine.data import ModalityImage
 from engine.io.volumes import Grid
@@ -51,7 +56,7 @@ def new_acquisition(patient_id: str, **kwargs) -> Acquisition:
 
 def _base(acq: Acquisition, modality: str, series_uid: str, number: int, description: str) -> Dataset:
     ds = Dataset()
-    ds.PatientName, ds.PatientID = acq.patient_name, acq.patient_id
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = acq.patient_name, acq.patient_id, ""
     ds.PatientWeight, ds.PatientSize, ds.PatientSex = f"{acq.weight_kg:.1f}", f"{acq.height_m:.2f}", acq.sex
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = acq.study_uid, series_uid, \
         acq.frame_of_reference_uid
