@@ -131,6 +131,18 @@ class SarcomaPetCtKind(CaseKind):
             raise KindError(f"Case {case.id}: CHMFL reads PET and CT of one study; {' and '.join(missing)} is missing.")
         return [(PET, CT)]
 
+    def assess(self, images) -> list:
+        """The standard checks on the central slice of each volume, with PET's small matrices allowed (a PET
+        slice is often 96 x 96 or smaller), and a PET without any uptake refused."""
+        from engine.metrics.image_quality import Finding, standard_findings
+
+        findings = [f for image in images.values() for f in standard_findings(image, min_side=16)]
+        pet = images.get(PET)
+        if pet is not None and float(pet.array.max()) < 0.5:
+            findings.append(Finding(PET, f"no uptake: SUVmax of the whole volume is {float(pet.array.max()):.2f}; "
+                                         "check the SUV conversion (oncolens dicom info)", True))
+        return findings
+
     def make_predictor(self, modalities: tuple[str, ...], method: str | None = None):
         from engine.predict.petct import CHMFLPredictor
 

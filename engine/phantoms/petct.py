@@ -224,8 +224,13 @@ def patient_to_case(patient: PetCtPatient, case_id: str):
 
 
 def write_petct_demo_cases(folder, seed: int = 31, count: int = 2) -> list:
-    """Demo bundles demo-petct-01.. (alternately without and with distant metastasis)."""
+    """Demo bundles demo-petct-01.. (alternately without and with distant metastasis) in `folder`, and the DICOM
+    study of one more phantom patient (RLE-compressed, so the demo exercises a compressed transfer syntax too) in
+    `folder`/../demo_dicom/petct-demo-01 (PT and CT series)."""
     from pathlib import Path
+
+    import pydicom
+    from pydicom.uid import RLELossless
 
     from engine.cases.bundle import write_bundle
 
@@ -235,6 +240,12 @@ def write_petct_demo_cases(folder, seed: int = 31, count: int = 2) -> list:
         case_id = f"demo-petct-{i + 1:02d}"
         patient = make_patient(rng, i % 2, f"DEMO-PETCT-{i + 1:02d}")
         paths.append(write_bundle(patient_to_case(patient, case_id), Path(folder) / case_id))
+    dicom_folder = Path(folder).parent / "demo_dicom" / "petct-demo-01"
+    files = write_petct_dicom(make_patient(rng, 1, "DEMO-PETCT-DICOM-01"), dicom_folder)
+    for path in files["PT"] + files["CT"]:
+        ds = pydicom.dcmread(path)
+        ds.compress(RLELossless)
+        ds.save_as(path)
     return paths
 
 
