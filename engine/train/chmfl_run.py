@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.metrics.classification import auc
 from engine.metrics.evaluation import evaluate_binary
+from engine.train import ablation_rows
 from engine.train.chmfl import (
     CHMFLTrainSettings,
     FoldResult,
@@ -65,14 +66,7 @@ ORDERINGS = [("CHMFL", "PET only"), ("PET only", "CT only"), ("CHMFL", "2-D"),
 
 
 def resolve_rows(spec: str) -> list[str]:
-    if spec in GROUPS:
-        return GROUPS[spec]
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ABLATIONS]
-    if unknown or not names:
-        raise ValueError(f"Unknown CHMFL ablation rows {unknown or spec!r}; use {', '.join(GROUPS)} or rows from: "
-                         f"{', '.join(ABLATIONS)}.")
-    return names
+    return ablation_rows.resolve_rows(spec, GROUPS, ABLATIONS, "CHMFL ablation")
 
 
 @dataclass(frozen=True)

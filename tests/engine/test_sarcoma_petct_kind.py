@@ -15,6 +15,7 @@ from engine.cases.kinds import get_kind
 from engine.io.nifti import read_nifti, write_nifti
 from engine.phantoms.petct import make_patient, patient_to_case, write_petct_dicom
 from tests.engine.chmfl_fixtures import install_tiny_card
+from tests.engine.study_reading import read_every_arm
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +136,7 @@ def test_a_reader_study_reads_petct_cases_unaided_and_aided(models_env, tmp_path
     from engine.cases.bundle import write_bundle
     from engine.service import PredictionService
     from engine.store import Store
-    from engine.studies import AIDED, UNAIDED, ReadingSession, Study, add_reader, analyze_study, create_study
+    from engine.studies import AIDED, UNAIDED, Study, analyze_study, create_study
 
     store = Store()
     rng = np.random.default_rng(5)
@@ -148,19 +149,11 @@ def test_a_reader_study_reads_petct_cases_unaided_and_aided(models_env, tmp_path
     study = create_study(store, Study(id="dm-study", name="DM", task_label="distant_metastasis",
                                       case_ids=tuple(ids), modalities=("PET", "CT"), arms=(UNAIDED, AIDED)))
     assert study.model == "chmfl[PET+CT]" and study.case_kind == "sarcoma_petct"
-    for reader in ("r1", "r2"):
-        add_reader(store, "dm-study", reader, reader, "246810")
-        for arm in (UNAIDED, AIDED):
-            session = ReadingSession.open(store, "dm-study", reader, "246810")
-            assert session.aided == (arm == AIDED)
-            for _ in range(session.total):
-                blinded = session.current_case()
-                assert blinded.images["PET"].axes == "ZYX" and blinded.truth is None if hasattr(blinded, "truth") \
-                    else blinded.images["PET"].axes == "ZYX"
-                if arm == AIDED:
-                    assert blinded.aid is not None
-                session.answer(bool(blinded.images["PET"].array.max() > 6), 3)
-                session.next()
-            session.finish()
+    def answer(session, blinded, aided):
+        assert blinded.images["PET"].axes == "ZYX" and blinded.images["CT"].axes == "ZYX"
+        assert (blinded.aid is not None) == aided
+        session.answer(bool(blinded.images["PET"].array.max() > 6), 3)
+
+    read_every_arm(store, "dm-study", ("r1", "r2"), "246810", answer)
     assert analyze_study(store, "dm-study", n_boot=20, n_perm=20).result is not None
     store.close()

@@ -22,23 +22,15 @@ def pet_header(units="BQML", weight=70, dose=370e6, half_life=6586.2, start_time
     ds.Modality, ds.Units, ds.DecayCorrection = "PT", units, decay
     ds.CorrectedImage = list(corrected)
     ds.Manufacturer = manufacturer
-    if weight is not None:
-        ds.PatientWeight = weight
-    if size is not None:
-        ds.PatientSize = size
-    if sex is not None:
-        ds.PatientSex = sex
     ds.SeriesDate, ds.SeriesTime = series
     ds.AcquisitionDate, ds.AcquisitionTime = acquisition
     rp = Dataset()
-    if dose is not None:
-        rp.RadionuclideTotalDose = dose
-    if half_life is not None:
-        rp.RadionuclideHalfLife = half_life
-    if start_time is not None:
-        rp.RadiopharmaceuticalStartTime = start_time
-    if start_datetime is not None:
-        rp.RadiopharmaceuticalStartDateTime = start_datetime
+    for target, keyword, value in ((ds, "PatientWeight", weight), (ds, "PatientSize", size), (ds, "PatientSex", sex),
+                                   (rp, "RadionuclideTotalDose", dose), (rp, "RadionuclideHalfLife", half_life),
+                                   (rp, "RadiopharmaceuticalStartTime", start_time),
+                                   (rp, "RadiopharmaceuticalStartDateTime", start_datetime)):
+        if value is not None:  # None: the tag is left out
+            setattr(target, keyword, value)
     ds.RadiopharmaceuticalInformationSequence = Sequence([rp])
     for tag, value in (philips or {}).items():
         ds.add_new(tag, "DS", value)
