@@ -262,6 +262,29 @@ def write_tables(rows: list[AblationRow], diffs: list[dict], data: PetCtArrays, 
     return paths
 
 
+def shipped_net(data: PetCtArrays, base: CHMFLTrainSettings, cache: Path, say: Say | None = None):
+    """The net trained on every patient (the shipped weights), kept in `cache` as safetensors with its settings
+    and patients, so a rerun with the same ones reuses it."""
+    from safetensors.torch import load_file, save_file
+
+    from engine.registry import build_net
+
+    key = json.dumps({"settings": {k: list(v) if isinstance(v, tuple) else v for k, v in base.__dict__.items()},
+                      "patients": data.patients}, sort_keys=True)
+    weights, stamp = cache / "shipped_net.safetensors", cache / "shipped_net.json"
+    if weights.is_file() and stamp.is_file() and stamp.read_text(encoding="utf-8") == key:
+        net = build_net("chmfl", base.net_config())
+        net.load_state_dict(load_file(str(weights)))
+        return net.eval()
+    if say:
+        say("training the shipped net on every patient")
+    net = train_net(data, np.arange(len(data.labels)), base, say, "chmfl (all patients)")
+    cache.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    stamp.write_text(key, encoding="utf-8")
+    return net
+
+
 @dataclass(frozen=True)
 class CHMFLTrainRun:
     """`oncolens train chmfl`: the protocol's rows, the shipped net (all patients) and where they go."""
@@ -298,8 +321,7 @@ def train_chmfl(run: CHMFLTrainRun, say: Say) -> int:
     files = write_tables(rows, diffs, data, out, title)
     print(format_table(rows))
     print(format_orderings(diffs))
-    say("training the shipped net on every patient")
-    net = train_net(data, np.arange(len(data.labels)), run.base, say, "chmfl (all patients)")
+    net = shipped_net(data, run.base, out / "rows", say)
     card = save_chmfl_card(net, run.base, rows, diffs, title, files, description, run.command, root,
                            time.perf_counter() - started)
     say(f"{card.name} -> {card.folder}")

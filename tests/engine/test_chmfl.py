@@ -155,3 +155,22 @@ def test_cross_validation_scores_every_patient_once_through_the_predictor():
     result = cross_validate(data, CHMFLTrainSettings(epochs=1, folds=2, batch_size=3))
     assert result.scores.shape == (6,) and np.all((result.scores >= 0) & (result.scores <= 1))
     assert np.bincount(result.folds).sum() == 6 and np.isfinite(result.dice).all()
+
+
+@pytest.mark.slow
+def test_bench_prints_eager_and_onnx_per_case_times(tiny_models, capsys):
+    from engine.train.chmfl_bench import CHMFLBench, bench_chmfl
+
+    assert bench_chmfl(CHMFLBench(repeats=1, models_root=tiny_models), lambda _m: None) == 0
+    out = capsys.readouterr().out
+    assert "per case, eager" in out and "per case, ONNX" in out and "speed-up" in out
+
+
+def test_ablation_rows_are_named_by_group_or_name():
+    from engine.train.chmfl_run import GROUPS, ORDERINGS, resolve_rows
+
+    assert resolve_rows("w") == ["no constrained decoder (w=0)", "w=0.25", "CHMFL", "w=0.75", "w=1"]
+    assert resolve_rows("PET only,CT only") == ["PET only", "CT only"]
+    assert all(a in GROUPS["all"] and b in GROUPS["all"] for a, b in ORDERINGS)
+    with pytest.raises(ValueError, match="Unknown CHMFL ablation rows"):
+        resolve_rows("MRI only")
