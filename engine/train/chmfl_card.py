@@ -28,7 +28,7 @@ OPEN_CHOICES = {
                "convs) and a 5^3 + 1^3 output transition (reconstructed from Table SI); compact: 3^3 convs, n = 1, "
                "three up blocks ending at half resolution, tumour logits upsampled trilinearly",
     "segmentation loss": "voxel mean of the cross-entropy (the paper writes a sum)",
-    "optimiser": "paper: Adam 1e-4, batch 1, about 200 epochs, no schedule stated; compact demo: Adam 1e-3, batch 8, "
+    "optimiser": "paper: Adam 1e-4, batch 1, about 200 epochs, no schedule stated; compact demo: Adam 1e-3, batch 4, 20 epochs, "
                  "flips, see training",
     "threshold": "P(DM) >= 0.5, the argmax of the softmax (no threshold stated)",
     "folds": "6 folds stratified by label, fixed seed (stratification not stated)",
