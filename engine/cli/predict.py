@@ -19,8 +19,8 @@ CSV_COLUMNS = ("source", "case_id", "model", "task", "probability", "threshold",
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="run the models on image files or case bundles")
     p.add_argument("paths", nargs="+", help="image files (the case kind is recognised from their number and names: "
-                                            "e.g. one FL/WL specimen image, the WLI/FI/PCI files of one node) or "
-                                            "bundle folders")
+                                            "e.g. one FL/WL specimen image, the WLI/FI/PCI files of one node), a "
+                                            "DICOM folder/DICOMDIR/zip or a PET + CT NIfTI pair, or bundle folders")
     p.add_argument("--out", type=Path, help="write results to this .json or .csv file (default: JSON to stdout)")
     p.add_argument("--modality", help="treat every loose image file as this modality (e.g. FL, WL, NIR, FI)")
     p.add_argument("--explain", action="store_true", help="also compute heatmaps (slower; saved with --save-bundles)")
@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=BACKENDS,
                    help="inference path (default: the 'backend' setting, normally auto = ONNX Runtime on the CPU, "
                         "fp16 CUDA graphs on CUDA, each checked against eager); eager forces plain PyTorch fp32")
+    p.add_argument("--export-seg", type=Path, metavar="DIR",
+                   help="write each case's segmentation exports into DIR (PET-CT: DICOM SEG referencing the PET "
+                        "series, NIfTI, measures CSV)")
     p.set_defaults(run=run)
 
 
@@ -49,19 +52,25 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from tqdm import tqdm
 
     from engine.cases.bundle import bundle_folder, write_bundle
+    from engine.cases.kinds import get_kind
     from engine.service import PredictionService
 
     check_output_file(args.out, (".json", ".csv"))  # before any work, so that nothing is lost to a bad --out
     check_output_folder(args.save_bundles, "--save-bundles")
     if args.backend:
         os.environ["ONCOLENS_BACKEND"] = args.backend  # every predictor the service builds follows it
+    check_output_folder(args.export_seg, "--export-seg")
     service = PredictionService(store=None, actor="oncolens-cli")
     results = []
     cases = list(cases_from_paths(args.paths, args.modality))  # read everything first: bad input fails early
     for source, case in tqdm(cases, desc="predict", unit="case", file=sys.stderr):
-        for pred in service.predict_case(case, explain=args.explain):
+        predictions = service.predict_case(case, explain=args.explain)
+        for pred in predictions:
             case.predictions.append(pred)
             results.append({"source": source, "case_id": case.id, **pred.summary().to_dict()})
+        if args.export_seg:
+            for path in get_kind(case.kind).export_results(case, predictions, args.export_seg):
+                ctx.say(f"wrote {path}")
         if args.save_bundles:
             write_bundle(case, bundle_folder(args.save_bundles, case.id))
     if not args.out:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine.nets.mfi_ffp import count_flops, count_parameters
 from engine.registry import build_net
+from engine.train.ablation_rows import resolve_rows
 from engine.train.mfi_ffp import (
     MFIFFPTrainSettings,
     NodeArrays,
@@ -89,14 +90,7 @@ GROUPS["all"] = list(dict.fromkeys(GROUPS["modalities"] + GROUPS["branches"] + G
 
 def resolve_names(spec: str) -> list[str]:
     """'all', a group name, or comma-separated row names."""
-    if spec in GROUPS:
-        return GROUPS[spec]
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ABLATIONS]
-    if unknown or not names:
-        raise ValueError(f"Unknown ablation rows {unknown or spec!r}; use one of {sorted(GROUPS)} or rows from: "
-                         f"{', '.join(ABLATIONS)}.")
-    return names
+    return resolve_rows(spec, GROUPS, ABLATIONS)
 
 
 def size_of(ablation: Ablation, preset: str) -> tuple[float, float]:
