@@ -10,6 +10,7 @@ from pathlib import Path
 
 from engine.cases.bundle import is_bundle
 from engine.io.images import IMAGE_SUFFIXES, ImageReadError
+from engine.io.us_ct import DICOM_SUFFIXES, is_dicom_path
 
 
 @dataclass
@@ -33,17 +34,19 @@ def sort_paths(paths: list[str | Path]) -> OpenRequest:
                 request.bundles.append(path)
             elif any(is_bundle(child) for child in path.iterdir() if child.is_dir()):
                 request.bundle_folders.append(path)
+            elif is_dicom_path(path):  # a DICOM series: the kind that opens it reads the folder
+                request.images.append(path)
             else:
                 raise ImageReadError(
                     f"{path}: folder is neither a case bundle (no case.json) nor a folder of case bundles."
                 )
         elif path.name == "case.json":
             request.bundles.append(path.parent)
-        elif path.suffix.lower() in IMAGE_SUFFIXES:
+        elif path.suffix.lower() in IMAGE_SUFFIXES + DICOM_SUFFIXES:
             request.images.append(path)
         else:
             raise ImageReadError(
                 f"{path}: cannot open '{path.suffix or path.name}' files. "
-                f"Open images ({', '.join(IMAGE_SUFFIXES)}) or a case bundle folder."
+                f"Open images ({', '.join(IMAGE_SUFFIXES + DICOM_SUFFIXES)}) or a case bundle folder."
             )
     return request
