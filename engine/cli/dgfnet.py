@@ -15,14 +15,14 @@ from engine.cli.common import (
 
 
 def add_data(p: argparse.ArgumentParser) -> None:
-    add_phantom_data(p, "nodule", 300, "--phantom-nodules-per-patient", 1, 2025)
+    add_phantom_data(p, "nodule", 500, "--phantom-nodules-per-patient", 1, 2025)
 
 
 def _schedule_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="compact", choices=["compact", "paper"],
-                   help="compact (CPU demo: small encoders, US 64 / CT 32 px) or paper (ResNet34/18, 288 / 96 px)")
-    p.add_argument("--seg-epochs", type=int, help="segmentation-only epochs (default 3 compact, 100 paper)")
-    p.add_argument("--joint-epochs", type=int, help="segmentation + classification epochs (default 7 compact, 200 paper)")
+                   help="compact (CPU demo: small encoders, US 64 / CT 64 px) or paper (ResNet34/18, 288 / 96 px)")
+    p.add_argument("--seg-epochs", type=int, help="segmentation-only epochs (default 4 compact, 100 paper)")
+    p.add_argument("--joint-epochs", type=int, help="segmentation + classification epochs (default 14 compact, 200 paper)")
     p.add_argument("--fusion-epochs", type=int, default=40, help="fusion epochs on frozen branches (compact protocol)")
     p.add_argument("--joint-encoders", choices=["frozen", "trained"],
                    help="fused models: train fusion + classifier on the unimodal branches (frozen, compact default) "
@@ -37,8 +37,8 @@ def settings(args: argparse.Namespace):
 
     paper = args.preset == "paper"
     return DGFTrainSettings(
-        preset=args.preset, seg_epochs=args.seg_epochs or (100 if paper else 3),
-        joint_epochs=args.joint_epochs or (200 if paper else 7), fusion_epochs=args.fusion_epochs,
+        preset=args.preset, seg_epochs=args.seg_epochs or (100 if paper else 4),
+        joint_epochs=args.joint_epochs or (200 if paper else 14), fusion_epochs=args.fusion_epochs,
         joint_encoders=args.joint_encoders or ("trained" if paper else "frozen"),
         lr=args.lr or (1e-4 if paper else 2e-3), seed=args.seed, pretrained=getattr(args, "pretrained", None) or "")
 

@@ -4,7 +4,8 @@ Per the paper: BCE on the LNM logit, BCE + IoU on each segmentation map, Adam wi
 schedule, batch 30, a segmentation-only stage before the joint stage (100 + 200 epochs in the paper), each
 epoch one random US and one random CT image per nodule, fused models built on the same fold's unimodal
 multi-task models. The compact CPU protocol shortens the stages and, with `joint_encoders="frozen"`, trains the
-fusion and classifier on the unimodal encoders' features (the paper re-trains end to end: `"trained"`).
+fusion and classifier on the unimodal encoders' features of training nodules held out from the encoders (the paper
+re-trains end to end: `"trained"`).
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ class DGFTrainSettings:
 
     site: str = "central_lnm"
     preset: str = "compact"
-    seg_epochs: int = 3  # paper 100
-    joint_epochs: int = 7  # paper 200
+    seg_epochs: int = 4  # paper 100
+    joint_epochs: int = 14  # paper 200
     fusion_epochs: int = 40  # compact, frozen encoders: fusion + classifier on cached features
     joint_encoders: str = "frozen"  # "trained": re-train the branches end to end in the fused model (paper)
+    head_fraction: float = 0.3  # frozen: share of the fold's training nodules kept for fitting the fusion
     batch_size: int = 30
     lr: float = 2e-3  # paper 1e-4 (from ImageNet weights); from scratch on the CPU the compact nets need more
     weight_decay: float = 1e-5
@@ -53,7 +55,9 @@ class DGFTrainSettings:
     def describe(self) -> dict:
         return {"preset": self.preset, "site": self.site, "seg_epochs": self.seg_epochs,
                 "joint_epochs": self.joint_epochs, "fusion_epochs": self.fusion_epochs,
-                "joint_encoders": self.joint_encoders, "batch_size": self.batch_size, "optimizer": "Adam",
+                "joint_encoders": self.joint_encoders,
+                "head_fraction": self.head_fraction if self.joint_encoders == "frozen" else None,
+                "batch_size": self.batch_size, "optimizer": "Adam",
                 "lr": self.lr, "weight_decay": self.weight_decay, "schedule": "cosine per iteration, no warm-up",
                 "loss": "BCE(LNM) + sum over decoders of BCE + soft IoU (eps 1, per image); unit weights",
                 "stages": "segmentation only, then segmentation + classification",
@@ -241,12 +245,28 @@ class FoldModels:
     seconds: float
 
 
+def head_split(data: CropArrays, train: np.ndarray, site: str, fraction: float, seed: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(encoder nodules, head nodules): a patient-grouped, stratified split of a fold's training nodules."""
+    from engine.train.splits import patient_split
+
+    y = data.labels[site][train]
+    enc, head = patient_split([data.patients[i] for i in train], fraction, seed, labels=y.tolist())
+    return train[enc], train[head]
+
+
 def train_fold(data: CropArrays, train: np.ndarray, s: DGFTrainSettings, fusions: tuple[str, ...],
                say: Say | None = None) -> FoldModels:
+    """The fold's unimodal multi-task models and fused models. With frozen branches the fusion is fitted on
+    training nodules the encoders did not see (`head_fraction` of them): features of nodules an encoder was
+    trained on are over-confident, and a head fitted on them learns to trust the stronger modality only."""
     started = time.perf_counter()
-    us_net = train_multitask(data, train, s, ("US",), "none", say=say)
-    ct_net = train_multitask(data, train, s, ("CT",), "none", say=say)
-    fused = {f: fused_model(data, train, replace(s, seed=s.seed + 7), us_net, ct_net, f, say) for f in fusions}
+    encoders, heads = train, train
+    if s.joint_encoders == "frozen" and s.head_fraction > 0:
+        encoders, heads = head_split(data, train, s.site, s.head_fraction, s.seed)
+    us_net = train_multitask(data, encoders, s, ("US",), "none", say=say)
+    ct_net = train_multitask(data, encoders, s, ("CT",), "none", say=say)
+    fused = {f: fused_model(data, heads, replace(s, seed=s.seed + 7), us_net, ct_net, f, say) for f in fusions}
     return FoldModels(us_net, ct_net, fused, time.perf_counter() - started)
 
 

@@ -54,9 +54,9 @@ PAPER = {
 
 @dataclass(frozen=True)
 class ThyroidData(PhantomOrManifest):
-    """Phantom nodules (300 patients, about 1.13 nodules each, seed 2025 by default) or a nodule manifest."""
+    """Phantom nodules (500 patients, about 1.13 nodules each, seed 2025 by default) or a nodule manifest."""
 
-    patients: int = 300
+    patients: int = 500
     per_patient: int = 1
     seed: int = 2025
     PER_PATIENT_KEY: ClassVar[str] = "nodules_per_patient"

@@ -7,7 +7,14 @@ import torch
 
 from engine.explain.attribution import gradcam_layer, integrated_gradients
 from engine.metrics.evaluation import evaluate_binary
-from engine.nets.dgfnet import DGF, DGFNet, ExportWrapper, count_parameters, load_imagenet_encoders, net_config
+from engine.nets.dgfnet import (
+    DGF,
+    DGFNet,
+    ExportWrapper,
+    count_parameters,
+    load_imagenet_encoders,
+    net_config,
+)
 from engine.predict.thyroid import LogitOnly
 
 
