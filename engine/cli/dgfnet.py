@@ -20,7 +20,7 @@ def add_data(p: argparse.ArgumentParser) -> None:
 
 def _schedule_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="compact", choices=["compact", "paper"],
-                   help="compact (CPU demo: small encoders, US 64 / CT 64 px) or paper (ResNet34/18, 288 / 96 px)")
+                   help="compact (CPU demo: small encoders, US 64 / CT 32 px) or paper (ResNet34/18, 288 / 96 px)")
     p.add_argument("--seg-epochs", type=int, help="segmentation-only epochs (default 4 compact, 100 paper)")
     p.add_argument("--joint-epochs", type=int, help="segmentation + classification epochs (default 14 compact, 200 paper)")
     p.add_argument("--fusion-epochs", type=int, default=40, help="fusion epochs on frozen branches (compact protocol)")

@@ -35,7 +35,7 @@ COMPACT_ENCODER = {"central": {"widths": [8, 16, 32, 64], "blocks": [1, 1, 1, 1]
 PAPER_CONFIG = {"decoder_channels": [256, 128, 64, 32, 16], "decoder_dropout": 0.1, "hidden": 256,
                 "dropout": 0.5, "sizes": {"US": 288, "CT": 96}}
 COMPACT_CONFIG = {"decoder_channels": [24, 16, 8, 8, 8], "decoder_dropout": 0.1, "hidden": 64,
-                  "dropout": 0.5, "sizes": {"US": 64, "CT": 64}}
+                  "dropout": 0.5, "sizes": {"US": 64, "CT": 32}}
 SEG_HEADS = {"US": ("mask", "boundary"), "CT": ("mask", "edges")}
 
 

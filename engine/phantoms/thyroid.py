@@ -235,25 +235,41 @@ def render_ct(lat: dict, visibility: float, section: float, rng: np.random.Gener
     cartilage = 130.0 + (rng.uniform(200, 500) if rng.random() < 0.4 else 0.0)  # sometimes calcified (distractor)
     hu[ring] = cartilage
     hu[_disc((h, w), ty, tx, 11)] = -950.0  # trachea
-    lobes = {}
-    for side, sign in (("left", -1), ("right", 1)):
-        lobe = _blob((h, w), ty - 2, tx + sign * 30, 22, 14, 0.04, rng)
+    side = str(lat["location"])
+    radius = lat["diameter_mm"] / CT_SPACING_MM / 2 * np.sqrt(max(0.05, 1 - section ** 2))
+    lobe_ry, lobe_rx = 30.0, 19.0
+    gland_hu = rng.uniform(100, 140)
+    centres = {"left": (ty - 2, tx - 32), "right": (ty - 2, tx + 32), "isthmus": (ty - 19, tx)}
+    home = centres[side]
+    if visibility > 0:  # extrathyroidal extension: part of the nodule lies outside the capsule (fat, trachea)
+        sign = -1.0 if side == "left" else 1.0
+        if side == "isthmus":
+            direction = np.array([-1.0, rng.uniform(-0.5, 0.5)])
+        elif rng.random() < 0.4:
+            direction = np.array([rng.uniform(-0.2, 0.2), -sign])  # towards the trachea
+        else:
+            direction = np.array([rng.uniform(-0.8, 0.3), sign])  # lateral / anterior, into fat and muscle
+        direction /= np.linalg.norm(direction)
+        reach = lobe_rx if side != "isthmus" else 6.0
+        protrusion = (0.3 + 0.45 * visibility) * 2 * radius
+        cy, cx = home[0] + direction[0] * (reach - radius + protrusion), home[1] + direction[1] * (reach - radius + protrusion)
+    else:
+        cy, cx = home[0] + rng.uniform(-3, 3), home[1] + rng.uniform(-2, 2)
+    for name, (ly, lx) in centres.items():
+        ry, rx = (lobe_ry, lobe_rx) if name != "isthmus" else (6.0, 22.0)
+        lobe = _blob((h, w), ly, lx, ry, rx, 0.04, rng)
+        if name == side and visibility == 0:  # a benign nodule expands its lobe; the capsule stays intact
+            lobe |= _disc((h, w), cy, cx, radius + 3)
         lobe &= ~_disc((h, w), ty, tx, 15)
         edge = lobe & ~cv2.erode(lobe.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        hu[lobe] = rng.uniform(100, 140)  # enhancing gland
+        hu[lobe] = gland_hu  # enhancing gland
         hu[edge] = 160.0  # capsule line
-        lobes[side] = lobe
-        hu[_disc((h, w), ty + 4, tx + sign * 56, 7)] = rng.uniform(220, 300)  # carotid
-        hu[_disc((h, w), ty - 4, tx + sign * 66, 6)] = rng.uniform(150, 200)  # jugular
-        hu[_blob((h, w), ty - 30, tx + sign * 22, 4, 18, 0.02, rng)] = 50.0  # strap muscle
-    side = lat["location"] if lat["location"] != "isthmus" else "isthmus"
-    radius = lat["diameter_mm"] / CT_SPACING_MM / 2 * np.sqrt(max(0.05, 1 - section ** 2))
-    if side == "isthmus":
-        cy, cx = ty - 17, tx
-    else:
-        sign = -1 if side == "left" else 1
-        cy, cx = ty - 2 + rng.uniform(-4, 4), tx + sign * (30 + rng.uniform(-3, 3))
-    nodule = _blob((h, w), cy, cx, radius, radius * rng.uniform(0.85, 1.1), 0.06, rng)
+    for sign in (-1, 1):
+        hu[_disc((h, w), ty + 4, tx + sign * 60, 7)] = rng.uniform(220, 300)  # carotid
+        hu[_disc((h, w), ty - 4, tx + sign * 70, 6)] = rng.uniform(150, 200)  # jugular
+        hu[_blob((h, w), ty - 34, tx + sign * 24, 4, 18, 0.02, rng)] = 50.0  # strap muscle
+    irregular = 0.06 + 0.2 * visibility  # an invading margin is spiculated
+    nodule = _blob((h, w), cy, cx, radius, radius * rng.uniform(0.85, 1.1), irregular, rng)
     nodule &= body
     hu[nodule] = rng.uniform(45, 75)  # hypo-attenuating against the enhancing gland
     if rng.random() < 0.3:  # coarse calcification (label-independent)
@@ -261,22 +277,6 @@ def render_ct(lat: dict, visibility: float, section: float, rng: np.random.Gener
         if len(ys):
             k = int(rng.integers(len(ys)))
             hu[_disc((h, w), ys[k], xs[k], 1.5) & nodule] = rng.uniform(350, 700)
-    if visibility > 0:  # extrathyroidal extension: the nodule breaches the capsule into the fat / towards trachea
-        outward = np.array([cy - ty, cx - tx], np.float32)
-        outward /= np.linalg.norm(outward) + 1e-6
-        towards_trachea = rng.random() < 0.4
-        if towards_trachea:
-            outward = -outward
-        length = 5 + 12 * visibility
-        for t in np.linspace(0, 1, 8):
-            py = cy + outward[0] * (radius + t * length) + rng.uniform(-1.5, 1.5)
-            px = cx + outward[1] * (radius + t * length) + rng.uniform(-1.5, 1.5)
-            strand = _disc((h, w), py, px, 1.5 + 2.5 * visibility * (1 - 0.6 * t))
-            hu[strand & body & (hu < 150)] = 95.0  # soft-tissue strands in the fat
-        if towards_trachea:  # the tracheal ring is flattened and thinned where the nodule presses on it
-            hu[_disc((h, w), ty + outward[0] * 12, tx + outward[1] * 12, 3 + 2 * visibility) & ring] = 70.0
-        capsule = cv2.dilate(nodule.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool) & (hu == 160.0)
-        hu[capsule] = 70.0  # the capsule line is interrupted where the nodule touches it
     blur = 0.8 + (1.2 if lat["diameter_mm"] < 10 else 0.4) * rng.random()  # partial volume
     hu = cv2.GaussianBlur(hu, (0, 0), blur)
     hu += rng.normal(0, rng.uniform(10, 18), hu.shape).astype(np.float32)

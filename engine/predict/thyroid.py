@@ -32,7 +32,7 @@ from engine.explain.attribution import IGResult, gradcam_layer, integrated_gradi
 from engine.io.us_ct import UsCtReadError, us_grey
 from engine.predict.base import Predictor
 from engine.preprocess.us_ct import CT, US, Crop, ct_crop_unit, image_roi, to_input, us_crop_unit
-from engine.registry import ModelCard, ModelError, create_model, load_card
+from engine.registry import ModelCard, create_model, is_installed
 
 FAMILY = "dgfnet"
 SITES = ("central_lnm", "lateral_lnm")
@@ -231,11 +231,4 @@ class DGFNetPredictor(Predictor):
 
 def installed_sites(root: Path | str | None = None) -> list[str]:
     """The sites whose DGFNet card is installed."""
-    found = []
-    for site in SITES:
-        try:
-            load_card(card_name(site), root)
-            found.append(site)
-        except ModelError:
-            pass
-    return found
+    return [site for site in SITES if is_installed(card_name(site), root)]

@@ -94,17 +94,23 @@ def _seg_targets(data: CropArrays, us_rows, ct_rows, us_t: np.ndarray | None = N
             "CT/edges": f(ct_t[:, 1:2])}
 
 
+def shuffled_chunks(rng: np.random.Generator, index: np.ndarray, size: int):
+    """The nodules of `index` in a new random order, in chunks of `size` (a lone last nodule is dropped: BatchNorm
+    and the nodule attention need company)."""
+    order = rng.permutation(index)
+    for start in range(0, len(order), size):
+        chosen = order[start:start + size]
+        if len(chosen) >= 2:
+            yield chosen
+
+
 def _epoch_batches(data: CropArrays, index: np.ndarray, site: str, s: DGFTrainSettings, rng: np.random.Generator,
                    augment: bool = True):
     """Batches of one epoch: one random US and one random CT image per nodule, augmented."""
     y = data.labels[site]
 
     def batches(_epoch: int):
-        order = rng.permutation(index)
-        for start in range(0, len(order), s.batch_size):
-            chosen = order[start:start + s.batch_size]
-            if len(chosen) < 2:
-                continue
+        for chosen in shuffled_chunks(rng, index, s.batch_size):
             us_rows = np.array([rng.choice(data.us_of[i]) for i in chosen])
             ct_rows = np.array([rng.choice(data.ct_of[i]) for i in chosen])
             us, us_t = data.us[us_rows], data.us_targets[us_rows]
@@ -180,11 +186,7 @@ def fuse_frozen(data: CropArrays, index: np.ndarray, s: DGFTrainSettings, us_net
         p.requires_grad_(False)
 
     def batches(_epoch: int):
-        order = rng.permutation(index)
-        for start in range(0, len(order), s.batch_size):
-            chosen = order[start:start + s.batch_size]
-            if len(chosen) < 2:
-                continue
+        for chosen in shuffled_chunks(rng, index, s.batch_size):
             fu = torch.stack([f_us[int(rng.choice(data.us_of[i]))] for i in chosen])
             fc = torch.stack([f_ct[int(rng.choice(data.ct_of[i]))] for i in chosen])
             yield Batch((fu, fc), torch.from_numpy(y[chosen].astype(np.float32)), len(chosen))
