@@ -23,7 +23,7 @@ def _schedule_options(p: argparse.ArgumentParser) -> None:
                    help="compact (CPU demo: small encoders, US 64 / CT 32 px) or paper (ResNet34/18, 288 / 96 px)")
     p.add_argument("--seg-epochs", type=int, help="segmentation-only epochs (default 4 compact, 100 paper)")
     p.add_argument("--joint-epochs", type=int, help="segmentation + classification epochs (default 14 compact, 200 paper)")
-    p.add_argument("--fusion-epochs", type=int, default=40, help="fusion epochs on frozen branches (compact protocol)")
+    p.add_argument("--fusion-epochs", type=int, default=150, help="fusion epochs on frozen branches (compact protocol)")
     p.add_argument("--joint-encoders", choices=["frozen", "trained"],
                    help="fused models: train fusion + classifier on the unimodal branches (frozen, compact default) "
                         "or re-train end to end (trained, the paper and the paper preset's default)")

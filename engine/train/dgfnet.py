@@ -36,7 +36,7 @@ class DGFTrainSettings:
     preset: str = "compact"
     seg_epochs: int = 4  # paper 100
     joint_epochs: int = 14  # paper 200
-    fusion_epochs: int = 40  # compact, frozen encoders: fusion + classifier on cached features
+    fusion_epochs: int = 150  # compact, frozen encoders: fusion + classifier on cached features
     joint_encoders: str = "frozen"  # "trained": re-train the branches end to end in the fused model (paper)
     head_fraction: float = 0.3  # frozen: share of the fold's training nodules kept for fitting the fusion
     batch_size: int = 30
