@@ -76,6 +76,7 @@ def register_bench(benches: argparse._SubParsersAction) -> None:
                                           "gradients, eager PyTorch vs ONNX Runtime")
     p.add_argument("--repeats", type=int, default=20, help="timed calls without IG (default 20)")
     p.add_argument("--ig-repeats", type=int, default=3, help="timed calls with IG (default 3)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     add_models_dir(p)
     p.set_defaults(run=run_bench)
 
@@ -105,5 +106,6 @@ def run_evaluate(args: argparse.Namespace, ctx: Context) -> int:
 def run_bench(args: argparse.Namespace, ctx: Context) -> int:
     from engine.train.dgfnet_cards import DGFNetBench, bench_dgfnet
 
-    return bench_dgfnet(DGFNetBench(repeats=args.repeats, ig_repeats=args.ig_repeats, models_root=models_root(args)),
+    return bench_dgfnet(DGFNetBench(repeats=args.repeats, ig_repeats=args.ig_repeats, threads=args.threads,
+                                    models_root=models_root(args)),
                         ctx.say)

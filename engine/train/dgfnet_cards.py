@@ -229,6 +229,7 @@ def evaluate_dgfnet(ev: DGFNetEvaluation, say: Say) -> int:
 class DGFNetBench:
     repeats: int = 20
     ig_repeats: int = 3
+    threads: int | None = None  # default: every CPU core
     models_root: Path | None = None
 
 
@@ -236,7 +237,7 @@ def bench_dgfnet(bench: DGFNetBench, say: Say) -> int:
     """Per-case CPU latency of both sites' models, with and without integrated gradients, eager vs ONNX Runtime."""
     from engine.train.dgfnet_data import phantom_records
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(bench.threads or max(1, os.cpu_count() or 1))
     eager = DGFNetPredictor(device="cpu", root=bench.models_root)
     t = time.perf_counter()
     fast = DGFNetPredictor(device="cpu", backend="onnx", root=bench.models_root)
@@ -264,8 +265,9 @@ def bench_dgfnet(bench: DGFNetBench, say: Say) -> int:
     print(f"DGFNet per case ({' + '.join(eager.sites)}: {len(eager.sites)} models, US {eager.cards[eager.sites[0]].preprocessing['size'][US]} px, "
           f"CT {eager.cards[eager.sites[0]].preprocessing['size'][CT]} px), batch 1, {torch.get_num_threads()} CPU threads")
     print(f"{'path':<46} {'p50 ms':>9} {'p99 ms':>9} {'calls':>6}")
+    steps = eager.cards[eager.sites[0]].extra.get("ig_baseline", {}).get("n_steps", 50)
     labels = {"eager": "eager PyTorch, no IG", "onnx": "ONNX Runtime, no IG",
-              "eager+ig": "eager PyTorch + IG (50 steps) + Grad-CAM", "onnx+ig": "ONNX Runtime + IG/Grad-CAM (eager)"}
+              "eager+ig": f"eager PyTorch + IG ({steps} steps) + Grad-CAM", "onnx+ig": "ONNX Runtime + IG/Grad-CAM (eager)"}
     for key, label in labels.items():
         p50, p99 = latency_percentiles(times[key])
         print(f"{label:<46} {p50:>9.1f} {p99:>9.1f} {len(times[key]):>6}")
