@@ -157,12 +157,12 @@ class DGFNetPredictor(Predictor):
         return float(1 / (1 + np.exp(-logit)))
 
     def baseline(self, site: str, x: NoduleInputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """The card's IG baseline: constant-intensity US and CT crops at the grey level the card stores."""
+        """The card's IG baseline: constant-intensity US and CT crops at the grey levels the card stores."""
         card = self.cards[site]
-        level = float(card.extra.get("ig_baseline", {}).get("unit_value", 0.0))
+        spec = card.extra.get("ig_baseline", {})
         constants = card.preprocessing
-        us = to_input(np.full(x.us.shape[1:], level, np.float32), constants)
-        ct = to_input(np.full(x.ct.shape[1:], level, np.float32), constants)
+        us = to_input(np.full(x.us.shape[1:], float(spec.get("us_value", 0.0)), np.float32), constants)
+        ct = to_input(np.full(x.ct.shape[1:], float(spec.get("ct_value", 0.0)), np.float32), constants)
         return torch.from_numpy(us)[None].to(self.device), torch.from_numpy(ct)[None].to(self.device)
 
     def explain(self, site: str, x: NoduleInputs) -> tuple[IGResult, dict[str, np.ndarray]]:

@@ -14,7 +14,7 @@ def test_both_sites_are_shipped_with_their_tables():
         names = [r["name"] for r in ev["ablation"]["rows"]]
         assert names[:2] == ["US", "CT"] and "DGF (batch of 30)" in names and "basic average" in names
         assert 0.0 <= ev["batch_vs_single"]["mean_abs_probability_difference"] <= 1.0
-        assert 0.0 <= card.extra["ig_baseline"]["unit_value"] <= 1.0
+        assert 0.0 <= card.extra["ig_baseline"]["us_value"] <= 1.0
         assert card.gradcam_layers == {"US": "branches.US.encoder.layer4", "CT": "branches.CT.encoder.layer4"}
         assert card.training["data"]["kind"] == "phantom" and "from scratch" in card.training["pretrained"]
         assert (card.folder / "ablation" / "dgfnet_ablation.md").is_file()

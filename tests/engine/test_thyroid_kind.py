@@ -34,7 +34,7 @@ def models(tmp_path_factory):
         net = DGFNet({**s.config(), "nodule_context": "single"}).eval()
         card = build_card(site, net, s, constants, root)
         card.training = {"regenerate": "oncolens train dgfnet", "data": {"kind": "phantom"}}
-        card.extra["ig_baseline"] = {"unit_value": 0.3, "n_steps": 16}
+        card.extra["ig_baseline"] = {"us_value": 0.3, "ct_value": 0.3, "n_steps": 16}
         save_weights(net, card)
         write_card(card)
     return root
@@ -106,14 +106,14 @@ def test_loose_pair_opens_as_a_thyroid_case_and_bad_inputs_are_named(tmp_path, d
     us_path, ct_path, boxes = _files(tmp_path, demo)
     case = case_from_loose_images([us_path, ct_path])
     assert case.kind == KIND and case.images[CT].meta.units == "HU"
-    assert main(["predict", str(us_path), str(ct_path), "--roi", "US=900,900,950,950"]) == 1
+    assert main(["predict", str(us_path), str(ct_path), "--roi", "US=900,900,950,950"]) == 2
     assert "lies outside the 320 x 240 image" in capsys.readouterr().err
     write_image(tmp_path / "us16.png", np.full((240, 320), 4000, np.uint16))
     with pytest.raises(ValueError, match=r"us16\.png.*8-bit"):
         case_from_us_ct(tmp_path / "us16.png", ct_path)
     with pytest.raises(ValueError, match=r"nodule_ct\.dcm: the DICOM modality is CT, not US"):
         case_from_us_ct(ct_path, ct_path)
-    assert main(["predict", str(us_path), str(ct_path), "--roi", f"US={boxes[US]}", "--roi", "CT=5,5,5,40"]) == 1
+    assert main(["predict", str(us_path), str(ct_path), "--roi", f"US={boxes[US]}", "--roi", "CT=5,5,5,40"]) == 2
     assert "is empty" in capsys.readouterr().err
 
 
