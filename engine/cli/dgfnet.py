@@ -13,9 +13,7 @@ from engine.cli.common import (
     phantom_data,
 )
 
-
-def add_data(p: argparse.ArgumentParser) -> None:
-    add_phantom_data(p, "nodule", 500, "--phantom-nodules-per-patient", 1, 2025)
+PHANTOM = ("nodule", 500, "--phantom-nodules-per-patient", 1, 2025)  # what, patients, flag, per patient, seed
 
 
 def _schedule_options(p: argparse.ArgumentParser) -> None:
@@ -56,7 +54,7 @@ def register_train(families: argparse._SubParsersAction) -> None:
     p.add_argument("--sites", default="central_lnm,lateral_lnm", help="comma-separated sites to train")
     p.add_argument("--max-folds", type=int, help="stop after this many folds (a quick look; the tables need all)")
     p.add_argument("--pretrained", help="local torchvision ResNet18/34 ImageNet file for the encoders")
-    add_data(p)
+    add_phantom_data(p, *PHANTOM)
     add_models_dir(p, writing=True)
     p.set_defaults(run=run_train)
 
@@ -66,7 +64,7 @@ def register_evaluate(families: argparse._SubParsersAction) -> None:
     _schedule_options(p)
     p.add_argument("--ablation", action="store_true",
                    help="train and tabulate US, CT, concatenation, sum, product and DGF by cross-validation")
-    add_data(p)
+    add_phantom_data(p, *PHANTOM)
     add_evaluation_options(p)
     p.set_defaults(run=run_evaluate)
 
