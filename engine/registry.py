@@ -289,6 +289,15 @@ def load_card(name: str, root: Path | str | None = None) -> ModelCard:
     return card
 
 
+def is_installed(name: str, root: Path | str | None = None) -> bool:
+    """True when the card `name` exists and loads (a quiet check; `load_card` says what is wrong)."""
+    try:
+        load_card(name, root)
+    except ModelError:
+        return False
+    return True
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -12,6 +12,7 @@ from pathlib import Path
 from engine.cases.bundle import is_bundle
 from engine.cases.kinds import case_kinds
 from engine.io.images import IMAGE_SUFFIXES, ImageReadError
+from engine.io.us_ct import DICOM_SUFFIXES, is_dicom_path
 
 
 @dataclass
@@ -40,7 +41,7 @@ def sort_paths(paths: list[str | Path]) -> OpenRequest:
                 request.bundles.append(path)
             elif any(is_bundle(child) for child in path.iterdir() if child.is_dir()):
                 request.bundle_folders.append(path)
-            elif kind_opens(path):
+            elif kind_opens(path) or is_dicom_path(path):
                 request.images.append(path)
             else:
                 raise ImageReadError(
@@ -49,11 +50,11 @@ def sort_paths(paths: list[str | Path]) -> OpenRequest:
                 )
         elif path.name == "case.json":
             request.bundles.append(path.parent)
-        elif path.suffix.lower() in IMAGE_SUFFIXES or kind_opens(path):
+        elif path.suffix.lower() in IMAGE_SUFFIXES + DICOM_SUFFIXES or kind_opens(path):
             request.images.append(path)
         else:
             raise ImageReadError(
                 f"{path}: cannot open '{path.suffix or path.name}' files. "
-                f"Open images ({', '.join(IMAGE_SUFFIXES)}) or a case bundle folder."
+                f"Open images ({', '.join(IMAGE_SUFFIXES + DICOM_SUFFIXES)}) or a case bundle folder."
             )
     return request

@@ -18,7 +18,7 @@ CSV_COLUMNS = ("source", "case_id", "model", "task", "probability", "threshold",
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="run the models on image files or case bundles")
-    p.add_argument("paths", nargs="+", help="image files (the case kind is recognised from their number and names: "
+    p.add_argument("paths", nargs="*", help="image files (the case kind is recognised from their number and names: "
                                             "e.g. one FL/WL specimen image, the WLI/FI/PCI files of one node), a "
                                             "DICOM folder/DICOMDIR/zip or a PET + CT NIfTI pair, or bundle folders")
     p.add_argument("--out", type=Path, help="write results to this .json or .csv file (default: JSON to stdout)")
@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--export-seg", type=Path, metavar="DIR",
                    help="write each case's segmentation exports into DIR (PET-CT: DICOM SEG referencing the PET "
                         "series, NIfTI, measures CSV)")
+    p.add_argument("--roi", action="append", default=[], metavar="MOD=x0,y0,x1,y1",
+                   help="a box around the lesion on the image of modality MOD, in pixels (e.g. US=120,80,210,170 and "
+                        "CT=60,52,88,80 for a thyroid US + CT pair); repeat per modality")
+    p.add_argument("--rois", type=Path, help="a CSV of cases with boxes (thyroid: nodule_id,us_path,ct_path,us_box,"
+                                             "ct_box[,us_frame,ct_slice]); PATHS may then be left out")
     p.set_defaults(run=run)
 
 
@@ -62,7 +67,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     check_output_folder(args.export_seg, "--export-seg")
     service = PredictionService(store=None, actor="oncolens-cli")
     results = []
-    cases = list(cases_from_paths(args.paths, args.modality))  # read everything first: bad input fails early
+    if not args.paths and not args.rois:
+        raise ValueError("Name image files or bundles to predict, or a CSV of cases with --rois.")
+    cases = list(cases_from_paths(args.paths, args.modality)) if args.paths else []  # bad input fails early
+    if args.rois:
+        from engine.kinds.thyroid_usct import cases_from_roi_csv
+
+        cases += [(str(args.rois), case) for case in cases_from_roi_csv(args.rois)]
+    for _source, case in cases:
+        apply_rois(case, args.roi)
     for source, case in tqdm(cases, desc="predict", unit="case", file=sys.stderr):
         predictions = service.predict_case(case, explain=args.explain)
         for pred in predictions:
@@ -89,6 +102,18 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         args.out.write_text(json.dumps(results, indent=2), encoding="utf-8")
     ctx.say(f"wrote {len(results)} predictions to {args.out}")
     return 0
+
+
+def apply_rois(case, specs: Sequence[str]) -> None:
+    """Store `MOD=x0,y0,x1,y1` boxes with the case's images (checked against each image's size)."""
+    from engine.preprocess.us_ct import store_roi
+
+    for spec in specs:
+        modality, sep, box = spec.partition("=")
+        if not sep or modality not in case.images:
+            raise ValueError(f"--roi {spec!r}: write MOD=x0,y0,x1,y1 with MOD one of the case's images "
+                             f"({', '.join(case.images)}).")
+        store_roi(case.images[modality], box)
 
 
 def _blank(value: object) -> object:
