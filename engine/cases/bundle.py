@@ -16,6 +16,7 @@ import numpy as np
 from engine.cases.model import Case, GroundTruth, Read
 from engine.data import ImageMeta, ModalityImage, Prediction, PredictionSummary
 from engine.io.images import ImageReadError, read_image, write_image
+from engine.paths import open_private, private_dir, private_file
 
 BUNDLE_FORMAT = "oncolens-case"
 BUNDLE_VERSION = 2
@@ -36,6 +37,7 @@ def _array_file(stem: str, array: np.ndarray) -> str:
 def _save_array(folder: Path, stem: str, array: np.ndarray) -> str:
     name = _array_file(stem, array)
     write_image(folder / name, array)
+    private_file(folder / name)
     return name
 
 
@@ -50,9 +52,9 @@ def _load_array(folder: Path, name: str) -> np.ndarray:
 
 
 def write_bundle(case: Case, folder: str | Path) -> Path:
-    """Write `case` to `folder` (created if needed). case.json is replaced atomically, written last."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write `case` to `folder` (created if needed). case.json is replaced atomically, written last.
+    Folders it creates are 0700 and every file it writes 0600 (engine.paths: private_dir, private_file)."""
+    folder = private_dir(folder)
     images = {}
     for modality, img in case.images.items():
         images[modality] = {"file": _save_array(folder, f"image_{modality}", img.array), "axes": img.axes,
@@ -87,7 +89,8 @@ def write_bundle(case: Case, folder: str | Path) -> Path:
         "reads": [r.__dict__ for r in case.reads],
     }
     tmp = folder / (CASE_FILE + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    with open_private(tmp, encoding="utf-8") as handle:
+        handle.write(json.dumps(doc, indent=2))
     os.replace(tmp, folder / CASE_FILE)
     return folder
 

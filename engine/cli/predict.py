@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from engine.cli.common import Context
+from engine.exports import csv_writer, open_csv
 
 CSV_COLUMNS = ("source", "case_id", "model", "task", "probability", "threshold", "call", "ms_total")
 
@@ -59,8 +59,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         print(json.dumps(results, indent=2))
         return 0
     if args.out.suffix.lower() == ".csv":
-        with open(args.out, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
+        with open_csv(args.out) as fh:
+            writer = csv_writer(fh)
             writer.writerow(CSV_COLUMNS)
             for r in results:
                 for task, result in r["tasks"].items():
