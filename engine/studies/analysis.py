@@ -36,7 +36,8 @@ from engine.paths import open_private, private_dir
 from engine.store import Store
 from engine.store.schema import CaseRecord, ReadingSessionRecord, ReadRecord, StudyCaseRecord
 from engine.studies.contours import ContourAgreement, contour_agreement
-from engine.studies.model import AIDED, UNAIDED, Study, StudyError, id_chunks, list_readers, load_study
+from engine.studies.model import AIDED, UNAIDED, Study, StudyError, id_chunks, load_study
+from engine.studies.readers import list_readers
 
 READS_COLUMNS = ("study_id", "reader_id", "arm", "round", "session_id", "order_position", "case_id", "read_id",
                  "positive", "confidence", "comment", "has_contour", "shown_at", "answered_at", "seconds",
