@@ -62,7 +62,8 @@ class AuditTrail:
         previous = session.info.get(_HEAD)
         if previous is None:
             take_write_lock(session.connection())  # for writers, the lock they already hold
-            newest = session.scalars(select(AuditEvent.event_hash).order_by(AuditEvent.id.desc()).limit(1)).first()
+            newest = session.scalars(select(AuditEvent.event_hash).where(AuditEvent.event_hash.is_not(None))
+                                     .order_by(AuditEvent.id.desc()).limit(1)).first()
             previous = newest or GENESIS_HASH
         fields = {"at": utc_now(), "actor": str(actor)[:_ID_CHARS], "action": action, "entity": entity,
                   "entity_id": str(entity_id)[:_ID_CHARS], "detail_json": dumps(detail)}

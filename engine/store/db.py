@@ -160,6 +160,11 @@ class Store(AuditTrail):
         self.close()
 
     @property
+    def shown_url(self) -> str:
+        """The database URL without its password, for messages and reports."""
+        return self._shown_url
+
+    @property
     def engine(self) -> Engine:
         """The SQLAlchemy engine (reads; writes should go through the Store's methods)."""
         return self._engine
