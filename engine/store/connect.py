@@ -124,6 +124,9 @@ def _sqlite_connect_listener(read_only: bool):
             cursor.execute("PRAGMA synchronous=FULL")
             # REPLACE deletes the row it replaces; with this on, that delete runs the delete triggers too.
             cursor.execute("PRAGMA recursive_triggers=ON")
+            # Deleted rows are overwritten with zeros, so a deleted case's patient id does not stay readable
+            # in the file's free pages.
+            cursor.execute("PRAGMA secure_delete=ON")
             if read_only:
                 cursor.execute("PRAGMA query_only=ON")  # switching to WAL would write: a read-only store leaves it
             else:

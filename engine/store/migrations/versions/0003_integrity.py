@@ -80,14 +80,18 @@ def upgrade() -> None:
     op.add_column("audit_events", sa.Column("prev_hash", sa.String(64), nullable=True))
     op.add_column("audit_events", sa.Column("event_hash", sa.String(64), nullable=True))
     op.add_column("study_cases", sa.Column("images_sha256", sa.Text(), nullable=True))
-    op.create_table(
-        "store_settings",
-        sa.Column("key", sa.String(64), nullable=False),
-        sa.Column("value", sa.Text(), nullable=False),
-        sa.PrimaryKeyConstraint("key", name="pk_store_settings"),
-    )
-    key = secrets.token_hex(32)
-    bind.execute(sa.text("INSERT INTO store_settings (key, value) VALUES (:k, :v)"), {"k": PATIENT_KEY_SETTING, "v": key})
+    if not sa.inspect(bind).has_table("store_settings"):  # kept by a downgrade: see there
+        op.create_table(
+            "store_settings",
+            sa.Column("key", sa.String(64), nullable=False),
+            sa.Column("value", sa.Text(), nullable=False),
+            sa.PrimaryKeyConstraint("key", name="pk_store_settings"),
+        )
+    key = bind.execute(sa.text("SELECT value FROM store_settings WHERE key = :k"), {"k": PATIENT_KEY_SETTING}).scalar()
+    if key is None:
+        key = secrets.token_hex(32)
+        bind.execute(sa.text("INSERT INTO store_settings (key, value) VALUES (:k, :v)"),
+                     {"k": PATIENT_KEY_SETTING, "v": key})
 
     head = GENESIS_HASH
     chained = 0
@@ -129,7 +133,8 @@ def downgrade() -> None:
     dialect = bind.dialect.name
     for statement in guards.drop_statements(dialect):
         op.execute(statement)
-    op.drop_table("store_settings")
+    # store_settings stays: its key is what the patient ids and fingerprints already in the log were keyed
+    # with, and upgrading again must find it (events are never removed, so neither is their key).
     with op.batch_alter_table("study_cases") as batch:
         batch.drop_column("images_sha256")
     with op.batch_alter_table("audit_events") as batch:
