@@ -128,6 +128,15 @@ def verify(store: Store, capsys, *options: str) -> tuple[int, str]:
     return code, report
 
 
+def reported(store: Store, capsys, *expected: str, options: tuple[str, ...] = ()) -> str:
+    """Verify exits 2 and its report says every one of `expected`."""
+    code, report = verify(store, capsys, *options)
+    assert code == 2 and "result: TAMPERED" in report
+    for text in expected:
+        assert text in report, text
+    return report
+
+
 def read_id(store: Store) -> int:
     with store.engine.connect() as conn:
         return conn.exec_driver_sql("SELECT min(id) FROM reads").scalar()
@@ -160,10 +169,8 @@ def test_replacing_a_read_is_refused_and_with_the_trigger_dropped_reported(study
 
     outsider.drop_guard("reads")
     outsider.run(replace)
-    code, report = verify(store, capsys)
-    assert code == 2 and "result: TAMPERED" in report
-    assert f"read {read_id(store)} (r1, case " in report and "positive changed outside OncoLens" in report
-    assert "on reads is missing (dropped)" in report
+    reported(store, capsys, f"read {read_id(store)} (r1, case ", "positive changed outside OncoLens",
+             "on reads is missing (dropped)")
 
 
 def test_a_deleted_read_is_reported(study_store, capsys):
@@ -171,8 +178,7 @@ def test_a_deleted_read_is_reported(study_store, capsys):
     first = read_id(store)
     outsider.drop_guard("reads")
     outsider.run(f"DELETE FROM reads WHERE id = {first}")
-    code, report = verify(store, capsys)
-    assert code == 2 and f"read {first}: deleted or replaced outside OncoLens" in report
+    reported(store, capsys, f"read {first}: deleted or replaced outside OncoLens")
 
 
 # -- the audit log ------------------------------------------------------------------------------------------
@@ -196,20 +202,17 @@ def test_audit_events_cannot_be_replaced_changed_or_deleted(study_store, capsys,
 
     outsider.drop_guard("audit_events")
     outsider.run(statement)
-    code, report = verify(store, capsys)
-    assert code == 2
     if route == "delete":
-        assert "event 4 (" in report and "is not chained to the event before it" in report
+        reported(store, capsys, "event 4 (", "is not chained to the event before it")
     else:
-        assert "was changed after it was written" in report
+        reported(store, capsys, "was changed after it was written")
 
 
 def test_an_event_written_outside_oncolens_is_reported(study_store, capsys):
     store, outsider = study_store
     outsider.run("INSERT INTO audit_events (at, actor, action, entity, entity_id, detail_json) "
                  "VALUES ('2026-01-01', 'mallory', 'read.add', 'study', 's1', '{}')")
-    code, report = verify(store, capsys)
-    assert code == 2 and "(read.add by mallory, 2026-01-01) has no hash: written outside OncoLens" in report
+    reported(store, capsys, "(read.add by mallory, 2026-01-01) has no hash: written outside OncoLens")
 
 
 def test_a_cut_off_end_of_the_log_is_caught_by_the_recorded_head(study_store, capsys):
@@ -226,8 +229,7 @@ def test_a_cut_off_end_of_the_log_is_caught_by_the_recorded_head(study_store, ca
     chain = next(line for line in verify(store, capsys)[1].splitlines() if line.strip().startswith("audit chain"))
     assert " ok " in chain
     # ... with it, it can.
-    code, report = verify(store, capsys, "--expect", expect)
-    assert code == 2 and f"the head you recorded (event {head[0]}) is not in the log" in report
+    reported(store, capsys, f"the head you recorded (event {head[0]}) is not in the log", options=("--expect", expect))
 
 
 # -- triggers -----------------------------------------------------------------------------------------------
@@ -239,16 +241,14 @@ def test_a_dropped_disabled_or_rewritten_trigger_is_reported(study_store, capsys
         outsider.run("DROP TRIGGER reads_no_delete")
         outsider.run("DROP TRIGGER studies_no_update",
                      "CREATE TRIGGER studies_no_update BEFORE UPDATE ON studies BEGIN SELECT 1; END")
-        code, report = verify(store, capsys)
-        assert "trigger reads_no_delete on reads is missing (dropped)" in report
-        assert "trigger studies_no_update on studies was replaced by other SQL" in report
+        reported(store, capsys, "guards         TAMPERED (2)", "trigger reads_no_delete on reads is missing (dropped)",
+                 "trigger studies_no_update on studies was replaced by other SQL")
     else:
         outsider.run("DROP TRIGGER reads_guard_change ON reads")
         outsider.run("ALTER TABLE studies DISABLE TRIGGER studies_guard_change")
-        code, report = verify(store, capsys)
-        assert "trigger reads_guard_change on reads is missing (dropped)" in report
-        assert "trigger studies_guard_change on studies is disabled" in report
-    assert code == 2 and "guards         TAMPERED (2)" in report
+        reported(store, capsys, "guards         TAMPERED (2)",
+                 "trigger reads_guard_change on reads is missing (dropped)",
+                 "trigger studies_guard_change on studies is disabled")
 
 
 # -- frozen study data -------------------------------------------------------------------------------------
@@ -264,10 +264,8 @@ def test_the_frozen_model_output_and_threshold_cannot_be_edited(study_store, cap
     outsider.drop_guard("studies")
     outsider.run("UPDATE study_cases SET model_probability = 0.99 WHERE position = 0",
                  "UPDATE studies SET model_threshold = 0.9")
-    code, report = verify(store, capsys)
-    assert code == 2
-    assert "study s1: model_threshold changed outside OncoLens" in report
-    assert "study s1, case gl-000: model_probability changed outside OncoLens" in report
+    reported(store, capsys, "study s1: model_threshold changed outside OncoLens",
+             "study s1, case gl-000: model_probability changed outside OncoLens")
 
 
 def test_an_edited_truth_is_reported(study_store, capsys):
@@ -275,8 +273,7 @@ def test_an_edited_truth_is_reported(study_store, capsys):
     log with the row's fingerprint, so one made with SQL shows."""
     store, outsider = study_store
     outsider.run("UPDATE cases SET truth_json = '{\"labels\": {\"tumor\": 1}}' WHERE id = 'gl-000'")
-    code, report = verify(store, capsys)
-    assert code == 2 and "case gl-000: truth_json changed outside OncoLens" in report
+    reported(store, capsys, "case gl-000: truth_json changed outside OncoLens")
 
 
 def test_an_edited_pin_hash_is_reported_and_readers_are_otherwise_frozen(study_store, capsys):
@@ -286,8 +283,7 @@ def test_an_edited_pin_hash_is_reported_and_readers_are_otherwise_frozen(study_s
     # The PIN hash is the one column OncoLens changes (reset_pin, logged); a change made with SQL is not logged.
     outsider.run("UPDATE readers SET pin_hash = (SELECT pin_hash FROM readers WHERE reader_id = 'r1') "
                  "WHERE reader_id = 'r2'")
-    code, report = verify(store, capsys)
-    assert code == 2 and "reader r2 of study s1: pin_hash changed outside OncoLens" in report
+    reported(store, capsys, "reader r2 of study s1: pin_hash changed outside OncoLens")
 
 
 def test_a_finished_session_cannot_be_reopened(study_store, capsys):
@@ -298,9 +294,8 @@ def test_a_finished_session_cannot_be_reopened(study_store, capsys):
 
     outsider.drop_guard("reading_sessions")
     outsider.run("UPDATE reading_sessions SET completed = NULL")
-    code, report = verify(store, capsys)
-    assert code == 2 and "session 1 (r1, unaided, round 1, study s1): the log says it was completed" in report
-    assert "reopened outside OncoLens" in report
+    reported(store, capsys, "session 1 (r1, unaided, round 1, study s1): the log says it was completed",
+             "reopened outside OncoLens")
 
 
 @pytest.mark.skipif(not PG_URL, reason="set ONCOLENS_TEST_PG_URL to an empty PostgreSQL database to run")
@@ -347,10 +342,8 @@ def test_a_swapped_bundle_is_unavailable_to_readers_logged_and_reported(url, tmp
 
     answer_all(session)
     session.finish()  # the swapped case counts as one that cannot be shown
-    code, report = verify(store, capsys)
-    assert code == 2
-    assert f"study s1, case gl-002: the FL image(s) in {folder.resolve()} are not the ones frozen" in report
-    assert "was refused case gl-002 of study s1" in report  # the reader's refusal, from the log
+    reported(store, capsys, f"study s1, case gl-002: the FL image(s) in {folder.resolve()} are not the ones frozen",
+             "was refused case gl-002 of study s1")  # the second: the reader's refusal, from the log
     store.close()
 
 
@@ -367,5 +360,4 @@ def test_a_migrated_store_verifies_intact_and_its_old_reads_are_still_checked(tm
         outsider = Outsider(url)
         outsider.drop_guard("reads")
         outsider.run("UPDATE reads SET comment = 'edited'")
-        code, report = verify(store, capsys)
-        assert code == 2 and "read 1 (r1, case legacy-specimen-01): comment changed outside OncoLens" in report
+        reported(store, capsys, "read 1 (r1, case legacy-specimen-01): comment changed outside OncoLens")
