@@ -4,6 +4,7 @@ migrate; the files of a new store are readable by their owner only."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import stat
@@ -162,3 +163,70 @@ def test_downgrading_0003_puts_back_the_triggers_of_0002(tmp_path):
     with Store(url) as again:
         assert again.schema_revision() == "0003"
     assert main(["store", "--db", url, "verify"]) == 0  # upgraded again with the same key: still intact
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------------------
+
+needs_pg = pytest.mark.skipif(not os.environ.get("ONCOLENS_TEST_PG_URL"),
+                              reason="set ONCOLENS_TEST_PG_URL to an empty PostgreSQL database to run")
+
+
+@needs_pg
+def test_postgresql_rows_written_at_0002_are_chained_and_covered_by_0003(capsys):
+    from test_store_tamper import Outsider, pg_schema
+
+    with pg_schema() as url:
+        engine = sa.create_engine(url)
+        config = alembic_config()
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0002")
+            for statement in (
+                "INSERT INTO cases VALUES ('old-1', 'glioma_specimen', 'P1', '/x/old-1', 'FL', true, "
+                "'{\"labels\": {\"tumor\": 1}}', '2025-01-01', '2025-01-01')",
+                "INSERT INTO audit_events (at, actor, action, entity, entity_id, detail_json) VALUES "
+                "('2025-01-01', 'admin', 'case.add', 'case', 'old-1', '{\"patient_id\": \"P1\"}')",
+                "INSERT INTO studies VALUES ('s0', 'Old', 'tumor', 'glioma_specimen', 'Q?', '', '5-point', false, "
+                "'FL', 'unaided', 'fl_cnn', 0.5, 0, 0, 0.0, '2025-01-02', 'admin')",
+                "INSERT INTO study_cases VALUES ('s0', 0, 'old-1', 1, 0.75)",
+                "INSERT INTO readers VALUES ('s0', 'r1', 'Dr One', 'scrypt$x', '2025-01-02', 'admin')",
+                "INSERT INTO reading_sessions (study_id, reader_id, arm, round, order_json, order_seed, started, "
+                "completed) VALUES ('s0', 'r1', 'unaided', 1, '[\"old-1\"]', '1', '2025-01-03', '2025-01-03')",
+                "INSERT INTO reads (session_id, study_id, reader_id, case_id, positive, confidence, comment, "
+                "shown_at, answered_at, seconds) SELECT id, 's0', 'r1', 'old-1', true, 4, 'ok', '2025-01-03', "
+                "'2025-01-03', 2.5 FROM reading_sessions",
+                "INSERT INTO audit_events (at, actor, action, entity, entity_id, detail_json) SELECT '2025-01-03', "
+                "'r1', 'read.add', 'study', 's0', '{\"read_id\": ' || id || ', \"positive\": true, "
+                "\"confidence\": 4.0, \"comment\": \"ok\"}' FROM reads",
+                "INSERT INTO audit_events (at, actor, action, entity, entity_id, detail_json) SELECT '2025-01-03', "
+                "'r1', 'session.start', 'study', 's0', '{\"session_id\": ' || id || '}' FROM reading_sessions",
+                "INSERT INTO audit_events (at, actor, action, entity, entity_id, detail_json) SELECT '2025-01-03', "
+                "'r1', 'session.complete', 'study', 's0', '{\"session_id\": ' || id || '}' FROM reading_sessions",
+            ):
+                conn.exec_driver_sql(statement)
+        engine.dispose()
+        with Store(url) as store:
+            assert store.schema_revision() == "0003"
+            assert main(["store", "--db", url, "verify", "--no-images"]) == 0, capsys.readouterr().out
+            upgrade = store.audit_log(entity="store")[0]["detail"]
+            assert upgrade["events_chained"] == 4 and upgrade["events_with_plain_patient_ids"] == 1
+            outsider = Outsider(url)
+            outsider.refused("UPDATE study_cases SET model_probability = 0.1", "append-only")
+            outsider.run("UPDATE cases SET truth_json = '{}'")
+            outsider.close()
+            assert main(["store", "--db", url, "verify", "--no-images"]) == 2
+            assert "case old-1: truth_json changed outside OncoLens" in capsys.readouterr().out
+
+
+@needs_pg
+def test_a_read_only_postgresql_store_cannot_write(tmp_path):
+    from test_store_tamper import pg_schema
+
+    with pg_schema() as url:
+        Store(url).close()
+        with Store(url, read_only=True) as store:
+            with pytest.raises(StoreError, match="opened read-only"):
+                store.audit("admin", "test.event", "test", "1")
+            with pytest.raises(sa.exc.InternalError, match="read-only transaction"):
+                with store.engine.begin() as conn:
+                    conn.exec_driver_sql("INSERT INTO store_settings VALUES ('x', 'y')")
