@@ -125,9 +125,14 @@ class ModelCard:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], root: Path | None = None, where: str = "model card") -> ModelCard:
         """A checked card from its JSON (format 1 is migrated first); ModelError naming `where` and the field."""
-        raw = migrate_card(dict(raw))
+        try:
+            raw = migrate_card(dict(raw))
+        except ModelError as exc:
+            raise ModelError(f"{where}: {exc}") from None
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise ModelError(f"{where}: malformed card ({type(exc).__name__}: {exc}).") from None
         known = {f for f in cls.__dataclass_fields__ if f != "root"}
-        unknown = sorted(set(raw) - known)
+        unknown = sorted(map(str, set(raw) - known))
         missing = sorted(f for f in ("name", "family", "task", "config", "input", "preprocessing", "labels",
                                      "thresholds", "training", "evaluation", "weights") if f not in raw)
         if unknown or missing:
@@ -141,17 +146,24 @@ class ModelCard:
             raw["thresholds"] = {str(t): Threshold(float(v["value"]), str(v.get("rule", "")))
                                  for t, v in raw["thresholds"].items()}
             raw["gradcam_layers"] = {str(k): str(v) for k, v in (raw.get("gradcam_layers") or {}).items()}
+            for name in ("config", "preprocessing", "training", "evaluation", "weights", "extra"):
+                if name in raw and not isinstance(raw[name], dict):
+                    raise TypeError(f"{name} must be an object, got {type(raw[name]).__name__}")
+            if not isinstance(raw["labels"], list):
+                raise TypeError(f"labels must be a list, got {type(raw['labels']).__name__}")
             card = cls(**raw, root=root)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            card.validate(where)
+        except ModelError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise ModelError(f"{where}: malformed card ({type(exc).__name__}: {exc}). Regenerate it with "
                              "`oncolens train`.") from exc
-        card.validate(where)
         return card
 
     def validate(self, where: str = "model card") -> None:
         """ModelError listing every problem: thresholds, labels, input size, weights path, names."""
         problems = []
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", self.name or ""):
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", self.name):
             problems.append(f"name {self.name!r} must be 1-100 letters, digits, '_', '.' or '-'")
         if not self.thresholds:
             problems.append("thresholds: at least one task needs an operating threshold")
@@ -183,7 +195,9 @@ def _task_key(raw: dict[str, Any]) -> str:
 
 def migrate_card(raw: dict[str, Any]) -> dict[str, Any]:
     """Bring a card's JSON up to CARD_VERSION, one step at a time (the shipped cards are stored migrated)."""
-    version = int(raw.get("card_version", 1))
+    version = raw.get("card_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelError(f"card_version must be a whole number, got {version!r}")
     if version > CARD_VERSION:
         raise ModelError(f"Model card {raw.get('name')!r} has format {version}, newer than this OncoLens "
                          f"understands ({CARD_VERSION}). Update OncoLens.")

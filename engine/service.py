@@ -15,6 +15,7 @@ import engine.kinds  # noqa: F401  (registers the built-in kinds)
 from engine.cases.kinds import CaseKind, find_kind, get_kind
 from engine.cases.model import Case
 from engine.data import Prediction, PredictionSummary
+from engine.metrics.image_quality import not_assessable_reason
 from engine.predict.base import Predictor
 
 # (kind, modalities it reads, method or None) -> predictor; the default asks the kind
@@ -73,13 +74,28 @@ class PredictionService:
         return self._predictors[key]
 
     def predict_case(self, case: Case, explain: bool = True) -> list[Prediction]:
-        """Run the case's predictors; new results go to the store (if any). Call off the GUI thread."""
+        """Run the case's predictors; new results go to the store (if any). Call off the GUI thread.
+
+        The kind first assesses each predictor's images: when a check blocks, the prediction says "input not
+        assessable: <reason>" for every task instead of a probability; other findings travel as warnings."""
+        kind = get_kind(case.kind)
         with self._lock:
             predictions = []
             for modalities in self.modalities_for(case):
                 predictor = self.predictor(case.kind, modalities)
                 images = {m: case.images[m] for m in modalities}
-                predictions.append(predictor.predict(images, explain=explain))
+                findings = kind.assess(images)
+                reason = not_assessable_reason(findings)
+                if reason is not None:
+                    prediction = predictor.new_prediction()
+                    for task in kind.tasks:
+                        prediction.set_result(task.name, reason)
+                else:
+                    prediction = predictor.predict(images, explain=explain)
+                prediction.warnings.extend(f.text() for f in findings if not f.blocking)
+                prediction.notes.extend(f"{m}: {note}" for m, image in images.items()
+                                        for note in image.meta.extra.get("conversions", []))
+                predictions.append(prediction)
         if self.store is not None:
             self._keep(case.id, predictions)
         return predictions

@@ -22,6 +22,7 @@ class Settings:
     db_url: str = ""  # empty: SQLite file in the user data folder
     heatmap_opacity: float = 0.45
     last_open_dir: str = ""
+    max_image_megapixels: float = 64.0  # the input gate refuses larger images before decoding them
     version: int = SETTINGS_VERSION
 
 

@@ -61,11 +61,13 @@ class ToyKind(CaseKind):
 def write_toy_case(folder: Path, case_id: str, level: int, seed: int = 0) -> Path:
     """A toy case bundle: an 8-bit image around `level`, truth 'bright' when level >= 128."""
     rng = np.random.default_rng(seed)
-    array = np.clip(rng.normal(level, 20, (32, 32)), 0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[0:96, 0:96]
+    blob = 40 * np.exp(-((yy - 48) ** 2 + (xx - 48) ** 2) / (2 * 20.0 ** 2))  # some structure, not noise only
+    array = np.clip(level - 20 + blob + rng.normal(0, 4, (96, 96)), 0, 255).astype(np.uint8)
     case = Case(id=case_id, kind=KIND, patient_id=f"T-{case_id}")
     case.add_image(MODALITY, array, ImageMeta(8, AU))
-    mask = np.zeros((32, 32), np.uint8)
-    mask[8:24, 8:24] = 1
+    mask = np.zeros((96, 96), np.uint8)
+    mask[24:72, 24:72] = 1
     case.truth = GroundTruth({TASK: int(level >= 128)}, {"bright": mask}, "toy generator")
     return write_bundle(case, folder / case_id)
 

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
+from engine.cases.admission import admit_case
+from engine.cases.bundle_schema import CaseDocument, confined, is_safe_case_id, validation_problems
+from engine.cases.kinds import find_kind
 from engine.cases.model import Case, GroundTruth, Read
 from engine.data import ImageMeta, ModalityImage, Prediction, PredictionSummary
+from engine.io.gate import ImageLimits, check_npy_header
 from engine.io.images import ImageReadError, read_image, write_image
 from engine.paths import open_private, private_dir, private_file
 
@@ -27,11 +33,19 @@ class BundleError(ValueError):
     """A case bundle is missing, malformed or refers to files that are not there."""
 
 
+MAX_CASE_FILE_BYTES = 64 * 1024 * 1024  # a case.json is text; anything larger is not one of ours
+
+
 def _array_file(stem: str, array: np.ndarray) -> str:
     lossless_png = array.dtype in (np.uint8, np.uint16) and (
         array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)
     )
     return f"{stem}.png" if lossless_png else f"{stem}.npy"
+
+
+def _file_stem(prefix: str, key: str) -> str:
+    """A safe file stem for a modality, mask or heatmap name ('tumor/NIR' -> 'tumor__NIR')."""
+    return prefix + re.sub(r"[^A-Za-z0-9._-]", "_", key.replace("/", "__"))
 
 
 def _save_array(folder: Path, stem: str, array: np.ndarray) -> str:
@@ -41,37 +55,55 @@ def _save_array(folder: Path, stem: str, array: np.ndarray) -> str:
     return name
 
 
-def _load_array(folder: Path, name: str) -> np.ndarray:
-    path = folder / name
-    if not path.exists():
-        raise BundleError(f"{folder / CASE_FILE} refers to {name}, which is missing from the bundle folder.")
-    if name.endswith(".npy"):
-        return np.load(path, allow_pickle=False)
-    array, _ = read_image(path)
+def _load_array(folder: Path, name: str, case_file: Path, what: str, limits: ImageLimits) -> np.ndarray:
+    try:
+        path = confined(folder, name)
+    except ValueError as exc:
+        raise BundleError(f"{case_file}: {what}: {exc}. A bundle's files stay inside its folder.") from None
+    if not path.is_file():
+        raise BundleError(f"{case_file} refers to {name} ({what}), which is missing from the bundle folder.")
+    try:
+        if name.endswith(".npy"):
+            check_npy_header(path, limits)
+            return np.load(path, allow_pickle=False)
+        array, _ = read_image(path, limits)
+    except (ImageReadError, ValueError, OSError) as exc:
+        raise BundleError(f"{case_file}: {what}: {exc}") from None
     return array
+
+
+def bundle_folder(root: str | Path, case_id: str) -> Path:
+    """The folder for case `case_id` under `root`, after checking the id cannot leave `root`."""
+    if not is_safe_case_id(case_id):
+        raise BundleError(f"Case id {case_id!r} cannot name a bundle folder: use 1-128 letters, digits, '.', '_' "
+                          "or '-', not starting with '.'.")
+    return Path(root) / case_id
 
 
 def write_bundle(case: Case, folder: str | Path) -> Path:
     """Write `case` to `folder` (created if needed). case.json is replaced atomically, written last.
     Folders it creates are 0700 and every file it writes 0600 (engine.paths: private_dir, private_file)."""
+    if not is_safe_case_id(case.id):
+        raise BundleError(f"Case id {case.id!r} cannot be written as a bundle: use 1-128 letters, digits, '.', '_' "
+                          "or '-', not starting with '.'.")
     folder = private_dir(folder)
     images = {}
     for modality, img in case.images.items():
-        images[modality] = {"file": _save_array(folder, f"image_{modality}", img.array), "axes": img.axes,
+        images[modality] = {"file": _save_array(folder, _file_stem("image_", modality), img.array), "axes": img.axes,
                             "meta": img.meta.to_dict()}
     truth = None
     if case.truth is not None:
         truth = {
             "labels": case.truth.labels,
             "source": case.truth.source,
-            "masks": {k: _save_array(folder, f"truth_{k}", m) for k, m in case.truth.masks.items()},
+            "masks": {k: _save_array(folder, _file_stem("truth_", k), m) for k, m in case.truth.masks.items()},
         }
     predictions = []
     for i, pred in enumerate(case.predictions):
         entry = pred.summary().to_dict()
-        entry["masks"] = {k: _save_array(folder, f"pred{i}_mask_{k}", m) for k, m in pred.masks.items()}
+        entry["masks"] = {k: _save_array(folder, _file_stem(f"pred{i}_mask_", k), m) for k, m in pred.masks.items()}
         entry["heatmaps"] = {
-            k: _save_array(folder, f"pred{i}_heat_{k.replace('/', '__')}", h) for k, h in pred.heatmaps.items()
+            k: _save_array(folder, _file_stem(f"pred{i}_heat_", k), h) for k, h in pred.heatmaps.items()
         }
         entry["contours"] = {k: [c.tolist() for c in cs] for k, cs in pred.contours.items()}
         predictions.append(entry)
@@ -99,52 +131,74 @@ def is_bundle(path: str | Path) -> bool:
     return (Path(path) / CASE_FILE).is_file()
 
 
-def read_bundle(folder: str | Path) -> Case:
-    folder = Path(folder)
-    case_file = folder / CASE_FILE
+def _document(folder: Path, case_file: Path) -> CaseDocument:
+    """case.json read and checked against the schema; BundleError naming the file and the fields otherwise."""
     if not case_file.is_file():
         raise BundleError(f"{folder}: not a case bundle (no {CASE_FILE}). Open an image file or a bundle folder.")
+    if case_file.stat().st_size > MAX_CASE_FILE_BYTES:
+        raise BundleError(f"{case_file}: {case_file.stat().st_size / 1e6:.0f} MB is far too large for a case.json "
+                          "(images are separate files in the bundle).")
     try:
-        doc = json.loads(case_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{case_file}: invalid JSON ({exc}).") from exc
-    if doc.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{case_file}: not an OncoLens case (format is {doc.get('format')!r}).")
-    if int(doc.get("version", 0)) > BUNDLE_VERSION:
+        raw = json.loads(case_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BundleError(f"{case_file}: invalid JSON ({exc}).") from None
+    if not isinstance(raw, dict):
+        raise BundleError(f"{case_file}: not an OncoLens case (the file is not a JSON object).")
+    if raw.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{case_file}: not an OncoLens case (format is {raw.get('format')!r}).")
+    version = raw.get("version", 0)
+    if isinstance(version, int) and not isinstance(version, bool) and version > BUNDLE_VERSION:
         raise BundleError(
-            f"{case_file}: bundle version {doc['version']} is newer than this OncoLens understands "
+            f"{case_file}: bundle version {version} is newer than this OncoLens understands "
             f"({BUNDLE_VERSION}). Update OncoLens."
         )
     try:
-        case = Case(id=doc["id"], kind=doc["kind"], patient_id=doc.get("patient_id"),
-                    created=doc.get("created", ""), notes=doc.get("notes", ""))
-        for modality, entry in doc["images"].items():
-            try:
-                array = _load_array(folder, entry["file"])
-            except ImageReadError as exc:
-                raise BundleError(f"{case_file}: image {modality}: {exc}") from exc
-            try:
-                case.images[modality] = ModalityImage(modality, array, ImageMeta.from_dict(entry["meta"]),
-                                                      entry.get("axes", ""))
-            except ValueError as exc:
-                raise BundleError(f"{case_file}: image {modality}: {exc}") from exc
-        if doc.get("truth") is not None:
-            t = doc["truth"]
-            case.truth = GroundTruth(
-                labels=dict(t.get("labels") or {}),
-                masks={k: _load_array(folder, f) for k, f in (t.get("masks") or {}).items()},
-                source=t.get("source", ""),
-            )
-        for entry in doc.get("predictions") or []:
-            summary = PredictionSummary.from_dict({k: v for k, v in entry.items()
-                                                   if k not in ("masks", "heatmaps", "contours")})
-            case.predictions.append(Prediction.from_summary(
-                summary,
-                masks={k: _load_array(folder, f) for k, f in entry["masks"].items()},
-                contours={k: [np.asarray(c, dtype=np.float32) for c in cs] for k, cs in entry["contours"].items()},
-                heatmaps={k: _load_array(folder, f) for k, f in entry["heatmaps"].items()},
-            ))
-        case.reads = [Read(**r) for r in doc.get("reads") or []]
-    except KeyError as exc:
-        raise BundleError(f"{case_file}: required field {exc} is missing.") from exc
+        return CaseDocument.model_validate(raw)
+    except ValidationError as exc:
+        raise BundleError(f"{case_file}: {validation_problems(exc)}. Fix these fields or re-export the bundle.") \
+            from None
+
+
+def read_bundle(folder: str | Path, limits: ImageLimits | None = None) -> Case:
+    """The case in a bundle folder, after the schema, every file reference and every image passed the gate."""
+    folder = Path(folder)
+    case_file = folder / CASE_FILE
+    doc = _document(folder, case_file)
+    limits = limits or ImageLimits.from_settings()
+    case = Case(id=doc.id, kind=doc.kind, patient_id=doc.patient_id, created=doc.created, notes=doc.notes)
+    for modality, entry in doc.images.items():
+        array = _load_array(folder, entry.file, case_file, f"image {modality}", limits)
+        try:
+            meta = ImageMeta.from_dict(entry.meta.model_dump())
+            case.images[modality] = ModalityImage(modality, array, meta, entry.axes)
+        except (ValueError, TypeError) as exc:
+            raise BundleError(f"{case_file}: image {modality}: {exc}") from None
+    if doc.truth is not None:
+        case.truth = GroundTruth(
+            labels=dict(doc.truth.labels),
+            masks={k: _load_array(folder, f, case_file, f"truth mask {k}", limits) for k, f in doc.truth.masks.items()},
+            source=doc.truth.source,
+        )
+    for i, entry in enumerate(doc.predictions):
+        summary_fields = {k: v for k, v in (entry.model_extra or {}).items()}
+        try:
+            summary = PredictionSummary.from_dict(summary_fields)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BundleError(f"{case_file}: predictions.{i}: not a prediction summary ({type(exc).__name__}: "
+                              f"{exc}).") from None
+        case.predictions.append(Prediction.from_summary(
+            summary,
+            masks={k: _load_array(folder, f, case_file, f"predictions.{i} mask {k}", limits)
+                   for k, f in entry.masks.items()},
+            contours={k: [np.asarray(c, dtype=np.float32) for c in cs] for k, cs in entry.contours.items()},
+            heatmaps={k: _load_array(folder, f, case_file, f"predictions.{i} heatmap {k}", limits)
+                      for k, f in entry.heatmaps.items()},
+        ))
+    case.reads = [Read(**r.model_dump()) for r in doc.reads]
+    kind = find_kind(case.kind)
+    if kind is not None:  # a registered kind: every image must fit its role (the same gate as loose files)
+        try:
+            admit_case(case, kind, str(case_file))
+        except ImageReadError as exc:
+            raise BundleError(str(exc)) from None
     return case

@@ -12,12 +12,13 @@ with `register_kind`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.data import YX, YXC, PredictionSummary
+from engine.data import YX, YXC, ModalityImage, PredictionSummary
+from engine.metrics.image_quality import Finding, standard_findings
 
 if TYPE_CHECKING:
     from engine.cases.model import Case
@@ -114,6 +115,12 @@ class CaseKind:
     def make_predictor(self, modalities: tuple[str, ...], method: str | None = None) -> Predictor:
         """Build (load and verify) the predictor for one modality set, with the chosen method if any."""
         raise KindError(f"OncoLens has no predictor for '{self.name}' cases.")
+
+    def assess(self, images: Mapping[str, ModalityImage]) -> list[Finding]:
+        """Input-quality findings for the images one predictor will read: blocking ones stop the call
+        ("input not assessable"), the others travel with the prediction as warnings. Every kind gets the
+        standard checks (size, flat, saturated, noise only); a kind adds what it knows (e.g. where the object is)."""
+        return [finding for image in images.values() for finding in standard_findings(image)]
 
     def primary_model(self) -> str:
         """The model id compared with readers and shown in aided reading by default."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from engine.cli import bench, demo, evaluate, gui, models, predict, store, study, train
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="OncoLens (research use only, not for diagnostic use)")
     parser.add_argument("--self-test", action="store_true",
                         help="load every shipped model, predict on a demo case, exit 0 on success")
+    parser.add_argument("--debug", action="store_true", help="on an error, also print the full traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)
@@ -38,9 +40,34 @@ def main(argv: Sequence[str] | None = None, gui_launcher: Callable[..., int] | N
 
             return (self_test or run_self_test)()
         return getattr(args, "run", gui.run)(args, ctx)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
-        say(f"error: {exc}")
-        return 1
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    except MemoryError:
+        say("error: not enough memory for this input; close other programs, or crop or downscale the images.")
+        return 2
+    except Exception as exc:  # the one error boundary: every failure is one line, exit code 2
+        say(f"error: {error_line(exc)}")
+        if args.debug:
+            traceback.print_exc()
+        return 2
+
+
+def error_line(exc: BaseException) -> str:
+    """The user's one line for an exception: its own message (they name the input and the fix), with the
+    failures that come without one (overflow, OpenCV, operating system) put in words."""
+    text = str(exc).strip()
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        text = exc.args[0]
+    if isinstance(exc, OSError) and exc.filename:
+        text = f"{exc.filename}: {exc.strerror or text}"
+    elif isinstance(exc, OverflowError):
+        text = f"a value is too large to compute with ({text}); check the input's values and sizes"
+    elif not text:
+        text = f"{type(exc).__name__} (no message); run with --debug and report it"
+    elif type(exc).__module__.startswith(("cv2", "safetensors", "sqlalchemy")):
+        text = f"{type(exc).__name__}: {text}"
+    return " ".join(text.split())
 
 
 __all__ = ["COMMANDS", "Context", "build_parser", "main"]

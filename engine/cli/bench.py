@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.cli.common import Context
+from engine.cli.common import Context, check_output_file, check_output_folder
 from engine.cli.families import FAMILIES
 
 
@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_study(args: argparse.Namespace, ctx: Context) -> int:
     from engine.studies.simulate import StudyBench, bench_study
 
+    check_output_folder(args.out)
     return bench_study(StudyBench(readers=args.readers, cases=args.cases, n_boot=args.n_boot, n_perm=args.n_perm,
                                   seed=args.seed, out=args.out), ctx.say)
 
@@ -49,6 +50,7 @@ def run_study(args: argparse.Namespace, ctx: Context) -> int:
 def run_coverage(args: argparse.Namespace, ctx: Context) -> int:
     from engine.metrics.ci_coverage import CoverageBench, bench_ci_coverage
 
+    check_output_file(args.out, (".md",))
     return bench_ci_coverage(CoverageBench(studies=args.studies, n_pos=args.n_pos, n_neg=args.n_neg,
                                            sensitivity=args.sensitivity, specificity=args.specificity,
                                            n_resamples=args.n_boot, seed=args.seed, out=args.out), ctx.say)

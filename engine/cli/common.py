@@ -71,6 +71,38 @@ def phantom_data(args: argparse.Namespace, data_class):
     return data_class("phantom", args.phantom_patients, args.phantom_per_patient, args.phantom_seed)
 
 
+def check_output_file(path: Path | None, suffixes: tuple[str, ...], what: str = "--out") -> None:
+    """Before any work: `path` has a known suffix and can be written (its folder exists and is writable)."""
+    if path is None:
+        return
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{what} {path}: is a folder; name a file.")
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"{what} {path}: use a {' or '.join(suffixes)} file name; OncoLens writes nothing else there.")
+    _check_writable_folder(path.parent if str(path.parent) else Path("."), what, path)
+
+
+def check_output_folder(path: Path | None, what: str = "--out") -> None:
+    """Before any work: `path` is a folder, or can be created as one, where we may write."""
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path}: is a file; name a folder.")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    _check_writable_folder(existing, what, path)
+
+
+def _check_writable_folder(folder: Path, what: str, target: Path) -> None:
+    import os
+
+    if not folder.is_dir():
+        raise ValueError(f"{what} {target}: the folder {folder} does not exist; create it first.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {target}: the folder {folder} is not writable; choose another place.")
+
+
 def models_root(args: argparse.Namespace) -> Path | None:
     folder = getattr(args, "models_dir", None)
     return Path(folder).resolve() if folder else None

@@ -9,6 +9,7 @@ from engine.cli.common import (
     add_evaluation_options,
     add_models_dir,
     add_phantom_data,
+    check_output_folder,
     models_root,
     phantom_data,
 )
@@ -63,6 +64,7 @@ def run_train(args: argparse.Namespace, ctx: Context) -> int:
 def run_evaluate(args: argparse.Namespace, ctx: Context) -> int:
     from engine.train.fl_cnn_run import FLCNNEvaluation, evaluate_fl_cnn_nets
 
+    check_output_folder(args.out)
     ev = FLCNNEvaluation(out=args.out, modalities=("FL", "WL") if args.modality == "all" else (args.modality,),
                          data=specimen_data(args), split=args.split, n_bootstrap=args.bootstrap,
                          models_root=models_root(args))

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.cli.common import Context, add_models_dir, models_root, optional_path
+from engine.cli.common import (
+    Context,
+    add_models_dir,
+    check_output_file,
+    check_output_folder,
+    models_root,
+    optional_path,
+)
 
 
 def add_options(p: argparse.ArgumentParser, training: bool) -> None:
@@ -107,6 +114,7 @@ def run_train(args: argparse.Namespace, ctx: Context) -> int:
 def run_evaluate(args: argparse.Namespace, ctx: Context) -> int:
     from engine.train.fluoro_seg_run import evaluate_fluoro_seg
 
+    check_output_folder(optional_path(args.out))
     return evaluate_fluoro_seg(seg_run(args, ctx, training=False), ctx.say)
 
 
@@ -114,5 +122,6 @@ def run_bench(args: argparse.Namespace, ctx: Context) -> int:
     from engine.train.fluoro_seg_run import bench_seg
     from engine.train.mfi_ffp_run import LatencyBench
 
+    check_output_file(args.out, (".csv",))
     return bench_seg(LatencyBench(repeats=args.repeats, nets=args.nets, out=args.out, models_root=models_root(args)),
                      ctx.say)

@@ -10,6 +10,8 @@ from engine.cli.common import (
     add_evaluation_options,
     add_models_dir,
     add_phantom_data,
+    check_output_file,
+    check_output_folder,
     models_root,
     optional_path,
     phantom_data,
@@ -99,6 +101,7 @@ def run_train(args: argparse.Namespace, ctx: Context) -> int:
 def run_evaluate(args: argparse.Namespace, ctx: Context) -> int:
     from engine.train.mfi_ffp_run import MFIFFPEvaluation, evaluate_mfi_ffp
 
+    check_output_folder(args.out)
     explicit = args.data != "phantom" or args.ablation
     ev = MFIFFPEvaluation(out=args.out, variants=None if args.variants == "installed" else variants(args.variants),
                           data=node_data(args) if explicit else None, split=args.split, n_bootstrap=args.bootstrap,
@@ -110,4 +113,5 @@ def run_evaluate(args: argparse.Namespace, ctx: Context) -> int:
 def run_bench(args: argparse.Namespace, ctx: Context) -> int:
     from engine.train.mfi_ffp_run import LatencyBench, bench_mfi_ffp
 
+    check_output_file(args.out, (".csv",))
     return bench_mfi_ffp(LatencyBench(repeats=args.repeats, out=args.out, models_root=models_root(args)), ctx.say)

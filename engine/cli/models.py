@@ -20,8 +20,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     root = models_root(args)
     cards = list_models(root)
     if not cards:
-        ctx.say(f"No model cards installed in {root or models_dir()}.")
-        return 1
+        raise ValueError(f"No model cards in {root or models_dir()}; name the folder that holds them (--models-dir) "
+                         "or reinstall OncoLens.")
     print(f"{'name':<26} {'family':<10} {'input':<12} {'threshold':>9}  {'weights':>9}  {'trained on':<10} "
           f"sha256        task")
     for c in cards:

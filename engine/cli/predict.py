@@ -8,10 +8,10 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from engine.cli.common import Context
+from engine.cli.common import Context, check_output_file, check_output_folder
 from engine.exports import csv_writer, open_csv
 
-CSV_COLUMNS = ("source", "case_id", "model", "task", "probability", "threshold", "call", "ms_total")
+CSV_COLUMNS = ("source", "case_id", "model", "task", "probability", "threshold", "call", "ms_total", "warnings")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,9 +43,11 @@ def cases_from_paths(paths: Sequence[str], modality: str | None) -> Iterator[tup
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from tqdm import tqdm
 
-    from engine.cases.bundle import write_bundle
+    from engine.cases.bundle import bundle_folder, write_bundle
     from engine.service import PredictionService
 
+    check_output_file(args.out, (".json", ".csv"))  # before any work, so that nothing is lost to a bad --out
+    check_output_folder(args.save_bundles, "--save-bundles")
     service = PredictionService(store=None, actor="oncolens-cli")
     results = []
     cases = list(cases_from_paths(args.paths, args.modality))  # read everything first: bad input fails early
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             case.predictions.append(pred)
             results.append({"source": source, "case_id": case.id, **pred.summary().to_dict()})
         if args.save_bundles:
-            write_bundle(case, args.save_bundles / case.id)
+            write_bundle(case, bundle_folder(args.save_bundles, case.id))
     if not args.out:
         print(json.dumps(results, indent=2))
         return 0
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             for r in results:
                 for task, result in r["tasks"].items():
                     writer.writerow([r["source"], r["case_id"], r["model"], task, _blank(result["probability"]),
-                                     _blank(result["threshold"]), result["call"], r["timings_ms"].get("total", "")])
+                                     _blank(result["threshold"]), result["call"], r["timings_ms"].get("total", ""),
+                                     " | ".join(r["warnings"])])
     else:
         args.out.write_text(json.dumps(results, indent=2), encoding="utf-8")
     ctx.say(f"wrote {len(results)} predictions to {args.out}")

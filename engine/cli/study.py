@@ -14,7 +14,7 @@ from collections.abc import Callable
 from getpass import getpass
 from pathlib import Path
 
-from engine.cli.common import Context
+from engine.cli.common import Context, check_output_file, check_output_folder
 
 PROMPT: Callable[[str], str] = getpass  # tests answer the PIN prompt by replacing this
 PIN_VARIABLE = "ONCOLENS_READER_PIN"
@@ -130,6 +130,10 @@ def read_pin(args: argparse.Namespace) -> str:
 def run_create(args: argparse.Namespace, ctx: Context) -> int:
     from engine.studies import Study, create_study
 
+    if args.kind:
+        from engine.cases.kinds import get_kind
+
+        get_kind(args.kind)  # an unknown kind is named with the known ones, before the store is touched
     with _store(args) as store:
         case_ids = list(args.cases or [])
         if args.kind:
@@ -190,6 +194,8 @@ def run_progress(args: argparse.Namespace, ctx: Context) -> int:
 def run_export(args: argparse.Namespace, ctx: Context) -> int:
     from engine.studies import export_long_format, export_reads_csv
 
+    check_output_file(args.out, (".csv",))
+    check_output_folder(args.long_format, "--long-format")
     with _store(args, read_only=True) as store:
         ctx.say(f"wrote {export_reads_csv(store, args.study, args.out, history=bool(args.history))}")
         if args.long_format:
@@ -202,6 +208,7 @@ def run_report(args: argparse.Namespace, ctx: Context) -> int:
     from engine.studies import analyze_study
     from engine.studies.report import write_report
 
+    check_output_folder(args.out)
     with _store(args, read_only=True) as store:
         analysis = analyze_study(store, args.study, n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed,
                                  covariance=args.covariance)

@@ -21,6 +21,7 @@ from engine.data.image import (
     plane_axes,
 )
 from engine.data.prediction import (
+    NOT_ASSESSABLE,
     SUMMARY_VERSION,
     Prediction,
     PredictionError,
@@ -32,7 +33,7 @@ from engine.data.prediction import (
 from engine.data.times import utc_now
 
 __all__ = [
-    "AU", "AXES", "COUNTS", "HU", "RGB", "SUMMARY_VERSION", "SUV", "TYX", "YX", "YXC", "ZYX", "ImageMeta",
+    "AU", "AXES", "NOT_ASSESSABLE", "COUNTS", "HU", "RGB", "SUMMARY_VERSION", "SUV", "TYX", "YX", "YXC", "ZYX", "ImageMeta",
     "ModalityImage", "Prediction", "PredictionError", "PredictionSummary", "TaskResult", "checked_probability",
     "dtype_bit_depth", "image_of", "model_id", "plane_axes", "utc_now",
 ]

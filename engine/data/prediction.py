@@ -24,6 +24,9 @@ from engine.data.times import utc_now
 SUMMARY_VERSION = 2
 
 
+NOT_ASSESSABLE = "input not assessable"  # how a call starts when input quality checks blocked it
+
+
 def model_id(family: str, variant: str = "") -> str:
     """'fl_cnn', 'FL' -> 'fl_cnn[FL]'; a family without variants is just its name."""
     return f"{family}[{variant}]" if variant else family
@@ -56,6 +59,11 @@ class TaskResult:
     @property
     def assessed(self) -> bool:
         return self.probability is not None
+
+    @property
+    def not_assessable(self) -> bool:
+        """The input failed a quality check: there is no probability and no call, only the reason."""
+        return self.call.startswith(NOT_ASSESSABLE)
 
     @property
     def positive(self) -> bool:

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.cases.admission import admit_case
 from engine.cases.kinds import CaseKind, ModalityRole, TaskInfo, register_kind
 from engine.cases.model import FL, WL, Case
 from engine.data import COUNTS, RGB, YX, YXC, PredictionSummary, model_id
 from engine.io.images import ImageReadError, read_image
+from engine.metrics.image_quality import object_findings
 
 KIND = "glioma_specimen"
 FAMILY = "fl_cnn"
@@ -66,7 +68,7 @@ def case_from_images(paths: list[Path], case_id: str | None = None, modality: st
                 "Open them one at a time as separate cases."
             )
     case.notes = "Opened from " + ", ".join(str(p) for p in paths)
-    return case
+    return admit_case(case, GLIOMA_SPECIMEN)
 
 
 class GliomaSpecimenKind(CaseKind):
@@ -87,6 +89,14 @@ class GliomaSpecimenKind(CaseKind):
 
     def primary_model(self) -> str:
         return model_id(FAMILY, FL)
+
+    def assess(self, images):
+        """The standard checks; a white-light photo must also show a specimen against the tray (a specimen that
+        does not fluoresce is a legitimate, dark FL image, so FL gets no object check)."""
+        findings = super().assess(images)
+        if WL in images and not any(f.blocking for f in findings):
+            findings += object_findings(images[WL], "specimen")
+        return findings
 
     def label_names(self, task: str) -> tuple[str, str]:
         from engine.predict.glioma import card_name

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.cases.admission import admit_case
 from engine.cases.kinds import CaseKind, ModalityRole, TaskInfo, register_kind
 from engine.cases.model import Case
 from engine.data import AU, RGB, YX, YXC, PredictionSummary, model_id
@@ -204,7 +205,7 @@ def case_from_node_images(mapping: dict[str, str | Path], case_id: str | None = 
     if len(set(sizes.values())) > 1:
         raise ImageReadError(_size_problem(sizes))
     case.notes = "Opened from " + ", ".join(f"{m}: {paths[m]}" for m in NODE_MODALITIES if m in paths)
-    return case
+    return admit_case(case, LYMPH_NODE)
 
 
 def open_node_into_store(mapping: dict[str, str | Path], store) -> list[str]:
@@ -229,6 +230,19 @@ class LymphNodeKind(CaseKind):
 
     def primary_model(self) -> str:
         return model_id(FAMILY, "+".join(NODE_MODALITIES))
+
+    def assess(self, images):
+        """The standard checks, and a node against the cloth in the white-light image (as preprocessing finds it)."""
+        from engine.metrics.image_quality import Finding
+        from engine.preprocess.lymph_node import foreground_mask
+
+        findings = super().assess(images)
+        if WLI in images and not any(f.blocking for f in findings):
+            share = float(foreground_mask(images[WLI].array).mean())
+            if share < 0.005 or share > 0.98:
+                findings.append(Finding(WLI, "no node found against the cloth" if share < 0.005 else
+                                        "the node seems to fill the whole image; check the framing", share < 0.005))
+        return findings
 
     def model_title(self, summary: PredictionSummary) -> tuple[str, str]:
         return "MFI-FFP", summary.variant

@@ -10,7 +10,7 @@ from engine.data import ImageMeta, Prediction, TaskResult
 
 def _case():
     rng = np.random.default_rng(1)
-    case = Case(id="case-x", kind="glioma_specimen", patient_id="P01", notes="ok")
+    case = Case(id="case-x", kind="format_test", patient_id="P01", notes="ok")  # no kind registered: no role checks
     case.add_image("FL", rng.integers(0, 65535, (40, 60), dtype=np.uint16),
                    ImageMeta(16, "counts", (0.1, 0.1), source={"file": "fl.png"}, extra={"exposure_ms": 50}))
     case.add_image("WL", rng.integers(0, 255, (40, 60, 3), dtype=np.uint8), ImageMeta(8, "RGB"))

@@ -39,7 +39,7 @@ def test_make_demo_data_then_predict_json_and_csv(tmp_path, capsys):
 def test_predict_bad_file_reports_the_file(tmp_path, capsys):
     bad = tmp_path / "scan.png"
     bad.write_bytes(b"not a png")
-    assert main(["predict", str(bad)]) == 1
+    assert main(["predict", str(bad)]) == 2
     assert "scan.png" in capsys.readouterr().err
 
 
@@ -62,7 +62,7 @@ def test_train_then_evaluate_tiny_run(tmp_path, monkeypatch, capsys):
     assert (models / "fl_cnn_fl_tumor" / "README.md").exists()
     # `evaluate` of the installed net (the app's predictor, regenerated test patients) reproduces the card
     out = tmp_path / "eval"
-    assert main(["evaluate", "fl_cnn", "--modality", "FL", "--models-dir", str(models), "--out", str(out)]) == 1
+    assert main(["evaluate", "fl_cnn", "--modality", "FL", "--models-dir", str(models), "--out", str(out)]) == 2
     assert "fl_cnn_fl_grade" in capsys.readouterr().err  # the cascade's other nets are not installed: named
     from engine.predict.glioma import GliomaCascadePredictor
     from engine.train.fl_cnn import record_scores

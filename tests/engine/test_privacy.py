@@ -180,7 +180,7 @@ def test_unknown_reader_ids_lock_the_same_way(store, tmp_path):
 def test_the_cli_takes_no_pin_argument_but_a_file_a_variable_or_the_prompt(store, tmp_path, monkeypatch, capsys):
     make_study(store, tmp_path, readers=())
     db = ["study", "--db", store.url]
-    assert main([*db, "add-reader", "s1", "r1", "--pin", "123456"]) == 1
+    assert main([*db, "add-reader", "s1", "r1", "--pin", "123456"]) == 2
     assert "--pin is not accepted" in capsys.readouterr().err
     pin_file = tmp_path / "pin.txt"
     pin_file.write_text("246810\n")
@@ -194,14 +194,14 @@ def test_the_cli_takes_no_pin_argument_but_a_file_a_variable_or_the_prompt(store
     for reader, pin in (("r1", "246810"), ("r2", "a long passphrase"), ("r3", "135790")):
         assert ReadingSession.open(store, "s1", reader, pin).reader_id == reader
     (tmp_path / "empty.txt").write_text("")
-    assert main([*db, "add-reader", "s1", "r4", "--pin-file", str(tmp_path / "empty.txt")]) == 1
+    assert main([*db, "add-reader", "s1", "r4", "--pin-file", str(tmp_path / "empty.txt")]) == 2
     assert "is empty" in capsys.readouterr().err
 
     def closed(_prompt):
         raise EOFError
 
     monkeypatch.setattr(study_cli, "PROMPT", closed)
-    assert main([*db, "reset-pin", "s1", "r1"]) == 1
+    assert main([*db, "reset-pin", "s1", "r1"]) == 2
     assert "standard input is closed" in capsys.readouterr().err
 
 

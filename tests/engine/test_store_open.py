@@ -128,7 +128,7 @@ def test_read_only_stores_never_migrate_and_say_how_to_upgrade(tmp_path, capsys)
     with pytest.raises(StoreError) as info:
         Store(url, read_only=True)
     assert "revision 0002" in str(info.value) and "oncolens store upgrade" in str(info.value)
-    assert main(["study", "--db", url, "progress", "legacy-study"]) == 1
+    assert main(["study", "--db", url, "progress", "legacy-study"]) == 2
     assert "oncolens store upgrade" in capsys.readouterr().err
     assert (tmp_path / "legacy" / "store.sqlite3").read_bytes() == before
     assert main(["store", "--db", url, "upgrade"]) == 0

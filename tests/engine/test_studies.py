@@ -406,7 +406,7 @@ def test_admin_commands_create_enrol_and_export(store, tmp_path, monkeypatch, ca
     assert main(["study", *db, "add-reader", "cli", "dr.k", "--name", "Dr K"]) == 0
     pins = iter(["111111", "222222"])
     monkeypatch.setattr(study_cli, "PROMPT", lambda _: next(pins))
-    assert main(["study", *db, "add-reader", "cli", "dr.m"]) == 1
+    assert main(["study", *db, "add-reader", "cli", "dr.m"]) == 2
     assert "differ" in capsys.readouterr().err
     ReadingSession.open(store, "cli", "dr.k", "654321").answer(True, 4)
     assert main(["study", *db, "progress", "cli"]) == 0
