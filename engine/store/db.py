@@ -33,15 +33,8 @@ from engine.paths import user_data_dir
 from engine.settings import load_settings
 from engine.store.audit import AuditTrail, dumps
 from engine.store.connect import WRITE_OPTION, database_error, make_engine, take_write_lock
-from engine.store.fingerprints import (
-    image_sha256,
-)
-from engine.store.schema import (
-    CaseRecord,
-    PredictionRecord,
-    StoreError,
-    StudyCaseRecord,
-)
+from engine.store.fingerprints import image_sha256
+from engine.store.schema import CaseRecord, PredictionRecord, StoreError, StudyCaseRecord
 
 SQLITE_FILE = "oncolens.sqlite3"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
