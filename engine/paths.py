@@ -92,3 +92,17 @@ def open_private(path: str | Path, mode: str = "w", **kwargs) -> IO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def cache_dir() -> Path:
+    """Rebuildable files (exported inference graphs, rendered phantom video): `ONCOLENS_CACHE`, else `cache/` in the
+    user data folder when ONCOLENS_HOME is set, else the platform's cache folder."""
+    override = os.environ.get("ONCOLENS_CACHE")
+    if override:
+        path = Path(override)
+    elif os.environ.get("ONCOLENS_HOME"):
+        path = user_data_dir() / "cache"
+    else:
+        path = Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

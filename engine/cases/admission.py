@@ -25,6 +25,17 @@ def _where(image: ModalityImage, where: str | None) -> str:
     return where or (f"{image.modality} image {name}" if name else f"{image.modality} image")
 
 
+def _nearly_grey(array: np.ndarray) -> bool:
+    """Colour channels that differ by at most 2 % of full scale on average (a video grab of a grey picture)."""
+    if not np.issubdtype(array.dtype, np.integer):
+        return False
+    scale = float(np.iinfo(array.dtype).max)
+    step = max(1, int(np.sqrt(array.shape[0] * array.shape[1] / 250_000)))  # a sample is enough
+    sample = array[::step, ::step].astype(np.float32)
+    spread = (np.abs(sample[..., 0] - sample[..., 1]) + np.abs(sample[..., 1] - sample[..., 2])).mean() / 2
+    return bool(spread <= 0.02 * scale)
+
+
 def admit_image(image: ModalityImage, role: ModalityRole, where: str | None = None) -> ModalityImage:
     """The image checked (and, where unambiguous, converted) for `role`; ImageReadError naming it otherwise."""
     where = _where(image, where)
@@ -34,6 +45,9 @@ def admit_image(image: ModalityImage, role: ModalityRole, where: str | None = No
         if axes == YXC and YX in role.axes and is_grey_as_colour(array):
             array, axes = np.ascontiguousarray(array[..., 0]), YX
             notes.append("grey image saved as RGB: one channel kept")
+        elif axes == YXC and YX in role.axes and _nearly_grey(array):
+            array, axes = np.round(array.mean(axis=2)).astype(array.dtype), YX
+            notes.append("colour grab of a grey picture (channels within 2 % of each other): channels averaged")
         elif axes == YXC and YX in role.axes:
             raise ImageReadError(f"{where}: is a colour image, but the {role.title} must be grey. Open the grey "
                                  "export of the camera, or assign the image to a colour role.")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from engine.cli.common import Context, check_output_file, check_output_folder
 from engine.exports import csv_writer, open_csv
+from engine.settings import BACKENDS
 
 CSV_COLUMNS = ("source", "case_id", "model", "task", "probability", "threshold", "call", "ms_total", "warnings")
 
@@ -23,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--modality", help="treat every loose image file as this modality (e.g. FL, WL, NIR, FI)")
     p.add_argument("--explain", action="store_true", help="also compute heatmaps (slower; saved with --save-bundles)")
     p.add_argument("--save-bundles", type=Path, help="write each case with its prediction as a bundle into this folder")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="inference path (default: the 'backend' setting, normally auto = ONNX Runtime on the CPU, "
+                        "fp16 CUDA graphs on CUDA, each checked against eager); eager forces plain PyTorch fp32")
     p.set_defaults(run=run)
 
 
@@ -48,6 +53,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     check_output_file(args.out, (".json", ".csv"))  # before any work, so that nothing is lost to a bad --out
     check_output_folder(args.save_bundles, "--save-bundles")
+    if args.backend:
+        os.environ["ONCOLENS_BACKEND"] = args.backend  # every predictor the service builds follows it
     service = PredictionService(store=None, actor="oncolens-cli")
     results = []
     cases = list(cases_from_paths(args.paths, args.modality))  # read everything first: bad input fails early

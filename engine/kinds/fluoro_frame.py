@@ -3,15 +3,20 @@ trained net or the DRLSE level set); readers may outline the tumor on it."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from engine.cases.admission import admit_case
 from engine.cases.kinds import CaseKind, Method, ModalityRole, TaskInfo, register_kind
+from engine.cases.model import Case
 from engine.data import COUNTS, YX, PredictionSummary, model_id
+from engine.io.images import ImageReadError, read_image
 
 KIND = "fluoro_frame"
 FAMILY = "fluoro_seg"
 MODALITY = "NIR"
 PREFERRED_NET = "unetplusplus"  # the paper's best net: the default when installed
+FRAME_WORDS = {"frame", "video", "grab", "still"}
 
 
 class FluoroFrameKind(CaseKind):
@@ -48,6 +53,20 @@ class FluoroFrameKind(CaseKind):
 
         nets = [m for m in installed_methods() if m != DRLSE]
         return f"{FAMILY}: {', '.join(nets) or 'no nets installed'} + DRLSE"
+
+    def claims_files(self, paths) -> int:
+        """One image whose name says it is a frame of a video or of a fluorescence camera."""
+        words = {w for p in paths for w in re.findall(r"[a-z]+", Path(p).stem.lower())}
+        return 3 if len(paths) == 1 and words & FRAME_WORDS else 0
+
+    def case_from_files(self, paths, modality: str | None = None) -> Case:
+        if len(paths) != 1:
+            raise ImageReadError(f"A fluorescence-frame case is one image; {len(paths)} files were given.")
+        array, meta = read_image(paths[0])
+        meta.units = COUNTS
+        case = Case(id=Case.new_id("frame"), kind=KIND, notes=f"Opened from {paths[0]}")
+        case.add_image(MODALITY, array, meta)
+        return admit_case(case, self)
 
     def write_demo_cases(self, folder: Path) -> list[Path]:
         from engine.phantoms.fluoro_frames import write_fluoro_demo_cases

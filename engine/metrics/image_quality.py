@@ -17,6 +17,7 @@ import numpy as np
 from engine.data import NOT_ASSESSABLE, ModalityImage
 
 MIN_ASSESSABLE_SIDE = 64
+WORK_SIDE = 1024  # measures are taken on the image area-averaged to at most this side (memory, speed)
 NOISE_BLOCK, NOISE_WARN = 3.0, 6.0  # structure-to-noise below these: noise only / low signal
 SATURATED_BLOCK, SATURATED_WARN = 0.25, 0.05  # share of pixels at full scale
 
@@ -31,13 +32,24 @@ class Finding:
         return f"{self.modality}: {self.message}"
 
 
-def _plane(image: ModalityImage) -> np.ndarray:
-    """The image as one float plane (colour averaged; a volume's middle slice for the plane measures)."""
+def _raw_plane(image: ModalityImage) -> np.ndarray:
+    """The stored plane (a volume's middle slice, a clip's first frame), not copied."""
     array = image.array
     if image.axes == "ZYX":
-        array = array[array.shape[0] // 2]
-    elif image.axes == "TYX":
-        array = array[0]
+        return array[array.shape[0] // 2]
+    if image.axes == "TYX":
+        return array[0]
+    return array
+
+
+def _plane(image: ModalityImage) -> np.ndarray:
+    """One float plane for the measures: colour averaged, area-averaged to at most WORK_SIDE pixels a side
+    (a 64-megapixel image costs a few megabytes here, not gigabytes)."""
+    array = _raw_plane(image)
+    h, w = array.shape[:2]
+    scale = min(1.0, WORK_SIDE / max(h, w))
+    if scale < 1.0:
+        array = cv2.resize(array, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     array = array.astype(np.float32)
     return array.mean(axis=2) if array.ndim == 3 else array
 
@@ -75,7 +87,9 @@ def standard_findings(image: ModalityImage, min_side: int = MIN_ASSESSABLE_SIDE)
     findings = []
     scale = full_scale(image)
     if scale is not None:
-        saturated = float(np.mean(plane >= scale - 0.5)) if scale > 1 else float(np.mean(plane >= scale))
+        raw = _raw_plane(image)  # saturation is counted on the stored pixels, not on averages
+        top = raw.min(axis=2) if raw.ndim == 3 else raw  # colour: clipped to white in every channel
+        saturated = float(np.count_nonzero(top >= (scale - 0.5 if scale > 1 else scale))) / top.size
         if saturated > SATURATED_BLOCK:
             findings.append(Finding(code, f"saturated: {saturated:.0%} of pixels at full scale", True))
         elif saturated > SATURATED_WARN:

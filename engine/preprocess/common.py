@@ -48,8 +48,11 @@ def to_float_unit(image: np.ndarray, bit_depth: int | None = None) -> np.ndarray
     """Integer images to float32 in [0, 1] by their bit depth; float images are clipped to [0, 1]."""
     if np.issubdtype(image.dtype, np.integer):
         depth = bit_depth or (16 if image.dtype == np.uint16 else 8)
-        return image.astype(np.float32) / float(2**depth - 1)
-    return np.clip(image.astype(np.float32), 0.0, 1.0)
+        out = image.astype(np.float32)
+        out /= float(2**depth - 1)  # in place: a large colour image needs one float copy, not two
+        return out
+    out = image.astype(np.float32)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def normalise_channels(image: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:

@@ -22,14 +22,22 @@ def log_normalise(raw: np.ndarray, bit_depth: int | None = None, gain: float = 1
         full_scale = float(2 ** (bit_depth or (16 if raw.dtype == np.uint16 else 8)) - 1)
     else:
         full_scale = float(max(np.max(grey), 1e-6))
-    fraction = np.clip(grey.astype(np.float32) / full_scale, 0.0, 1.0)
-    return (np.log1p(gain * fraction) / np.log1p(gain)).astype(np.float32)
+    out = grey.astype(np.float32)  # one working array, changed in place: large images stay affordable
+    out /= full_scale
+    np.clip(out, 0.0, 1.0, out=out)
+    out *= np.float32(gain)
+    np.log1p(out, out=out)
+    out /= np.log1p(gain)
+    return out
 
 
 def estimate_noise_sigma(image: np.ndarray) -> float:
     """Robust white-noise estimate: MAD of the residual after a 3x3 median filter (image in [0, 1])."""
-    residual = image - cv2.medianBlur(image.astype(np.float32), 3)
-    return float(1.4826 * np.median(np.abs(residual - np.median(residual))))
+    residual = cv2.medianBlur(image.astype(np.float32, copy=False), 3)
+    np.subtract(image, residual, out=residual)
+    residual -= np.median(residual)
+    np.abs(residual, out=residual)
+    return float(1.4826 * np.median(residual))
 
 
 def denoise_if_needed(image: np.ndarray, noise_threshold: float, kernel: int = 3) -> tuple[np.ndarray, bool]:
@@ -44,7 +52,12 @@ def autocontrast(image: np.ndarray, low_percent: float, high_percent: float, min
     lo, hi = np.percentile(image, [low_percent, high_percent])
     if hi - lo < min_range:
         return np.zeros_like(image, dtype=np.float32)
-    return np.clip((image - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    out = np.empty(image.shape, np.float32)
+    rows = max(1, (1 << 22) // max(1, image[0].size))  # the float64 arithmetic of a few megabytes at a time
+    for start in range(0, image.shape[0], rows):
+        block = (image[start:start + rows] - lo) / (hi - lo)
+        out[start:start + rows] = np.clip(block, 0.0, 1.0)
+    return out
 
 
 def normalise_fluorescence(raw: np.ndarray, bit_depth: int | None, constants: dict) -> np.ndarray:

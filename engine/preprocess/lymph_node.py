@@ -42,11 +42,23 @@ def preprocessing_constants(input_size: int, crop_scale: float = 1.5) -> dict:
     }
 
 
+MASK_WORK_SIDE = 2048  # larger images are masked at this size and the mask scaled back (memory)
+
+
 def foreground_mask(rgb: np.ndarray, border_fraction: float = 0.06) -> np.ndarray:
     """Node-vs-cloth mask of a white-light image whose border shows the placement cloth.
 
     The cloth colour is the median Lab colour of a border strip; each pixel's distance from it is
-    smoothed and thresholded with Otsu; the largest connected component with holes filled is kept."""
+    smoothed and thresholded with Otsu; the largest connected component with holes filled is kept.
+    An image larger than MASK_WORK_SIDE a side is masked on an area-averaged copy (a node spans hundreds of
+    pixels, so nothing is lost) and the mask is scaled back; smaller images are masked as they are."""
+    h, w = rgb.shape[:2]
+    if max(h, w) > MASK_WORK_SIDE:
+        scale = MASK_WORK_SIDE / max(h, w)
+        small = cv2.resize(np.ascontiguousarray(rgb), (max(1, round(w * scale)), max(1, round(h * scale))),
+                           interpolation=cv2.INTER_AREA)
+        mask = foreground_mask(small, border_fraction).astype(np.uint8)
+        return cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
     unit8 = rgb if rgb.dtype == np.uint8 else np.clip(to_float_unit(rgb) * 255, 0, 255).astype(np.uint8)
     lab = cv2.cvtColor(np.ascontiguousarray(unit8), cv2.COLOR_RGB2LAB).astype(np.float32)
     h, w = lab.shape[:2]
@@ -69,12 +81,6 @@ def foreground_mask(rgb: np.ndarray, border_fraction: float = 0.06) -> np.ndarra
     if mask[0, 0]:
         return mask.astype(bool)
     return (mask | (1 - flood)).astype(bool)
-
-
-def remove_background(rgb: np.ndarray, border_fraction: float = 0.06) -> np.ndarray:
-    """The WLI image with the cloth set to black (float [0, 1] RGB)."""
-    mask = foreground_mask(rgb, border_fraction)
-    return to_float_unit(rgb) * mask[..., None]
 
 
 def check_node_images(images: dict[str, np.ndarray], modalities: list[str] | tuple[str, ...]) -> tuple[int, int]:
@@ -166,22 +172,26 @@ def node_box(images: dict[str, np.ndarray], modalities, constants: dict, shape: 
     return SquareBox(h, w, int(round(cy - side / 2)), int(round(cx - side / 2)), side, size)
 
 
-def unit_image(modality: str, image: np.ndarray, constants: dict, bit_depth: int | None = None) -> np.ndarray:
-    """[0, 1] float RGB image of one modality as the net sees it before resizing."""
+def unit_image(modality: str, image: np.ndarray, constants: dict, bit_depth: int | None = None,
+               box: SquareBox | None = None) -> np.ndarray:
+    """[0, 1] float RGB image of one modality as the net sees it before resizing; with `box`, only the box's
+    pixels (cut before the conversion to floats, which gives the same values for a fraction of the memory)."""
     image = np.asarray(image)
+    cut = box.cut if box is not None else (lambda a: a)
     if modality == "WLI":
         if image.ndim != 3:
             raise ImageReadError("WLI image: a white-light image must be RGB, got a grey image.")
         if constants.get("wli_background") == "auto":
-            return remove_background(image, float(constants.get("border_fraction", 0.06)))
-        return to_float_unit(image, bit_depth)
+            mask = foreground_mask(image, float(constants.get("border_fraction", 0.06)))  # on the whole image
+            return to_float_unit(cut(image)) * cut(mask)[..., None]
+        return to_float_unit(cut(image), bit_depth)
     if modality == "FI":
         grey = image if image.ndim == 2 else image.mean(axis=2).astype(image.dtype)
-        return grey_to_rgb(to_float_unit(grey, bit_depth))
+        return grey_to_rgb(to_float_unit(cut(grey), bit_depth))
     if modality == "PCI":
         if image.ndim != 3:
             raise ImageReadError("PCI image: a pseudo-color image must be RGB, got a grey image.")
-        return to_float_unit(image, bit_depth)
+        return to_float_unit(cut(image), bit_depth)
     raise ValueError(f"Unknown node modality {modality!r}; expected one of {NODE_MODALITIES}.")
 
 
@@ -195,7 +205,7 @@ def node_units(images: dict[str, np.ndarray], modalities: list[str] | tuple[str,
     size = box.input_size
     parts = []
     for m in modalities:
-        unit = box.cut(unit_image(m, images[m], constants, (bit_depths or {}).get(m)))
+        unit = unit_image(m, images[m], constants, (bit_depths or {}).get(m), box)
         interp = cv2.INTER_AREA if box.side > size else cv2.INTER_LINEAR
         parts.append(cv2.resize(unit, (size, size), interpolation=interp))
     return np.concatenate(parts, axis=2).astype(np.float32), box

@@ -102,7 +102,7 @@ def _field(mask, threshold: float) -> tuple[np.ndarray, float]:
         raise ValueError(f"Expected a bool/integer mask or a float probability map, got dtype {arr.dtype}.")
     if not np.isfinite(arr).all():
         raise ValueError("The probability map holds NaN or infinite values.")
-    return arr.astype(np.float64), float(threshold)
+    return arr.astype(np.float32, copy=False) if arr.dtype != np.float64 else arr, float(threshold)
 
 
 def binarise(mask, threshold: float = 0.5) -> np.ndarray:
@@ -134,25 +134,22 @@ def _inside(point: np.ndarray, polygon: np.ndarray) -> bool:
 
 
 def _loops(f: np.ndarray, level: float) -> list[np.ndarray]:
-    """Closed iso-level loops of f (already padded with background), as (N, 2) arrays in padded coordinates."""
+    """Closed iso-level loops of f (already padded with background), as (N, 2) arrays in padded coordinates.
+
+    Marching squares, sparse: the whole grid is touched only by 8-bit masks; edge crossings are interpolated
+    (in float64) for the cells the level passes through, so a 64-megapixel map costs masks, not gigabytes."""
     h, w = f.shape
     up = f >= level
     n_h = h * (w - 1)  # horizontal grid edges (r, c)-(r, c+1) get ids r*(w-1)+c; vertical ones n_h + r*w + c
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        th = (level - f[:, :-1]) / (f[:, 1:] - f[:, :-1])
-        tv = (level - f[:-1, :]) / (f[1:, :] - f[:-1, :])
-    rows = np.arange(h, dtype=np.float64)
-    cols = np.arange(w, dtype=np.float64)
-    point_r = np.concatenate([np.broadcast_to(rows[:, None], (h, w - 1)).ravel(),
-                              (rows[:-1, None] + tv).ravel()])
-    point_c = np.concatenate([(cols[None, :-1] + th).ravel(),
-                              np.broadcast_to(cols[None, :], (h - 1, w)).ravel()])
-
-    case = (up[:-1, :-1] * 1 + up[:-1, 1:] * 2 + up[1:, 1:] * 4 + up[1:, :-1] * 8).astype(np.uint8)
-    centre_up = (f[:-1, :-1] + f[:-1, 1:] + f[1:, 1:] + f[1:, :-1]) * 0.25 >= level
+    case = up[:-1, :-1].astype(np.uint8)
+    case |= up[:-1, 1:].view(np.uint8) << 1
+    case |= up[1:, 1:].view(np.uint8) << 2
+    case |= up[1:, :-1].view(np.uint8) << 3
     cr, cc = np.nonzero((case != 0) & (case != 15))
     cases = case[cr, cc]
+    del case, up
+    corners = [f[cr, cc], f[cr, cc + 1], f[cr + 1, cc + 1], f[cr + 1, cc]]
+    centre_up = sum(c.astype(np.float64) for c in corners) * 0.25 >= level
     side_ids = {
         "T": cr * (w - 1) + cc,
         "B": (cr + 1) * (w - 1) + cc,
@@ -168,13 +165,15 @@ def _loops(f: np.ndarray, level: float) -> list[np.ndarray]:
 
     for code, segments in _SEGMENTS.items():
         add(cases == code, segments)
-    joined = centre_up[cr, cc]
     for code in (5, 10):
-        add((cases == code) & joined, _SADDLE_JOINED[code])
-        add((cases == code) & ~joined, _SADDLE_SPLIT[code])
+        add((cases == code) & centre_up, _SADDLE_JOINED[code])
+        add((cases == code) & ~centre_up, _SADDLE_SPLIT[code])
     if not starts:
         return []
-    nxt = dict(zip(np.concatenate(starts).tolist(), np.concatenate(ends).tolist()))
+    start_ids, end_ids = np.concatenate(starts), np.concatenate(ends)
+    edges = np.unique(start_ids)
+    points = dict(zip(edges.tolist(), _edge_points(f, level, edges, n_h, w)))
+    nxt = dict(zip(start_ids.tolist(), end_ids.tolist()))
 
     loops = []
     while nxt:
@@ -184,25 +183,96 @@ def _loops(f: np.ndarray, level: float) -> list[np.ndarray]:
         while edge != first:
             chain.append(edge)
             edge = nxt.pop(edge)
-        ids = np.asarray(chain)
-        loops.append(np.stack([point_r[ids], point_c[ids]], axis=1))
+        loops.append(np.array([points[e] for e in chain], dtype=np.float64))
     return loops
+
+
+def _bilinear(f: np.ndarray, points: np.ndarray, r0: np.ndarray, c0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Value and gradient (d/drow, d/dcol) at (N, 2) points of the bilinear patch of cell (r0, c0) of f."""
+    fr, fc = points[:, 0] - r0, points[:, 1] - c0
+    f00, f01 = f[r0, c0].astype(np.float64), f[r0, c0 + 1].astype(np.float64)
+    f10, f11 = f[r0 + 1, c0].astype(np.float64), f[r0 + 1, c0 + 1].astype(np.float64)
+    value = f00 * (1 - fr) * (1 - fc) + f01 * (1 - fr) * fc + f10 * fr * (1 - fc) + f11 * fr * fc
+    grad = np.stack([(1 - fc) * (f10 - f00) + fc * (f11 - f01), (1 - fr) * (f01 - f00) + fr * (f11 - f10)], axis=1)
+    return value, grad
+
+
+def _refined(f: np.ndarray, level: float, loop: np.ndarray, splits: int = 4, steps: int = 3) -> np.ndarray:
+    """The loop with `splits - 1` points added between each two of its vertices, moved onto the iso-line of the
+    bilinear patch of the cell the chord crosses (Newton steps along the gradient, kept inside that cell):
+    marching squares' straight chords cut across the curve inside a cell, which shows once a coarse map is
+    scaled up. Points in the cells next to the padding stay on the chord (`_to_frame` handles the frame edge)."""
+    h, w = f.shape
+    nxt = np.roll(loop, -1, axis=0)
+    centre = (loop + nxt) / 2.0  # inside the cell the chord crosses
+    r0 = np.clip(np.floor(centre[:, 0]).astype(np.int64), 0, h - 2)
+    c0 = np.clip(np.floor(centre[:, 1]).astype(np.int64), 0, w - 2)
+    inner = (r0 >= 1) & (r0 <= h - 3) & (c0 >= 1) & (c0 <= w - 3)
+    parts = [loop]
+    for k in range(1, splits):
+        point = loop + (nxt - loop) * (k / splits)
+        for _ in range(steps):
+            value, grad = _bilinear(f, point, r0, c0)
+            norm2 = (grad ** 2).sum(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = np.where(norm2[:, None] > 1e-12, ((value - level) / norm2)[:, None] * grad, 0.0)
+            point = point - step * inner[:, None]
+            point[:, 0] = np.clip(point[:, 0], r0, r0 + 1)
+            point[:, 1] = np.clip(point[:, 1], c0, c0 + 1)
+        parts.append(point)
+    return np.stack(parts, axis=1).reshape(-1, 2)
+
+
+def _to_frame(loop: np.ndarray, work_shape: tuple[int, int], frame_shape: tuple[int, int]) -> np.ndarray:
+    """Padded work-map coordinates -> padded frame coordinates. Inside the map, pixel centres map as cv2.resize
+    maps them; between the map's edge and its padding the resized map holds the edge value up to the frame's
+    own edge, so a crossing there keeps its distance from the frame's edge."""
+    out = np.empty_like(loop)
+    for axis in (0, 1):
+        u, n, big = loop[:, axis] - 1.0, work_shape[axis], frame_shape[axis]
+        inside = (u + 0.5) * (big / n) - 0.5
+        out[:, axis] = np.where(u < 0, u, np.where(u > n - 1, u - (n - 1) + (big - 1), inside)) + 1.0
+    return out
+
+
+def _edge_points(f: np.ndarray, level: float, edges: np.ndarray, n_h: int, w: int) -> np.ndarray:
+    """(row, col) of the level's crossing on each grid edge id (linear interpolation in float64)."""
+    horizontal = edges < n_h
+    out = np.empty((len(edges), 2), np.float64)
+    r, c = np.divmod(edges[horizontal], w - 1)
+    a, b = f[r, c].astype(np.float64), f[r, c + 1].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[horizontal] = np.stack([r.astype(np.float64), c + (level - a) / (b - a)], axis=1)
+    r, c = np.divmod(edges[~horizontal] - n_h, w)
+    a, b = f[r, c].astype(np.float64), f[r + 1, c].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[~horizontal] = np.stack([r + (level - a) / (b - a), c.astype(np.float64)], axis=1)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- public
 
 
-def mask_to_contours(mask, spacing=None, threshold: float = 0.5) -> list[Contour]:
+def mask_to_contours(mask, spacing=None, threshold: float = 0.5, frame_shape: tuple[int, int] | None = None
+                     ) -> list[Contour]:
     """All closed contours of a mask (non-zero = foreground) or a probability map (level `threshold`).
 
     Outer contours come largest first, each followed by its holes; a hole's `parent` is the index of its outer
-    contour. With `spacing` (row, col mm) the contours also carry areas and perimeters in mm."""
+    contour. With `spacing` (row, col mm of the frame's pixels) the contours also carry areas and perimeters in mm.
+
+    `frame_shape`: the map is a smaller (work-scale) version of a frame of this size, which the frame's own map
+    would be a bilinear resize of (cv2's pixel-centre convention). The contours are traced on the small map,
+    refined onto the bilinear surface between its grid lines, and returned in the frame's pixels: within a
+    fraction of a pixel of tracing the resized map, at a fraction of the cost."""
     spacing = _check_spacing(spacing)
     f, level = _field(mask, threshold)
     pad = min(float(f.min()), 0.0)  # background around the image: 0 for masks and probability maps
     if pad >= level:
         pad = level - 1.0
-    loops = _loops(np.pad(f, 1, constant_values=pad), level)
+    padded = np.pad(f, 1, constant_values=pad)
+    loops = _loops(padded, level)
+    if frame_shape is not None and tuple(frame_shape) != f.shape:
+        loops = [_to_frame(_refined(padded, level, loop), f.shape, frame_shape) for loop in loops]
     outers, holes = [], []
     for loop in loops:
         pts = loop - 1.0  # undo the padding

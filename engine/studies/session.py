@@ -226,6 +226,7 @@ class ReadingSession:
         self._index = 0
         self._shown: tuple[int, float, str, float] | None = None  # index, monotonic start, shown_at, earlier seconds
         self._case: BlindedCase | None = None
+        self._prefetched: dict[str, tuple[dict[str, ModalityImage], ModelAid | None]] = {}
         self.resume()
 
     @classmethod
@@ -305,7 +306,7 @@ class ReadingSession:
                     kind=study.case_kind, question=study.asked(), task_label=study.task_label, scale=study.scale,
                     draw_contour=study.contours, answer=self._answers.get(case_id))
         try:
-            case = self._checked_case(case_id)
+            images, aid = self._prefetched.pop(case_id, None) or self._read(case_id)
         except StoreError as exc:
             # The reader is told nothing that could identify the case (id, path, patient); the log keeps all.
             detail = {"case_id": case_id, "session_id": self.session_id, "reason": str(exc)}
@@ -314,9 +315,31 @@ class ReadingSession:
             action = "study.case_images_changed" if isinstance(exc, ImagesChanged) else "study.case_unavailable"
             self._store.audit(self.reader_id, action, "study", study.id, detail)
             return BlindedCase(**base, images=MappingProxyType({}), aid=None, unavailable=CASE_UNAVAILABLE)
-        images = {m: _blinded_image(case.images[m]) for m in study.modalities}
-        aid = self._aid(case_id, case.predictions) if self.aided else None
         return BlindedCase(**base, images=MappingProxyType(images), aid=aid)
+
+    def _read(self, case_id: str) -> tuple[dict[str, ModalityImage], ModelAid | None]:
+        """The case's blinded images and, in an aided session, the model aid; StoreError when unreadable or not
+        as frozen with the study (ImagesChanged)."""
+        case = self._checked_case(case_id)
+        images = {m: _blinded_image(case.images[m]) for m in self._study.modalities}
+        return images, (self._aid(case_id, case.predictions) if self.aided else None)
+
+    def prefetch(self, position: int) -> None:
+        """Read the case at `position` ahead of time (e.g. the next one while the reader reads this one), so that
+        moving there needs no disk or database. Its timer still starts when it is shown; a case that cannot be
+        read is left alone here and reported when it is shown. Keeps at most two cases read ahead."""
+        if not 1 <= position <= self.total:
+            return
+        case_id = self._order[position - 1]
+        if case_id in self._prefetched or (self._case is not None and self._case.case_id == case_id):
+            return
+        try:
+            read = self._read(case_id)
+        except StoreError:
+            return
+        while len(self._prefetched) >= 2:
+            self._prefetched.pop(next(iter(self._prefetched)))
+        self._prefetched[case_id] = read
 
     def _aid(self, case_id: str, bundle_predictions: Sequence[Any]) -> ModelAid:
         probability, prediction_id = self._aids[case_id]

@@ -23,7 +23,7 @@ def evaluate_fl_cnn(records: list[SpecimenRecord], modality: str, out_dir: str |
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictor = GliomaCascadePredictor(modality, device=select_device(), run_all=True, root=root)
+    predictor = GliomaCascadePredictor(modality, device=select_device(), run_all=True, root=root, backend="eager")
     evaluations, curves, points, rows = {}, {}, {}, []
     for task in TASKS:
         card = predictor.cards[task]

@@ -22,8 +22,8 @@ from engine.metrics.classification import threshold_closest_to_corner, threshold
 from engine.metrics.evaluation import evaluate_binary
 from engine.nets.fl_cnn import COMPACT_CONFIG, GRADCAM_LAYER, PAPER_CONFIG, load_imagenet_backbone
 from engine.predict.glioma import GliomaCascadePredictor, card_name
-from engine.preprocess.common import normalise_channels, square_resize
-from engine.preprocess.specimen import display_image
+from engine.preprocess.common import normalise_channels
+from engine.preprocess.specimen import specimen_unit
 from engine.registry import (
     CardInput,
     ModelCard,
@@ -110,8 +110,7 @@ def unit_inputs(records: list[SpecimenRecord], modality: str, constants: dict) -
     size = int(constants["input_size"])
     out = np.empty((len(records), size, size, 3), dtype=np.float32)
     for i, r in enumerate(records):
-        unit = display_image(r.images[modality], constants, r.bit_depths.get(modality))
-        out[i] = square_resize(unit, size)[0]
+        out[i] = specimen_unit(r.images[modality], constants, r.bit_depths.get(modality))[0]
     return out
 
 

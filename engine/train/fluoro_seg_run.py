@@ -284,7 +284,7 @@ def bench_seg(bench, say: Say) -> int:
 
     rows = []
     for arch in nets:
-        eager = FluoroSegPredictor(arch, device="cpu", root=bench.models_root)
+        eager = FluoroSegPredictor(arch, device="cpu", backend="eager", root=bench.models_root)
         t = time.perf_counter()
         fast = FluoroSegPredictor(arch, device="cpu", backend="onnx", root=bench.models_root)
         say(f"{ARCH_NAMES[arch]}: ONNX graph ready in {time.perf_counter() - t:.1f} s (cached)")
@@ -300,7 +300,7 @@ def bench_seg(bench, say: Say) -> int:
                     ref = eager.net.core(torch.from_numpy(x)).numpy()
                 times["eager"].append(time.perf_counter() - t)
                 t = time.perf_counter()
-                out = fast._onnx(x)
+                out = fast.fast.runner(x)
                 times["onnx"].append(time.perf_counter() - t)
                 if i < len(xs):
                     dices.append(dice(out[0, 0] >= 0, ref[0, 0] >= 0))

@@ -145,7 +145,7 @@ def evaluate_installed(data: NodeArrays, variants: list[tuple[str, ...]], split_
     device = select_device()
     evaluations, curves, rows = {}, {}, []
     for v in variants:
-        predictor = MFIFFPPredictor(v, device=device, root=root)
+        predictor = MFIFFPPredictor(v, device=device, root=root, backend="eager")  # card figures: the fp32 reference
         net, card = predictor.net, predictor.card
         index = np.arange(len(data.labels))
         if split_name == "test":
@@ -239,7 +239,7 @@ def bench_mfi_ffp(bench: LatencyBench, say: Say) -> int:
     from engine.preprocess.lymph_node import preprocess_node
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    eager = MFIFFPPredictor(NODE_MODALITIES, device="cpu", root=bench.models_root)
+    eager = MFIFFPPredictor(NODE_MODALITIES, device="cpu", backend="eager", root=bench.models_root)
     t = time.perf_counter()
     fast = MFIFFPPredictor(NODE_MODALITIES, device="cpu", backend="onnx", root=bench.models_root)
     say(f"ONNX graph ready in {time.perf_counter() - t:.1f} s (cached in the user data folder)")
@@ -258,7 +258,7 @@ def bench_mfi_ffp(bench: LatencyBench, say: Say) -> int:
             ref = torch.softmax(eager.net(x), 1)[0, 1].item()
         results["eager"].append(time.perf_counter() - t)
         t = time.perf_counter()
-        out = fast._onnx(x.numpy())
+        out = fast.fast.runner(x.numpy())
         results["onnx"].append(time.perf_counter() - t)
         diffs.append(abs(float(torch.softmax(torch.from_numpy(out), 1)[0, 1]) - ref))
         if i < 10:

@@ -301,6 +301,21 @@ def test_time_on_a_case_is_recorded_and_adds_up_over_visits(store, tmp_path):
     assert again.shown_at >= first.answered_at
 
 
+def test_a_prefetched_case_shows_without_reading_the_store_and_its_timer_starts_when_shown(store, tmp_path,
+                                                                                          monkeypatch):
+    make_study(store, tmp_path, n=4)
+    session = ReadingSession.open(store, "s1", "r1", PINS["r1"])
+    session.prefetch(2)
+    session.prefetch(99)  # outside the session: nothing
+    loads = []
+    monkeypatch.setattr(store, "load_case", lambda case_id: loads.append(case_id))
+    second = session.next()
+    assert loads == [] and second.position == 2 and second.images and second.answer is None
+    assert second.images["FL"].array.flags.writeable is False  # blinded as ever
+    saved = session.answer(True, 4)
+    assert saved.seconds < 5 and session.current_case().answer == saved
+
+
 # -- order, resume, washout -------------------------------------------------------------------------
 
 
