@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -11,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from engine.cli.common import Context, check_output_file, check_output_folder
+from engine.exports import csv_writer, open_csv
 from engine.settings import BACKENDS
 
 CSV_COLUMNS = ("source", "case_id", "model", "task", "probability", "threshold", "call", "ms_total", "warnings")
@@ -90,8 +90,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         print(json.dumps(results, indent=2))
         return 0
     if args.out.suffix.lower() == ".csv":
-        with open(args.out, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
+        with open_csv(args.out) as fh:
+            writer = csv_writer(fh)
             writer.writerow(CSV_COLUMNS)
             for r in results:
                 for task, result in r["tasks"].items():

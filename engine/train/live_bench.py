@@ -11,7 +11,6 @@ it a stand-in GUI thread marks each overlay shown and runs the same heartbeat (t
 
 from __future__ import annotations
 
-import csv
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from engine.exports import csv_writer, open_csv
 
 HEARTBEAT_S = 0.005
 
@@ -136,8 +137,8 @@ def _write_csv(path: Path, rows: list, seconds: float) -> None:
     fields = ["device", "path", "label", "gui", "fps_processed", "gui_stall_max_ms", "gui_stall_p99_ms"]
     stage_fields = [f"{k}_{q}_ms" for k, _ in STAGE_ROWS for q in ("p50", "p99")]
     counters = ["fps_in", "frames_in", "processed", "dropped", "source_gaps", "corrupt"]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
+    with open_csv(path) as fh:
+        writer = csv_writer(fh)
         writer.writerow(fields + stage_fields + counters)
         for device, path_name, label, result in rows:
             s = result["stats"]
