@@ -19,6 +19,8 @@ disagrees is dropped for the rest of the process and the model runs eager; the l
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import logging
 import os
@@ -49,11 +51,25 @@ def latency_percentiles(seconds: list[float]) -> tuple[float, float]:
     return float(np.percentile(a, 50)), float(np.percentile(a, 99))
 
 
+_REQUESTED: contextvars.ContextVar[str | None] = contextvars.ContextVar("oncolens_backend", default=None)
+
+
+@contextlib.contextmanager
+def using_backend(backend: str | None):
+    """Predictors built inside the block (in this thread) take `backend` when they are given none (the
+    command line's --backend); None leaves the setting in charge."""
+    token = _REQUESTED.set(backend_choice(backend) if backend else None)
+    try:
+        yield
+    finally:
+        _REQUESTED.reset(token)
+
+
 def backend_choice(explicit: str | None = None) -> str:
-    """The backend asked for: `explicit` (a --backend flag), else the setting (ONCOLENS_BACKEND wins over the
-    file), else auto. 'torch' is accepted for eager."""
+    """The backend asked for: `explicit`, else the one `using_backend` set, else the setting (ONCOLENS_BACKEND
+    wins over the file), else auto. 'torch' is accepted for eager."""
     if explicit is None:
-        explicit = load_settings().backend or "auto"
+        explicit = _REQUESTED.get() or load_settings().backend or "auto"
     choice = ALIASES.get(explicit.strip().lower(), explicit.strip().lower())
     if choice not in BACKENDS:
         raise ValueError(f"Unknown inference backend '{explicit}': use {', '.join(BACKENDS)} "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -58,12 +57,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     from engine.cases.bundle import bundle_folder, write_bundle
     from engine.cases.kinds import get_kind
+    from engine.fastpath import using_backend
     from engine.service import PredictionService
 
     check_output_file(args.out, (".json", ".csv"))  # before any work, so that nothing is lost to a bad --out
     check_output_folder(args.save_bundles, "--save-bundles")
-    if args.backend:
-        os.environ["ONCOLENS_BACKEND"] = args.backend  # every predictor the service builds follows it
     check_output_folder(args.export_seg, "--export-seg")
     service = PredictionService(store=None, actor="oncolens-cli")
     results = []
@@ -77,7 +75,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     for _source, case in cases:
         apply_rois(case, args.roi)
     for source, case in tqdm(cases, desc="predict", unit="case", file=sys.stderr):
-        predictions = service.predict_case(case, explain=args.explain)
+        with using_backend(args.backend):  # every predictor the service builds follows --backend
+            predictions = service.predict_case(case, explain=args.explain)
         for pred in predictions:
             case.predictions.append(pred)
             results.append({"source": source, "case_id": case.id, **pred.summary().to_dict()})

@@ -4,6 +4,7 @@ disagrees or cannot be built, forced eager by the setting or --backend; the ship
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -183,6 +184,19 @@ def test_predict_cli_backend_flag_forces_eager(tmp_path, monkeypatch, capsys):
     assert main(["predict", str(path), "--modality", "NIR", "--backend", "eager"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert "eager PyTorch" in out[0]["device"]
+    assert os.environ["ONCOLENS_BACKEND"] == "auto"  # the flag does not leak into the process's environment
+
+
+def test_using_backend_scopes_the_choice(monkeypatch):
+    from engine.fastpath import using_backend
+
+    monkeypatch.setenv("ONCOLENS_BACKEND", "onnx")
+    with using_backend("torch"):
+        assert backend_choice() == "eager"
+        assert backend_choice("onnx") == "onnx"  # an explicit argument still wins
+    assert backend_choice() == "onnx"
+    with pytest.raises(ValueError, match="Unknown inference backend"), using_backend("tensorrt"):
+        pass
 
 
 @pytest.mark.gpu
