@@ -83,7 +83,7 @@ def read_nifti(path: str | Path, modality: str, units: str | None = None) -> Mod
     description = bytes(img.header.get("descrip", b"")).decode("ascii", "ignore").strip("\x00 ")
     stored_units = description[len(_DESCRIPTION_PREFIX):] if description.startswith(_DESCRIPTION_PREFIX) else None
     array = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))
-    if array.dtype.kind == "f":
+    if np.issubdtype(array.dtype, np.floating):
         array = array.astype(np.float32)
         if not np.all(np.isfinite(array)):
             raise NiftiError(f"{path}: the volume holds NaN or infinite values.")

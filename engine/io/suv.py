@@ -164,7 +164,7 @@ def _raw_text(element: Any) -> str | None:
     return value.decode("ascii", "ignore") if isinstance(value, bytes) else str(value)
 
 
-def suv_factors(datasets: Sequence[Any], kind: str = SUVBW, where: str = "PET series") -> SUVFactors:
+def suv_factors(datasets: Sequence[Any], quantity: str = SUVBW, where: str = "PET series") -> SUVFactors:
     """SUV factors of one PET series from its datasets (headers suffice), see the module docstring."""
     if not datasets:
         raise SUVError(f"{where}: no PET images.")
@@ -196,24 +196,24 @@ def suv_factors(datasets: Sequence[Any], kind: str = SUVBW, where: str = "PET se
     inputs: dict[str, Any] = {"units": units, "decay_correction": decay or None, "weight_kg": weight,
                               "manufacturer": str(getattr(ds0, "Manufacturer", "") or "")}
     body_g = weight * 1000.0
-    if kind == SUL:
+    if quantity == SUL:
         height = _number(getattr(ds0, "PatientSize", None))
         if not height or height <= 0:
             raise SUVError(f"{where}: {TAGS['size']} is missing or zero; SUL needs the height (m).")
         lbm = lean_body_mass_kg(weight, height, str(getattr(ds0, "PatientSex", "") or "").upper())
         inputs.update(height_m=height, sex=str(ds0.PatientSex), lean_body_mass_kg=round(lbm, 3))
         body_g = lbm * 1000.0
-    elif kind != SUVBW:
-        raise ValueError(f"Unknown SUV kind {kind!r}: use {SUVBW} or {SUL}.")
+    elif quantity != SUVBW:
+        raise ValueError(f"Unknown SUV quantity {quantity!r}: use {SUVBW} or {SUL}.")
     if units == "GML":
         factor = body_g / (weight * 1000.0)
-        return SUVFactors(kind, (factor,) * len(datasets), "Units GML: values are SUVbw already", inputs)
+        return SUVFactors(quantity, (factor,) * len(datasets), "Units GML: values are SUVbw already", inputs)
     if units == "CNTS":
         scales = [_private(d, PHILIPS_SUV_SCALE) for d in datasets]
         if all(s for s in scales):
             inputs["philips_suv_scale_factor"] = scales[0]
             factors = tuple(float(s) * body_g / (weight * 1000.0) for s in scales)
-            return SUVFactors(kind, factors, "Units CNTS: Philips private SUV scale factor (7053,1000)", inputs)
+            return SUVFactors(quantity, factors, "Units CNTS: Philips private SUV scale factor (7053,1000)", inputs)
         activity = [_private(d, PHILIPS_ACTIVITY_SCALE) for d in datasets]
         if not all(a for a in activity):
             raise SUVError(f"{where}: {TAGS['units']} is CNTS but neither the Philips SUV scale factor (7053,1000) "
@@ -269,4 +269,4 @@ def suv_factors(datasets: Sequence[Any], kind: str = SUVBW, where: str = "PET se
         inputs.update(injection=start.isoformat(), injection_rule=start_rule, scan_start=scans[0].isoformat())
     inputs["decay_s"] = decays[0]
     factors = tuple(float(a) * body_g / (dose * 2.0 ** (-d / half_life)) for a, d in zip(activity, decays))
-    return SUVFactors(kind, factors, method, inputs, tuple(warnings))
+    return SUVFactors(quantity, factors, method, inputs, tuple(warnings))

@@ -561,17 +561,17 @@ class PhantomSource(FrameSource):
 SOURCE_KINDS = ("camera", "file", "genicam", "phantom")
 
 
-def open_source(kind: str, target: str | None = None, **options) -> FrameSource:
-    """A source by kind ('camera', 'file', 'genicam', 'phantom') and target (device, path, producer, size)."""
-    if kind == "camera":
+def open_source(source: str, target: str | None = None, **options) -> FrameSource:
+    """A source by type ('camera', 'file', 'genicam', 'phantom') and target (device, path, producer, size)."""
+    if source == "camera":
         return CameraSource(target if target is not None else 0, **options)
-    if kind == "file":
+    if source == "file":
         if not target:
             raise SourceError("A file source needs the path of a video file.")
         return VideoFileSource(target, **options)
-    if kind == "genicam":
+    if source == "genicam":
         return GenICamSource(target, **options)
-    if kind == "phantom":
+    if source == "phantom":
         size = int(target) if target else 1024
         return PhantomSource(VideoSettings(size=size), **options)
-    raise SourceError(f"Unknown source '{kind}': use {', '.join(SOURCE_KINDS)}.")
+    raise SourceError(f"Unknown source '{source}': use {', '.join(SOURCE_KINDS)}.")

@@ -52,15 +52,15 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     return c
 
 
-def _norm(kind: str, channels: int, dims: int) -> nn.Module:
-    if kind == "batch":
+def _norm(norm: str, channels: int, dims: int) -> nn.Module:
+    if norm == "batch":
         return (nn.BatchNorm3d if dims == 3 else nn.BatchNorm2d)(channels)
-    if kind.startswith("group:"):
-        groups = min(int(kind.split(":", 1)[1]), channels)
+    if norm.startswith("group:"):
+        groups = min(int(norm.split(":", 1)[1]), channels)
         while channels % groups:
             groups -= 1
         return nn.GroupNorm(groups, channels)
-    raise ValueError(f"chmfl: norm must be 'batch' or 'group:N', got {kind!r}.")
+    raise ValueError(f"chmfl: norm must be 'batch' or 'group:N', got {norm!r}.")
 
 
 def _conv(dims: int) -> type[nn.Module]:

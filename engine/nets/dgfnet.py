@@ -158,17 +158,17 @@ class DGFNet(nn.Module):
     def __init__(self, config: dict) -> None:
         super().__init__()
         self.modalities = tuple(config["modalities"])
-        self.fusion_kind = config["fusion"]
-        if self.fusion_kind not in FUSIONS or not set(self.modalities) <= set(MODALITIES) or not self.modalities:
+        self.fusion_type = config["fusion"]
+        if self.fusion_type not in FUSIONS or not set(self.modalities) <= set(MODALITIES) or not self.modalities:
             raise ValueError(f"DGFNet: fusion must be one of {FUSIONS} and modalities from {MODALITIES}, got "
-                             f"{self.fusion_kind!r} / {self.modalities}.")
-        if (len(self.modalities) == 1) != (self.fusion_kind == "none"):
+                             f"{self.fusion_type!r} / {self.modalities}.")
+        if (len(self.modalities) == 1) != (self.fusion_type == "none"):
             raise ValueError("DGFNet: one modality takes fusion 'none'; two take 'dgf', 'concat', 'sum' or 'product'.")
         self.branches = nn.ModuleDict({m: Branch(m, config["encoder"], config["decoder_channels"],
                                                  config["decoder_dropout"]) for m in self.modalities})
         d = config["encoder"]["widths"][-1]
-        self.fusion = DGF(d, config.get("nodule_context", "batch")) if self.fusion_kind == "dgf" else nn.Identity()
-        width = 2 * d if self.fusion_kind == "concat" else d
+        self.fusion = DGF(d, config.get("nodule_context", "batch")) if self.fusion_type == "dgf" else nn.Identity()
+        width = 2 * d if self.fusion_type == "concat" else d
         self.classifier = nn.Sequential(nn.Linear(width, config["hidden"]), nn.ReLU(inplace=True),
                                         nn.Dropout(config["dropout"]), nn.Linear(config["hidden"], 1))
 
@@ -183,14 +183,14 @@ class DGFNet(nn.Module):
             self.fusion.nodule_context = context
 
     def fuse(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.fusion_kind == "none":
+        if self.fusion_type == "none":
             return feats[self.modalities[0]]
         f_us, f_ct = feats["US"], feats["CT"]
-        if self.fusion_kind == "dgf":
+        if self.fusion_type == "dgf":
             return self.fusion(f_us, f_ct)
-        if self.fusion_kind == "concat":
+        if self.fusion_type == "concat":
             return torch.cat([f_us, f_ct], dim=1)
-        return f_us + f_ct if self.fusion_kind == "sum" else f_us * f_ct
+        return f_us + f_ct if self.fusion_type == "sum" else f_us * f_ct
 
     def forward_all(self, us: torch.Tensor | None, ct: torch.Tensor | None, segment: bool = True
                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

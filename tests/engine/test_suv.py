@@ -109,11 +109,11 @@ def test_start_time_without_date_uses_the_series_date_and_spans_midnight():
 
 def test_sul_uses_the_janmahasatian_lean_body_mass():
     bw = suv_factors([pet_header(size=1.8, sex="M")])
-    sul = suv_factors([pet_header(size=1.8, sex="M")], kind=SUL)
+    sul = suv_factors([pet_header(size=1.8, sex="M")], quantity=SUL)
     assert sul.factor / bw.factor == pytest.approx(lean_body_mass_kg(70, 1.8, "M") / 70)
     assert lean_body_mass_kg(70, 1.8, "M") == pytest.approx(9270 * 70 / (6680 + 216 * 70 / 1.8 ** 2))
     with pytest.raises(SUVError, match="PatientSize"):
-        suv_factors([pet_header()], kind=SUL)
+        suv_factors([pet_header()], quantity=SUL)
 
 
 def test_gml_is_already_suv():
