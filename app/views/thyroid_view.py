@@ -49,6 +49,7 @@ CT_DISPLAY_WINDOW = (-125.0, 225.0)  # HU: the soft-tissue neck window (level 50
 FLAT = 0.02  # a heat map whose peak is below this shows nothing worth drawing
 NODULE, BOUNDARY = "nodule", "boundary"
 BOUNDARY_MAPS = {US: "US/boundary", CT: "CT/edges"}  # the second segmentation head of each modality
+SHARE_TITLE = "US | CT share"
 SAVE_DELAY_MS = 500  # key steps in a row are saved once
 STEP, BIG_STEP = 1, 10  # pixels per arrow key; with Ctrl
 KEYS_HELP = ("Box keys: ←↑→↓ move · Shift+arrows resize · Ctrl = 10 px · Tab switches US/CT box · Ctrl+drag on "
@@ -128,13 +129,14 @@ class ThyroidView(CaseView):
         self.probability_labels: dict[str, QLabel] = {}
         self.probability_bars: dict[str, ProbabilityBar] = {}
         self.share_bars: dict[str, ContributionBar] = {}
+        self.share_titles: dict[str, QLabel] = {}
         for column, site in enumerate(SITES):
             label = QLabel("")
             label.setTextFormat(Qt.TextFormat.RichText)
             bar = ProbabilityBar()
             bar.setToolTip("Probability (filled) against the model's operating threshold (white tick)")
             share = ContributionBar((US, CT), (theme.COLORS["modality_us"], theme.COLORS["modality_ct"]))
-            share_title = QLabel("US | CT share")
+            share_title = QLabel(SHARE_TITLE)
             share_title.setObjectName("smallPrint")
             share_title.setToolTip("Each modality's share of the integrated-gradients attribution of this site's "
                                    "model (|sum over its pixels| over both)")
@@ -143,6 +145,7 @@ class ThyroidView(CaseView):
             results.addWidget(share_title, 2, 2 * column)
             results.addWidget(share, 2, 2 * column + 1)
             self.probability_labels[site], self.probability_bars[site], self.share_bars[site] = label, bar, share
+            self.share_titles[site] = share_title
         results.setColumnStretch(1, 1)
         results.setColumnStretch(3, 1)
         self.results_widget = QWidget()
@@ -450,8 +453,7 @@ class ThyroidView(CaseView):
             heat = self._prediction.heatmaps.get(self.heat_key(modality)) if self._prediction is not None else None
             panel.set_heat(heat if panel.has_image else None, visible=show_heat)
             if heat is not None:
-                shown.append(modality if float(np.max(heat)) >= FLAT or self.layer() == "signed"
-                             else f"{modality} (flat: no positive gradient)")
+                shown.append(modality + self._heat_remark(heat))
             show_lines = self.contours_checkbox.isChecked() and not self._boxes_changed
             panel.set_contours(NODULE, self._contours(f"{modality}/nodule"), color=theme.PREDICTION, width=2.0)
             panel.set_contours(BOUNDARY, self._contours(BOUNDARY_MAPS[modality]), color=theme.COLORS["boundary"],
@@ -464,6 +466,17 @@ class ThyroidView(CaseView):
         self.legend_high.setText("towards LNM" if signed else "high")
         self.legend.setToolTip(f"{label} colour scale: {self.legend_low.text()} to {self.legend_high.text()}")
         self.note.setText(self._note(label, shown, show_heat))
+
+    def _heat_remark(self, heat: np.ndarray) -> str:
+        """Why a map shows nothing to read: zero everywhere, or one value over the whole crop."""
+        if self.layer() == "signed":
+            return ""
+        if float(np.max(heat)) < FLAT:
+            return " (flat: no positive gradient)"
+        inside = heat[heat > FLAT]
+        if inside.size and float(np.mean(inside >= 0.95)) > 0.7:  # (the crop's rim is blurred by the resize)
+            return " (uniform over the crop: its last encoder stage is a single cell)"
+        return ""
 
     def _note(self, label: str, shown: list[str], show_heat: bool) -> str:
         if self._prediction is None:
@@ -501,6 +514,7 @@ class ThyroidView(CaseView):
             if prediction is not None and f"{site}.share_US" in prediction.measures:
                 shares = (prediction.measures[f"{site}.share_US"], prediction.measures[f"{site}.share_CT"])
             self.share_bars[site].set_shares(shares)
+            self.share_titles[site].setText(self.share_bars[site].text().replace("  ·  ", " | ") if shares else SHARE_TITLE)
 
     @staticmethod
     def _caption(case: Case) -> str:
