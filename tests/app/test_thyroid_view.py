@@ -239,3 +239,30 @@ def test_one_read_of_a_thyroid_study_shows_us_and_ct_side_by_side(qtbot, thyroid
     assert [(a.case_id, a.positive, a.confidence) for a in answers] == [(case_id, True, 4.0)]
     window.stop_reading()
     assert all(e.editable for e in view.editors.values())
+
+
+def test_a_dropped_us_ct_pair_without_boxes_asks_for_them_then_predicts(qtbot, thyroid_window, thyroid_demo,
+                                                                         tmp_path):
+    from engine.io.images import write_image
+    from tests.engine.dicom_fixtures import write_ct
+
+    window = thyroid_window
+    demo = read_bundle(thyroid_demo[2])
+    write_image(tmp_path / "nodule_us.png", demo.images[US].array)
+    write_ct(tmp_path / "nodule_ct.dcm", demo.images[CT].array)
+    window.open_paths([tmp_path / "nodule_us.png", tmp_path / "nodule_ct.dcm"])
+    qtbot.waitUntil(lambda: window.current_case is not None and window.current_case.kind == KIND, timeout=WAIT_MS)
+    settle(qtbot, window)
+    view = window.current_view()
+    assert view.box(US) is None and view.box(CT) is None
+    assert "nodule_us.png: no nodule box. Ctrl+drag on the US image" in view.box_label.text()
+    for modality in (US, CT):
+        box = stored_roi(demo, modality)  # drawn where the demo's boxes are
+        view.editors[modality].draw_between(QPointF(box.x0, box.y0), QPointF(box.x1, box.y1), finished=True)
+    assert view.problems == {}
+    prediction = predict(qtbot, window, view)
+    expected = window.service.predict_case(demo, explain=False)[0]
+    for site in SITES:
+        assert prediction.probabilities[site] == pytest.approx(expected.probabilities[site], abs=1e-4)
+    saved = window.store.load_case(window.current_case.id)
+    assert stored_roi(saved, US) == stored_roi(demo, US) and stored_roi(saved, CT) == stored_roi(demo, CT)
