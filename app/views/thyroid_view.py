@@ -14,7 +14,6 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QMessageBox,
@@ -25,10 +24,9 @@ from PySide6.QtWidgets import (
 
 from app import theme
 from app.views.base import CaseView, colormap_legend, heatmap_controls, view_buttons
-from app.widgets.contribution_bar import ContributionBar
 from app.widgets.image_panel import ImagePanel, heat_colormap
 from app.widgets.nodule_box import NoduleBoxEditor
-from app.widgets.results_panel import ProbabilityBar
+from app.widgets.site_results import SiteResults
 from engine.cases.model import Case
 from engine.data import Prediction
 from engine.kinds.thyroid_usct import CENTRAL, LATERAL, save_rois, stored_roi
@@ -49,7 +47,6 @@ CT_DISPLAY_WINDOW = (-125.0, 225.0)  # HU: the soft-tissue neck window (level 50
 FLAT = 0.02  # a heat map whose peak is below this shows nothing worth drawing
 NODULE, BOUNDARY = "nodule", "boundary"
 BOUNDARY_MAPS = {US: "US/boundary", CT: "CT/edges"}  # the second segmentation head of each modality
-SHARE_TITLE = "US | CT share"
 SAVE_DELAY_MS = 500  # key steps in a row are saved once
 STEP, BIG_STEP = 1, 10  # pixels per arrow key; with Ctrl
 KEYS_HELP = ("Box keys: ←↑→↓ move · Shift+arrows resize · Ctrl = 10 px · Tab switches US/CT box · Ctrl+drag on "
@@ -123,33 +120,11 @@ class ThyroidView(CaseView):
         opacity_row.addStretch(1)
         heat_widgets += opacity_widgets
 
-        results = QGridLayout()
-        results.setHorizontalSpacing(18)
-        results.setVerticalSpacing(2)
-        self.probability_labels: dict[str, QLabel] = {}
-        self.probability_bars: dict[str, ProbabilityBar] = {}
-        self.share_bars: dict[str, ContributionBar] = {}
-        self.share_titles: dict[str, QLabel] = {}
-        for column, site in enumerate(SITES):
-            label = QLabel("")
-            label.setTextFormat(Qt.TextFormat.RichText)
-            bar = ProbabilityBar()
-            bar.setToolTip("Probability (filled) against the model's operating threshold (white tick)")
-            share = ContributionBar((US, CT), (theme.COLORS["modality_us"], theme.COLORS["modality_ct"]))
-            share_title = QLabel(SHARE_TITLE)
-            share_title.setObjectName("smallPrint")
-            share_title.setToolTip("Each modality's share of the integrated-gradients attribution of this site's "
-                                   "model (|sum over its pixels| over both)")
-            results.addWidget(label, 0, 2 * column, 1, 2)
-            results.addWidget(bar, 1, 2 * column, 1, 2)
-            results.addWidget(share_title, 2, 2 * column)
-            results.addWidget(share, 2, 2 * column + 1)
-            self.probability_labels[site], self.probability_bars[site], self.share_bars[site] = label, bar, share
-            self.share_titles[site] = share_title
-        results.setColumnStretch(1, 1)
-        results.setColumnStretch(3, 1)
-        self.results_widget = QWidget()
-        self.results_widget.setLayout(results)
+        self.results_widget = SiteResults({site: f"{SITE_WORDS[site]} LNM" for site in SITES}, MODALITIES,
+                                          (theme.COLORS["modality_us"], theme.COLORS["modality_ct"]))
+        self.probability_labels = self.results_widget.probability_labels
+        self.probability_bars = self.results_widget.probability_bars
+        self.share_bars = self.results_widget.share_bars
 
         self.note = QLabel(NOTE_BEFORE_PREDICTION)
         self.note.setObjectName("viewNote")
@@ -378,7 +353,7 @@ class ThyroidView(CaseView):
     def _check_boxes(self) -> None:
         """What is wrong with each box (the engine's own check), and the boxes in words."""
         self.problems = {}
-        parts = []
+        parts: dict[str, str] = {}
         if self._case is None:
             self.box_label.setText("")
             return
@@ -396,13 +371,11 @@ class ThyroidView(CaseView):
                     box.checked(image.spatial_shape, where)
                 except RoiError as exc:
                     self.problems[modality] = str(exc)
-            if modality in self.problems:
-                parts.append(theme.span(self.problems[modality], "amber"))
-            else:
-                parts.append(f"{modality} box {box.width:g} × {box.height:g} px at ({box.x0:g}, {box.y0:g})")
-        if not self._editing:
-            parts = [p for m, p in zip(MODALITIES, parts, strict=False) if m not in self.problems]
-        self.box_label.setText(" &nbsp;·&nbsp; ".join(parts))
+            if modality not in self.problems:
+                parts[modality] = f"{modality} box {box.width:g} × {box.height:g} px at ({box.x0:g}, {box.y0:g})"
+            elif self._editing:  # a reader sees the images without boxes: nothing to fix
+                parts[modality] = theme.span(self.problems[modality], "amber")
+        self.box_label.setText(" &nbsp;·&nbsp; ".join(parts.values()))
 
     # -- overlays and results -------------------------------------------------------------------------
 
@@ -494,27 +467,7 @@ class ThyroidView(CaseView):
                 "nodule (yellow), US boundary band and CT tissue edges (orange).")
 
     def _show_results(self) -> None:
-        prediction = self._prediction
-        for site in SITES:
-            words = f"P({SITE_WORDS[site]} LNM)"
-            probability = prediction.probabilities.get(site) if prediction is not None else None
-            threshold = prediction.thresholds.get(site) if prediction is not None else None
-            call = prediction.calls.get(site) if prediction is not None else None
-            if probability is None:
-                text = f"<b>{words}</b> " + theme.span(call or "—", "text_muted")
-            else:
-                positive = threshold is not None and probability >= threshold
-                color = theme.POSITIVE if positive else theme.NEGATIVE
-                text = (f"<span style='font-size:14pt'><b>{words} {100 * probability:.1f} %</b></span> &nbsp;"
-                        + theme.span("" if threshold is None else f"threshold {100 * threshold:.0f} % · ", "text_muted")
-                        + f"call <b style='color:{color}'>{call or '—'}</b>")
-            self.probability_labels[site].setText(text)
-            self.probability_bars[site].set_values(probability, threshold)
-            shares = None
-            if prediction is not None and f"{site}.share_US" in prediction.measures:
-                shares = (prediction.measures[f"{site}.share_US"], prediction.measures[f"{site}.share_CT"])
-            self.share_bars[site].set_shares(shares)
-            self.share_titles[site].setText(self.share_bars[site].text().replace("  ·  ", " | ") if shares else SHARE_TITLE)
+        self.results_widget.show_prediction(self._prediction)
 
     @staticmethod
     def _caption(case: Case) -> str:
