@@ -59,6 +59,8 @@ class MainWindow(OpeningMixin, ReadingModeMixin, QMainWindow):
         self._requested_case_id: str | None = None
         self._predicting: set[str] = set()
         self._busy_jobs: list[str] = []
+        self._edit_running = False  # a view's edit is being saved (one at a time, in order)
+        self._edit_waiting = None  # the newest edit that arrived meanwhile (it holds the whole state)
         self._docks_sized = False
         self._views: dict[str, CaseView] = {}
         self.node_dialog: NodeAssignmentDialog | None = None
@@ -240,6 +242,8 @@ class MainWindow(OpeningMixin, ReadingModeMixin, QMainWindow):
             view = cls()
             view.set_opacity(self.settings.heatmap_opacity)
             view.opacity_changed.connect(self._opacity_changed)
+            view.case_edited.connect(self.save_case_edit)
+            view.predict_requested.connect(self.predict)
             self.stack.addWidget(view)
             self._views[kind] = view
             kind_info = find_kind(kind)
@@ -306,6 +310,39 @@ class MainWindow(OpeningMixin, ReadingModeMixin, QMainWindow):
         if not stored:
             self.model_label.setText("   ".join(model_label(p) for p in predictions))
             self.statusBar().showMessage(f"Prediction done for {self.current_case.id}", 5000)
+
+    # -- edits made in a view ---------------------------------------------------------------------
+
+    def save_case_edit(self, save) -> None:
+        """Run a view's `save(store) -> message` on a worker; edits that arrive meanwhile wait, and only the
+        newest of them runs next (each carries the view's whole state, e.g. both nodule boxes)."""
+        if self.reading is not None:
+            return  # a reader never changes a case
+        if self._edit_running:
+            self._edit_waiting = save
+            return
+        self._edit_running = True
+
+        def next_edit() -> None:
+            self._edit_running = False
+            waiting, self._edit_waiting = self._edit_waiting, None
+            if waiting is not None:
+                self.save_case_edit(waiting)
+
+        def saved(message: str) -> None:
+            self.statusBar().showMessage(message, 5000)
+            self.case_browser.refresh()
+            next_edit()
+
+        def failed(exc: BaseException, tb: str) -> None:
+            self.show_error(exc, tb, title="Change not saved")
+            next_edit()
+
+        self._run(save, self.store, what="Saving the change", on_result=saved, on_error=failed)
+
+    @property
+    def saving_edits(self) -> bool:
+        return self._edit_running or self._edit_waiting is not None
 
     # -- view controls ----------------------------------------------------------------------------
 

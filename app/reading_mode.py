@@ -114,6 +114,7 @@ class ReadingModeMixin:
             self.stack.setCurrentWidget(self.placeholder)
             return
         self.stack.setCurrentWidget(view)
+        view.set_editing_allowed(False)
         view.set_model_controls_visible(blinded.aid is not None)  # unaided: no heatmap or method controls
         view.show_case(blinded_to_case(blinded))
         if blinded.aid is not None:
@@ -136,6 +137,7 @@ class ReadingModeMixin:
         for view in self._views.values():
             view.clear()
             view.set_model_controls_visible(True)
+            view.set_editing_allowed(True)
         self.placeholder.clear()
         self.stack.setCurrentWidget(self.placeholder)
         self.setWindowTitle("OncoLens")

@@ -64,6 +64,12 @@ COLORS: dict[str, str] = {
     "prediction": "#ffd400",  # model contour: yellow
     "truth": "#2ee65c",  # ground-truth contour: green
     "drawn": "#ff4fd8",  # a reader's outline: magenta, neither of the two above
+    "roi": "#4cc3d9",  # a nodule box the user drew (DGFNet crops around it): cyan, dashed when not selected
+    "roi_active": "#8be9ff",  # the box the arrow keys move
+    "boundary": "#ff8c42",  # a predicted boundary band / tissue edges: orange, beside the yellow nodule contour
+    # modality contributions (the share bars): one colour per modality, neither a result nor an overlay colour
+    "modality_us": "#5fc9a8",
+    "modality_ct": "#b49cff",
 }
 
 PLOT_BACKGROUND = COLORS["plot"]
@@ -79,6 +85,7 @@ PREDICTION = COLORS["prediction"]
 TRUTH = COLORS["truth"]
 DRAWN = COLORS["drawn"]
 
+SIGNED_COLORMAP = "CET-D1"  # signed attributions: blue (against) - white (neutral) - red (for)
 HEAT_COLORMAP = "inferno"  # Grad-CAM: perceptually uniform, readable on a dark background
 PROBABILITY_COLORMAP = "viridis"  # segmentation probability
 HEAT_FADE = 0.35  # heat layers turn opaque over the lowest 35 % of their scale: weak evidence leaves the image visible

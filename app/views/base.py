@@ -18,6 +18,10 @@ class CaseView(QWidget):
 
     opacity_changed = Signal(float)  # heatmap opacity the user chose (0-1), so the window can remember it
     method_changed = Signal(str)  # the user picked another model (views of kinds that offer a choice)
+    # The user changed the open case (e.g. moved a nodule box): the payload is a callable `save(store) -> str`
+    # that the window runs on a worker, one at a time, and whose text it shows in the status bar.
+    case_edited = Signal(object)
+    predict_requested = Signal()  # the view's own Predict button (same as Analysis ▸ Predict)
     model_controls: list[QWidget]  # widgets about model output, hidden while a reader reads unaided
     drawing = None  # a ContourDrawing where a reader can outline the tumor (reader studies with contours)
 
@@ -49,6 +53,9 @@ class CaseView(QWidget):
 
     def set_drawing(self, enabled: bool, polygons=None) -> None:
         """Let a reader outline the tumor, showing `polygons` (views with a `drawing`)."""
+
+    def set_editing_allowed(self, allowed: bool) -> None:
+        """Whether the user may change the case on display (a reader in a study may not)."""
 
     def set_note(self, text: str) -> None:
         """The one-line hint above the images (views with a `note` label)."""

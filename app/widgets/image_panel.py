@@ -65,8 +65,20 @@ def fading_colormap(colormap: pg.ColorMap, ramp: float = theme.HEAT_FADE) -> pg.
     return pg.ColorMap(positions, lut.astype(np.ubyte))
 
 
-def heat_colormap(name: str, fade: bool = True) -> pg.ColorMap:
+def diverging_colormap(colormap: pg.ColorMap, ramp: float = theme.HEAT_FADE) -> pg.ColorMap:
+    """A diverging map for signed evidence around 0.5: transparent at the centre, opaque towards both ends
+    (over `ramp` of each half), so neutral pixels leave the image visible."""
+    positions = np.linspace(0.0, 1.0, 256)
+    lut = colormap.getLookupTable(0.0, 1.0, nPts=256, alpha=True).astype(np.float64)
+    lut[:, 3] = 255 * np.clip(np.abs(positions - 0.5) * 2 / ramp, 0.0, 1.0)
+    return pg.ColorMap(positions, lut.astype(np.ubyte))
+
+
+def heat_colormap(name: str, fade: bool | str = True) -> pg.ColorMap:
+    """The named map, fading in from transparent (`fade` True), opaque (False) or "diverging" (signed maps)."""
     colormap = pg.colormap.get(name)
+    if fade == "diverging":
+        return diverging_colormap(colormap)
     return fading_colormap(colormap) if fade else colormap
 
 
@@ -426,7 +438,7 @@ class ImagePanel(QWidget):
     def set_heat_opacity(self, opacity: float) -> None:
         self.heat.setOpacity(min(max(opacity, 0.0), 1.0))
 
-    def set_heat_colormap(self, name: str, fade: bool = True) -> None:
+    def set_heat_colormap(self, name: str, fade: bool | str = True) -> None:
         self.heat_colormap = heat_colormap(name, fade)
         self.heat.setColorMap(self.heat_colormap)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from engine.cases.kinds import CaseKind, ModalityRole, TaskInfo, register_kind
 from engine.cases.model import Case, GroundTruth
 from engine.data import AU, HU, YX, YXC, PredictionSummary, model_id
 from engine.io.us_ct import UsCtReadError, is_dicom_path, read_ct, read_us
-from engine.preprocess.us_ct import CT, US, Box, store_roi
+from engine.preprocess.us_ct import CT, ROI_KEY, US, Box, RoiError, store_roi
 
 KIND = "thyroid_usct"
 FAMILY = "dgfnet"
@@ -88,6 +88,37 @@ def case_from_us_ct(us_path: str | Path, ct_path: str | Path, *, us_frame: int |
 def set_roi(case: Case, modality: str, box) -> Box:
     """Store a nodule box with one of the case's images (checked against that image)."""
     return store_roi(case.image(modality), box)
+
+
+def stored_roi(case: Case, modality: str) -> Box | None:
+    """The nodule box stored with one of the case's images, unchecked; None when there is none or it is unreadable."""
+    image = case.images.get(modality)
+    value = None if image is None else image.meta.extra.get(ROI_KEY)
+    if value is None:
+        return None
+    try:
+        return Box.parse(value)
+    except RoiError:
+        return None
+
+
+def save_rois(store, case_id: str, boxes: Mapping[str, object], actor: str = "oncolens-gui") -> Path:
+    """Keep edited nodule boxes ({'US' | 'CT': box}) with a stored case: each is checked against its image, the
+    case is written as a bundle in the user data folder (a bundle imported from elsewhere, such as the shipped
+    demo cases, is never rewritten: the store then points at the copy) and the change enters the audit log.
+    Returns the bundle folder. Call off the GUI thread."""
+    from engine.cases.bundle import write_bundle
+    from engine.paths import user_data_dir
+
+    case = store.load_case(case_id)
+    checked = {modality: set_roi(case, modality, box).to_dict() for modality, box in boxes.items()}
+    before = Path(store.get_case_record(case_id).bundle_path)
+    own = user_data_dir() / "cases" / case_id
+    folder = write_bundle(case, own)
+    store.add_case(case, folder, actor=actor)  # repoints the store at the copy (logged as case.update) if needed
+    store.audit(actor, "case.roi", "case", case_id,
+                {"boxes": checked, **({"copied_from": str(before)} if before.resolve() != folder.resolve() else {})})
+    return folder
 
 
 def cases_from_roi_csv(path: str | Path) -> list[Case]:
