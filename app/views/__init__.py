@@ -7,6 +7,7 @@ from app.views.base import CaseView, PlaceholderView
 from app.views.fluoro_view import FluoroView
 from app.views.glioma_view import GliomaView
 from app.views.lymph_node_view import LymphNodeView
+from app.views.petct_view import PetCtView
 from engine.cases.kinds import find_kind
 
 VIEWS: dict[str, type[CaseView]] = {}
@@ -31,6 +32,7 @@ def view_class(kind: str) -> type[CaseView] | None:
 register_view("glioma_specimen", GliomaView)
 register_view("lymph_node", LymphNodeView)
 register_view("fluoro_frame", FluoroView)
+register_view("sarcoma_petct", PetCtView)
 
-__all__ = ["VIEWS", "CaseView", "FluoroView", "GliomaView", "LymphNodeView", "PlaceholderView", "register_view",
+__all__ = ["VIEWS", "CaseView", "FluoroView", "GliomaView", "LymphNodeView", "PetCtView", "PlaceholderView", "register_view",
            "unregister_view", "view_class"]
