@@ -104,6 +104,7 @@ class PetCtView(CaseView):
                           (MODE_FUSED, "CT grey with the PET in hot colours over it")):
             button = QPushButton(mode)
             button.setCheckable(True)
+            button.setObjectName("modeButton")
             button.setToolTip(f"{tip}  (M cycles)")
             self.mode_group.addButton(button)
             self.mode_buttons[mode] = button
@@ -186,6 +187,7 @@ class PetCtView(CaseView):
         self.mip_slider.setToolTip("MIP angle about the long axis")
         self.mip_play = QPushButton("Play")
         self.mip_play.setCheckable(True)
+        self.mip_play.setObjectName("modeButton")
         self.mip_play.setToolTip("Rotate the MIP")
         self.mip_label = QLabel("")
         self.mip_label.setObjectName("smallPrint")
