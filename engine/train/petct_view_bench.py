@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data import HU, SUV, ZYX, ImageMeta, ModalityImage, Prediction
+from engine.data import HU, SUV, ZYX, ModalityImage, Prediction
 from engine.exports import csv_writer, open_csv
 from engine.io.volumes import Grid
 from engine.metrics.pet import pet_measures

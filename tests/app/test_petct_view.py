@@ -1,0 +1,264 @@
+"""The PET-CT viewer, offscreen: a demo PET-CT case in three linked planes, display modes and CT windows, the
+CHMFL contours in every plane that holds tumour, the measures as predicted, the Grad-CAM layer, the rotating MIP,
+the missing-weight dialog when opening DICOM, and one read of a reader study on the fused viewer."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtTest import QTest
+from test_reading_panel import PIN, settle, sign_in
+
+from app.views import view_class
+from app.views.petct_view import MODE_CT, MODE_FUSED, MODE_PET, PetCtView
+from app.workers import wait_for_workers
+from engine.cases.bundle import read_bundle, write_bundle
+from engine.data import Prediction, TaskResult
+from engine.explain.petct_display import CT_PRESETS, window_to_levels
+from engine.metrics.pet import pet_measures
+from engine.studies import UNAIDED, Study, add_reader, create_study
+
+pytestmark = pytest.mark.gui
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "resources" / "demo_cases" / "demo-petct-01"
+DEMO_DICOM = ROOT / "resources" / "demo_dicom" / "petct-demo-01"
+TASK = "distant_metastasis"
+
+
+def demo_prediction(case) -> Prediction:
+    """A CHMFL-shaped prediction: the phantom's tumour as the mask, a heat blob over it, measures of that mask."""
+    pet = case.images["PET"]
+    mask = case.truth.masks["tumor"].astype(np.uint8)
+    centre = np.argwhere(mask).mean(axis=0)
+    grid = np.indices(mask.shape).transpose(1, 2, 3, 0)
+    heat = np.exp(-((grid - centre) ** 2).sum(-1) / 40.0).astype(np.float32)
+    prediction = Prediction(family="chmfl", variant="PET+CT", weights_sha256={"chmfl_pet_ct": "cd" * 32},
+                            tasks={TASK: TaskResult("distant metastasis", 0.734, 0.5)},
+                            masks={"tumor": mask}, heatmaps={f"{TASK}/fusion": heat})
+    prediction.measures.update(pet_measures(pet.array, mask, pet.meta.spacing))
+    return prediction
+
+
+@pytest.fixture
+def view(qtbot):
+    widget = PetCtView()
+    qtbot.addWidget(widget)
+    widget.resize(1200, 900)
+    widget.show()
+    yield widget
+    widget.clear()
+    assert wait_for_workers(60)
+
+
+def shown(view: PetCtView, case, prediction: Prediction | None = None) -> PetCtView:
+    view.show_case(case)
+    if prediction is not None:
+        view.show_prediction([prediction])
+    assert wait_for_workers(60)
+    assert view.volumes is not None
+    if prediction is not None:
+        assert view.overlays is not None
+    return view
+
+
+def click(panel, row: float, col: float) -> None:
+    """A left click on plane pixel (row, col), through the plot's real mouse path."""
+    scene = panel.viewbox.mapViewToScene(QPointF(col + 0.5, row + 0.5))
+    pos = panel.graphics.mapFromScene(scene)
+    QTest.mouseClick(panel.graphics.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(pos.x(), pos.y()))
+
+
+def test_the_kind_has_this_view():
+    assert view_class("sarcoma_petct") is PetCtView
+
+
+def test_three_planes_are_linked_by_the_crosshair_and_scroll(view):
+    case = read_bundle(DEMO)
+    shown(view, case)
+    axial, coronal, sagittal = (view.planes[p] for p in ("axial", "coronal", "sagittal"))
+    assert axial.plane_shape == case.images["CT"].array.shape[1:]
+    assert coronal.plane_shape == (case.images["CT"].array.shape[0], case.images["CT"].array.shape[2])
+    click(axial, 20, 57)  # row = y, column = x
+    assert view.point[1:] == [20, 57]
+    assert coronal.slice_index == 20 and sagittal.slice_index == 57
+    assert axial.vline.value() == pytest.approx(57.5) and axial.hline.value() == pytest.approx(20.5)
+    assert coronal.vline.value() == pytest.approx(57.5)
+    z = view.point[0]
+    click(sagittal, 10, 33)  # sagittal: row = z, column = y
+    assert view.point == [10, 33, 57] and axial.slice_index == 10 and coronal.slice_index == 33
+    axial.setFocus()
+    QTest.keyClick(axial, Qt.Key.Key_PageDown)
+    assert view.point[0] == 11 and coronal.hline.value() == pytest.approx(11.5) and z != 11
+    axial.viewbox.wheelEvent(_Wheel(-120))
+    assert axial.slice_index == 10 and view.point[0] == 10
+
+
+class _Wheel:
+    """Enough of a wheel event for the slice viewbox."""
+
+    def __init__(self, delta: int) -> None:
+        self._delta = delta
+        self.accepted = False
+
+    def delta(self) -> int:
+        return self._delta
+
+    def modifiers(self):
+        return Qt.KeyboardModifier.NoModifier
+
+    def accept(self) -> None:
+        self.accepted = True
+
+
+def test_modes_and_ct_windows_switch(view):
+    shown(view, read_bundle(DEMO))
+    axial = view.planes["axial"]
+    assert view.mode == MODE_FUSED and axial.image.isVisible() and axial.pet.isVisible()
+    assert axial.pet.opacity() == pytest.approx(view.fusion_slider.value() / 100)
+    view.fusion_slider.setValue(30)
+    assert axial.pet.opacity() == pytest.approx(0.30)
+    view.set_mode(MODE_PET)
+    assert not axial.image.isVisible() and axial.pet.isVisible() and axial.pet.opacity() == 1.0
+    assert tuple(axial.pet.levels) == (0.0, 6.0)
+    lut = axial.pet.lut if not callable(axial.pet.lut) else axial.pet.lut(None)
+    assert tuple(lut[0][:3]) == (255, 255, 255) and tuple(lut[-1][:3]) == (0, 0, 0)  # inverted grey: SUV 0 white
+    assert not view.width_spin.isEnabled()
+    view.set_mode(MODE_CT)
+    assert axial.image.isVisible() and not axial.pet.isVisible() and view.width_spin.isEnabled()
+    assert tuple(axial.image.levels) == window_to_levels(*CT_PRESETS["Soft tissue"])
+    view.set_ct_preset("Lung")
+    assert tuple(axial.image.levels) == window_to_levels(*CT_PRESETS["Lung"]) == (-1350.0, 150.0)
+    view.set_ct_preset("Bone")
+    assert tuple(view.planes["sagittal"].image.levels) == (-600.0, 1400.0)
+    view.set_ct_window(350, 50)
+    assert view.preset_combo.currentData() == "Custom" and tuple(axial.image.levels) == (-125.0, 225.0)
+    view.cycle_mode()
+    assert view.mode == MODE_FUSED
+
+
+def test_contours_in_every_plane_where_the_tumour_is_and_measures_as_predicted(view):
+    case = read_bundle(DEMO)
+    prediction = demo_prediction(case)
+    shown(view, case, prediction)
+    mask = case.truth.masks["tumor"].astype(bool)
+    volumes = view.volumes
+    for plane, axis in (("axial", 0), ("coronal", 1), ("sagittal", 2)):
+        panel = view.planes[plane]
+        holding = set(np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))))
+        assert holding
+        for index in range(panel.slice_count):
+            panel.set_slice(index)
+            pet_index = int(volumes.pet_grid.to_index(volumes.overlay.to_physical(
+                np.eye(3)[axis] * panel.overlay_index))[axis].round())
+            assert (len(panel.tumour_layer.items) > 0) == (pet_index in holding), (plane, index)
+    view.go_to_tumour()
+    assert all(view.planes[p].tumour_layer.items for p in view.planes)
+    view.contour_checkbox.setChecked(False)
+    assert not any(item.isVisible() for item in view.planes["axial"].tumour_layer.items)
+    text = view.measures_label.text()
+    m = prediction.measures
+    for expected in (f"SUVmax {m['suv_max']:.2f}", f"SUVpeak (1 cm³) {m['suv_peak']:.2f}",
+                     f"SUVmean {m['suv_mean']:.2f}", f"MTV {m['mtv_ml']:.1f} ml", f"TLG {m['tlg']:.1f}",
+                     "P(DM) 0.73 ≥ 0.50 → distant metastasis"):
+        assert expected in text
+
+
+def test_measures_are_computed_from_the_mask_when_the_prediction_has_none(view):
+    case = read_bundle(DEMO)
+    prediction = demo_prediction(case)
+    expected = dict(prediction.measures)
+    prediction.measures.clear()  # as a reader's model aid arrives: mask and maps, no measures
+    shown(view, case, prediction)
+    assert view.overlays.measures["suv_max"] == pytest.approx(expected["suv_max"])
+    assert f"SUVmax {expected['suv_max']:.2f}" in view.measures_label.text()
+
+
+def test_gradcam_layer_toggles(view):
+    case = read_bundle(DEMO)
+    shown(view, case, demo_prediction(case))
+    axial = view.planes["axial"]
+    assert view.heatmap_checkbox.isEnabled() and not axial.heat_layer.isVisible()
+    view.set_heatmap_visible(True)
+    assert axial.heat_layer.isVisible() and axial.heat_layer.image is not None
+    assert float(axial.heat_layer.image.max()) > 0.5  # the crosshair sits on the tumour, where the heat is
+    view.set_opacity(0.3)
+    assert axial.heat_layer.opacity() == pytest.approx(0.3)
+    view.set_heatmap_visible(False)
+    assert not axial.heat_layer.isVisible()
+
+
+def test_mip_rotates(qtbot, view):
+    shown(view, read_bundle(DEMO))
+    assert view.mip_ready == len(view.mip_frames) == 36
+    front = view.mip_panel.image.image.copy()
+    view.mip_slider.setValue(9)
+    assert view.mip_angle == pytest.approx(90.0)
+    side = view.mip_panel.image.image
+    assert side.shape == front.shape and not np.allclose(side, front)
+    assert view.mip_label.text().startswith("90°")
+    view.mip_play.setChecked(True)
+    qtbot.waitUntil(lambda: view.mip_slider.value() not in (9,), timeout=5000)
+    view.mip_play.setChecked(False)
+    assert not view.mip_timer.isActive()
+
+
+def _without_weight(tmp_path: Path) -> Path:
+    folder = tmp_path / "dicom"
+    shutil.copytree(DEMO_DICOM, folder)
+    for path in (folder / "PT").iterdir():
+        ds = pydicom.dcmread(path)
+        del ds.PatientWeight
+        ds.save_as(path)
+    return folder
+
+
+def test_missing_weight_asks_the_user_and_shows_the_factor_with_its_inputs(qtbot, make_window, tmp_path,
+                                                                           message_boxes):
+    window = make_window(auto_predict=False)
+    folder = _without_weight(tmp_path)
+    window.open_paths([folder])
+    qtbot.waitUntil(lambda: window.suv_dialog is not None, timeout=60_000)
+    dialog = window.suv_dialog
+    assert "PatientWeight" in dialog.message.text()
+    assert set(dialog.spins) == {"weight_kg"}  # the dose is in the header
+    dialog.set_value("weight_kg", 72.5)
+    dialog.accept()
+    qtbot.waitUntil(lambda: window.current_case is not None and window.current_case.kind == "sarcoma_petct",
+                    timeout=60_000)
+    assert wait_for_workers(120)
+    suv = window.current_case.images["PET"].meta.extra["suv"]
+    assert suv["inputs"]["weight_kg"] == 72.5 and suv["inputs"]["entered_by_user"] == ["weight_kg"]
+    view = window.current_view()
+    assert isinstance(view, PetCtView)
+    assert "weight 72.5 kg (entered)" in view.suv_label.text() and f"{suv['factor']:.6g}" in view.suv_label.text()
+    assert not message_boxes["critical"]
+
+
+def test_a_petct_case_is_read_on_the_fused_viewer(qtbot, window, phantom_store, tmp_path):
+    store, _ = phantom_store
+    case = read_bundle(DEMO)
+    prediction = demo_prediction(case)
+    case.predictions = [prediction]
+    store.add_case(case, write_bundle(case, tmp_path / "read" / case.id))
+    store.add_prediction(case.id, prediction)
+    create_study(store, Study(id="pet", name="PET-CT study", task_label=TASK, case_ids=(case.id,),
+                              modalities=("PET", "CT"), arms=(UNAIDED,), seed=1))
+    add_reader(store, "pet", "r1", "Dr One", PIN)
+    reading = sign_in(qtbot, window, "pet")
+    view = window.current_view()
+    assert isinstance(view, PetCtView)
+    qtbot.waitUntil(lambda: view.volumes is not None, timeout=30_000)
+    assert view.mode == MODE_FUSED and view.planes["axial"].pet.isVisible()
+    assert not view.measures_label.isVisibleTo(window) and not view.heatmap_checkbox.isVisibleTo(window)
+    reading.choose_call(True)
+    reading.rate(4)
+    settle()
+    (answer,) = reading.session.my_answers()
+    assert answer.positive and answer.confidence == 4
+    window.stop_reading()
