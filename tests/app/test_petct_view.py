@@ -262,3 +262,19 @@ def test_a_petct_case_is_read_on_the_fused_viewer(qtbot, window, phantom_store, 
     (answer,) = reading.session.my_answers()
     assert answer.positive and answer.confidence == 4
     window.stop_reading()
+
+
+def test_bench_command_prints_the_slice_change_table(qtbot, capsys, tmp_path):
+    from app.launcher import main
+
+    out = tmp_path / "bench.csv"
+    assert main(["bench", "petct-view", "--steps", "4", "--slices", "16", "--size", "64", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in printed.splitlines() if line.split()[:1] in
+            (["axial"], ["coronal"], ["sagittal"])}
+    assert set(rows) == {"axial", "coronal", "sagittal"}
+    for fields in rows.values():
+        assert fields[1] == "4" and all(float(v) >= 0 for v in fields[2:5])
+        assert float(fields[2]) <= float(fields[3]) <= float(fields[4])  # p50 <= p95 <= max
+    assert out.read_text().splitlines()[0].startswith("plane,changes,p50_ms")
+    assert wait_for_workers(60)
