@@ -14,7 +14,7 @@ import math
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QPainter, QShortcut
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -183,6 +183,7 @@ class PetCtView(CaseView):
         self.planes = {plane: FusedPlane(plane, PLANE_TITLES[plane]) for plane in PLANES}
         self.mip_panel = ImagePanel("PET MIP", title_size="11pt")
         self.mip_panel.image.setColorMap(self._grey)
+        self.mip_panel.graphics.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         self.mip_slider = QSlider(Qt.Orientation.Horizontal)
         self.mip_slider.setToolTip("MIP angle about the long axis")
         self.mip_play = QPushButton("Play")
