@@ -112,7 +112,9 @@ class PetCtView(CaseView):
             button.clicked.connect(lambda _checked, m=mode: self.set_mode(m))
         self.preset_combo = QComboBox()
         for name, (width, level) in CT_PRESETS.items():
-            self.preset_combo.addItem(f"{name} (W {width:g} / L {level:g})", name)
+            self.preset_combo.addItem(name, name)
+            self.preset_combo.setItemData(self.preset_combo.count() - 1, f"W {width:g} / L {level:g} HU",
+                                          Qt.ItemDataRole.ToolTipRole)
         self.preset_combo.addItem(CUSTOM, CUSTOM)
         self.preset_combo.setToolTip("CT window preset")
         self.width_spin = QDoubleSpinBox()
@@ -137,15 +139,14 @@ class PetCtView(CaseView):
         self.fusion_slider = QSlider(Qt.Orientation.Horizontal)
         self.fusion_slider.setRange(0, 100)
         self.fusion_slider.setValue(60)
-        self.fusion_slider.setFixedWidth(110)
+        self.fusion_slider.setFixedWidth(90)
         self.fusion_slider.setToolTip("Opacity of the PET over the CT in the fused view")
         self.fusion_value = QLabel("60 %")
         self.fusion_value.setMinimumWidth(40)
         controls = QHBoxLayout()
         controls.setSpacing(8)
         controls.addLayout(mode_row)
-        for widget in (self.preset_combo, self.width_spin, self.level_spin, self.suv_spin, self.fusion_title,
-                       self.fusion_slider, self.fusion_value):
+        for widget in (self.preset_combo, self.width_spin, self.level_spin):
             controls.addWidget(widget)
         controls.addStretch(1)
         for button in view_buttons(self, "Back to the soft-tissue window and SUV 0-6",
@@ -161,13 +162,15 @@ class PetCtView(CaseView):
         _title, self.opacity_slider, self.opacity_label, legend = heatmap_controls(theme.HEAT_COLORMAP)
         overlay_row = QHBoxLayout()
         overlay_row.setSpacing(8)
-        for widget in (self.contour_checkbox, self.heatmap_checkbox, self.opacity_slider, self.opacity_label, *legend):
+        self.opacity_slider.setFixedWidth(90)
+        self.legend = legend[1]  # the colour strip alone (its tooltip says low to high): the row fits beside the docks
+        for widget in (self.suv_spin, self.fusion_title, self.fusion_slider, self.fusion_value, self.contour_checkbox,
+                       self.heatmap_checkbox, self.opacity_slider, self.opacity_label, self.legend):
             overlay_row.addWidget(widget)
         overlay_row.addStretch(1)
         self.note = QLabel(NOTE_BEFORE_PREDICTION)
         self.note.setObjectName("viewNote")
         self.note.setWordWrap(True)
-        overlay_row.addWidget(self.note, 2)
         self.measures_label = QLabel("")
         self.measures_label.setObjectName("segMetrics")
         self.measures_label.setWordWrap(True)
@@ -177,7 +180,7 @@ class PetCtView(CaseView):
         self.suv_label.setWordWrap(True)
         self.suv_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.model_controls = [self.contour_checkbox, self.heatmap_checkbox, self.opacity_slider,
-                               self.opacity_label, *legend, self.measures_label]
+                               self.opacity_label, self.legend, self.measures_label]
 
         # -- the planes and the MIP --
         self.planes = {plane: FusedPlane(plane, PLANE_TITLES[plane]) for plane in PLANES}
@@ -212,6 +215,7 @@ class PetCtView(CaseView):
         layout.addLayout(controls)
         layout.addLayout(overlay_row)
         layout.addWidget(self.measures_label)
+        layout.addWidget(self.note)
         layout.addWidget(self.suv_label)
         layout.addWidget(PanelGrid([[self.planes[AXIAL], self.planes[CORONAL]],
                                     [self.planes[SAGITTAL], mip_box]]), 1)
