@@ -21,7 +21,7 @@ from engine.cases.bundle import read_bundle, write_bundle
 from engine.data import Prediction, TaskResult
 from engine.explain.petct_display import CT_PRESETS, window_to_levels
 from engine.metrics.pet import pet_measures
-from engine.studies import UNAIDED, Study, add_reader, create_study
+from engine.studies import AIDED, UNAIDED, Study, add_reader, create_study
 
 pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parents[2]
@@ -240,7 +240,7 @@ def test_missing_weight_asks_the_user_and_shows_the_factor_with_its_inputs(qtbot
     assert not message_boxes["critical"]
 
 
-def test_a_petct_case_is_read_on_the_fused_viewer(qtbot, window, phantom_store, tmp_path):
+def test_a_petct_case_is_read_on_the_fused_viewer_unaided_then_aided(qtbot, window, phantom_store, tmp_path):
     store, _ = phantom_store
     case = read_bundle(DEMO)
     prediction = demo_prediction(case)
@@ -248,7 +248,7 @@ def test_a_petct_case_is_read_on_the_fused_viewer(qtbot, window, phantom_store, 
     store.add_case(case, write_bundle(case, tmp_path / "read" / case.id))
     store.add_prediction(case.id, prediction)
     create_study(store, Study(id="pet", name="PET-CT study", task_label=TASK, case_ids=(case.id,),
-                              modalities=("PET", "CT"), arms=(UNAIDED,), seed=1))
+                              modalities=("PET", "CT"), arms=(UNAIDED, AIDED), seed=1))
     add_reader(store, "pet", "r1", "Dr One", PIN)
     reading = sign_in(qtbot, window, "pet")
     view = window.current_view()
@@ -261,6 +261,21 @@ def test_a_petct_case_is_read_on_the_fused_viewer(qtbot, window, phantom_store, 
     settle()
     (answer,) = reading.session.my_answers()
     assert answer.positive and answer.confidence == 4
+    window.stop_reading()
+
+    reading = sign_in(qtbot, window, "pet")  # the aided arm: the stored CHMFL output on the same viewer
+    assert reading.session.aided
+    view = window.current_view()
+    qtbot.waitUntil(lambda: view.overlays is not None, timeout=30_000)
+    view.go_to_tumour()
+    assert all(panel.tumour_layer.items for panel in view.planes.values())
+    assert view.measures_label.isVisibleTo(window) and view.heatmap_checkbox.isVisibleTo(window)
+    assert f"SUVmax {prediction.measures['suv_max']:.2f}" in view.measures_label.text()
+    assert "P(DM) 0.73" in view.measures_label.text()
+    reading.choose_call(False)
+    reading.rate(2)
+    settle()
+    assert {a.positive for a in reading.session.my_answers()} == {False}
     window.stop_reading()
 
 
