@@ -293,3 +293,25 @@ def test_bench_command_prints_the_slice_change_table(qtbot, capsys, tmp_path):
         assert float(fields[2]) <= float(fields[3]) <= float(fields[4])  # p50 <= p95 <= max
     assert out.read_text().splitlines()[0].startswith("plane,changes,p50_ms")
     assert wait_for_workers(60)
+
+
+def test_resampling_contours_and_mip_run_off_the_gui_thread(view, monkeypatch):
+    import threading
+
+    import engine.explain.petct_display as display
+
+    threads: list[tuple[str, bool]] = []
+
+    def recorded(name, fn):
+        def call(*args, **kwargs):
+            threads.append((name, threading.current_thread() is threading.main_thread()))
+            return fn(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(display, "resample", recorded("resample", display.resample))
+    monkeypatch.setattr(display, "mask_to_contours", recorded("contours", display.mask_to_contours))
+    monkeypatch.setattr(display.ndimage, "rotate", recorded("mip rotate", display.ndimage.rotate))
+    case = read_bundle(DEMO)
+    shown(view, case, demo_prediction(case))
+    assert {name for name, _ in threads} == {"resample", "contours", "mip rotate"}
+    assert not [name for name, gui in threads if gui]
