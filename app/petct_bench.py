@@ -62,10 +62,10 @@ def run_petct_view_bench(images: dict, prediction, steps: int) -> dict:
               "PET on the overlay grid": view.volumes.overlay_nbytes / 2**20,
               "Grad-CAM on the overlay grid": (view.overlays.heat.nbytes if view.overlays.heat is not None else 0)
               / 2**20,
-              "MIP frames": sum(f.image.nbytes for f in view.mip_frames if f is not None) / 2**20}
+              "MIP frames": sum(f.image.nbytes for f in view.mip.frames if f is not None) / 2**20}
     view.close()
     view.deleteLater()
     app.processEvents()
     return {"times_ms": times, "cpu_ms": cpu, "prepare_s": {"PET onto the overlay grid": fused, "contours + Grad-CAM": overlays,
-                                             f"MIP ({len(view.mip_frames)} angles, from open)": mip},
+                                             f"MIP ({len(view.mip.frames)} angles, from open)": mip},
             "memory_mib": memory}

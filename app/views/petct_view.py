@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QKeySequence, QPainter, QShortcut
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -29,14 +29,14 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.streaming import stream
 from app.views.base import CaseView, heatmap_controls, view_buttons
 from app.widgets.fused_plane import TUMOUR, FusedPlane
-from app.widgets.image_panel import ImagePanel, fading_colormap
+from app.widgets.image_panel import fading_colormap
+from app.widgets.mip_panel import RotatingMIPPanel
 from app.widgets.view_link import PanelGrid
 from app.workers import submit
 from engine.cases.model import Case
-from engine.data import SUV, YX, ImageMeta, ModalityImage, Prediction
+from engine.data import Prediction
 from engine.explain.petct_display import (
     AXIAL,
     CORONAL,
@@ -46,10 +46,8 @@ from engine.explain.petct_display import (
     PLANES,
     SAGITTAL,
     FusionVolumes,
-    MIPFrame,
     PredictionOverlays,
     fusion_volumes,
-    iter_mip,
     prediction_overlays,
     suv_factor_lines,
     window_to_levels,
@@ -63,7 +61,6 @@ MODES = (MODE_PET, MODE_CT, MODE_FUSED)
 CUSTOM = "Custom"
 PLANE_TITLES = {AXIAL: "Axial", CORONAL: "Coronal", SAGITTAL: "Sagittal"}
 PET_FUSION_COLORMAP = "hot"
-MIP_STEP_MS = 80
 NOTE_BEFORE_PREDICTION = "Tumour contours, Grad-CAM and measures appear after prediction (F5)."
 
 
@@ -89,8 +86,6 @@ class PetCtView(CaseView):
         self._pending: list[Prediction] | None = None  # predictions that arrived before the volumes
         self.point = [0, 0, 0]  # the crosshair, as a CT (reference) voxel index (z, y, x)
         self.mode = MODE_FUSED
-        self.mip_frames: list[MIPFrame | None] = []
-        self._mip_stream = None
         self._grey, self._hot = _inverted_grey(), _hot()
 
         # -- controls: display mode, CT window, PET scale and fusion opacity --
@@ -184,31 +179,7 @@ class PetCtView(CaseView):
 
         # -- the planes and the MIP --
         self.planes = {plane: FusedPlane(plane, PLANE_TITLES[plane]) for plane in PLANES}
-        self.mip_panel = ImagePanel("PET MIP", title_size="11pt")
-        self.mip_panel.image.setColorMap(self._grey)
-        self.mip_panel.graphics.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-        self.mip_slider = QSlider(Qt.Orientation.Horizontal)
-        self.mip_slider.setToolTip("MIP angle about the long axis")
-        self.mip_play = QPushButton("Play")
-        self.mip_play.setCheckable(True)
-        self.mip_play.setObjectName("modeButton")
-        self.mip_play.setToolTip("Rotate the MIP")
-        self.mip_label = QLabel("")
-        self.mip_label.setObjectName("smallPrint")
-        self.mip_label.setMinimumWidth(110)
-        mip_row = QHBoxLayout()
-        mip_row.setContentsMargins(6, 0, 6, 0)
-        mip_row.addWidget(self.mip_play)
-        mip_row.addWidget(self.mip_slider, 1)
-        mip_row.addWidget(self.mip_label)
-        mip_box = QWidget()
-        mip_layout = QVBoxLayout(mip_box)
-        mip_layout.setContentsMargins(0, 0, 0, 0)
-        mip_layout.setSpacing(2)
-        mip_layout.addWidget(self.mip_panel, 1)
-        mip_layout.addLayout(mip_row)
-        self.mip_timer = QTimer(self)
-        self.mip_timer.setInterval(MIP_STEP_MS)
+        self.mip = RotatingMIPPanel(self._grey)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 4)
@@ -218,7 +189,7 @@ class PetCtView(CaseView):
         layout.addWidget(self.note)
         layout.addWidget(self.suv_label)
         layout.addWidget(PanelGrid([[self.planes[AXIAL], self.planes[CORONAL]],
-                                    [self.planes[SAGITTAL], mip_box]]), 1)
+                                    [self.planes[SAGITTAL], self.mip]]), 1)
 
         for plane, panel in self.planes.items():
             panel.slice_changed.connect(lambda index, p=plane: self._slice_moved(p, index))
@@ -231,9 +202,6 @@ class PetCtView(CaseView):
         self.contour_checkbox.toggled.connect(self._contours_toggled)
         self.heatmap_checkbox.toggled.connect(self._heat_toggled)
         self.opacity_slider.valueChanged.connect(self._slider_moved)
-        self.mip_slider.valueChanged.connect(self._show_mip)
-        self.mip_play.toggled.connect(self._play_toggled)
-        self.mip_timer.timeout.connect(self._mip_step)
         shortcut = QShortcut(QKeySequence("M"), self)
         shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         shortcut.activated.connect(self.cycle_mode)
@@ -254,17 +222,15 @@ class PetCtView(CaseView):
         for panel in self.planes.values():
             panel.clear_volumes()
             panel.set_missing("Preparing the volumes…", (1, 1))
-        self.mip_panel.clear()
-        self.mip_panel.set_missing("Computing the MIP…", (1, 1))
         self.note.setText(NOTE_BEFORE_PREDICTION)
         self.suv_label.setText("   ".join(suv_factor_lines(case.images.get(PET))))
         images = dict(case.images)
         submit(fusion_volumes, images, description="Preparing the PET-CT volumes", context=self,
                on_result=lambda volumes: self._volumes_ready(generation, volumes))
         if PET in images:
-            self._start_mip(generation, images[PET])
+            self.mip.start(images[PET])
         else:
-            self.mip_panel.set_missing("No PET volume", (1, 1))
+            self.mip.stop("No PET volume")
 
     def show_prediction(self, predictions: list[Prediction]) -> None:
         prediction = next((p for p in predictions if TASK in p.tasks or MASK_KEY in p.masks), None)
@@ -283,7 +249,7 @@ class PetCtView(CaseView):
         self._generation += 1
         for panel in self.planes.values():
             panel.clear_volumes()
-        self.mip_panel.clear()
+        self.mip.stop()
         self.suv_label.setText("")
         self.note.setText(NOTE_BEFORE_PREDICTION)
         self._set_enabled(False)
@@ -291,7 +257,7 @@ class PetCtView(CaseView):
     def fit(self) -> None:
         for panel in self.planes.values():
             panel.fit()
-        self.mip_panel.fit()
+        self.mip.fit()
 
     def reset_levels(self) -> None:
         self.suv_spin.setValue(PET_GREY_SUV[1])
@@ -368,7 +334,7 @@ class PetCtView(CaseView):
                 pet.setColorMap(self._grey)
                 pet.setOpacity(1.0)
             pet.setLevels(suv_levels)
-        self.mip_panel.image.setLevels(suv_levels)
+        self.mip.set_levels(suv_levels)
         for widget in (self.preset_combo, self.width_spin, self.level_spin):
             widget.setEnabled(mode != MODE_PET and has_ct)
         for widget in (self.fusion_title, self.fusion_slider, self.fusion_value):
@@ -472,69 +438,6 @@ class PetCtView(CaseView):
             measures = {**self.overlays.measures, **measures}
         self.measures_label.setText(measures_text(prediction, measures))
 
-    # -- MIP ------------------------------------------------------------------------------------------
-
-    def _start_mip(self, generation: int, pet: ModalityImage) -> None:
-        self.mip_frames = []
-        self.mip_slider.setEnabled(False)
-        self._mip_stream = stream(iter_mip, pet, description="Computing the PET MIP", context=self,
-                                  on_yield=lambda frame: self._mip_frame(generation, frame))
-
-    def _mip_frame(self, generation: int, frame: MIPFrame) -> None:
-        if generation != self._generation:
-            return
-        if not self.mip_frames:
-            self.mip_frames = [None] * frame.count
-            self.mip_slider.blockSignals(True)
-            self.mip_slider.setRange(0, frame.count - 1)
-            self.mip_slider.setValue(0)
-            self.mip_slider.blockSignals(False)
-        self.mip_frames[frame.index] = frame
-        self.mip_slider.setEnabled(True)
-        if frame.index == 0:
-            self.mip_panel.set_missing("")
-            self.mip_panel.set_image(ModalityImage(PET, frame.image, ImageMeta(32, SUV, frame.spacing), YX),
-                                     levels=(0.0, self.suv_spin.value()), auto_levels=PET_GREY_SUV)
-            self.mip_panel.fit()
-        self._update_mip_label()
-
-    @property
-    def mip_ready(self) -> int:
-        return sum(f is not None for f in self.mip_frames)
-
-    def _show_mip(self, index: int) -> None:
-        frame = self.mip_frames[index] if 0 <= index < len(self.mip_frames) else None
-        if frame is not None:
-            self.mip_panel.image.setImage(frame.image, autoLevels=False, levels=(0.0, self.suv_spin.value()))
-        self._update_mip_label()
-
-    @property
-    def mip_angle(self) -> float | None:
-        index = self.mip_slider.value()
-        frame = self.mip_frames[index] if 0 <= index < len(self.mip_frames) else None
-        return None if frame is None else frame.angle_deg
-
-    def _update_mip_label(self) -> None:
-        angle = self.mip_angle
-        total = len(self.mip_frames)
-        ready = "" if self.mip_ready == total else f" ({self.mip_ready}/{total} ready)"
-        self.mip_label.setText(("" if angle is None else f"{angle:.0f}°") + ready)
-
-    def _play_toggled(self, playing: bool) -> None:
-        self.mip_play.setText("Pause" if playing else "Play")
-        (self.mip_timer.start if playing else self.mip_timer.stop)()
-
-    def _mip_step(self) -> None:
-        count = len(self.mip_frames)
-        if not count:
-            return
-        index = self.mip_slider.value()
-        for _ in range(count):  # the next angle that is ready
-            index = (index + 1) % count
-            if self.mip_frames[index] is not None:
-                break
-        self.mip_slider.setValue(index)
-
     # -- overlays' controls -----------------------------------------------------------------------------
 
     def _contours_toggled(self, visible: bool) -> None:
@@ -554,12 +457,7 @@ class PetCtView(CaseView):
     # -- internals ------------------------------------------------------------------------------------
 
     def _forget_case(self) -> None:
-        if self._mip_stream is not None and not self._mip_stream.done:
-            self._mip_stream.abort()
-        self._mip_stream = None
-        self.mip_play.setChecked(False)
-        self.mip_frames = []
-        self.mip_label.setText("")
+        self.mip.stop()
         self.volumes = self.overlays = self.prediction = None
         self._pending = None
         self.measures_label.setText("")

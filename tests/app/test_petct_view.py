@@ -195,17 +195,17 @@ def test_gradcam_layer_toggles(view):
 
 def test_mip_rotates(qtbot, view):
     shown(view, read_bundle(DEMO))
-    assert view.mip_ready == len(view.mip_frames) == 36
-    front = view.mip_panel.image.image.copy()
-    view.mip_slider.setValue(9)
-    assert view.mip_angle == pytest.approx(90.0)
-    side = view.mip_panel.image.image
+    assert view.mip.ready == len(view.mip.frames) == 36
+    front = view.mip.panel.image.image.copy()
+    view.mip.slider.setValue(9)
+    assert view.mip.angle == pytest.approx(90.0)
+    side = view.mip.panel.image.image
     assert side.shape == front.shape and not np.allclose(side, front)
-    assert view.mip_label.text().startswith("90°")
-    view.mip_play.setChecked(True)
-    qtbot.waitUntil(lambda: view.mip_slider.value() not in (9,), timeout=5000)
-    view.mip_play.setChecked(False)
-    assert not view.mip_timer.isActive()
+    assert view.mip.label.text().startswith("90°")
+    view.mip.play.setChecked(True)
+    qtbot.waitUntil(lambda: view.mip.slider.value() not in (9,), timeout=5000)
+    view.mip.play.setChecked(False)
+    assert not view.mip.timer.isActive()
 
 
 def _without_weight(tmp_path: Path) -> Path:
