@@ -34,7 +34,7 @@ from app.widgets.fused_plane import TUMOUR, FusedPlane
 from app.widgets.image_panel import fading_colormap
 from app.widgets.mip_panel import RotatingMIPPanel
 from app.widgets.view_link import PanelGrid
-from app.workers import submit
+from app.workers import error_text, report_error, submit
 from engine.cases.model import Case
 from engine.data import Prediction
 from engine.explain.petct_display import (
@@ -226,7 +226,8 @@ class PetCtView(CaseView):
         self.suv_label.setText("   ".join(suv_factor_lines(case.images.get(PET))))
         images = dict(case.images)
         submit(fusion_volumes, images, description="Preparing the PET-CT volumes", context=self,
-               on_result=lambda volumes: self._volumes_ready(generation, volumes))
+               on_result=lambda volumes: self._volumes_ready(generation, volumes),
+               on_error=lambda exc, tb: self._failed(generation, exc, tb))
         if PET in images:
             self.mip.start(images[PET])
         else:
@@ -260,8 +261,9 @@ class PetCtView(CaseView):
         self.mip.fit()
 
     def reset_levels(self) -> None:
+        """Soft-tissue CT window and PET SUV 0-6."""
         self.suv_spin.setValue(PET_GREY_SUV[1])
-        self.preset_combo.setCurrentIndex(0)
+        self.set_ct_window(*CT_PRESETS["Soft tissue"])
 
     def set_note(self, text: str) -> None:
         self.note.setText(text)
@@ -390,12 +392,21 @@ class PetCtView(CaseView):
         if pending:
             self._start_overlays(pending[0])
 
+    def _failed(self, generation: int, exc: BaseException, tb: str) -> None:
+        """A worker's error: said in the planes (when it concerns the case on screen) and in a message box."""
+        if generation == self._generation:
+            for panel in self.planes.values():
+                panel.set_missing("Cannot show this case", (1, 1))
+            self.note.setText(f"Cannot show this case: {error_text(exc)}")
+        report_error(exc, tb, self, "OncoLens — PET-CT viewer")
+
     def _start_overlays(self, prediction: Prediction) -> None:
         generation, volumes = self._generation, self.volumes
         pet = self._case.images.get(PET) if self._case is not None else None
         submit(prediction_overlays, volumes, pet, prediction.masks.get(MASK_KEY), prediction.heatmaps.get(HEAT_KEY),
                prediction.measures, description="Drawing the CHMFL tumour and Grad-CAM", context=self,
-               on_result=lambda overlays: self._overlays_ready(generation, prediction, overlays))
+               on_result=lambda overlays: self._overlays_ready(generation, prediction, overlays),
+               on_error=lambda exc, tb: self._failed(generation, exc, tb))
 
     def _overlays_ready(self, generation: int, prediction: Prediction, overlays: PredictionOverlays) -> None:
         if generation != self._generation or prediction is not self.prediction:

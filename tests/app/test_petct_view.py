@@ -315,3 +315,15 @@ def test_resampling_contours_and_mip_run_off_the_gui_thread(view, monkeypatch):
     shown(view, case, demo_prediction(case))
     assert {name for name, _ in threads} == {"resample", "contours", "mip rotate"}
     assert not [name for name, gui in threads if gui]
+
+
+def test_a_mask_of_another_grid_is_reported_not_drawn(view, message_boxes):
+    case = read_bundle(DEMO)
+    prediction = demo_prediction(case)
+    prediction.masks["tumor"] = prediction.masks["tumor"][:, :-1]
+    shown(view, case)
+    view.show_prediction([prediction])
+    assert wait_for_workers(60)
+    assert view.overlays is None and not view.planes["axial"].tumour_layer.items
+    (title, text), = message_boxes["critical"]
+    assert "another image" in text and "run the prediction again" in view.note.text()
