@@ -320,15 +320,18 @@ class PetCtView(CaseView):
         self._apply_mode()
 
     def _apply_mode(self) -> None:
-        """CT and PET layers of every plane as the mode says; the CT controls only where CT shows."""
-        mode, has_ct = self.mode, self.volumes is None or self.volumes.reference_modality == CT
+        """CT and PET layers of every plane as the mode says; the CT controls only where CT shows. A case with only
+        one of the two volumes shows that one whatever the mode."""
+        mode, volumes = self.mode, self.volumes
+        has_ct = volumes is None or volumes.reference_modality == CT
+        has_pet = volumes is None or volumes.pet is not None
         suv_levels = (0.0, self.suv_spin.value())
         for panel in self.planes.values():
-            panel.image.setVisible(mode != MODE_PET and has_ct)
+            panel.image.setVisible(has_ct and (mode != MODE_PET or not has_pet))
             if has_ct:
                 panel.image.setLevels(self.ct_levels)
             pet = panel.pet
-            pet.setVisible(mode != MODE_CT or not has_ct)
+            pet.setVisible(has_pet and (mode != MODE_CT or not has_ct))
             if mode == MODE_FUSED and has_ct:
                 pet.setColorMap(self._hot)
                 pet.setOpacity(self.fusion_slider.value() / 100.0)
@@ -338,9 +341,9 @@ class PetCtView(CaseView):
             pet.setLevels(suv_levels)
         self.mip.set_levels(suv_levels)
         for widget in (self.preset_combo, self.width_spin, self.level_spin):
-            widget.setEnabled(mode != MODE_PET and has_ct)
+            widget.setEnabled(has_ct and (mode != MODE_PET or not has_pet))
         for widget in (self.fusion_title, self.fusion_slider, self.fusion_value):
-            widget.setEnabled(mode == MODE_FUSED and has_ct)
+            widget.setEnabled(mode == MODE_FUSED and has_ct and has_pet)
 
     # -- crosshair and slices -------------------------------------------------------------------------
 

@@ -327,3 +327,16 @@ def test_a_mask_of_another_grid_is_reported_not_drawn(view, message_boxes):
     assert view.overlays is None and not view.planes["axial"].tumour_layer.items
     (title, text), = message_boxes["critical"]
     assert "another image" in text and "run the prediction again" in view.note.text()
+
+
+@pytest.mark.parametrize("only", ["PET", "CT"])
+def test_a_case_with_one_volume_shows_it_in_every_mode(view, only):
+    case = read_bundle(DEMO)
+    case.images = {only: case.images[only]}
+    shown(view, case)
+    axial = view.planes["axial"]
+    for mode in (MODE_PET, MODE_CT, MODE_FUSED):
+        view.set_mode(mode)
+        layer = axial.pet if only == "PET" else axial.image
+        assert layer.isVisible() and layer.image is not None, mode
+    assert view.mip.ready == (36 if only == "PET" else 0)
