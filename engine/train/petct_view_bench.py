@@ -55,7 +55,7 @@ def bench_study(bench: PetCtViewBench, seed: int = 0) -> tuple[dict[str, Modalit
     pet_nz = int(round(nz * 3.0 / 4.0))
     pet_grid = Grid((pet_nz, pet_n, pet_n), (4.0, 4.0, 4.0), (-pet_nz * 2.0, -pet_n * 2.0, -pet_n * 2.0))
     points = pet_grid.physical_coordinates()
-    centre = np.array([20.0, -40.0, 60.0])
+    centre = np.array([0.0, -0.15 * ny * 0.977, 0.2 * nx * 0.977])  # in the body, off its middle
     distance = np.sqrt(((points - centre) ** 2).sum(-1))
     pet_body = ((points[..., 2] / (nx * 0.4885 * 0.85)) ** 2 + (points[..., 1] / (ny * 0.4885 * 0.6)) ** 2) <= 1
     pet = (pet_body * 1.2 + 7.0 * np.exp(-(distance / 18.0) ** 2)).astype(np.float32)

@@ -117,3 +117,16 @@ def test_resample_identity_sanity():
     array = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
     grid = Grid((2, 2, 2), (1.0, 1.0, 1.0))
     np.testing.assert_allclose(resample(array, grid, grid), array)
+
+
+def test_bench_petct_view_needs_the_app_and_builds_a_study_of_the_asked_size(capsys):
+    from engine.cli import main
+    from engine.train.petct_view_bench import PetCtViewBench, bench_study, summarise
+
+    assert main(["bench", "petct-view", "--steps", "2"]) == 2  # no app runner plugged in
+    assert "oncolens` entry point" in capsys.readouterr().err
+    images, prediction = bench_study(PetCtViewBench(ct_shape=(12, 64, 64), pet_side=16))
+    assert images["CT"].array.shape == (12, 64, 64) and images["CT"].array.dtype == np.int16
+    assert prediction.masks["tumor"].shape == images["PET"].array.shape and prediction.measures["mtv_ml"] > 0
+    (row,) = summarise({"axial": [1.0, 2.0, 30.0]}, {"axial": [1.0, 1.0, 2.0]})
+    assert row["p50_ms"] == 2.0 and row["max_ms"] == 30.0 and row["within_budget"] == pytest.approx(2 / 3)
