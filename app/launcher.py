@@ -26,10 +26,17 @@ def _self_test() -> int:
     return window_self_test()
 
 
+def _petct_view_runner(*args, **kwargs) -> dict:
+    from app.petct_bench import run_petct_view_bench
+
+    return run_petct_view_bench(*args, **kwargs)
+
+
 def main(argv=None) -> int:
     from engine.cli import main as cli_main
 
-    return cli_main(sys.argv[1:] if argv is None else argv, gui_launcher=_launch_gui, self_test=_self_test)
+    return cli_main(sys.argv[1:] if argv is None else argv, gui_launcher=_launch_gui, self_test=_self_test,
+                    petct_view_runner=_petct_view_runner)
 
 
 if __name__ == "__main__":

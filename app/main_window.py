@@ -64,6 +64,7 @@ class MainWindow(OpeningMixin, ReadingModeMixin, QMainWindow):
         self._docks_sized = False
         self._views: dict[str, CaseView] = {}
         self.node_dialog: NodeAssignmentDialog | None = None
+        self.suv_dialog = None  # the open SUV inputs dialog (opening)
         self.study_dialog = None  # the open study dialog (reading_mode)
         self.cards_dialog: ModelCardsDialog | None = None
         self.reading = None  # the ReadingController while a reader reads

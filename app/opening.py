@@ -1,5 +1,6 @@
 """Opening what the user gives the main window: image files, bundle folders, the three images of a lymph node
-(with the assignment dialog when their names do not say which is which), from menus or dropped on the window.
+(with the assignment dialog when their names do not say which is which), a PET-CT DICOM study (asking for the
+patient's weight or dose when its PET header lacks them), from menus or dropped on the window.
 
 A mixin of `MainWindow` (it uses the window's worker helper, browser and settings). Everything that touches
 the disk (telling files from folders, reading images, writing bundles, the store) runs on a worker.
@@ -14,7 +15,9 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog
 
 from app.widgets.node_assignment import NodeAssignmentDialog
+from app.widgets.suv_inputs_dialog import SUVInputsDialog
 from engine.io.images import IMAGE_SUFFIXES
+from engine.io.suv import SUVInputMissing
 from engine.kinds.lymph_node import (
     NodeFile,
     describe_node_files,
@@ -23,6 +26,7 @@ from engine.kinds.lymph_node import (
     open_node_into_store,
 )
 from engine.kinds.opening import open_into_store
+from engine.kinds.sarcoma_petct import open_dicom_into_store
 
 
 @dataclass
@@ -57,7 +61,36 @@ class OpeningMixin:
         if not paths or self._refuse_while_reading():
             return
         names = ", ".join(p.name for p in paths[:3]) + ("…" if len(paths) > 3 else "")
-        self._run(open_paths_job, paths, self.store, what=f"Opening {names}", on_result=self._opened)
+
+        def failed(exc: BaseException, tb: str) -> None:
+            if isinstance(exc, SUVInputMissing) and len(paths) == 1:
+                self._ask_suv_inputs(paths[0], exc)
+            else:
+                self.show_error(exc, tb, title=f"Opening {names} failed")
+
+        self._run(open_paths_job, paths, self.store, what=f"Opening {names}", on_result=self._opened,
+                  on_error=failed)
+
+    def _ask_suv_inputs(self, path: Path, exc: SUVInputMissing) -> None:
+        """A PET header without weight or dose: ask for them (window-modal, without blocking), then open again."""
+        if self.suv_dialog is not None:
+            self.suv_dialog.reject()
+        dialog = SUVInputsDialog(str(exc), exc.missing, self)
+        self.suv_dialog = dialog
+        dialog.accepted.connect(lambda: self.open_dicom_with_suv_inputs(path, dialog.values()))
+        dialog.finished.connect(lambda _result: self._suv_dialog_closed(dialog))
+        dialog.open()
+
+    def _suv_dialog_closed(self, dialog: SUVInputsDialog) -> None:
+        if self.suv_dialog is dialog:
+            self.suv_dialog = None
+        dialog.deleteLater()
+
+    def open_dicom_with_suv_inputs(self, path: str | Path, entered: dict[str, float]) -> None:
+        """Open the PET-CT study in `path` with the weight / dose the user entered."""
+        path = Path(path)
+        self._run(open_dicom_into_store, path, self.store, entered, what=f"Opening {path.name}",
+                  on_result=self._paths_opened)
 
     def _opened(self, opened: Opened) -> None:
         self.settings.last_open_dir = opened.folder

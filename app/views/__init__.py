@@ -8,6 +8,7 @@ from app.views.fluoro_view import FluoroView
 from app.views.glioma_view import GliomaView
 from app.views.lymph_node_view import LymphNodeView
 from app.views.thyroid_view import ThyroidView
+from app.views.petct_view import PetCtView
 from engine.cases.kinds import find_kind
 
 VIEWS: dict[str, type[CaseView]] = {}
@@ -33,6 +34,7 @@ register_view("glioma_specimen", GliomaView)
 register_view("lymph_node", LymphNodeView)
 register_view("fluoro_frame", FluoroView)
 register_view("thyroid_usct", ThyroidView)
+register_view("sarcoma_petct", PetCtView)
 
-__all__ = ["VIEWS", "CaseView", "FluoroView", "GliomaView", "LymphNodeView", "PlaceholderView", "ThyroidView",
-           "register_view", "unregister_view", "view_class"]
+__all__ = ["VIEWS", "CaseView", "FluoroView", "GliomaView", "LymphNodeView", "PetCtView", "PlaceholderView",
+           "ThyroidView", "register_view", "unregister_view", "view_class"]

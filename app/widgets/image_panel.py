@@ -237,11 +237,14 @@ class ImagePanel(QWidget):
     # -- the image -------------------------------------------------------------------------------------------
 
     def set_image(self, image: ModalityImage | np.ndarray | None, *, plane: str | None = None,
-                  levels: tuple[float, float] | None = None, slice_index: int | None = None) -> None:
+                  levels: tuple[float, float] | None = None, slice_index: int | None = None,
+                  auto_levels: tuple[float, float] | None = None) -> None:
         """Show `image` (None: nothing), forgetting the heat map and contours drawn on the one before.
 
         `levels`: the grey window (default: robust percentiles) or RGB range (default: the dtype's);
-        `plane`: for a volume, the plane to cut (default axial); `slice_index`: default the middle slice."""
+        `plane`: for a volume, the plane to cut (default axial); `slice_index`: default the middle slice;
+        `auto_levels`: the automatic window when the caller knows it (a large volume's percentiles computed on a
+        worker), instead of computing it here."""
         self.set_heat(None)
         for layer in self.layers.values():
             layer.source = []
@@ -263,8 +266,8 @@ class ImagePanel(QWidget):
         self._spacing = tuple(spacing) if spacing else None
         # Coronal and sagittal planes put the head up: rows run towards -z only when the direction says z
         # indices go down the patient.
-        self._z_up = direction is None or len(direction) != 9 or direction[8] >= 0
-        self.auto_levels = rgb_levels(array) if axes == YXC else robust_levels(array)
+        self._z_up = direction is None or len(direction) != 9 or direction[0] >= 0
+        self.auto_levels = auto_levels or (rgb_levels(array) if axes == YXC else robust_levels(array))
         self._plane = ""
         self.image.setVisible(True)
         self.missing.setText("")

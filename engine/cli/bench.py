@@ -1,4 +1,4 @@
-"""`oncolens bench FAMILY|live|study|ci-coverage`: measured tables, printed (and optionally written as CSV)."""
+"""`oncolens bench FAMILY|live|study|petct-view|ci-coverage`: measured tables, printed (and optionally written as CSV)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_models_dir(live)
     live.set_defaults(run=run_live)
 
+    view = which.add_parser("petct-view", help="PET-CT viewer: slice-change time per plane on a 512 x 512 x 300 CT "
+                                               "with PET overlay, contours and Grad-CAM (p50/p95/max)")
+    view.add_argument("--steps", type=int, default=120, help="slice changes timed per plane (default 120)")
+    view.add_argument("--slices", type=int, default=300, help="CT slices (default 300)")
+    view.add_argument("--size", type=int, default=512, help="CT rows and columns (default 512)")
+    view.add_argument("--out", type=Path, help="also write the table as CSV")
+    view.set_defaults(run=run_petct_view)
+
     cov = which.add_parser("ci-coverage", help="coverage of the interval methods for sensitivity and specificity "
                                                "in simulated studies")
     cov.add_argument("--studies", type=int, default=2000, help="simulated studies (default 2000)")
@@ -71,6 +79,17 @@ def run_live(args: argparse.Namespace, ctx: Context) -> int:
     return bench_live(LiveBench(seconds=args.seconds, size=args.size, fps=args.fps, method=args.method,
                                 paths=tuple(args.paths or ()), smoothing=args.smoothing, out=args.out,
                                 models_root=models_root(args)), ctx.say, runner)
+
+
+def run_petct_view(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.train.petct_view_bench import PetCtViewBench, bench_petct_view
+
+    check_output_file(args.out, (".csv",))
+    if args.steps < 1 or args.slices < 8 or args.size < 64:
+        raise ValueError("--steps must be at least 1, --slices at least 8 and --size at least 64.")
+    bench = PetCtViewBench(ct_shape=(args.slices, args.size, args.size), pet_side=max(32, args.size // 4),
+                           steps=args.steps, out=args.out)
+    return bench_petct_view(bench, ctx.say, ctx.petct_view_runner)
 
 
 def run_coverage(args: argparse.Namespace, ctx: Context) -> int:

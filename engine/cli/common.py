@@ -26,6 +26,7 @@ class Context:
     gui_launcher: Callable[..., int] | None = None
     self_test: Callable[[], int] | None = None
     live_view_runner: Callable[..., dict] | None = None  # the app's live view for `bench live` (app.launcher)
+    petct_view_runner: Callable[..., dict] | None = None  # the app's PET-CT view for `bench petct-view`
     extras: dict = field(default_factory=dict)
 
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import zipfile
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,9 +261,11 @@ def _decode(ds: Any, f: DicomFile) -> np.ndarray:
                          "python-gdcm), or re-export the series uncompressed.") from exc
 
 
-def read_series(info: SeriesInfo, suv: str | None = SUVBW) -> tuple[ModalityImage, list[str]]:
+def read_series(info: SeriesInfo, suv: str | None = SUVBW, entered: Mapping[str, float] | None = None
+                ) -> tuple[ModalityImage, list[str]]:
     """The series as a ZYX volume, and warnings. CT -> HU (RescaleSlope/Intercept); PET -> SUV (`suv`: SUVbw or
-    SUL; None keeps the rescaled values, e.g. Bq/ml); other modalities keep their rescaled values."""
+    SUL; None keeps the rescaled values, e.g. Bq/ml); other modalities keep their rescaled values. `entered`: SUV
+    inputs a user typed for what the header lacks (`engine.io.suv.suv_factors`)."""
     if not info.is_image:
         raise DicomError(f"Series {info.uid} ({info.modality}, {info.files[0]}) holds no images.")
     positions, normal, order = _positions(info)
@@ -294,7 +297,7 @@ def read_series(info: SeriesInfo, suv: str | None = SUVBW) -> tuple[ModalityImag
         if float(np.abs(volume - np.round(volume)).max()) == 0 and -32768 <= volume.min() and volume.max() <= 32767:
             volume = volume.astype(np.int16)
     elif info.modality in PET_MODALITIES and suv:
-        result = suv_factors(headers, suv, where=f"PET series {info.uid} ({files[0]})")
+        result = suv_factors(headers, suv, where=f"PET series {info.uid} ({files[0]})", entered=entered)
         volume = volume * np.asarray(result.factors, np.float32)[:, None, None]
         extra["suv"] = result.to_dict()
         warnings.extend(result.warnings)
@@ -322,15 +325,17 @@ def pick_pet_ct(series: list[SeriesInfo]) -> tuple[SeriesInfo, SeriesInfo]:
 
 
 def read_petct(path: str | Path, pet_series: str | None = None, ct_series: str | None = None,
-               suv: str = SUVBW) -> tuple[dict[str, ModalityImage], list[str]]:
-    """{'PET': SUV volume, 'CT': HU volume} of the PET-CT study in `path`, and the readers' warnings."""
+               suv: str = SUVBW, entered: Mapping[str, float] | None = None
+               ) -> tuple[dict[str, ModalityImage], list[str]]:
+    """{'PET': SUV volume, 'CT': HU volume} of the PET-CT study in `path`, and the readers' warnings. `entered`:
+    the patient's weight (kg) and / or injected dose (Bq) a user typed because the header lacks them."""
     series = [s for s in scan_series(path) if s.is_image]
     by_uid = {s.uid: s for s in series}
     for uid in (pet_series, ct_series):
         if uid and uid not in by_uid:
             raise DicomError(f"{path}: no series {uid}; it holds {', '.join(by_uid)}.")
     pet, ct = (by_uid[pet_series], by_uid[ct_series]) if pet_series and ct_series else pick_pet_ct(series)
-    pet_image, w1 = read_series(pet, suv)
+    pet_image, w1 = read_series(pet, suv, entered)
     ct_image, w2 = read_series(ct)
     return {"PET": pet_image, "CT": ct_image}, w1 + w2
 

@@ -17,7 +17,7 @@ which needs PatientSize and PatientSex. A missing or zero weight, dose or half-l
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +43,18 @@ GE_POST_INJECTION = 0x0009100D
 
 class SUVError(ValueError):
     """SUV cannot be computed: the message names the DICOM tag that is missing or wrong, and the file."""
+
+
+class SUVInputMissing(SUVError):
+    """The patient's weight and/or the injected dose is missing or zero in the header. `missing` lists what a user
+    may enter instead ("weight_kg", "dose_bq"); `suv_factors(..., entered=...)` takes the values."""
+
+    def __init__(self, message: str, missing: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+ENTERABLE = ("weight_kg", "dose_bq")
 
 
 @dataclass(frozen=True)
@@ -164,8 +176,30 @@ def _raw_text(element: Any) -> str | None:
     return value.decode("ascii", "ignore") if isinstance(value, bytes) else str(value)
 
 
-def suv_factors(datasets: Sequence[Any], quantity: str = SUVBW, where: str = "PET series") -> SUVFactors:
-    """SUV factors of one PET series from its datasets (headers suffice), see the module docstring."""
+def _header_dose(ds0: Any) -> float | None:
+    seq = getattr(ds0, "RadiopharmaceuticalInformationSequence", None)
+    return _number(getattr(seq[0], "RadionuclideTotalDose", None)) if seq else None
+
+
+def _needs_dose(datasets: Sequence[Any], units: str) -> bool:
+    """BQML always; Philips CNTS unless every slice has its private SUV scale factor; GML never."""
+    if units == "BQML":
+        return True
+    return units == "CNTS" and not all(_private(d, PHILIPS_SUV_SCALE) for d in datasets)
+
+
+def suv_factors(datasets: Sequence[Any], quantity: str = SUVBW, where: str = "PET series",
+                entered: Mapping[str, float] | None = None) -> SUVFactors:
+    """SUV factors of one PET series from its datasets (headers suffice), see the module docstring.
+
+    `entered`: values a user typed for what the header lacks ("weight_kg", "dose_bq" in Bq); they replace the
+    header's and the inputs list them under `entered_by_user`. A missing or zero weight or dose without one raises
+    `SUVInputMissing` naming every such tag at once."""
+    entered = {k: float(v) for k, v in (entered or {}).items() if v is not None}
+    unknown = sorted(set(entered) - set(ENTERABLE))
+    if unknown or any(not (math.isfinite(v) and v > 0) for v in entered.values()):
+        raise ValueError(f"{where}: entered SUV inputs must be positive numbers for {', '.join(ENTERABLE)}; got "
+                         f"{entered}.")
     if not datasets:
         raise SUVError(f"{where}: no PET images.")
     ds0 = datasets[0]
@@ -185,16 +219,29 @@ def suv_factors(datasets: Sequence[Any], quantity: str = SUVBW, where: str = "PE
             raise SUVError(f"{where}: {TAGS['decay']} is {decay or 'missing'}; expected START, ADMIN or NONE.")
         if decay != "NONE" and "DECY" not in corrected:
             raise SUVError(f"{where}: {TAGS['decay']} is {decay} but {TAGS['corrected']} ({corrected}) lacks DECY.")
-    weight = _number(getattr(ds0, "PatientWeight", None))
+    header_weight = _number(getattr(ds0, "PatientWeight", None))
+    weight = entered.get("weight_kg", header_weight)
+    problems, missing = [], []
     if not weight or weight <= 0:
-        raise SUVError(f"{where}: {TAGS['weight']} is {'zero' if weight == 0 else 'missing'}; SUV needs the "
-                       "patient's weight (kg). Enter it (the GUI asks), or set it in the DICOM header.")
+        missing.append("weight_kg")
+        problems.append(f"{TAGS['weight']} is {'zero' if header_weight == 0 else 'missing'}; SUV needs the "
+                        "patient's weight (kg). Enter it (the GUI asks), or set it in the DICOM header.")
+    header_dose = _header_dose(ds0)
+    if _needs_dose(datasets, units) and "dose_bq" not in entered and (not header_dose or header_dose <= 0) \
+            and getattr(ds0, "RadiopharmaceuticalInformationSequence", None):
+        missing.append("dose_bq")
+        problems.append(f"{TAGS['dose']} is {'zero' if header_dose == 0 else 'missing'}; SUV needs the injected "
+                        "dose (Bq). Enter it (the GUI asks), or set it in the DICOM header.")
+    if missing:
+        raise SUVInputMissing(f"{where}: " + " And ".join(problems), tuple(missing))
     for d in datasets[1:]:
-        if _number(getattr(d, "PatientWeight", None)) != weight or str(getattr(d, "Units", "")).upper() != units:
+        if _number(getattr(d, "PatientWeight", None)) != header_weight or str(getattr(d, "Units", "")).upper() != units:
             raise SUVError(f"{where}: {TAGS['weight']} or {TAGS['units']} differ between slices: the files are "
                            "not one series.")
     inputs: dict[str, Any] = {"units": units, "decay_correction": decay or None, "weight_kg": weight,
                               "manufacturer": str(getattr(ds0, "Manufacturer", "") or "")}
+    if entered:
+        inputs["entered_by_user"] = sorted(entered)
     body_g = weight * 1000.0
     if quantity == SUL:
         height = _number(getattr(ds0, "PatientSize", None))
@@ -225,7 +272,7 @@ def suv_factors(datasets: Sequence[Any], quantity: str = SUVBW, where: str = "PE
         if units != "BQML":
             raise SUVError(f"{where}: {TAGS['units']} is {units}; SUV is computed from BQML, CNTS (Philips) or GML.")
     rp = _radiopharmaceutical(ds0, where)
-    dose = _number(getattr(rp, "RadionuclideTotalDose", None))
+    dose = entered.get("dose_bq", _number(getattr(rp, "RadionuclideTotalDose", None)))
     half_life = _number(getattr(rp, "RadionuclideHalfLife", None))
     if not dose or dose <= 0:
         raise SUVError(f"{where}: {TAGS['dose']} is {'zero' if dose == 0 else 'missing'}; SUV needs the injected "

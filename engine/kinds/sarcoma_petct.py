@@ -9,7 +9,7 @@ and CT series are picked automatically when that is unambiguous), or a NIfTI pai
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from engine.cases.kinds import CaseKind, KindError, ModalityRole, TaskInfo, register_kind
@@ -77,12 +77,24 @@ def case_from_volumes(images: dict, case_id: str | None = None, notes: str = "",
     return case
 
 
-def case_from_dicom(path: str | Path, case_id: str | None = None) -> Case:
-    """A PET-CT case from the study in a DICOM folder, DICOMDIR, zip or file (PET converted to SUVbw)."""
+def case_from_dicom(path: str | Path, case_id: str | None = None, entered: Mapping[str, float] | None = None) -> Case:
+    """A PET-CT case from the study in a DICOM folder, DICOMDIR, zip or file (PET converted to SUVbw). `entered`:
+    the weight (kg) and / or dose (Bq) a user typed because the PET header lacks them."""
     from engine.io.dicom import read_petct
 
-    images, warnings = read_petct(path)
-    return case_from_volumes(images, case_id, f"Opened from DICOM {path}", warnings)
+    images, warnings = read_petct(path, entered=entered)
+    notes = f"Opened from DICOM {path}"
+    if entered:
+        notes += "; SUV inputs entered by the user: " + ", ".join(f"{k}={v:g}" for k, v in sorted(entered.items()))
+    return case_from_volumes(images, case_id, notes, warnings)
+
+
+def open_dicom_into_store(path: str | Path, store, entered: Mapping[str, float] | None = None) -> list[str]:
+    """The PET-CT study in `path` as a new case in the store (the GUI's path after asking for a missing weight or
+    dose); returns its id in a list, as `engine.kinds.opening.open_into_store` does."""
+    from engine.kinds.opening import save_new_case
+
+    return [save_new_case(case_from_dicom(path, entered=entered), store)]
 
 
 def case_from_nifti(pet: str | Path, ct: str | Path, case_id: str | None = None) -> Case:

@@ -12,7 +12,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from engine.io.suv import SUL, SUVError, lean_body_mass_kg, parse_dt, parse_tm, suv_factors
+from engine.io.suv import SUL, SUVError, SUVInputMissing, lean_body_mass_kg, parse_dt, parse_tm, suv_factors
 
 
 def pet_header(units="BQML", weight=70, dose=370e6, half_life=6586.2, start_time="083000", start_datetime=None,
@@ -145,3 +145,18 @@ def test_dicom_time_parsers():
     assert parse_tm("083045.5").total_seconds() == pytest.approx(8 * 3600 + 30 * 60 + 45.5)
     assert parse_tm("0830").total_seconds() == 8 * 3600 + 30 * 60
     assert parse_dt("20201217083045.000000+0100").hour == 8
+
+
+def test_missing_weight_and_dose_are_named_together_and_entered_values_replace_them():
+    header = pet_header(weight=None, dose=0)
+    with pytest.raises(SUVInputMissing, match="PatientWeight.*RadionuclideTotalDose") as caught:
+        suv_factors([header])
+    assert caught.value.missing == ("weight_kg", "dose_bq")
+    entered = suv_factors([header], entered={"weight_kg": 70, "dose_bq": 370e6})
+    assert entered.factor == pytest.approx(suv_factors([pet_header()]).factor)
+    assert entered.inputs["entered_by_user"] == ["dose_bq", "weight_kg"] and entered.inputs["weight_kg"] == 70
+    with pytest.raises(SUVInputMissing) as only_dose:
+        suv_factors([header], entered={"weight_kg": 70})
+    assert only_dose.value.missing == ("dose_bq",)
+    with pytest.raises(ValueError, match="positive"):
+        suv_factors([header], entered={"weight_kg": -3, "dose_bq": 1e8})
