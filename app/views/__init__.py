@@ -7,8 +7,8 @@ from app.views.base import CaseView, PlaceholderView
 from app.views.fluoro_view import FluoroView
 from app.views.glioma_view import GliomaView
 from app.views.lymph_node_view import LymphNodeView
-from app.views.thyroid_view import ThyroidView
 from app.views.petct_view import PetCtView
+from app.views.thyroid_view import ThyroidView
 from engine.cases.kinds import find_kind
 
 VIEWS: dict[str, type[CaseView]] = {}
