@@ -3,13 +3,13 @@ grid, and per-case measures as CSV; and reading a DICOM SEG back onto its source
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from engine.data import ZYX, ModalityImage
+from engine.exports import csv_dict_writer, open_csv
 from engine.io.nifti import write_nifti
 
 SEG_LABEL = "Tumour"
@@ -107,9 +107,8 @@ def write_measures_csv(rows: Sequence[Mapping[str, object]], path: str | Path) -
     for row in rows:
         columns.extend(k for k in row if k not in columns)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
+    with open_csv(path) as fh:  # text cells neutralised against formula injection, the file 0600
+        writer = csv_dict_writer(fh, columns)
         writer.writeheader()
         writer.writerows(rows)
     return path

@@ -150,6 +150,36 @@ class ThyroidUsCtKind(CaseKind):
                 parts.append("not installed")
         return f"{FAMILY} " + "+".join(parts)
 
+    def overlay_panels(self, case: Case, predictions, frame: int | None = None) -> list:
+        """US and CT, each with the central-site integrated-gradients map, the predicted nodule outline (yellow)
+        and the true one (green) when the case has it."""
+        from engine.cases.export_views import OverlayPanel, heat_for, plane_spacing
+        from engine.seg.contours import mask_to_contours
+
+        panels = []
+        for code in (US, CT):
+            image = case.images.get(code)
+            if image is None:
+                continue
+            shape = image.spatial_shape
+            heat, heat_title = heat_for(predictions, self, code)
+            layers: dict[str, list] = {}
+            for name, key in (("prediction", None), ("truth", f"nodule_{code}")):
+                if key is None:
+                    mask = next((p.masks[f"{code}/nodule"] for p in predictions if f"{code}/nodule" in p.masks), None)
+                else:
+                    mask = case.truth.masks.get(key) if case.truth is not None else None
+                if mask is not None and tuple(np.asarray(mask).shape) == tuple(shape):
+                    layers[name] = [c.points for c in mask_to_contours(np.asarray(mask) != 0)]
+            panels.append(OverlayPanel(code, self.role(code).title, image.array, plane_spacing(image), heat,
+                                       self.heat_colormap, f"{heat_title} (integrated gradients)" if heat_title else "",
+                                       layers, (-160.0, 240.0) if code == CT else None))  # CT: soft-tissue window
+        return panels
+
+    def export_contours(self, case: Case, predictions) -> list:
+        """The nodule outlines (the boundary band and CT edge maps are exported as masks only)."""
+        return [c for c in super().export_contours(case, predictions) if c.name.endswith("nodule")]
+
     def write_demo_cases(self, folder: Path) -> list[Path]:
         return write_thyroid_demo_cases(folder)
 
