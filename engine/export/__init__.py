@@ -6,6 +6,7 @@ File > Export case… both call `export_case`."""
 from engine.export.case_export import (
     ARTEFACTS,
     ExportError,
+    ExportExists,
     ExportOptions,
     export_case,
     load_export_case,
@@ -13,5 +14,5 @@ from engine.export.case_export import (
     predictions_for_export,
 )
 
-__all__ = ["ARTEFACTS", "ExportError", "ExportOptions", "export_case", "load_export_case", "parse_what",
+__all__ = ["ARTEFACTS", "ExportError", "ExportExists", "ExportOptions", "export_case", "load_export_case", "parse_what",
            "predictions_for_export"]

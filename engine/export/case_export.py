@@ -37,6 +37,10 @@ class ExportError(ValueError):
     """An export cannot be written as asked: the message names the file or option and the fix."""
 
 
+class ExportExists(ExportError):
+    """A file to write is there already (from an earlier export) and `force` was not given."""
+
+
 def parse_what(text: str | Iterable[str] | None) -> tuple[str, ...]:
     """'overlay,masks' -> ('overlay', 'masks'); None or 'all' -> every artefact; unknown names are an error."""
     if text is None:
@@ -84,7 +88,7 @@ class _Target:
         if not self._inside(path.resolve()):
             raise ExportError(f"{path}: leads outside the export folder {self.out}; nothing was written there.")
         if path.exists() and not self.force:
-            raise ExportError(f"{path} exists already (from an earlier export). Choose another --out folder, or "
+            raise ExportExists(f"{path} exists already (from an earlier export). Choose another --out folder, or "
                               "add --force to replace it.")
         return path
 

@@ -18,10 +18,10 @@ import engine.kinds  # noqa: F401
 from engine.cases.bundle import read_bundle
 from engine.cases.model import Case
 from engine.data import ImageMeta, ModalityImage, Prediction
-from engine.exports import restore_cell
 from engine.export import ExportError, ExportOptions, export_case, parse_what
 from engine.export.case_export import PROBABILITY_COLUMNS
 from engine.export.report import RESEARCH_USE
+from engine.exports import restore_cell
 from engine.io.overlay import render_overlay
 from engine.paths import demo_cases_dir, resources_dir
 from engine.predict.fluoro_video import frame_key
