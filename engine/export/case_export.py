@@ -311,15 +311,17 @@ def _seg(kind: CaseKind, case: Case, predictions, target: _Target, stem: str, op
         with tempfile.TemporaryDirectory(dir=target.folder, prefix=".export-") as tmp:
             try:
                 made = kind.export_results(case, predictions, Path(tmp))
-            except KindError as exc:
-                raise ExportError(str(exc)) from exc
-            for path in made:
+            except KindError as exc:  # e.g. the images did not come from DICOM: NIfTI below
+                options.notes.append(f"no DICOM SEG: {exc}")
+                made = None
+            for path in made or []:
                 if "masks" in options.what and path.name.endswith((".nii", ".nii.gz")):
                     continue  # the same mask was written as NIfTI with the masks
                 _move_in(Path(path), target)
-        if not any(p.name.endswith(".dcm") for p in target.written):
-            options.notes.append("no DICOM SEG: the images did not come from DICOM (NIfTI written instead)")
-        return
+        if made is not None:
+            if not any(p.name.endswith(".dcm") for p in made):
+                options.notes.append("no DICOM SEG: the images did not come from DICOM (NIfTI written instead)")
+            return
     if "masks" in options.what:
         return  # the masks step wrote every mask as NIfTI already
     for export in kind.export_masks(case, predictions):

@@ -176,6 +176,25 @@ class ThyroidUsCtKind(CaseKind):
                                        layers, (-160.0, 240.0) if code == CT else None))  # CT: soft-tissue window
         return panels
 
+    def export_results(self, case: Case, predictions, folder: Path) -> list[Path]:
+        """The CT nodule mask as a DICOM SEG referencing the CT slice it was read on, when that came from DICOM."""
+        from engine.cases.kinds import KindError
+        from engine.io.seg_export import write_slice_dicom_seg
+
+        ct = case.images.get(CT)
+        source = None if ct is None else ct.meta.source.get("dicom_path")
+        if not source or not Path(source).is_file():
+            raise KindError(f"Case {case.id}: the CT slice did not come from a DICOM file that is still there; "
+                            "its segmentation is exported as NIfTI.")
+        written = []
+        for p in predictions:
+            mask = p.masks.get(f"{CT}/nodule")
+            if mask is not None:
+                written.append(write_slice_dicom_seg(np.asarray(mask) != 0, source,
+                                                     Path(folder) / f"{case.id}_{FAMILY}_CT_nodule_seg.dcm",
+                                                     label="Thyroid nodule", algorithm="DGFNet"))
+        return written
+
     def export_contours(self, case: Case, predictions) -> list:
         """The nodule outlines (the boundary band and CT edge maps are exported as masks only)."""
         return [c for c in super().export_contours(case, predictions) if c.name.endswith("nodule")]

@@ -271,3 +271,31 @@ def test_cli_export_writes_and_refuses_bad_options(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["export", str(bundle), "--out", str(tmp_path / "file")]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_thyroid_ct_from_dicom_gets_a_dicom_seg_and_nifti_otherwise(predicted, tmp_path):
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    from tests.engine.dicom_fixtures import write_dicom
+
+    case, predictions = predicted["thyroid_usct"]
+    files = export_case(case, tmp_path / "plain", ExportOptions(what=("seg",)), predictions=predictions)
+    assert files and all(f.name.endswith(".nii.gz") for f in files)  # a bundle's CT is no DICOM: NIfTI
+
+    ct = case.images["CT"]
+    source = write_dicom(tmp_path / "ct.dcm", (ct.array.astype(np.int32) + 1024).astype(np.int16), "CT",
+                         RescaleSlope=1, RescaleIntercept=-1024, PixelSpacing=list(ct.meta.spacing),
+                         ImagePositionPatient=[0.0, 0.0, 0.0], ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+                         SliceThickness=1.0, StudyInstanceUID=generate_uid(), FrameOfReferenceUID=generate_uid(),
+                         PatientID="DEMO-TH", SeriesNumber=1, InstanceNumber=1)
+    ct.meta.source["dicom_path"] = str(source)
+    try:
+        files = export_case(case, tmp_path / "dicom", ExportOptions(what=("seg", "masks")), predictions=predictions)
+    finally:
+        del ct.meta.source["dicom_path"]
+    seg_file = next(f for f in files if f.name.endswith("_seg.dcm"))
+    seg = hd.seg.segread(str(seg_file))
+    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=[seg.get_source_image_uids()[0][2]],
+                                               segment_numbers=[1], ignore_spatial_locations=True)
+    assert pixels.any() and np.array_equal(pixels[0, :, :, 0] != 0, np.asarray(predictions[0].masks["CT/nodule"]) != 0)
