@@ -195,19 +195,23 @@ def render_page(case: Case, predictions: Sequence[Prediction], frame: int | None
             ax.set_axis_off()
             ax.set_title(_short(title, 40), fontsize=8.5, color=INK, pad=3)
             if heat_title:
-                ax.text(0.5, -0.02, _short(f"heat: {heat_title}", 48), transform=ax.transAxes, ha="center", va="top",
+                ax.text(0.5, -0.02, _short(f"heat: {heat_title}", 64), transform=ax.transAxes, ha="center", va="top",
                         fontsize=6.5, color=MUTED)
     else:
         fig.text(left, top - 0.02, "No picture: the case has no image the report can draw.", color=MUTED, fontsize=8)
     height += 0.012  # room for the heat captions
-    legend = [("prediction", "predicted outline"), ("truth", "reference outline")]
+    layers = {name for panel in get_kind(case.kind).overlay_panels(case, predictions, frame)[:MAX_PANELS]
+              for name, loops in panel.contours.items() if loops}
+    legend = [(key, label) for key, label in (("prediction", "predicted outline"), ("truth", "reference outline"))
+              if key in layers]
     x = left
     for key, label in legend:
         fig.text(x, top - height - 0.028, "━", color=OVERLAY_COLORS[key], fontsize=11, va="center")
         fig.text(x + 0.022, top - height - 0.028, label, color=MUTED, fontsize=7.5, va="center")
         x += 0.17
-    fig.text(x, top - height - 0.028, "heat layers: Grad-CAM / attribution (inferno) or tumor probability "
-             "(viridis), faded below 35 %", color=MUTED, fontsize=7.5, va="center")
+    if any(heat for _, _, heat in panels):
+        fig.text(x, top - height - 0.028, "heat layers fade in over their lowest 35 %, so weak evidence leaves the "
+                 "image visible", color=MUTED, fontsize=7.5, va="center")
 
     # probabilities against thresholds
     rows = result_rows(case, predictions)[:10]
@@ -216,7 +220,7 @@ def render_page(case: Case, predictions: Sequence[Prediction], frame: int | None
              va="top")
     row_h = 0.022
     bar_left, bar_width = left + 0.23, 0.21
-    columns = {"value": bar_left + bar_width + 0.012, "call": left + 0.59, "truth": left + 0.76}
+    columns = {"value": bar_left + bar_width + 0.012, "call": left + 0.55, "truth": left + 0.765}
     header_y = y0 - 0.027
     for key, label in (("value", "p / threshold"), ("call", "call"), ("truth", "truth")):
         fig.text(columns[key], header_y, label, fontsize=7, color=MUTED, va="center")
@@ -224,7 +228,7 @@ def render_page(case: Case, predictions: Sequence[Prediction], frame: int | None
     fig.text(bar_left + bar_width, header_y, "1", fontsize=7, color=MUTED, va="center", ha="right")
     for i, row in enumerate(rows):
         y = header_y - 0.02 - i * row_h
-        fig.text(left, y, _short(f"{row.model} · {row.task}", 32), fontsize=7.5, color=INK, va="center")
+        fig.text(left, y, _short(f"{row.task} · {row.model}", 34), fontsize=7.5, color=INK, va="center")
         ax = fig.add_axes((bar_left, y - 0.007, bar_width, 0.014))
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -238,8 +242,8 @@ def render_page(case: Case, predictions: Sequence[Prediction], frame: int | None
         value = "—" if row.probability is None else f"{row.probability:.3f}"
         threshold = "" if row.threshold is None else f" / {row.threshold:.3f}"
         fig.text(columns["value"], y, f"{value}{threshold}", fontsize=8, color=INK, va="center")
-        fig.text(columns["call"], y, _short(row.call, 27), fontsize=8, color=INK, va="center", weight="bold")
-        fig.text(columns["truth"], y, _short(row.truth or "—", 26), fontsize=8, color=INK, va="center")
+        fig.text(columns["call"], y, _short(row.call, 26), fontsize=7.5, color=INK, va="center", weight="bold")
+        fig.text(columns["truth"], y, _short(row.truth or "—", 24), fontsize=7.5, color=INK, va="center")
     y = header_y - 0.02 - len(rows) * row_h + 0.006
     fig.text(left, y, "Bar: probability (amber at or above the threshold, blue below); black tick: the card's "
              "operating threshold.", fontsize=7, color=MUTED, va="top")
@@ -390,7 +394,7 @@ def write_case_report(case: Case, predictions: Sequence[Prediction], paths: Mapp
             written.append(Path(paths["pdf"]))
         if "png" in paths:
             buffer = io.BytesIO()
-            fig.savefig(buffer, format="png", dpi=110)
+            fig.savefig(buffer, format="png", dpi=100)
             with open_private(paths["png"], "wb") as fh:
                 fh.write(buffer.getvalue())
             written.append(Path(paths["png"]))
