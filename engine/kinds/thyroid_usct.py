@@ -9,7 +9,6 @@ ct), else the content does (DICOM modality, HU data = CT, an 8-bit picture = US)
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -252,8 +251,10 @@ def write_thyroid_demo_cases(folder: Path, n: int = 6, seed: int = 7) -> list[Pa
 def write_roi_csv(path: Path, rows: list[dict]) -> Path:
     """Write a ROI table (the layout `cases_from_roi_csv` and `oncolens predict --rois` read)."""
     columns = ["nodule_id", "us_path", "ct_path", "us_box", "ct_box", "us_frame", "ct_slice"]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
+    from engine.exports import csv_dict_writer, open_csv
+
+    with open_csv(path) as fh:
+        writer = csv_dict_writer(fh, columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({c: row.get(c, "") for c in columns})
