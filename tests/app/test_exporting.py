@@ -11,6 +11,7 @@ import pytest
 from PySide6.QtWidgets import QFileDialog
 
 import app.exporting as exporting
+from tests.app.test_reading_panel import study_cases  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.gui
 WAIT_MS = 30_000
@@ -84,3 +85,15 @@ def test_export_failure_reaches_the_user(qtbot, window, phantom_store, tmp_path,
     window.export_to(Path(blocker), ("probabilities",))  # a file where the folder should be
     qtbot.waitUntil(lambda: bool(message_boxes["critical"]), timeout=WAIT_MS)
     assert "Export of" in message_boxes["critical"][-1][0]
+
+
+def test_reading_mode_turns_the_export_actions_off(qtbot, window, study_cases):  # noqa: F811
+    from tests.app.test_reading_panel import make_study, sign_in
+
+    store, probabilities = study_cases
+    make_study(store, probabilities)
+    assert all(a.isEnabled() for a in window.export_actions)
+    sign_in(qtbot, window)
+    assert not any(a.isEnabled() for a in window.export_actions)  # a reader must not export blinded results
+    window.stop_reading()
+    assert all(a.isEnabled() for a in window.export_actions)
