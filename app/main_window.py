@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import __version__
+from app.exporting import ExportingMixin
 from app.opening import OpeningMixin
 from app.reading_mode import ReadingModeMixin
 from app.views import CaseView, PlaceholderView, view_class
@@ -40,7 +41,7 @@ BANNER_TEXT = "Research use only — not for diagnostic use"
 OPACITY_STEP = 0.1
 
 
-class MainWindow(OpeningMixin, ReadingModeMixin, QMainWindow):
+class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, QMainWindow):
     """The shell every case kind shares; what is drawn in the middle comes from `app.views.VIEWS`."""
 
     def __init__(self, store, *, service: PredictionService | None = None, settings: Settings | None = None,
@@ -158,6 +159,13 @@ class MainWindow(OpeningMixin, ReadingModeMixin, QMainWindow):
                          "Open the WLI, FI and PCI images of one lymph node as a new case"),
             self._action(file_menu, "Open case bundle…", self.open_bundle_dialog, ("Ctrl+Shift+O",),
                          "Open a case bundle folder, or a folder of bundles"),
+        ]
+        file_menu.addSeparator()
+        self.export_actions = [
+            self._action(file_menu, "Export case…", self.export_case_dialog, ("Ctrl+E",),
+                         "Write the open case's overlays, masks, contours, probabilities and segmentations"),
+            self._action(file_menu, "Export report…", self.export_report_dialog, ("Ctrl+Shift+E",),
+                         "Write the open case's one-page report (PDF, PNG, HTML)"),
         ]
         file_menu.addSeparator()
         self._action(file_menu, "Quit", self.close, ("Ctrl+Q",))

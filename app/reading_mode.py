@@ -87,7 +87,8 @@ class ReadingModeMixin:
         for dock in (self.browser_dock, self.results_dock):
             dock.hide()
             dock.toggleViewAction().setEnabled(False)
-        for action in (*self.open_actions, *self.admin_actions, self.predict_action, self.start_reading_action):
+        for action in (*self.open_actions, *self.export_actions, *self.admin_actions, self.predict_action,
+                       self.start_reading_action):
             action.setEnabled(False)
         self.stop_reading_action.setEnabled(True)
         self.model_label.setText("Reading session")
@@ -145,7 +146,8 @@ class ReadingModeMixin:
         for dock, key in ((self.browser_dock, "browser"), (self.results_dock, "results")):
             dock.toggleViewAction().setEnabled(True)
             dock.setVisible(self._before_reading.get(key, True))
-        for action in (*self.open_actions, *self.admin_actions, self.predict_action, self.start_reading_action):
+        for action in (*self.open_actions, *self.export_actions, *self.admin_actions, self.predict_action,
+                       self.start_reading_action):
             action.setEnabled(True)
         self.stop_reading_action.setEnabled(False)
         self.case_browser.table.clearSelection()

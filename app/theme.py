@@ -12,6 +12,8 @@ from pathlib import Path
 
 from PySide6.QtGui import QColor, QPalette
 
+from engine import palette as _engine_palette
+
 COLORS: dict[str, str] = {
     # surfaces, darkest first
     "plot": "#0b0f14",  # image plots and the gaps between docks
@@ -49,21 +51,19 @@ COLORS: dict[str, str] = {
     "accent": "#2f6fb3",  # selection, focus, checked buttons
     "accent_light": "#7fb8ff",
     "banner": "#3a0d0d",  # research-use banner
-    "amber": "#ffb347",  # at or above the operating threshold; warnings
+    "amber": _engine_palette.POSITIVE_COLOR,  # at or above the operating threshold; warnings
     "amber_light": "#ffc870",
     "amber_line": "#6b5428",
     "amber_surface": "#3a2d12",
     "aid_surface": "#231d12",
-    "blue": "#5fa8d3",  # below the operating threshold
+    "blue": _engine_palette.NEGATIVE_COLOR,  # below the operating threshold
     "blue_text": "#8cc4e8",
     "blue_light": "#9cc4ef",
     "blue_surface": "#1f2b3a",
     "truth_text": "#b7e4a8",
     "saved": "#8fd18a",
-    # overlays on images (the source papers' figure colours)
-    "prediction": "#ffd400",  # model contour: yellow
-    "truth": "#2ee65c",  # ground-truth contour: green
-    "drawn": "#ff4fd8",  # a reader's outline: magenta, neither of the two above
+    # overlays on images (the source papers' figure colours): one definition, shared with the engine's exports
+    **_engine_palette.OVERLAY_COLORS,
     "roi": "#4cc3d9",  # a nodule box the user drew (DGFNet crops around it): cyan, dashed when not selected
     "roi_active": "#8be9ff",  # the box the arrow keys move
     "boundary": "#ff8c42",  # a predicted boundary band / tissue edges: orange, beside the yellow nodule contour
@@ -86,9 +86,10 @@ TRUTH = COLORS["truth"]
 DRAWN = COLORS["drawn"]
 
 SIGNED_COLORMAP = "CET-D1"  # signed attributions: blue (against) - white (neutral) - red (for)
-HEAT_COLORMAP = "inferno"  # Grad-CAM: perceptually uniform, readable on a dark background
-PROBABILITY_COLORMAP = "viridis"  # segmentation probability
-HEAT_FADE = 0.35  # heat layers turn opaque over the lowest 35 % of their scale: weak evidence leaves the image visible
+# Colour maps and the heat layers' fade: engine/palette.py, so that exported overlays look like the screen.
+HEAT_COLORMAP = _engine_palette.HEAT_COLORMAP
+PROBABILITY_COLORMAP = _engine_palette.PROBABILITY_COLORMAP
+HEAT_FADE = _engine_palette.HEAT_FADE
 
 _TOKEN = re.compile(r"@([a-z_]+)\b")
 

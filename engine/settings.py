@@ -11,6 +11,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from engine.palette import DEFAULT_HEAT_OPACITY
 from engine.paths import user_data_dir
 
 SETTINGS_VERSION = 2
@@ -23,7 +24,7 @@ class Settings:
     device: str = "auto"
     backend: str = "auto"  # inference path: auto | eager | onnx | cuda-graph (engine.fastpath)
     db_url: str = ""  # empty: SQLite file in the user data folder
-    heatmap_opacity: float = 0.45
+    heatmap_opacity: float = DEFAULT_HEAT_OPACITY
     last_open_dir: str = ""
     max_image_megapixels: float = 64.0  # the input gate refuses larger images before decoding them
     version: int = SETTINGS_VERSION

@@ -27,10 +27,10 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QSlider, QVBoxLa
 from app import theme
 from app.widgets.view_link import ViewLink
 from engine.data import TYX, YXC, ZYX, ModalityImage, plane_axes
+from engine.palette import DISPLAY_PERCENTILES  # the grey window on load, shared with exported overlays
 
 AXIAL, CORONAL, SAGITTAL, FRAME = "axial", "coronal", "sagittal", "frame"
 PLANE_AXIS = {AXIAL: 0, CORONAL: 1, SAGITTAL: 2, FRAME: 0}  # the array axis a plane cuts across
-DISPLAY_PERCENTILES = (0.5, 99.5)  # grey window on load: robust to hot pixels and a dark background
 _LEVEL_SAMPLE = 2_000_000  # voxels looked at for a volume's automatic window
 
 # Contours of a layer: one list for every slice, {slice: list} for the plane on screen, or a function

@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING
 
 from engine.data import YX, YXC, ModalityImage, PredictionSummary
 from engine.metrics.image_quality import Finding, standard_findings
+from engine.palette import HEAT_COLORMAP
 
 if TYPE_CHECKING:
+    from engine.cases.export_views import ContourSet, MaskExport, OverlayPanel
     from engine.cases.model import Case
+    from engine.data import Prediction
     from engine.predict.base import Predictor
 
 
@@ -72,6 +75,8 @@ class CaseKind:
     outline: bool = False  # readers may outline the structure on the image (one plane, one modality shown)
     view: str = ""  # key of the view the app registered for it ("" = the kind's own name)
     group_each_modality: bool = False  # True: one predictor per modality present; False: one for all present
+    heat_colormap: str = HEAT_COLORMAP  # colour map of the heat layer its view shows (engine/palette.py)
+    overlay_heat: bool = True  # whether its view shows the heat layer when a case opens (exports draw it then)
 
     # -- what a case holds ------------------------------------------------------------------------
 
@@ -166,6 +171,32 @@ class CaseKind:
         """Write the kind's exports of `predictions` on `case` (e.g. DICOM SEG, NIfTI, measures CSV) into `folder`;
         return the files. Kinds without exports refuse."""
         raise KindError(f"'{self.name}' cases have no segmentation exports.")
+
+    # -- what exports and the case report draw and write (engine.export) ------------------------------
+
+    def overlay_panels(self, case: Case, predictions: Sequence[Prediction], frame: int | None = None
+                       ) -> list[OverlayPanel]:
+        """The pictures the kind's view shows, with their heat and contour layers; `frame` picks the frame or
+        slice of a clip or volume (None: the kind's choice)."""
+        from engine.cases.export_views import default_overlay_panels
+
+        return default_overlay_panels(self, case, predictions)
+
+    def export_masks(self, case: Case, predictions: Sequence[Prediction]) -> list[MaskExport]:
+        """The segmentations to export, each on the grid of one of the case's images."""
+        from engine.cases.export_views import default_masks
+
+        return default_masks(case, predictions)
+
+    def export_contours(self, case: Case, predictions: Sequence[Prediction]) -> list[ContourSet]:
+        """The outlines to export (per frame or slice for clips and volumes)."""
+        from engine.cases.export_views import default_contours
+
+        return default_contours(case, predictions)
+
+    def export_tables(self, case: Case, predictions: Sequence[Prediction], folder: Path) -> list[Path]:
+        """Kind-specific tables written beside the probabilities (e.g. a clip's per-frame results)."""
+        return []
 
     def __repr__(self) -> str:
         return f"<CaseKind {self.name}>"

@@ -3,13 +3,13 @@ grid, and per-case measures as CSV; and reading a DICOM SEG back onto its source
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from engine.data import ZYX, ModalityImage
+from engine.exports import csv_dict_writer, open_csv
 from engine.io.nifti import write_nifti
 
 SEG_LABEL = "Tumour"
@@ -76,6 +76,47 @@ def write_dicom_seg(mask: np.ndarray, reference: ModalityImage, path: str | Path
     return path
 
 
+def write_slice_dicom_seg(mask: np.ndarray, source: str | Path, path: str | Path, label: str = SEG_LABEL,
+                          algorithm: str = "OncoLens", version: str = "1") -> Path:
+    """A binary DICOM SEG of a 2-D `mask` on one source DICOM image (e.g. the CT slice a nodule was read on)."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    try:
+        ds = pydicom.dcmread(str(source))
+    except (OSError, pydicom.errors.InvalidDicomError) as exc:
+        raise ExportError(f"{source}: the source DICOM image cannot be read ({exc}); DICOM SEG needs it. "
+                          "Export NIfTI instead.") from exc
+    if mask.shape != (int(ds.Rows), int(ds.Columns)):
+        raise ExportError(f"The mask {mask.shape} does not fit the source image {source} ({ds.Rows} x {ds.Columns}).")
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                    "ReferringPhysicianName", "StudyID", "AccessionNumber"):
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label=label,
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Neoplasm,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=hd.AlgorithmIdentificationSequence(
+            name=algorithm, version=version, family=codes.DCM.ArtificialIntelligence))
+    try:
+        seg = hd.seg.Segmentation(
+            source_images=[ds], pixel_array=mask.astype(np.uint8)[None],
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[description],
+            series_instance_uid=hd.UID(), series_number=900, sop_instance_uid=hd.UID(), instance_number=1,
+            manufacturer="OncoLens", manufacturer_model_name=algorithm, software_versions=version,
+            device_serial_number="0", omit_empty_frames=False,
+            series_description=f"{algorithm} segmentation (research use only)")
+    except (AttributeError, ValueError, TypeError) as exc:  # the source lacks what a SEG must reference
+        raise ExportError(f"{source}: a DICOM SEG cannot reference this image ({exc}); export NIfTI instead.") from exc
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(str(path))
+    return path
+
+
 def read_dicom_seg(path: str | Path, reference: ModalityImage, segment: int = 1) -> np.ndarray:
     """The segment of a DICOM SEG as a uint8 ZYX mask on `reference`'s grid (the series the SEG references)."""
     import highdicom as hd
@@ -107,9 +148,8 @@ def write_measures_csv(rows: Sequence[Mapping[str, object]], path: str | Path) -
     for row in rows:
         columns.extend(k for k in row if k not in columns)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
+    with open_csv(path) as fh:  # text cells neutralised against formula injection, the file 0600
+        writer = csv_dict_writer(fh, columns)
         writer.writeheader()
         writer.writerows(rows)
     return path

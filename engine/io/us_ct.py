@@ -209,7 +209,8 @@ def read_ct(path: str | Path, slice_index: int | None = None) -> tuple[np.ndarra
     spacing = getattr(ds, "PixelSpacing", None)
     meta = ImageMeta(16, HU, spacing=None if spacing is None else (float(spacing[0]), float(spacing[1])),
                      source={"file": file.name, "sop_instance_uid": str(getattr(ds, "SOPInstanceUID", "")),
-                             "series_instance_uid": str(getattr(ds, "SeriesInstanceUID", ""))})
+                             "series_instance_uid": str(getattr(ds, "SeriesInstanceUID", "")),
+                             "dicom_path": str(Path(file).resolve())})  # a DICOM SEG export references it
     meta.extra.update({"slice": index, "slices": len(slices),
                        "slice_thickness_mm": float(getattr(ds, "SliceThickness", 0) or 0) or None})
     return np.clip(np.round(hu), -32768, 32767).astype(np.int16), meta

@@ -11,6 +11,7 @@ from engine.cases.kinds import CaseKind, Method, ModalityRole, TaskInfo, registe
 from engine.cases.model import Case
 from engine.data import COUNTS, YX, PredictionSummary, model_id
 from engine.io.images import ImageReadError, read_image
+from engine.palette import PROBABILITY_COLORMAP
 
 KIND = "fluoro_frame"
 FAMILY = "fluoro_seg"
@@ -25,6 +26,8 @@ class FluoroFrameKind(CaseKind):
     roles = (ModalityRole(MODALITY, "NIR fluorescence frame", (YX,), COUNTS),)
     tasks = (TaskInfo("tumor", "Tumor", "tumor in the frame", ("no tumor", "tumor")),)
     outline = True
+    heat_colormap = PROBABILITY_COLORMAP  # the net's tumor probability, shown when the user ticks "Probability"
+    overlay_heat = False  # the view opens with contours only
 
     def methods(self) -> list[Method]:
         """Installed nets in the paper's table order, UNet++ first when installed, DRLSE last (always there)."""

@@ -79,6 +79,76 @@ class FluoroVideoKind(CaseKind):
     def write_demo_cases(self, folder: Path) -> list[Path]:
         return [write_demo_recording(folder / "demo-video-01")]
 
+    # -- exports: the frame at hand as a picture, every analysed frame as outlines and a table ------------
+
+    def overlay_panels(self, case: Case, predictions, frame: int | None = None) -> list:
+        """One frame with its predicted contour: `frame` (the frame at hand), else the analysed frame with the
+        largest predicted area; a frame that was not analysed shows the outline of the analysed frame before it."""
+        from engine.cases.export_views import OverlayPanel, plane_spacing
+
+        clip = case.image(MODALITY)
+        per_frame = frame_contours(predictions[0]) if predictions else {}
+        if frame is None:
+            frame = max(per_frame, key=lambda i: (_area(per_frame[i]), -i)) if per_frame else 0
+        frame = int(np.clip(frame, 0, clip.array.shape[0] - 1))
+        shown = max((i for i in per_frame if i <= frame), default=None)
+        layers = {"prediction": list(per_frame[shown])} if shown is not None else {}
+        return [OverlayPanel(f"frame{frame:05d}", f"NIR frame {frame}", np.asarray(clip.array[frame]),
+                             plane_spacing(clip), contours=layers)]
+
+    def export_contours(self, case: Case, predictions) -> list:
+        from engine.cases.export_views import ContourSet, plane_spacing, slug
+        from engine.seg.contours import contours_from_points
+
+        clip = case.image(MODALITY)
+        spacing = plane_spacing(clip)
+        return [ContourSet(f"{slug(p.model)}_tumor", p.model, contours_from_points(loops, spacing),
+                           tuple(clip.array.shape[1:3]), spacing, index)
+                for p in predictions for index, loops in sorted(frame_contours(p).items())]
+
+    def export_tables(self, case: Case, predictions, folder: Path) -> list[Path]:
+        """`<case>_frames.csv`: per analysed frame the model, regions and predicted area (px, and mm² when the
+        pixel spacing is known)."""
+        from engine.cases.export_views import plane_spacing, slug
+        from engine.exports import write_csv
+
+        spacing = plane_spacing(case.image(MODALITY))
+        rows = []
+        for p in predictions:
+            for index, loops in sorted(frame_contours(p).items()):
+                area = _area(loops)
+                rows.append({"patient_id": case.patient_id or "", "case_id": case.id, "model": p.model,
+                             "frame": index, "regions": sum(1 for loop in loops if _signed(loop) >= 0),
+                             "area_px": round(area, 3),
+                             "area_mm2": "" if spacing is None else round(area * spacing[0] * spacing[1], 5),
+                             "tumor": int(area > 0)})
+        if not rows:
+            return []
+        return [write_csv(folder / f"{slug(case.id)}_frames.csv", rows)]
+
+
+def frame_contours(prediction) -> dict[int, list]:
+    """{frame index: contour loops} of a clip prediction (keys 'tumor/f<index>')."""
+    from engine.predict.fluoro_video import frame_of_key
+
+    out = {}
+    for key, loops in prediction.contours.items():
+        index = frame_of_key(key)
+        if index is not None:
+            out[index] = loops
+    return out
+
+
+def _signed(loop) -> float:
+    pts = np.asarray(loop, dtype=float).reshape(-1, 2)
+    r, c = pts[:, 0], pts[:, 1]
+    return 0.5 * float(np.dot(np.roll(c, -1), r) - np.dot(c, np.roll(r, -1)))
+
+
+def _area(loops) -> float:
+    """Net area (px) of outer loops minus holes."""
+    return float(sum(_signed(loop) for loop in loops))
+
 
 FLUORO_VIDEO = register_kind(FluoroVideoKind())
 

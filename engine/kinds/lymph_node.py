@@ -261,6 +261,21 @@ class LymphNodeKind(CaseKind):
             return f"{FAMILY} not installed"
         return f"{FAMILY} {card.weights['sha256'][:8]}"
 
+    def overlay_panels(self, case: Case, predictions, frame: int | None = None) -> list:
+        """Each mode with its branch's Grad-CAM (from the model with most modes), and the fusion-layer Grad-CAM
+        on WLI (else PCI, else FI), as the node view shows them."""
+        from engine.cases.export_views import OverlayPanel, default_overlay_panels
+
+        ranked = sorted(predictions, key=self.prediction_rank)
+        panels = default_overlay_panels(self, case, ranked[:1])
+        base = next((m for m in (WLI, PCI, FI) if m in case.images), None)
+        fusion = next((p.heatmaps.get(f"{TASK}/fusion") for p in ranked[:1]), None)
+        if base is not None and fusion is not None:
+            image = case.images[base]
+            panels.append(OverlayPanel(f"{base}-fusion", f"Fusion-layer Grad-CAM on {base}", image.array,
+                                       image.meta.spacing, fusion, self.heat_colormap, f"{ranked[0].model} fusion"))
+        return panels
+
     def write_demo_cases(self, folder: Path) -> list[Path]:
         from engine.phantoms.lymph_node import write_node_demo_cases
 

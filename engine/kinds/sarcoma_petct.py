@@ -130,6 +130,56 @@ def export_petct(case: Case, predictions: Sequence, folder: str | Path) -> list[
     return written
 
 
+def tumour_slice(case: Case, predictions: Sequence) -> int:
+    """The PET axial slice through the centre of the predicted tumour (else the true one, else the middle)."""
+    import numpy as np
+
+    pet = case.image(PET)
+    masks = [p.masks["tumor"] for p in predictions if "tumor" in p.masks]
+    if case.truth is not None and "tumor" in case.truth.masks:
+        masks.append(case.truth.masks["tumor"])
+    for mask in masks:
+        mask = np.asarray(mask) != 0
+        if mask.shape == pet.array.shape and mask.any():
+            return int(round(float(np.argwhere(mask)[:, 0].mean())))
+    return pet.array.shape[0] // 2
+
+
+def petct_axial_panels(kind: CaseKind, case: Case, predictions: Sequence, z: int | None = None) -> list:
+    import numpy as np
+
+    from engine.cases.export_views import OverlayPanel, heat_for, plane_spacing
+    from engine.seg.contours import mask_to_contours
+
+    pet, ct = case.image(PET), case.images.get(CT)
+    z = tumour_slice(case, predictions) if z is None else int(np.clip(z, 0, pet.array.shape[0] - 1))
+    layers: dict[str, list] = {}
+    pred = next((p for p in predictions if "tumor" in p.masks), None)
+    if pred is not None and np.asarray(pred.masks["tumor"]).shape == pet.array.shape:
+        layers["prediction"] = [c.points for c in mask_to_contours(np.asarray(pred.masks["tumor"][z]) != 0)]
+    if case.truth is not None and np.asarray(case.truth.masks.get("tumor", np.zeros(0))).shape == pet.array.shape:
+        layers["truth"] = [c.points for c in mask_to_contours(np.asarray(case.truth.masks["tumor"][z]) != 0)]
+    heat, heat_title = heat_for(predictions, kind, "fusion")
+    panels = [OverlayPanel(f"PET-axial-z{z}", f"PET (SUV), axial slice {z}", pet.array[z], plane_spacing(pet),
+                           None if heat is None else heat[z], kind.heat_colormap, heat_title, layers)]
+    if ct is not None:
+        # the CT slice nearest the PET slice's centre, the outlines carried over in millimetres
+        pet_affine, ct_affine = pet.affine(), ct.affine()
+        to_ct = np.linalg.inv(ct_affine) @ pet_affine
+        centre = to_ct @ np.array([z, (pet.array.shape[1] - 1) / 2, (pet.array.shape[2] - 1) / 2, 1.0])
+        k = int(np.clip(round(float(centre[0])), 0, ct.array.shape[0] - 1))
+        ct_layers = {}
+        for name, loops in layers.items():
+            moved = []
+            for pts in loops:
+                homog = np.column_stack([np.full(len(pts), z), pts, np.ones(len(pts))])
+                moved.append((homog @ to_ct.T)[:, 1:3])
+            ct_layers[name] = moved
+        panels.append(OverlayPanel(f"CT-axial-z{k}", f"CT (HU), axial slice {k}", ct.array[k], plane_spacing(ct),
+                                   contours=ct_layers, levels=(-160.0, 240.0)))
+    return panels
+
+
 class SarcomaPetCtKind(CaseKind):
     name = KIND
     title = "Sarcoma PET-CT"
@@ -193,6 +243,11 @@ class SarcomaPetCtKind(CaseKind):
 
     def export_results(self, case: Case, predictions: Sequence, folder: Path) -> list[Path]:
         return export_petct(case, predictions, folder)
+
+    def overlay_panels(self, case: Case, predictions, frame: int | None = None) -> list:
+        """The axial slice through the tumour's centre (`frame` picks another PET slice): PET with the CHMFL
+        Grad-CAM, and the CT slice at the same height; both with the predicted (and true) tumour outline."""
+        return petct_axial_panels(self, case, predictions, frame)
 
     def opens_path(self, path: Path) -> bool:
         from engine.io.nifti import is_nifti

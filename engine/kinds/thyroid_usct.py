@@ -9,7 +9,6 @@ ct), else the content does (DICOM modality, HU data = CT, an 8-bit picture = US)
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -181,6 +180,55 @@ class ThyroidUsCtKind(CaseKind):
                 parts.append("not installed")
         return f"{FAMILY} " + "+".join(parts)
 
+    def overlay_panels(self, case: Case, predictions, frame: int | None = None) -> list:
+        """US and CT, each with the central-site integrated-gradients map, the predicted nodule outline (yellow)
+        and the true one (green) when the case has it."""
+        from engine.cases.export_views import OverlayPanel, heat_for, plane_spacing
+        from engine.seg.contours import mask_to_contours
+
+        panels = []
+        for code in (US, CT):
+            image = case.images.get(code)
+            if image is None:
+                continue
+            shape = image.spatial_shape
+            heat, heat_title = heat_for(predictions, self, code)
+            layers: dict[str, list] = {}
+            for name, key in (("prediction", None), ("truth", f"nodule_{code}")):
+                if key is None:
+                    mask = next((p.masks[f"{code}/nodule"] for p in predictions if f"{code}/nodule" in p.masks), None)
+                else:
+                    mask = case.truth.masks.get(key) if case.truth is not None else None
+                if mask is not None and tuple(np.asarray(mask).shape) == tuple(shape):
+                    layers[name] = [c.points for c in mask_to_contours(np.asarray(mask) != 0)]
+            panels.append(OverlayPanel(code, self.role(code).title, image.array, plane_spacing(image), heat,
+                                       self.heat_colormap, f"{heat_title} (integrated gradients)" if heat_title else "",
+                                       layers, (-160.0, 240.0) if code == CT else None))  # CT: soft-tissue window
+        return panels
+
+    def export_results(self, case: Case, predictions, folder: Path) -> list[Path]:
+        """The CT nodule mask as a DICOM SEG referencing the CT slice it was read on, when that came from DICOM."""
+        from engine.cases.kinds import KindError
+        from engine.io.seg_export import write_slice_dicom_seg
+
+        ct = case.images.get(CT)
+        source = None if ct is None else ct.meta.source.get("dicom_path")
+        if not source or not Path(source).is_file():
+            raise KindError(f"Case {case.id}: the CT slice did not come from a DICOM file that is still there; "
+                            "its segmentation is exported as NIfTI.")
+        written = []
+        for p in predictions:
+            mask = p.masks.get(f"{CT}/nodule")
+            if mask is not None:
+                written.append(write_slice_dicom_seg(np.asarray(mask) != 0, source,
+                                                     Path(folder) / f"{case.id}_{FAMILY}_CT_nodule_seg.dcm",
+                                                     label="Thyroid nodule", algorithm="DGFNet"))
+        return written
+
+    def export_contours(self, case: Case, predictions) -> list:
+        """The nodule outlines (the boundary band and CT edge maps are exported as masks only)."""
+        return [c for c in super().export_contours(case, predictions) if c.name.endswith("nodule")]
+
     def write_demo_cases(self, folder: Path) -> list[Path]:
         return write_thyroid_demo_cases(folder)
 
@@ -234,8 +282,10 @@ def write_thyroid_demo_cases(folder: Path, n: int = 6, seed: int = 7) -> list[Pa
 def write_roi_csv(path: Path, rows: list[dict]) -> Path:
     """Write a ROI table (the layout `cases_from_roi_csv` and `oncolens predict --rois` read)."""
     columns = ["nodule_id", "us_path", "ct_path", "us_box", "ct_box", "us_frame", "ct_slice"]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
+    from engine.exports import csv_dict_writer, open_csv
+
+    with open_csv(path) as fh:
+        writer = csv_dict_writer(fh, columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({c: row.get(c, "") for c in columns})

@@ -303,6 +303,27 @@ def mask_to_contours(mask, spacing=None, threshold: float = 0.5, frame_shape: tu
     return out
 
 
+def contours_from_points(loops, spacing=None) -> list[Contour]:
+    """Contours (areas, perimeters, hole flags and parents) from bare closed (row, col) loops, such as a
+    prediction keeps: a loop traced clockwise on screen (negative signed area) is a hole of the smallest outer
+    loop around it, as `mask_to_contours` orients them."""
+    spacing = _check_spacing(spacing)
+    items = [(np.asarray(getattr(p, "points", p), dtype=np.float64).reshape(-1, 2)) for p in loops]
+    outers = [i for i, pts in enumerate(items) if _signed_area(pts) >= 0]
+    out: list[Contour] = []
+    for pts in items:
+        signed = _signed_area(pts)
+        parent = None
+        if signed < 0 and len(pts):
+            around = [j for j in outers if _inside(pts[0], items[j])]
+            parent = min(around, key=lambda j: abs(_signed_area(items[j]))) if around else None
+        out.append(Contour(points=pts, is_hole=signed < 0, area_px=abs(signed), perimeter_px=_perimeter(pts),
+                           parent=parent,
+                           area_mm2=None if spacing is None else abs(signed) * spacing[0] * spacing[1],
+                           perimeter_mm=None if spacing is None else _perimeter(pts, spacing), spacing=spacing))
+    return out
+
+
 def contours_to_mask(contours, shape: tuple[int, int]) -> np.ndarray:
     """Rasterise contours (Contour objects or (N, 2) (row, col) arrays) by the even-odd rule.
 

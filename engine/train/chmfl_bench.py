@@ -3,7 +3,6 @@ ONNX Runtime fast path, in one run on the same cases: load (read the series, SUV
 
 from __future__ import annotations
 
-import csv
 import tempfile
 import time
 from dataclasses import dataclass
@@ -75,8 +74,10 @@ def bench_chmfl(bench: CHMFLBench, say) -> int:
         print(f"{name:<55} {ms:>9.1f}")
     print(f"net speed-up ONNX vs eager: {p['eager'] / p['onnx']:.2f}x; max |P_onnx - P_eager| {max(diffs):.2e}")
     if bench.out:
-        with open(bench.out, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
+        from engine.exports import csv_writer, open_csv
+
+        with open_csv(bench.out) as fh:
+            writer = csv_writer(fh)
             writer.writerow(["step", "median_ms"])
             writer.writerows([(n, f"{v:.2f}") for n, v in rows])
     return 0

@@ -3,7 +3,6 @@ protocol for every ablation row, the table beside the paper's numbers, the shipp
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -251,8 +250,10 @@ def write_tables(rows: list[AblationRow], diffs: list[dict], data: PetCtArrays, 
                                    indent=2), encoding="utf-8")
     paths[1].write_text(f"# {title}\n\n{format_table(rows, True)}\n\n{format_orderings(diffs, True)}\n",
                         encoding="utf-8")
-    with open(paths[2], "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
+    from engine.exports import csv_writer, open_csv
+
+    with open_csv(paths[2]) as fh:
+        writer = csv_writer(fh)
         writer.writerow(["configuration", "patient_id", "fold", "label", "p_dm", "tumour_dice"])
         for r in rows:
             for i, p in enumerate(data.patients):
