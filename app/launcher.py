@@ -26,10 +26,18 @@ def _self_test() -> int:
     return window_self_test()
 
 
+def _live_view_bench(source, segmenter, seconds: float, smoothing: float | None = None) -> dict:
+    """`oncolens bench live`'s GUI part: the live view offscreen, with the GUI thread's stalls measured."""
+    from app.live.bench import run_live_view_bench
+
+    return run_live_view_bench(source, segmenter, seconds, smoothing=smoothing)
+
+
 def main(argv=None) -> int:
     from engine.cli import main as cli_main
 
-    return cli_main(sys.argv[1:] if argv is None else argv, gui_launcher=_launch_gui, self_test=_self_test)
+    return cli_main(sys.argv[1:] if argv is None else argv, gui_launcher=_launch_gui, self_test=_self_test,
+                    live_view_runner=_live_view_bench)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,10 @@ COLORS: dict[str, str] = {
     "prediction": "#ffd400",  # model contour: yellow
     "truth": "#2ee65c",  # ground-truth contour: green
     "drawn": "#ff4fd8",  # a reader's outline: magenta, neither of the two above
+    # live video
+    "recording": "#ff3b3b",  # the recording indicator
+    "alarm_surface": "#4a1010",  # behind "signal lost"
+    "hud": "rgba(11, 15, 20, 0.72)",  # behind the HUD text: the image shows through (stylesheet only)
 }
 
 PLOT_BACKGROUND = COLORS["plot"]

@@ -7,6 +7,7 @@ from app.views.base import CaseView, PlaceholderView
 from app.views.fluoro_view import FluoroView
 from app.views.glioma_view import GliomaView
 from app.views.lymph_node_view import LymphNodeView
+from app.views.video_view import VideoView
 from engine.cases.kinds import find_kind
 
 VIEWS: dict[str, type[CaseView]] = {}
@@ -31,6 +32,7 @@ def view_class(kind: str) -> type[CaseView] | None:
 register_view("glioma_specimen", GliomaView)
 register_view("lymph_node", LymphNodeView)
 register_view("fluoro_frame", FluoroView)
+register_view("fluoro_video", VideoView)
 
-__all__ = ["VIEWS", "CaseView", "FluoroView", "GliomaView", "LymphNodeView", "PlaceholderView", "register_view",
-           "unregister_view", "view_class"]
+__all__ = ["VIEWS", "CaseView", "FluoroView", "GliomaView", "LymphNodeView", "PlaceholderView", "VideoView",
+           "register_view", "unregister_view", "view_class"]

@@ -265,6 +265,18 @@ class ImagePanel(QWidget):
         self.set_image(None)
         self.set_missing("")
 
+    def replace_pixels(self, array: np.ndarray) -> bool:
+        """Live video: new pixels for the plane image on screen, of the same shape and type, keeping the window,
+        heat layer, contours and zoom (no percentiles, no redraw of the layers). False, and nothing changed, when
+        the panel shows something else (call `set_image`)."""
+        shown = self._plane_array
+        if (self._source is None or self._plane or shown is None or array.shape != shown.shape
+                or array.dtype != shown.dtype):
+            return False
+        self._source = self._plane_array = array
+        self.image.setImage(array, autoLevels=False)
+        return True
+
     @property
     def has_image(self) -> bool:
         return self._source is not None

@@ -30,10 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, gui_launcher: Callable[..., int] | None = None,
-         self_test: Callable[[], int] | None = None) -> int:
+         self_test: Callable[[], int] | None = None, live_view_runner: Callable[..., dict] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    ctx = Context(argv=argv, say=say, gui_launcher=gui_launcher, self_test=self_test)
+    ctx = Context(argv=argv, say=say, gui_launcher=gui_launcher, self_test=self_test,
+                  live_view_runner=live_view_runner)
     try:
         if args.self_test:
             from engine.selftest import run_self_test

@@ -25,6 +25,8 @@ class Context:
     say: Say = say
     gui_launcher: Callable[..., int] | None = None
     self_test: Callable[[], int] | None = None
+    # the app's live view for `bench live`: run_live_view_bench(source, segmenter, seconds, smoothing=None) -> dict
+    live_view_runner: Callable[..., dict] | None = None
     extras: dict = field(default_factory=dict)
 
     @property
