@@ -23,6 +23,7 @@ from engine.cases.model import Case, GroundTruth, Read
 from engine.data import ImageMeta, ModalityImage, Prediction, PredictionSummary
 from engine.io.gate import ImageLimits, check_npy_header
 from engine.io.images import ImageReadError, read_image, write_image
+from engine.paths import open_private, private_dir, private_file
 
 BUNDLE_FORMAT = "oncolens-case"
 BUNDLE_VERSION = 2
@@ -55,6 +56,7 @@ def _save_array(folder: Path, stem: str, array: np.ndarray, axes: str = "") -> s
     if isinstance(array, np.memmap) and array.filename and Path(array.filename).resolve() == (folder / name).resolve():
         return name  # already there (a recording written in place)
     write_image(folder / name, array)
+    private_file(folder / name)
     return name
 
 
@@ -89,16 +91,17 @@ def _attach(folder: Path, key: str, path: Path) -> str:
     path = Path(path)
     if path.parent.resolve() != folder.resolve():
         shutil.copy2(path, folder / path.name)
+        private_file(folder / path.name)  # copy2 copied the source's mode too
     return path.name
 
 
 def write_bundle(case: Case, folder: str | Path) -> Path:
-    """Write `case` to `folder` (created if needed). case.json is replaced atomically, written last."""
+    """Write `case` to `folder` (created if needed). case.json is replaced atomically, written last.
+    Folders it creates are 0700 and every file it writes 0600 (engine.paths: private_dir, private_file)."""
     if not is_safe_case_id(case.id):
         raise BundleError(f"Case id {case.id!r} cannot be written as a bundle: use 1-128 letters, digits, '.', '_' "
                           "or '-', not starting with '.'.")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(folder)
     images = {}
     for modality, img in case.images.items():
         images[modality] = {"file": _save_array(folder, _file_stem("image_", modality), img.array, img.axes),
@@ -135,7 +138,8 @@ def write_bundle(case: Case, folder: str | Path) -> Path:
         "attachments": {key: _attach(folder, key, path) for key, path in case.attachments.items()},
     }
     tmp = folder / (CASE_FILE + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    with open_private(tmp, encoding="utf-8") as handle:
+        handle.write(json.dumps(doc, indent=2))
     os.replace(tmp, folder / CASE_FILE)
     return folder
 

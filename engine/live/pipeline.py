@@ -214,6 +214,7 @@ class LivePipeline:
         self._overlay_consumers: list[Callable[[Overlay], None]] = []
         self._consumer_lock = threading.Lock()
         self._running = threading.Event()
+        self._source_ended = threading.Event()
         self._inference_paused = threading.Event()
         self._heat_wanted = threading.Event()
         self._ema: np.ndarray | None = None
@@ -339,9 +340,8 @@ class LivePipeline:
                 opened = False
                 time.sleep(self.settings.reconnect_s)
                 continue
-            if frame is None:
-                self._set_status(ENDED, self.source.label)
-                self._running.clear()
+            if frame is None:  # the end of a file: inference finishes the last frame, then says 'ended'
+                self._source_ended.set()
                 self._slot.close()
                 break
             self.stats.frame_in(frame.captured)
@@ -359,6 +359,9 @@ class LivePipeline:
         while self._running.is_set():
             frame = self._slot.take(timeout=0.2)
             if frame is None:
+                if self._source_ended.is_set():
+                    self._set_status(ENDED, self.source.label)
+                    break
                 continue
             try:
                 overlay = self.process(frame)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.live.sources import Frame
+from engine.paths import open_private, private_dir
 
 CLIP_FILE = "image_NIR.npy"
 FRAMES_FILE = "frames.jsonl"
@@ -66,8 +67,7 @@ class ClipRecorder:
     def __init__(self, folder: str | Path, *, source: str = "", fps: float | None = None,
                  spacing_mm: tuple[float, float] | None = None, segment_frames: int = SEGMENT_FRAMES,
                  max_seconds: float | None = None) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = private_dir(folder)  # a recording is patient video: owner-only, as bundles are
         self.info = {"format": "oncolens-clip", "version": 1, "source": source, "fps": fps,
                      "spacing_mm": list(spacing_mm) if spacing_mm else None, "segment_frames": segment_frames,
                      "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "complete": False}
@@ -139,7 +139,8 @@ class ClipRecorder:
 
     def _write_info(self) -> None:
         tmp = self.folder / (INFO_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.info, indent=2), encoding="utf-8")
+        with open_private(tmp, encoding="utf-8") as handle:
+            handle.write(json.dumps(self.info, indent=2))
         os.replace(tmp, self.folder / INFO_FILE)
 
     def _open(self, frame: Frame) -> None:
@@ -147,10 +148,10 @@ class ClipRecorder:
         self._dtype = frame.image.dtype
         self.info.update(bit_depth=frame.bit_depth, frame_shape=list(self._shape), dtype=str(self._dtype))
         self._write_info()
-        self._clip = open(self.folder / CLIP_FILE, "wb")
+        self._clip = open_private(self.folder / CLIP_FILE, "wb")
         self._clip.write(_npy_header((0, *self._shape), self._dtype))
-        self._lines = open(self.folder / FRAMES_FILE, "w", encoding="utf-8")
-        self._overlay_lines = open(self.folder / OVERLAYS_FILE, "w", encoding="utf-8")
+        self._lines = open_private(self.folder / FRAMES_FILE, encoding="utf-8")
+        self._overlay_lines = open_private(self.folder / OVERLAYS_FILE, encoding="utf-8")
 
     def _run(self) -> None:
         try:

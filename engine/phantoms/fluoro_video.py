@@ -157,7 +157,6 @@ def cached_clip(settings: VideoSettings, folder: Path) -> PhantomClip:
             np.save(tmp, getattr(clip, name))
             os.replace(tmp, path)
         info.write_text(json.dumps({"bit_depth": clip.bit_depth, "spacing_mm": list(clip.spacing_mm)}))
-        return clip
     meta = json.loads(info.read_text())
     arrays = {name: np.load(path, mmap_mode="r", allow_pickle=False) for name, path in files.items()}
     return PhantomClip(arrays["frames"], arrays["masks"], np.asarray(arrays["numbers"]), int(meta["bit_depth"]),

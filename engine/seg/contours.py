@@ -25,7 +25,6 @@ beyond it.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass
@@ -33,6 +32,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from engine.exports import csv_writer, open_csv
 
 CONTOURS_FORMAT = "oncolens-contours"
 CONTOURS_VERSION = 1
@@ -408,8 +409,8 @@ def export_contours_csv(contours: list[Contour], path, *, spacing=None) -> Path:
     if spacing is not None:
         header += ["row_mm", "col_mm"]
     header.append("is_hole")
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
+    with open_csv(path) as fh:
+        writer = csv_writer(fh)
         writer.writerow(header)
         for cid, contour in enumerate(contours):
             for k, (r, c) in enumerate(contour.points):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from engine.device import select_device
+from engine.exports import write_csv
 from engine.metrics.evaluation import write_evaluation
 from engine.metrics.plots import plot_roc
 from engine.predict.glioma import TASKS, GliomaCascadePredictor
@@ -47,10 +47,7 @@ def evaluate_fl_cnn(records: list[SpecimenRecord], modality: str, out_dir: str |
                   "score": float(sc), "call": int(sc >= threshold)} for r, t, sc in zip(recs, y, scores)]
     stem = f"fl_cnn_{modality.lower()}_{split}"
     write_evaluation(evaluations, out_dir, stem)
-    with open(out_dir / f"{stem}_per_specimen.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out_dir / f"{stem}_per_specimen.csv", rows)
     plot_roc(curves, out_dir / f"{stem}_roc.png", operating_points=points,
              title=f"FL-CNN cascade, {modality} images ({split} split)")
     return evaluations

@@ -8,14 +8,15 @@ paper-sized configuration, beside the paper's figures.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from engine.exports import csv_writer, open_csv
 from engine.nets.mfi_ffp import count_flops, count_parameters
 from engine.registry import build_net
+from engine.train.ablation_rows import resolve_rows
 from engine.train.mfi_ffp import (
     MFIFFPTrainSettings,
     NodeArrays,
@@ -89,14 +90,7 @@ GROUPS["all"] = list(dict.fromkeys(GROUPS["modalities"] + GROUPS["branches"] + G
 
 def resolve_names(spec: str) -> list[str]:
     """'all', a group name, or comma-separated row names."""
-    if spec in GROUPS:
-        return GROUPS[spec]
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ABLATIONS]
-    if unknown or not names:
-        raise ValueError(f"Unknown ablation rows {unknown or spec!r}; use one of {sorted(GROUPS)} or rows from: "
-                         f"{', '.join(ABLATIONS)}.")
-    return names
+    return resolve_rows(spec, GROUPS, ABLATIONS)
 
 
 def size_of(ablation: Ablation, preset: str) -> tuple[float, float]:
@@ -200,8 +194,8 @@ def write_ablation(rows: list[AblationRow], data: NodeArrays, out_dir: str | Pat
              "md": out / "mfi_ffp_ablation.md", "scores": out / "mfi_ffp_ablation_scores.csv",
              "roc": out / "mfi_ffp_ablation_roc.png"}
     dicts = [r.to_dict() for r in rows]
-    with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
+    with open_csv(paths["csv"]) as fh:
+        writer = csv_writer(fh)
         writer.writerow(["config", "tables", "runs", "auc", "auc_low", "auc_high", "acc", "acc_low", "acc_high",
                          "f1", "f1_low", "f1_high", "threshold", "params_m", "gflops", "paper_config_params_m",
                          "paper_config_gflops", "paper_test_auc", "paper_params_m", "paper_gflops", "runs_auc"])
@@ -213,8 +207,8 @@ def write_ablation(rows: list[AblationRow], data: NodeArrays, out_dir: str | Pat
                              " ".join(str(a) for a in d["runs_auc"])])
     paths["json"].write_text(json.dumps({"title": title, "rows": dicts}, indent=2), encoding="utf-8")
     paths["md"].write_text(f"# {title}\n\n{format_ablation(rows, markdown=True)}\n", encoding="utf-8")
-    with open(paths["scores"], "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
+    with open_csv(paths["scores"]) as fh:
+        writer = csv_writer(fh)
         writer.writerow(["config", "node_id", "patient_id", "label", "score"])
         for r in rows:
             for i, score in zip(r.median.split.test, r.median.test_scores):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -15,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from engine.data import image_of
+from engine.exports import csv_writer, open_csv
 from engine.fastpath import latency_percentiles
 from engine.predict.lymph_node import card_name
 from engine.preprocess.lymph_node import NODE_MODALITIES
@@ -278,8 +278,8 @@ def bench_mfi_ffp(bench: LatencyBench, say: Say) -> int:
         print(f"{name:<44} {p50:>8.2f} {p99:>8.2f} {ratio:>15}")
     print(f"max |P_onnx - P_eager| over {bench.repeats} cases: {max(diffs):.2e}")
     if bench.out:
-        with open(bench.out, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
+        with open_csv(bench.out) as fh:
+            writer = csv_writer(fh)
             writer.writerow(["path", "p50_ms", "p99_ms"])
             writer.writerows([(n, f"{a:.3f}", f"{b:.3f}") for n, a, b in rows])
     return 0

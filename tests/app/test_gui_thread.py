@@ -115,12 +115,12 @@ def test_a_whole_session_does_no_store_disk_or_hashing_work_on_the_gui_thread(qt
     dialog.label_combo.setCurrentText("tumor")
     dialog.accept()
     qtbot.waitUntil(lambda: dialog.created is not None, timeout=WAIT_MS)
-    dialog = fill_and_accept(qtbot, window, window.add_reader_dialog, reader_edit="r1", pin_edit="2468",
-                             repeat_edit="2468")
+    dialog = fill_and_accept(qtbot, window, window.add_reader_dialog, reader_edit="r1", pin_edit="246802",
+                             repeat_edit="246802")
     qtbot.waitUntil(lambda: dialog.added is not None, timeout=WAIT_MS)
 
     # the reader signs in and reads every case with the keyboard
-    fill_and_accept(qtbot, window, window.start_reading_dialog, reader_edit="r1", pin_edit="2468")
+    fill_and_accept(qtbot, window, window.start_reading_dialog, reader_edit="r1", pin_edit="246802")
     qtbot.waitUntil(lambda: window.reading is not None, timeout=WAIT_MS)
     window.activateWindow()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=WAIT_MS)

@@ -17,7 +17,7 @@ from engine.studies import Study, add_reader, create_study
 
 pytestmark = pytest.mark.gui
 WAIT_MS = 30_000
-PIN = "4321"
+PIN = "432101"
 SIZE = 96
 CORNERS = [(20.0, 30.0), (60.0, 30.0), (60.0, 60.0), (20.0, 60.0)]  # (x, y) in frame pixels
 

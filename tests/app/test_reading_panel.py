@@ -23,7 +23,7 @@ from engine.studies.model import AUTH_FAILED
 pytestmark = pytest.mark.gui
 WAIT_MS = 30_000
 PROBABILITIES = (0.734, 0.218, 0.871)  # distinctive, so they can be looked for anywhere on screen
-PIN = "4321"
+PIN = "432101"
 
 
 def stored_prediction(probability: float, shape: tuple[int, int]) -> Prediction:
@@ -260,7 +260,7 @@ def test_wrong_pin_shows_the_engine_message_and_opens_nothing(qtbot, window, stu
     dialog = window.study_dialog
     assert isinstance(dialog, StartReadingDialog)
     dialog.reader_edit.setText("r1")
-    dialog.pin_edit.setText("0000")
+    dialog.pin_edit.setText("000000")
     dialog.accept()
     qtbot.waitUntil(lambda: bool(message_boxes["warning"]), timeout=WAIT_MS)
     assert message_boxes["warning"] == [("Start reading", AUTH_FAILED)]

@@ -117,14 +117,14 @@ def test_add_reader_checks_the_pin_twice_refuses_duplicates_and_stores_a_working
     store, ids = store_with_results
     study = create_study(store, Study(id="s1", name="s1", task_label="tumor", case_ids=tuple(ids),
                                       modalities=("FL",)))
-    dialog = reader_dialog(qtbot, store, study, "dr-a", "2468", "2469", name="Dr A")
+    dialog = reader_dialog(qtbot, store, study, "dr-a", "246802", "246803", name="Dr A")
     assert "PINs differ" in dialog.problems_label.text() and list_readers(store, "s1") == []
-    dialog.repeat_edit.setText("2468")
+    dialog.repeat_edit.setText("246802")
     press_ok(dialog)
     assert not dialog.isVisible() and [r.reader_id for r in list_readers(store, "s1")] == ["dr-a"]
-    assert ReadingSession.open(store, "s1", "dr-a", "2468").display_name == "Dr A"
+    assert ReadingSession.open(store, "s1", "dr-a", "246802").display_name == "Dr A"
 
-    again = reader_dialog(qtbot, store, study, "dr-a", "1357", "1357")
+    again = reader_dialog(qtbot, store, study, "dr-a", "135702", "135702")
     assert again.isVisible() and "dr-a" in again.problems_label.text()
     assert len(list_readers(store, "s1")) == 1
 
@@ -143,7 +143,7 @@ def test_the_study_menu_opens_the_dialogs_without_blocking(qtbot, window, store_
     dialog = window.study_dialog
     assert isinstance(dialog, AddReaderDialog)
     dialog.reader_edit.setText("r9")
-    dialog.pin_edit.setText("9999")
-    dialog.repeat_edit.setText("9999")
+    dialog.pin_edit.setText("999999")
+    dialog.repeat_edit.setText("999999")
     press_ok(dialog)
     assert "Enrolled reader r9 in study menu-study" in window.statusBar().currentMessage()

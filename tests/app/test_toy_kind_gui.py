@@ -79,7 +79,7 @@ def test_the_toy_kind_is_browsed_shown_predicted_and_read_in_a_study(qtbot, toy_
     qtbot.waitUntil(lambda: window.current_case is not None and bool(window.predictions), timeout=WAIT_MS)
     settle()  # the stored result shows first, then the new prediction with its map
     view = window.current_view()
-    assert isinstance(view, ToyView) and view.panel.image.image.shape == (32, 32) and view.panel.heat.isVisible()
+    assert isinstance(view, ToyView) and view.panel.image.image.shape == (96, 96) and view.panel.heat.isVisible()
     panel = window.results_panel
     qtbot.waitUntil(lambda: bool(panel.truth_cells), timeout=WAIT_MS)
     texts = [w.text() for w in panel.findChildren(QLabel)]
@@ -102,7 +102,7 @@ def test_the_toy_kind_is_browsed_shown_predicted_and_read_in_a_study(qtbot, toy_
     dialog.accept()
     qtbot.waitUntil(lambda: dialog.created is not None, timeout=WAIT_MS)
     assert dialog.created.case_kind == KIND and dialog.created.contours and len(dialog.created.case_ids) == 3
-    add_reader(store, "toy-study", "r1", "Dr One", "4321")
+    add_reader(store, "toy-study", "r1", "Dr One", "432101")
 
     reading = sign_in(qtbot, window, "toy-study")  # read the first case: call, rating, outline, Enter
     view = window.current_view()
