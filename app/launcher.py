@@ -26,18 +26,20 @@ def _self_test() -> int:
     return window_self_test()
 
 
-def _live_view_bench(source, segmenter, seconds: float, smoothing: float | None = None) -> dict:
-    """`oncolens bench live`'s GUI part: the live view offscreen, with the GUI thread's stalls measured."""
-    from app.live.bench import run_live_view_bench
+def run_live_view_bench(source, segmenter, seconds: float, smoothing: float | None = None) -> dict:
+    """`oncolens bench live`'s GUI part (Context.live_view_runner): the real live view offscreen on `source` and
+    `segmenter` for `seconds`, with a heartbeat on the GUI thread. Returns {"stats", "gui_stall_max_ms",
+    "gui_stall_p99_ms", "frames_drawn", ...}; Qt is imported only when it runs."""
+    from app.live.bench import run_live_view_bench as run
 
-    return run_live_view_bench(source, segmenter, seconds, smoothing=smoothing)
+    return run(source, segmenter, seconds, smoothing=smoothing)
 
 
 def main(argv=None) -> int:
     from engine.cli import main as cli_main
 
     return cli_main(sys.argv[1:] if argv is None else argv, gui_launcher=_launch_gui, self_test=_self_test,
-                    live_view_runner=_live_view_bench)
+                    live_view_runner=run_live_view_bench)
 
 
 if __name__ == "__main__":

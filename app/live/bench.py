@@ -67,4 +67,4 @@ def run_live_view_bench(source, segmenter, seconds: float, smoothing: float | No
     values = np.asarray(late or [0.0])
     return {"stats": stats, "gui_stall_max_ms": float(values.max()),
             "gui_stall_p99_ms": float(np.percentile(values, 99)), "frames_drawn": int(frames_drawn),
-            "heartbeats": len(late)}
+            "heartbeats": len(late), "gui": "live view (offscreen)"}

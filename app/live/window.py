@@ -32,6 +32,7 @@ from app.live import jobs
 from app.live.controls import CameraSettings, FrameActions, OverlaySettings, SourcePicker
 from app.live.hud import HudLayer, method_title, recording_text
 from app.live.session import LiveSession, LiveUpdate
+from app.main_window import BANNER_TEXT
 from app.views.base import heatmap_controls
 from app.widgets.image_panel import ImagePanel
 from app.workers import error_text, submit
@@ -39,7 +40,6 @@ from engine.data import Prediction
 from engine.live.pipeline import SIGNAL_LOST, STREAMING, LiveSettings, Overlay
 from engine.live.sources import FrameSource
 
-BANNER_TEXT = "Research use only — not for diagnostic use"
 KEYS_HINT = "Space freeze · C classify · S save frame · R record · H heat layer · W auto window · F fit"
 MESSAGE_MS = 10_000
 
