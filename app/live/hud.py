@@ -5,7 +5,7 @@ badge and the signal-lost notice. The texts are plain functions of a LiveUpdate,
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from app.live.session import LiveUpdate
 from engine.live.pipeline import ENDED, SIGNAL_LOST, STOPPED
@@ -75,10 +75,23 @@ class HudLayer(QWidget):
         self.info.setTextFormat(Qt.TextFormat.PlainText)
         self.recording = _label("liveRecording")
         self.frozen = _label("liveFrozen")
-        self.notice = _label("liveNotice")
-        self.notice.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.notice.setWordWrap(True)
-        self.notice.setMaximumWidth(640)
+        self.notice = QFrame()  # headline large, the source's own words below it
+        self.notice.setObjectName("liveNotice")
+        self.notice.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.notice.setVisible(False)
+        self.notice_title = QLabel("")
+        self.notice_title.setObjectName("liveNoticeTitle")
+        self.notice_detail = QLabel("")
+        self.notice_detail.setObjectName("liveNoticeDetail")
+        notice_layout = QVBoxLayout(self.notice)
+        notice_layout.setContentsMargins(28, 14, 28, 14)
+        for label in (self.notice_title, self.notice_detail):
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            label.setWordWrap(True)
+            label.setTextFormat(Qt.TextFormat.PlainText)
+            notice_layout.addWidget(label)
+        self.notice.setMinimumWidth(420)
+        self.notice.setMaximumWidth(720)
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.addWidget(image, 0, 0)
@@ -103,10 +116,16 @@ class HudLayer(QWidget):
         self.set_notice(headline, detail)
 
     def set_notice(self, headline: str, detail: str = "") -> None:
-        text = headline + (f"\n{detail}" if headline and detail else "")
-        if text != self.notice.text():
-            self.notice.setText(text)
+        detail = detail if headline else ""
+        if (headline, detail) != (self.notice_title.text(), self.notice_detail.text()):
+            self.notice_title.setText(headline)
+            self.notice_detail.setText(detail)
+            self.notice_detail.setVisible(bool(detail))
         self.notice.setVisible(bool(headline))
+
+    def notice_text(self) -> str:
+        """The notice as shown: headline, then the detail on its own line ('' when none is shown)."""
+        return "\n".join(t for t in (self.notice_title.text(), self.notice_detail.text()) if t)
 
     def set_recording(self, text: str | None) -> None:
         self.recording.setVisible(bool(text))

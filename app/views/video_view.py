@@ -137,6 +137,7 @@ class VideoView(CaseView):
         self.outlines: dict[str, ClipOutlines] = {}
 
         self.outline_combo = QComboBox()
+        self.outline_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.outline_combo.setToolTip("Which outline to draw: the one recorded live, or a new prediction (F5)")
         self.back_button = QPushButton("◀ Frame")
         self.play_button = QPushButton("Play")

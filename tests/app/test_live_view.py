@@ -72,7 +72,7 @@ def test_a_video_file_and_a_16_bit_frame_stack_play_to_their_end(qtbot, make_liv
     writer.release()
     window.start(VideoFileSource(avi), BlobSegmenter())  # at the file's rate: a 0.4 s clip
     qtbot.waitUntil(lambda: not window.session.running, timeout=WAIT_MS)
-    assert window.frames_drawn >= 1 and window.hud.notice.text() == "Source ended\nfile clip.avi"
+    assert window.frames_drawn >= 1 and window.hud.notice_text() == "Source ended\nfile clip.avi"
     assert window.last_update.stats["frames_in"] == 12
     # an OncoLens frame stack keeps the sensor's 12 bits; its window/level stays inside them
     stack = tmp_path / "stack.npy"
@@ -148,7 +148,7 @@ def test_signal_lost_is_shown_and_the_stream_comes_back(qtbot, make_live):
     qtbot.waitUntil(drawn_at_least(window, 3), timeout=WAIT_MS)
     source.unplug()
     qtbot.waitUntil(lambda: window.signal_lost and window.hud.notice.isVisible(), timeout=WAIT_MS)
-    assert window.hud.notice.text().startswith("Signal lost — reconnecting…")
+    assert window.hud.notice_text().startswith("Signal lost — reconnecting…")
     assert window.shown is not None  # the last frame stays on screen under the notice
     source.replug()
     qtbot.waitUntil(lambda: not window.hud.notice.isVisible(), timeout=WAIT_MS)
