@@ -76,7 +76,6 @@ def main() -> int:
     live.picker.phantom_size.setCurrentIndex(max(0, live.picker.phantom_size.findData(size)))
     live.start_from_picker()
     wait(lambda: live.frames_drawn >= 20, "20 frames drawn")
-    live.overlay.heat_every.setValue(5)
     live.overlay.heat_box.setChecked(True)
     live.overlay.smoothing_box.setChecked(True)
     live.toggle_recording()

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -204,21 +203,13 @@ class CameraSettings(QGroupBox):
 
 
 class OverlaySettings(QGroupBox):
-    """The probability heat layer (shown or not, opacity, every N frames or on demand) and temporal smoothing
-    (an exponential moving average of the probability map, off by default)."""
+    """The probability heat layer (shown or not; the window adds its opacity) and temporal smoothing (an
+    exponential moving average of the probability map, off by default)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Overlay", parent)
         self.heat_box = QCheckBox("Probability heat layer (H)")
-        self.heat_every = QSpinBox()
-        self.heat_every.setRange(0, 600)
-        self.heat_every.setValue(10)
-        self.heat_every.setSpecialValueText("on demand")
-        self.heat_every.setPrefix("every ")
-        self.heat_every.setSuffix(" frames")
-        self.heat_every.setToolTip("How often the heat layer is computed (on its own low-priority thread); "
-                                   "'on demand': only with the Heat now button")
-        self.heat_now = QPushButton("Heat now")
+        self.heat_box.setToolTip("The probability map each outline is drawn from, over the same frame")
         self.smoothing_box = QCheckBox("Temporal smoothing (EMA)")
         self.smoothing_box.setToolTip("Average the probability map over frames; steadier outline, slower to follow")
         self.smoothing_weight = QDoubleSpinBox()
@@ -229,13 +220,9 @@ class OverlaySettings(QGroupBox):
         self.smoothing_weight.setToolTip("Weight of the newest frame (1: no smoothing)")
         form = QFormLayout(self)
         form.addRow(self.heat_box)
-        heat_row = QHBoxLayout()
-        heat_row.addWidget(self.heat_every, 1)
-        heat_row.addWidget(self.heat_now)
-        form.addRow(heat_row)
         form.addRow(self.smoothing_box)
         form.addRow("Newest frame", self.smoothing_weight)
-        _no_focus(self.heat_box, self.heat_now, self.smoothing_box)
+        _no_focus(self.heat_box, self.smoothing_box)
 
     def smoothing(self) -> float | None:
         return round(self.smoothing_weight.value(), 3) if self.smoothing_box.isChecked() else None

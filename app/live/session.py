@@ -1,7 +1,6 @@
 """A live session: the engine's LivePipeline run through the streaming worker, its state handed to the GUI thread.
 
-The pipeline's callbacks run on its own threads and only note the newest overlay, heat layer and status in an
-`UpdateHub`. A stream generator (`app.streaming.stream`, latest only) wakes on each note, packs the newest state
+The pipeline's callbacks run on its own threads and only note the newest overlay and status in an `UpdateHub`. A stream generator (`app.streaming.stream`, latest only) wakes on each note, packs the newest state
 into a `LiveUpdate` (with the outline ready to draw, the stats, a window/level when one was asked for) and yields
 it; the GUI thread draws what it gets and never waits. An update carries state, not events, so one the GUI had no
 time for costs a frame on screen and nothing else.
@@ -17,7 +16,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.streaming import StreamHandle, stream
 from app.widgets.image_panel import rgb_levels, robust_levels
-from engine.live.pipeline import ENDED, Heat, LivePipeline, LiveSettings, Overlay
+from engine.live.pipeline import ENDED, LivePipeline, LiveSettings, Overlay
 from engine.live.recording import ClipRecorder
 from engine.live.sources import Frame, FrameSource
 
@@ -47,12 +46,6 @@ def frame_levels(frame: Frame) -> tuple[float, float]:
     return rgb_levels(image) if image.ndim == 3 else robust_levels(image[::2, ::2])
 
 
-def work_heat(_frame: Frame, overlay: Overlay) -> np.ndarray:
-    """The heat layer at the net's work scale: the panel stretches it over the frame, so the GUI maps a
-    quarter-size array instead of a full frame (same map, the bilinear resize left to the display)."""
-    return overlay.work
-
-
 @dataclass
 class LiveUpdate:
     """What the GUI draws and writes in the HUD; always the newest state."""
@@ -61,7 +54,6 @@ class LiveUpdate:
     detail: str
     overlay: Overlay | None  # the newest processed frame
     outline: tuple[np.ndarray, np.ndarray]  # its contours as one NaN-separated polyline (x, y)
-    heat: Heat | None  # the newest heat layer
     stats: dict
     levels: tuple[float, float] | None  # a window for `overlay`'s frame, when one was asked for
     method: str
@@ -71,24 +63,18 @@ class LiveUpdate:
 
 
 class UpdateHub:
-    """Where the pipeline's threads leave the newest overlay, heat layer and status, waking the stream."""
+    """Where the pipeline's threads leave the newest overlay and status, waking the stream."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._overlay: Overlay | None = None
-        self._heat: Heat | None = None
         self._status = (STARTING, "")
         self._levels_wanted = True  # the first frame sets the window
 
     def on_overlay(self, overlay: Overlay) -> None:
         with self._lock:
             self._overlay = overlay
-        self._wake.set()
-
-    def on_heat(self, heat: Heat) -> None:
-        with self._lock:
-            self._heat = heat
         self._wake.set()
 
     def on_status(self, status: str, detail: str) -> None:
@@ -105,14 +91,14 @@ class UpdateHub:
         self._wake.wait(timeout)
         self._wake.clear()
 
-    def take(self) -> tuple[Overlay | None, Heat | None, tuple[str, str], bool]:
-        """The newest overlay, heat and status, and whether a window is wanted (then it is no longer, if an
+    def take(self) -> tuple[Overlay | None, tuple[str, str], bool]:
+        """The newest overlay and status, and whether a window is wanted (then it is no longer, if an
         overlay is there to compute it on)."""
         with self._lock:
             wanted = self._levels_wanted and self._overlay is not None
             if wanted:
                 self._levels_wanted = False
-            return self._overlay, self._heat, self._status, wanted
+            return self._overlay, self._status, wanted
 
 
 def path_label(segmenter) -> str:
@@ -128,11 +114,11 @@ def live_updates(pipeline: LivePipeline, hub: UpdateHub, period_s: float = HUD_P
     try:
         while True:
             hub.wait(period_s)
-            overlay, heat, (status, detail), want_levels = hub.take()
+            overlay, (status, detail), want_levels = hub.take()
             if overlay is not None and drawn[0] is not overlay:
                 drawn = (overlay, outline_xy(overlay.contours))
             segmenter = pipeline.segmenter
-            yield LiveUpdate(status, detail, overlay, drawn[1], heat, pipeline.stats.snapshot(),
+            yield LiveUpdate(status, detail, overlay, drawn[1], pipeline.stats.snapshot(),
                              frame_levels(overlay.frame) if want_levels else None, segmenter.method,
                              path_label(segmenter), pipeline.source.label, pipeline.settings.smoothing)
             if status == ENDED:
@@ -143,7 +129,8 @@ def live_updates(pipeline: LivePipeline, hub: UpdateHub, period_s: float = HUD_P
 
 class LiveSession(QObject):
     """One source through one segmenter, on the GUI's terms: `updated` delivers LiveUpdates on the GUI thread;
-    freezing, smoothing, the heat layer and a recorder are switched from the GUI thread."""
+    freezing, smoothing and a recorder are switched from the GUI thread. The probability heat layer needs no
+    work of its own: it is the map each overlay's outline was drawn from (`Overlay.work`)."""
 
     updated = Signal(object)  # LiveUpdate
     ended = Signal(str)  # the stream is over: 'ended' (the file ended), 'stopped' (asked) or 'failed'
@@ -168,7 +155,7 @@ class LiveSession(QObject):
         self.hub = hub = UpdateHub()
         self.frozen = False
         self.pipeline = LivePipeline(source, segmenter, on_overlay=hub.on_overlay, on_status=hub.on_status,
-                                     on_heat=hub.on_heat, heat=work_heat, settings=settings or LiveSettings())
+                                     settings=settings or LiveSettings())
         self.handle = stream(live_updates, self.pipeline, hub, on_yield=self.updated.emit,
                              on_finish=lambda why: self.ended.emit(why or ENDED),
                              on_abort=lambda: self.ended.emit("stopped"), on_error=self._failed,
@@ -194,14 +181,6 @@ class LiveSession(QObject):
     def set_smoothing(self, weight: float | None) -> None:
         if self.pipeline is not None:
             self.pipeline.set_smoothing(weight)
-
-    def set_heat_every(self, frames: int) -> None:
-        if self.pipeline is not None:
-            self.pipeline.settings.heat_every = max(0, int(frames))
-
-    def request_heat(self) -> None:
-        if self.pipeline is not None:
-            self.pipeline.request_heat()
 
     def request_levels(self) -> None:
         """The next update carries an automatic window for its frame (computed on the stream's thread)."""

@@ -108,7 +108,6 @@ class LiveWindow(QWidget):
         self.shown: Overlay | None = None  # the overlay on screen
         self.classification: tuple[Overlay, Prediction] | None = None
         self.frames_drawn = 0
-        self._heat_number: int | None = None
         self._starting = self._classifying = self._recording_starts = False
         self._record_started = 0.0
         self._controls_read = False
@@ -191,8 +190,6 @@ class LiveWindow(QWidget):
         self.camera.control_changed.connect(self._set_control)
         o = self.overlay
         o.heat_box.toggled.connect(self._heat_toggled)
-        o.heat_every.valueChanged.connect(self.session.set_heat_every)
-        o.heat_now.clicked.connect(self.request_heat)
         o.smoothing_box.toggled.connect(lambda _on: self.session.set_smoothing(o.smoothing()))
         o.smoothing_weight.valueChanged.connect(lambda _w: self.session.set_smoothing(o.smoothing()))
         self.opacity_slider.valueChanged.connect(lambda v: self.panel.set_heat_opacity(v / 100.0))
@@ -256,7 +253,7 @@ class LiveWindow(QWidget):
     def start(self, source: FrameSource, segmenter) -> None:
         """Stream `source` through `segmenter` now (both ready: built on a worker, or by a test or the bench)."""
         self.source = source
-        self.shown = self.classification = self._heat_number = None
+        self.shown = self.classification = None
         self._controls_read = False
         self.camera.set_controls(None)
         self.hud.set_frozen(None)
@@ -265,7 +262,7 @@ class LiveWindow(QWidget):
         if method and self.method_combo.findData(method) < 0:
             self.method_combo.addItem(method_title(method), method)
         self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(method)))
-        settings = LiveSettings(smoothing=self.overlay.smoothing(), heat_every=self.overlay.heat_every.value())
+        settings = LiveSettings(smoothing=self.overlay.smoothing())
         self.session.start(source, segmenter, settings)
         self.picker.set_running(True)
         self.say(f"Streaming {source.label}.")
@@ -310,10 +307,6 @@ class LiveWindow(QWidget):
             self._draw(overlay, update)
         elif update.levels is not None:
             self.panel.set_levels(*update.levels)
-        heat = update.heat
-        if heat is not None and heat.number != self._heat_number and not self.session.frozen:
-            self._heat_number = heat.number
-            self.panel.set_heat(heat.map, visible=self.overlay.heat_box.isChecked())
 
     def _draw(self, overlay: Overlay, update: LiveUpdate) -> None:
         image = overlay.frame.image
@@ -321,10 +314,11 @@ class LiveWindow(QWidget):
             self.panel.set_image(image, levels=update.levels)
             self.panel.set_title("")
             self.panel.fit()
-            self._heat_number = None
         elif update.levels is not None:
             self.panel.set_levels(*update.levels)
         self.outline.setData(*update.outline)
+        if self.overlay.heat_box.isChecked():
+            self.panel.set_heat(overlay.work, visible=True)  # the map this outline came from: same frame
         self.shown = overlay
         self.frames_drawn += 1
         self.session.mark_shown(overlay)
@@ -332,20 +326,12 @@ class LiveWindow(QWidget):
         self._set_frame_actions()
 
     def _heat_toggled(self, visible: bool) -> None:
-        if visible and self.session.frozen and self.shown is not None:
-            self.panel.set_heat(self.shown.work, visible=True)  # the frozen frame's own probability map
-            return
-        if visible and self.panel.has_heat is False:
-            self.request_heat()
-        self.panel.set_heat_visible(visible)
-
-    def request_heat(self) -> None:
-        """The heat layer of the next frame (or, frozen, of the frame on screen)."""
-        if self.session.frozen and self.shown is not None:
+        """The probability heat layer of the frame on screen (its net's work-scale map, stretched over the
+        frame), then of every frame drawn while it is on."""
+        if visible and self.shown is not None:
             self.panel.set_heat(self.shown.work, visible=True)
-            self.overlay.heat_box.setChecked(True)
-            return
-        self.session.request_heat()
+        else:
+            self.panel.set_heat_visible(visible)
 
     # -- freeze, classify, save ----------------------------------------------------------------------------
 

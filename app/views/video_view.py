@@ -326,7 +326,9 @@ class VideoView(CaseView):
         if source == own:
             return f"outline computed on this frame{p}"
         label = "frame" if outlines is self.outlines.get(RECORDED) else "frame index"
-        return theme.span(f"outline from {label} {source} ({own - source} frames earlier){p}", theme.WARNING)
+        gap = own - source
+        return theme.span(f"outline from {label} {source} ({gap} frame{'' if gap == 1 else 's'} earlier){p}",
+                          theme.WARNING)
 
     def _show_position(self) -> None:
         if self.clip is None:

@@ -52,10 +52,10 @@ def test_phantom_streams_with_the_yellow_outline_heat_layer_and_hud(qtbot, make_
     window.overlay.smoothing_box.setChecked(True)
     assert window.session.pipeline.settings.smoothing == 0.5
     qtbot.waitUntil(lambda: "smoothing on (EMA w=0.50)" in hud_text(window), timeout=WAIT_MS)
-    # the heat layer every 2 frames, shown when asked for
-    window.overlay.heat_every.setValue(2)
+    # the heat layer: the probability map of the very frame on screen, with the outline drawn from it
     window.overlay.heat_box.setChecked(True)
-    qtbot.waitUntil(lambda: window.panel.has_heat and window.panel.heat.isVisible(), timeout=WAIT_MS)
+    qtbot.waitUntil(drawn_at_least(window, 2), timeout=WAIT_MS)
+    assert window.panel.heat.isVisible() and window.panel._heat_source is window.shown.work
     press(qtbot, window, Qt.Key.Key_H)
     assert not window.overlay.heat_box.isChecked() and not window.panel.heat.isVisible()
 
@@ -181,7 +181,6 @@ def test_the_gui_thread_never_runs_inference_or_contouring(qtbot, make_live, mon
     qtbot.waitUntil(drawn_at_least(window, 5), timeout=WAIT_MS)
     window.overlay.smoothing_box.setChecked(True)
     window.overlay.heat_box.setChecked(True)
-    window.request_heat()
     qtbot.waitUntil(lambda: window.panel.has_heat, timeout=WAIT_MS)
     window.classify()
     qtbot.waitUntil(lambda: window.classification is not None, timeout=WAIT_MS)
@@ -197,7 +196,7 @@ def test_hud_lines_say_faults_and_smoothing():
 
     stats = {"fps_in": 30.0, "fps_out": 14.5, "dropped": 7, "corrupt": 2, "capture_to_overlay_p50_ms": 71.2,
              "capture_to_overlay_p99_ms": 118.9}
-    update = LiveUpdate("streaming", "", None, (np.zeros(0), np.zeros(0)), None, stats, None, "unetplusplus",
+    update = LiveUpdate("streaming", "", None, (np.zeros(0), np.zeros(0)), stats, None, "unetplusplus",
                         "ONNX Runtime", "camera 0", 0.3)
     assert hud_lines(update) == ["camera 0", "UNet++ · ONNX Runtime", "in 30.0 fps · out 14.5 fps · dropped 7",
                                  "capture→overlay p50 71 ms · p99 119 ms", "smoothing on (EMA w=0.30)", "corrupt 2"]
@@ -229,7 +228,9 @@ def test_the_bench_hook_runs_the_view_and_measures_the_gui_thread(qtbot):
     result = run_live_view_bench(phantom(), BlobSegmenter(), 1.5, smoothing=0.5)
     assert result["frames_drawn"] > 5 and result["heartbeats"] > 20
     assert 0 <= result["gui_stall_p99_ms"] <= result["gui_stall_max_ms"]
-    assert result["stats"]["processed"] >= result["frames_drawn"] and "capture_to_overlay_p99_ms" in result["stats"]
+    # an overlay is handed to the view just before the pipeline counts it: at most one drawn is not yet counted
+    assert result["stats"]["processed"] >= result["frames_drawn"] - 1
+    assert "capture_to_overlay_p99_ms" in result["stats"]
 
 
 @pytest.mark.slow

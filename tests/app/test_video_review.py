@@ -90,7 +90,8 @@ def test_recording_through_the_gui_keeps_every_source_frame_and_reviews_with_ste
     view.go_to(earlier)
     source = int(view.current_outlines().source[earlier])
     assert source < clip.numbers[earlier]
-    assert f"outline from frame {source} ({clip.numbers[earlier] - source} frames earlier)" in view.position.text()
+    gap = clip.numbers[earlier] - source
+    assert f"outline from frame {source} ({gap} frame{'' if gap == 1 else 's'} earlier)" in view.position.text()
     assert view.layer.items  # drawn in yellow over that frame
     qtbot.keyClick(view, Qt.Key.Key_End)
     assert view.index == view.frame_count - 1
@@ -123,7 +124,7 @@ def test_review_shows_predict_again_contours_and_where_each_comes_from(qtbot, ma
     assert view.frame_count == 12
     assert "outline computed on this frame, p = 0.80" in view.position.text()
     view.go_to(1)
-    assert "1 frames earlier" in view.position.text() or "2 frames earlier" in view.position.text()
+    assert "(1 frame earlier)" in view.position.text() or "(2 frames earlier)" in view.position.text()
     # "predict again": per-frame contours keyed by frame index, every second frame
     prediction = Prediction(family="fluoro_seg", variant="unetplusplus")
     for index in range(0, 12, 2):
@@ -134,7 +135,7 @@ def test_review_shows_predict_again_contours_and_where_each_comes_from(qtbot, ma
     assert labels[1] == "Predicted again (UNet++, every 2 frames)" and labels[-1] == "No outline"
     view.outline_combo.setCurrentIndex(view.outline_combo.findData(PREDICTED))
     view.go_to(5)
-    assert "outline from frame index 4 (1 frames earlier)" in view.position.text()
+    assert "outline from frame index 4 (1 frame earlier)" in view.position.text()
     xs, ys = view.layer.items[0].getData()
     assert np.isclose(xs.min(), 10 + 4 + 0.5) and np.isclose(ys.min(), 10 + 4 + 0.5)
 
