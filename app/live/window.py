@@ -42,6 +42,7 @@ from engine.live.sources import FrameSource
 
 KEYS_HINT = "Space freeze · C classify · S save frame · R record · H heat layer · W auto window · F fit"
 MESSAGE_MS = 10_000
+HISTOGRAM_PERIOD_S = 1.0  # the window/level histogram is recounted this often while streaming, not every frame
 
 
 class LazyModel:
@@ -110,6 +111,7 @@ class LiveWindow(QWidget):
         self.frames_drawn = 0
         self._starting = self._classifying = self._recording_starts = False
         self._record_started = 0.0
+        self._histogram_counted = 0.0
         self._controls_read = False
 
         self.banner = QLabel(BANNER_TEXT)
@@ -314,8 +316,12 @@ class LiveWindow(QWidget):
             self.panel.set_image(image, levels=update.levels)
             self.panel.set_title("")
             self.panel.fit()
-        elif update.levels is not None:
-            self.panel.set_levels(*update.levels)
+        else:
+            if update.levels is not None:
+                self.panel.set_levels(*update.levels)
+            if time.perf_counter() - self._histogram_counted > HISTOGRAM_PERIOD_S:
+                self._histogram_counted = time.perf_counter()
+                self.panel.refresh_histogram()
         self.outline.setData(*update.outline)
         if self.overlay.heat_box.isChecked():
             self.panel.set_heat(overlay.work, visible=True)  # the map this outline came from: same frame
