@@ -62,7 +62,7 @@ def main() -> int:
         print(f"saved {path} ({path.stat().st_size // 1024} KB)")
 
     store = Store()
-    window = MainWindow(store)
+    window = MainWindow(store, auto_predict=False)  # the review shows the outlines recorded live
     window.resize(1600, 1000)
     window.show()
     saved: list[str] = []

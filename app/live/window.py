@@ -112,6 +112,7 @@ class LiveWindow(QWidget):
         self._starting = self._classifying = self._recording_starts = False
         self._record_started = 0.0
         self._histogram_counted = 0.0
+        self._resumed_at = 0.0  # perf_counter of the last unfreeze: overlays of frames captured before are stale
         self._controls_read = False
 
         self.banner = QLabel(BANNER_TEXT)
@@ -305,7 +306,8 @@ class LiveWindow(QWidget):
             self._controls_read = True
             self._read_controls()
         overlay = update.overlay
-        if overlay is not None and overlay is not self.shown and not self.session.frozen:
+        if (overlay is not None and overlay is not self.shown and not self.session.frozen
+                and overlay.frame.captured >= self._resumed_at):
             self._draw(overlay, update)
         elif update.levels is not None:
             self.panel.set_levels(*update.levels)
@@ -352,6 +354,7 @@ class LiveWindow(QWidget):
         self.session.freeze(frozen)
         self.actions.freeze_button.setText("Resume (Space)" if frozen else "Freeze (Space)")
         if not frozen:
+            self._resumed_at = time.perf_counter()  # the frame in flight at the freeze is seconds old now
             self.classification = None
             self.actions.result.setText("")
         self._show_frozen()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -138,6 +139,10 @@ def test_space_freezes_c_classifies_s_saves_the_frame_as_a_case(qtbot, make_live
     assert [s.summary.model for s in live_store.predictions_for(case.id)] == ["fluoro_seg[unet]"]
     press(qtbot, window, Qt.Key.Key_Space)
     assert not window.session.frozen and not window.hud.frozen.isVisible()
+    # the frame the model was on at the freeze arrives after the resume: seconds old, it is not drawn
+    in_flight = replace(frozen, frame=replace(frozen.frame, number=frozen.frame.number + 1))
+    window._on_update(replace(window.last_update, overlay=in_flight))
+    assert window.shown is not in_flight
     qtbot.waitUntil(drawn_at_least(window, 2), timeout=WAIT_MS)
 
 
