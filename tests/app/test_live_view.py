@@ -250,3 +250,42 @@ def test_oncolens_bench_live_measures_the_real_view(qtbot, tmp_path, capsys):
     columns = dict(zip(header.split(","), row.split(","), strict=True))
     assert columns["gui"] == "live view (offscreen)" and float(columns["gui_stall_max_ms"]) >= 0
     assert float(columns["fps_processed"]) > 0
+
+
+def test_camera_settings_show_what_the_source_reports_and_are_set_off_the_gui_thread(qtbot, make_live):
+    from engine.live.sources import Control, PhantomSource
+
+    class AdjustableSource(PhantomSource):
+        """The phantom with a camera's settings: resolution, exposure and gain (no frame rate control)."""
+
+        def __init__(self, **options) -> None:
+            super().__init__(phantom().settings, **options)
+            self.values = {"width": 1280.0, "height": 720.0, "exposure": 8.0, "gain": 2.0}
+            self.asked: list[tuple[str, object, bool]] = []
+
+        def controls(self):
+            units = {"exposure": "ms", "gain": "dB"}
+            return {name: Control(name, value, 0.0, 48.0 if name == "gain" else None, unit=units.get(name, ""))
+                    for name, value in self.values.items()}
+
+        def set_control(self, name, value) -> bool:
+            self.asked.append((name, value, threading.current_thread() is threading.main_thread()))
+            if name == "gain":
+                self.values[name] = float(value)
+                return True
+            return False
+
+    window = make_live()
+    source = AdjustableSource()
+    window.start(source, BlobSegmenter())
+    qtbot.waitUntil(lambda: "gain" in window.camera.editors, timeout=WAIT_MS)
+    editors = window.camera.editors
+    assert set(editors) == {"resolution", "exposure", "gain"}
+    assert editors["resolution"].currentText() == "1280x720" and editors["gain"].suffix() == " dB"
+    assert editors["gain"].maximum() == 48.0
+    window.camera.control_changed.emit("gain", 6.0)
+    qtbot.waitUntil(lambda: window.camera.editors["gain"].value() == 6.0, timeout=WAIT_MS)  # read back
+    window.camera.control_changed.emit("exposure", 20.0)
+    qtbot.waitUntil(lambda: "did not take exposure" in window.message.text(), timeout=WAIT_MS)
+    assert [(n, v) for n, v, _ in source.asked] == [("gain", 6.0), ("exposure", 20.0)]
+    assert not any(on_gui for *_, on_gui in source.asked)
