@@ -32,11 +32,20 @@ def _petct_view_runner(*args, **kwargs) -> dict:
     return run_petct_view_bench(*args, **kwargs)
 
 
+def run_live_view_bench(source, segmenter, seconds: float, smoothing: float | None = None) -> dict:
+    """`oncolens bench live`'s GUI part (Context.live_view_runner): the real live view offscreen on `source` and
+    `segmenter` for `seconds`, with a heartbeat on the GUI thread. Returns {"stats", "gui_stall_max_ms",
+    "gui_stall_p99_ms", "frames_drawn", ...}; Qt is imported only when it runs."""
+    from app.live.bench import run_live_view_bench as run
+
+    return run(source, segmenter, seconds, smoothing=smoothing)
+
+
 def main(argv=None) -> int:
     from engine.cli import main as cli_main
 
     return cli_main(sys.argv[1:] if argv is None else argv, gui_launcher=_launch_gui, self_test=_self_test,
-                    petct_view_runner=_petct_view_runner)
+                    petct_view_runner=_petct_view_runner, live_view_runner=run_live_view_bench)
 
 
 if __name__ == "__main__":

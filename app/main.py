@@ -55,6 +55,21 @@ def import_demo_cases(store: Store, folder: Path | None = None) -> str | None:
     return ids[0] if ids else None
 
 
+def recover_recordings_at_start(window: MainWindow) -> None:
+    """Recordings an earlier session left unsaved (the app was killed while recording) become video cases now,
+    on a worker, with the frames they hold up to their last flushed segment; the case list then shows them."""
+    from app.live.jobs import recover_interrupted_recordings
+
+    def done(ids: list[str]) -> None:
+        if ids:
+            window.case_browser.refresh()
+            window.statusBar().showMessage(f"Recovered {len(ids)} interrupted recording(s): {', '.join(ids)}", 15000)
+
+    submit(recover_interrupted_recordings, window.store, description="Recovering interrupted recordings",
+           context=window, on_result=done,
+           on_error=lambda exc, tb: window.show_error(exc, tb, title="Interrupted recordings not recovered"))
+
+
 def _seconds_since_process_start() -> float:
     """Wall time since this process started (Linux /proc; -1 elsewhere). Used only for start-up timing."""
     try:
@@ -82,6 +97,7 @@ def run_gui(argv: Sequence[str] | None = None, *, demo: bool = True, open_paths:
     window = MainWindow(store)
     window.resize(*WINDOW_SIZE)
     window.show()
+    recover_recordings_at_start(window)
 
     def start(first: str | None) -> None:
         if open_paths:

@@ -70,6 +70,7 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, QMainWindow):
         self.cards_dialog: ModelCardsDialog | None = None
         self.reading = None  # the ReadingController while a reader reads
         self.reading_dock: QDockWidget | None = None
+        self.live_window = None  # app.live.window.LiveWindow, made when first opened
         self._before_reading: dict = {}
 
         self.setWindowTitle("OncoLens")
@@ -176,6 +177,9 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, QMainWindow):
         self._action(analysis, "Toggle heatmap", self.toggle_heatmap, ("H",))
         self._action(analysis, "Heatmap opacity +", lambda: self.step_opacity(OPACITY_STEP), ("]",))
         self._action(analysis, "Heatmap opacity −", lambda: self.step_opacity(-OPACITY_STEP), ("[",))
+        live = bar.addMenu("&Live")
+        self.live_action = self._action(live, "Live video…", self.open_live, ("Ctrl+Shift+L",),
+                                        "Camera, video file, GenICam camera or phantom with the tumor outline live")
         view = bar.addMenu("&View")
         self._action(view, "Fit images", lambda: self.current_view().fit(), ("F",))
         self._action(view, "Reset window/level", lambda: self.current_view().reset_levels(), ("W",))
@@ -353,6 +357,27 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, QMainWindow):
     def saving_edits(self) -> bool:
         return self._edit_running or self._edit_waiting is not None
 
+    # -- live video -------------------------------------------------------------------------------
+
+    def open_live(self) -> None:
+        """The live view, in its own window (a second screen in the operating room); saved frames and recordings
+        appear in the case browser."""
+        if self._refuse_while_reading():
+            return
+        if self.live_window is None:
+            from app.live.window import LiveWindow
+
+            self.live_window = LiveWindow(self.store, parent=self)
+            self.live_window.case_saved.connect(self._live_case_saved)
+            self.live_window.resize(1600, 1000)
+        self.live_window.show()
+        self.live_window.raise_()
+        self.live_window.activateWindow()
+
+    def _live_case_saved(self, case_id: str) -> None:
+        self.case_browser.refresh()
+        self.statusBar().showMessage(f"Live: case {case_id} added", 8000)
+
     # -- view controls ----------------------------------------------------------------------------
 
     def toggle_heatmap(self) -> None:
@@ -437,6 +462,8 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.stop_reading()
+        if self.live_window is not None:
+            self.live_window.close()  # stops the stream; a recording is finished and saved on a worker
         if self._keep_settings:
             submit(save_settings, self.settings, description="Saving settings",
                    on_error=lambda exc, _tb: log.warning("Settings not saved: %s", exc))

@@ -70,6 +70,10 @@ COLORS: dict[str, str] = {
     # modality contributions (the share bars): one colour per modality, neither a result nor an overlay colour
     "modality_us": "#5fc9a8",
     "modality_ct": "#b49cff",
+    # live video
+    "recording": "#ff3b3b",  # the recording indicator
+    "alarm_surface": "#4a1010",  # behind "signal lost"
+    "hud": "rgba(11, 15, 20, 0.72)",  # behind the HUD text: the image shows through (stylesheet only)
 }
 
 PLOT_BACKGROUND = COLORS["plot"]

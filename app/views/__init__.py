@@ -9,6 +9,7 @@ from app.views.glioma_view import GliomaView
 from app.views.lymph_node_view import LymphNodeView
 from app.views.petct_view import PetCtView
 from app.views.thyroid_view import ThyroidView
+from app.views.video_view import VideoView
 from engine.cases.kinds import find_kind
 
 VIEWS: dict[str, type[CaseView]] = {}
@@ -35,6 +36,7 @@ register_view("lymph_node", LymphNodeView)
 register_view("fluoro_frame", FluoroView)
 register_view("thyroid_usct", ThyroidView)
 register_view("sarcoma_petct", PetCtView)
+register_view("fluoro_video", VideoView)
 
 __all__ = ["VIEWS", "CaseView", "FluoroView", "GliomaView", "LymphNodeView", "PetCtView", "PlaceholderView",
-           "ThyroidView", "register_view", "unregister_view", "view_class"]
+           "ThyroidView", "VideoView", "register_view", "unregister_view", "view_class"]

@@ -280,6 +280,28 @@ class ImagePanel(QWidget):
         self.set_image(None)
         self.set_missing("")
 
+    def replace_pixels(self, array: np.ndarray) -> bool:
+        """Live video: new pixels for the plane image on screen, of the same shape and type, keeping the window,
+        heat layer, contours and zoom (no percentiles, no redraw of the layers). False, and nothing changed, when
+        the panel shows something else (call `set_image`). The histogram keeps the earlier frame's counts until
+        `refresh_histogram`: recounting and repainting it for every frame would double the GUI thread's work."""
+        shown = self._plane_array
+        if (self._source is None or self._plane or shown is None or array.shape != shown.shape
+                or array.dtype != shown.dtype):
+            return False
+        self._source = self._plane_array = array
+        blocked = self.image.blockSignals(True)  # sigImageChanged: the histogram's recount
+        try:
+            self.image.setImage(array, autoLevels=False)
+        finally:
+            self.image.blockSignals(blocked)
+        return True
+
+    def refresh_histogram(self) -> None:
+        """Recount the histogram of the pixels on screen (after `replace_pixels`)."""
+        if self.histogram is not None and self._source is not None:
+            self.histogram.item.imageChanged()
+
     @property
     def has_image(self) -> bool:
         return self._source is not None

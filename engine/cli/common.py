@@ -25,7 +25,8 @@ class Context:
     say: Say = say
     gui_launcher: Callable[..., int] | None = None
     self_test: Callable[[], int] | None = None
-    live_view_runner: Callable[..., dict] | None = None  # the app's live view for `bench live` (app.launcher)
+    # the app's live view for `bench live`: run_live_view_bench(source, segmenter, seconds, smoothing=None) -> dict
+    live_view_runner: Callable[..., dict] | None = None
     petct_view_runner: Callable[..., dict] | None = None  # the app's PET-CT view for `bench petct-view`
     extras: dict = field(default_factory=dict)
 

@@ -392,12 +392,14 @@ class LivePipeline:
         inferred = time.perf_counter()
         weight = self.settings.smoothing
         if weight is not None:
-            if self._ema is None or self._ema.shape != work.shape:
-                self._ema = work.copy()
+            ema = self._ema  # one read: set_smoothing / set_segmenter may reset it from another thread
+            if ema is None or ema.shape != work.shape:
+                ema = work.copy()
             else:
-                self._ema *= (1.0 - weight)
-                self._ema += weight * work
-            work = self._ema.copy()
+                ema *= (1.0 - weight)
+                ema += weight * work
+            self._ema = ema
+            work = ema.copy()
         contours = mask_to_contours(work, spacing=None, threshold=segmenter.threshold,
                                     frame_shape=(geometry.height, geometry.width))
         contoured = time.perf_counter()

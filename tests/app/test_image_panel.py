@@ -58,6 +58,23 @@ def test_grey_image_with_window_level_and_histogram(qtbot):
     assert panel.levels == (0, 255) and not histogram.isVisible()
 
 
+def test_live_pixels_keep_the_window_and_recount_the_histogram_only_when_asked(qtbot):
+    panel = ImagePanel("NIR")
+    histogram = panel.histogram_widget()
+    host = shown(qtbot, panel)  # noqa: F841  (keeps the panel alive)
+    rng = np.random.default_rng(1)
+    panel.set_image(rng.integers(0, 1000, (40, 60)).astype(np.uint16))
+    panel.set_levels(100, 900)
+    brighter = rng.integers(3000, 4000, (40, 60)).astype(np.uint16)
+    counted = histogram.item.plot.getData()[0].max()
+    assert panel.replace_pixels(brighter)
+    assert np.array_equal(panel.image.image, brighter) and panel.levels == (100, 900)
+    assert histogram.item.plot.getData()[0].max() == counted  # not recounted for every frame
+    panel.refresh_histogram()
+    assert histogram.item.plot.getData()[0].min() >= 2900
+    assert not panel.replace_pixels(brighter[:20])  # another shape: set_image's job
+
+
 def test_heat_layer_fades_in_and_follows_visibility_and_opacity(qtbot):
     panel = ImagePanel()
     panel.set_image(np.zeros((20, 30), np.uint8))
