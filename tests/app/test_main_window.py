@@ -52,7 +52,8 @@ def test_banner_and_status_bar(qtbot, window, phantom_store):
     assert window.device_label.text().startswith("Device: ")
     assert window.model_label.text()  # card fingerprints, or a clear "no models" line
     _store, ids = phantom_store
-    assert sorted(window.case_browser.case_ids()) == ids
+    qtbot.waitUntil(lambda: not window.case_browser.is_loading() and sorted(window.case_browser.case_ids()) == ids,
+                    timeout=WAIT_MS)  # the list loads on a worker
     assert isinstance(window.current_view(), PlaceholderView)
 
 
