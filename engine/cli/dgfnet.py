@@ -54,6 +54,9 @@ def register_train(families: argparse._SubParsersAction) -> None:
     p.add_argument("--sites", default="central_lnm,lateral_lnm", help="comma-separated sites to train")
     p.add_argument("--max-folds", type=int, help="stop after this many folds (a quick look; the tables need all)")
     p.add_argument("--pretrained", help="local torchvision ResNet18/34 ImageNet file for the encoders")
+    p.add_argument("--ig-cases", type=int, default=12,
+                   help="held-out nodules whose integrated-gradients completeness and modality shares go into the "
+                        "card (default 12)")
     add_phantom_data(p, *PHANTOM)
     add_models_dir(p, writing=True)
     p.set_defaults(run=run_train)
@@ -87,7 +90,8 @@ def run_train(args: argparse.Namespace, ctx: Context) -> int:
     if unknown:
         raise ValueError(f"Unknown site(s) {', '.join(unknown)}: use central_lnm, lateral_lnm.")
     run = DGFNetTrainRun(base=settings(args), data=thyroid_data(args), sites=sites, folds=args.folds,
-                         max_folds=args.max_folds, models_root=models_root(args), command=ctx.command_line)
+                         max_folds=args.max_folds, models_root=models_root(args), command=ctx.command_line,
+                         ig_cases=args.ig_cases)
     return train_dgfnet(run, ctx.say)
 
 

@@ -46,13 +46,14 @@ def test_a_tiny_training_run_installs_both_cards(tmp_path, capsys):
     from engine.registry import load_card
 
     args = ["train", "dgfnet", "--phantom-patients", "70", "--folds", "2", "--seg-epochs", "1", "--joint-epochs", "1",
-            "--fusion-epochs", "2", "--models-dir", str(tmp_path)]
+            "--fusion-epochs", "2", "--ig-cases", "2", "--models-dir", str(tmp_path)]
     assert main(args) == 0
     for site in ("central", "lateral"):
         card = load_card(f"dgfnet_{site}", tmp_path)
         assert card.evaluation["metrics"]["auc"]["value"] is not None
         assert {r["name"] for r in card.evaluation["ablation"]["rows"]} >= {"US", "CT", "concat", "DGF (batch of 30)"}
         assert "auc_single" in card.evaluation["batch_vs_single"] and card.extra["ig_baseline"]["n_steps"] == 200
+        assert card.evaluation["integrated_gradients"]["n"] == 2
         assert (card.folder / "ablation" / "dgfnet_ablation.md").is_file()
     assert DGFNetPredictor(root=tmp_path, device="cpu").sites == ("central_lnm", "lateral_lnm")
     assert main(["evaluate", "dgfnet", "--models-dir", str(tmp_path), "--bootstrap", "50"]) == 0
