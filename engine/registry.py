@@ -421,8 +421,12 @@ def _metrics_table(metrics_by_name: dict) -> str:
 
 def _other_operating_points(ev: dict) -> str:
     """The same test set at other thresholds (`also_at`: {label: evaluation}), e.g. at argmax."""
-    return "".join(f"\nAt {label} (threshold {entry.get('threshold')}):\n\n{_metrics_table(entry.get('metrics'))}\n"
-                   for label, entry in (ev.get("also_at") or {}).items())
+    out = []
+    for label, entry in (ev.get("also_at") or {}).items():
+        how = "; ".join(filter(None, [f"threshold {entry.get('threshold')}",
+                                      str((entry.get("ci") or {}).get("description", "")).rstrip(".")]))
+        out.append(f"\n\nAt {label} ({how}):\n\n{_metrics_table(entry.get('metrics'))}")
+    return "".join(out)
 
 
 def render_card(card: ModelCard) -> str:

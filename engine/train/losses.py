@@ -41,6 +41,18 @@ def ldam_margins(class_counts: list[int], max_margin: float = LDAM_MAX_MARGIN) -
     return max_margin * raw / raw.max()
 
 
+def ldam_margins_literal(class_counts: list[int], c: float = LDAM_MAX_MARGIN) -> torch.Tensor:
+    """Eq. (17) read literally, Delta_j = C / n_j^(1/4) with no rescaling (used with scale 1): what OncoLens
+    trained with before following the reference; kept for the ablation row that compares the two."""
+    counts = torch.as_tensor(class_counts, dtype=torch.float32)
+    if (counts <= 0).any():
+        raise ValueError(f"Every class needs training samples for LDAM margins, got counts {class_counts}.")
+    return c * counts.pow(-0.25)
+
+
+LDAM_RULES = ("reference", "literal")
+
+
 def class_weights(positive_weight: float = 0.85, n_classes: int = 2) -> torch.Tensor:
     """The paper's weight 0.85, read as w = (1 - 0.85, 0.85) for (benign, metastatic): the minority class
     counts 5.7x the majority, near the inverse of the ~10:1 imbalance."""
@@ -99,20 +111,25 @@ class MFILoss(torch.nn.Module):
     """L_All with switchable terms for the paper's Table V/VI ablations.
 
     terms: any of 'ldam', 'focal', 'intra' (L_All = all three), or ('ce',) for the weighted cross-entropy
-    the paper uses for its comparison models."""
+    the paper uses for its comparison models. ldam: 'reference' (Cao et al.'s settings) or 'literal' (eq. 17
+    taken literally, logits unscaled: the old behaviour, for the ablation)."""
 
     def __init__(self, class_counts: list[int], terms: tuple[str, ...] = ("ldam", "focal", "intra"),
                  alpha: float = 1.0, beta: float = 1.0, c_hat: float = LDAM_MAX_MARGIN, kappa: float = 2.0,
-                 positive_weight: float = 0.85, scale: float = LDAM_SCALE) -> None:
+                 positive_weight: float = 0.85, scale: float = LDAM_SCALE, ldam: str = "reference") -> None:
         super().__init__()
+        if ldam not in LDAM_RULES:
+            raise ValueError(f"ldam must be one of {LDAM_RULES}, got {ldam!r}.")
         unknown = set(terms) - {"ldam", "focal", "intra", "ce"}
         if not terms or unknown:
             raise ValueError(f"Loss terms must be from ldam, focal, intra, ce; got {terms}.")
         if terms == ("intra",):
             pass  # allowed for the ablation table, although it never supervises the logits
         self.terms = tuple(terms)
-        self.alpha, self.beta, self.kappa, self.scale = alpha, beta, kappa, scale
-        self.register_buffer("margins", ldam_margins(class_counts, c_hat))
+        self.alpha, self.beta, self.kappa = alpha, beta, kappa
+        self.scale = scale if ldam == "reference" else 1.0
+        margins = ldam_margins(class_counts, c_hat) if ldam == "reference" else ldam_margins_literal(class_counts, c_hat)
+        self.register_buffer("margins", margins)
         self.register_buffer("weights", class_weights(positive_weight))
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor,

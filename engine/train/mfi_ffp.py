@@ -42,7 +42,7 @@ from engine.registry import (
 )
 from engine.train.augment import augment_aligned
 from engine.train.loop import Batch, check_ranks_agree, distributed, fit, say_every
-from engine.train.losses import LDAM_MAX_MARGIN, LDAM_SCALE, MFILoss, ldam_margins
+from engine.train.losses import LDAM_MAX_MARGIN, LDAM_SCALE, MFILoss, ldam_margins, ldam_margins_literal
 from engine.train.schedule import warmup_cosine
 from engine.train.splits import patient_split
 
@@ -154,6 +154,7 @@ class MFIFFPTrainSettings:
     loss_terms: tuple[str, ...] = ("ldam", "focal", "intra")
     alpha: float = 1.0
     beta: float = 1.0
+    ldam: str = "reference"  # "literal": eq. (17) as written, unscaled (the ablation's comparison only)
     epochs: int = 100
     batch_size: int = 32
     lr: float = 1e-3
@@ -256,7 +257,7 @@ def train_mfi_ffp(data: NodeArrays, settings: MFIFFPTrainSettings, split: Split 
     if s.pretrained:
         load_imagenet_branches(net, s.pretrained)
     counts = [int((y[split.fit] == 0).sum()), int((y[split.fit] == 1).sum())]
-    criterion = MFILoss(counts, tuple(s.loss_terms), alpha=s.alpha, beta=s.beta)
+    criterion = MFILoss(counts, tuple(s.loss_terms), alpha=s.alpha, beta=s.beta, ldam=s.ldam)
     optimizer = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     iters = int(np.ceil(len(split.fit) / s.batch_size))
     scheduler = warmup_cosine(optimizer, max(1, s.epochs * iters), int(s.warmup_epochs * iters))
@@ -335,6 +336,16 @@ def node_scores(predictor: MFIFFPPredictor, data: NodeArrays, index: np.ndarray)
     return np.asarray(out, np.float32)
 
 
+def loss_description(s: MFIFFPTrainSettings) -> str:
+    """The card's loss entry: which terms, with LDAM as its reference sets it (or, for the ablation's comparison
+    row, eq. 17 taken literally)."""
+    ldam = (f"margins proportional to n_j^-1/4, rescaled so the largest is C = {LDAM_MAX_MARGIN}, logits x s = "
+            f"{LDAM_SCALE:g}, as the LDAM reference code of Cao et al. 2019 sets them" if s.ldam == "reference" else
+            f"margins C/n_j^0.25 with C = {LDAM_MAX_MARGIN} taken literally, no logit scale")
+    return (f"terms {'+'.join(s.loss_terms)}; L_All = LDAM(reweighted; {ldam}) + {s.alpha} * Focal(kappa=2) + "
+            f"{s.beta} * Intra(Pearson on fused feature vectors); class weights (0.15, 0.85)")
+
+
 def build_card(outcome: TrainOutcome, data: NodeArrays, data_description: dict, command: str,
                ablation: dict | None = None, root: Path | None = None) -> ModelCard:
     s = outcome.settings
@@ -349,11 +360,8 @@ def build_card(outcome: TrainOutcome, data: NodeArrays, data_description: dict, 
         "epochs": s.epochs, "batch_size": s.batch_size, "optimizer": "Adam", "lr": s.lr,
         "weight_decay": s.weight_decay,
         "schedule": "cosine annealing per iteration (our choice: the paper states no learning-rate schedule)",
-        "loss": (f"terms {'+'.join(s.loss_terms)}; L_All = LDAM(reweighted; margins proportional to n_j^-1/4, "
-                 f"rescaled so the largest is C = {LDAM_MAX_MARGIN}, logits x s = {LDAM_SCALE:g}, as the LDAM "
-                 f"reference code of Cao et al. 2019 sets them) + {s.alpha} * Focal(kappa=2) + {s.beta} * "
-                 "Intra(Pearson on fused feature vectors); class weights (0.15, 0.85)"),
-        "ldam_margins": [round(float(m), 4) for m in ldam_margins(
+        "loss": loss_description(s),
+        "ldam_margins": [round(float(m), 4) for m in (ldam_margins if s.ldam == "reference" else ldam_margins_literal)(
             [int((data.labels[outcome.split.fit] == c).sum()) for c in (0, 1)])],
         "input": (f"crop '{s.crop_mode}': " + ("whole image resized (the paper's preprocessing)"
                                               if s.crop_mode == "none" else

@@ -2,7 +2,7 @@
 
 Rows: the modality sets (Table II), every assignment of branches to modalities (Table I: the proposed one, the
 five permutations and the three same-branch rows), concatenation instead of MFF (Tables VI/VII), the loss terms
-(Table V) and weighted cross-entropy (Table VI), a few settings of the loss weights alpha and beta (Fig. 6), and
+(Table V), LDAM as its reference sets it against eq. (17) read literally, weighted cross-entropy (Table VI), a few settings of the loss weights alpha and beta (Fig. 6), and
 the input (the paper's whole-image resize against our node-centred crop). Not implemented: the comparison models
 of Tables III/IV (`NOT_IMPLEMENTED`).
 
@@ -63,11 +63,12 @@ class Ablation:
     alpha: float = 1.0
     beta: float = 1.0
     crop: str = ""  # "" = the preset's (paper: whole-image resize; compact: node crop)
+    ldam: str = "reference"  # "literal": eq. (17) as written, unscaled (what OncoLens trained with before)
 
     def settings(self, base: MFIFFPTrainSettings, seed: int) -> MFIFFPTrainSettings:
         return replace(base, modalities=self.modalities, branches=dict(self.branches), fusion=self.fusion,
                        loss_terms=self.loss_terms, seed=seed, alpha=self.alpha, beta=self.beta,
-                       crop=self.crop or base.crop_mode)
+                       crop=self.crop or base.crop_mode, ldam=self.ldam)
 
 
 def _same(kind: str) -> tuple[tuple[str, str], ...]:
@@ -118,6 +119,10 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("LDAM+Focal", ("V",), loss_terms=("ldam", "focal"), paper=Paper(0.7576, 0.7971, 0.4020)),
     Ablation("LDAM+Intra", ("V",), loss_terms=("ldam", "intra"), paper=Paper(0.7403, 0.8155, 0.3664)),
     Ablation("Focal+Intra", ("V",), loss_terms=("focal", "intra"), paper=Paper(0.6816, 0.7528, 0.3043)),
+    # LDAM as its reference sets it (every row above) against eq. (17) taken literally (C / n_j^(1/4), logits
+    # unscaled), as OncoLens trained before; the paper's figures are those of the rows they stand beside
+    Ablation("tri-modal (LDAM literal)", ("V",), ldam="literal", paper=Paper(0.8294, 0.8635, 0.4999)),
+    Ablation("LDAM literal", ("V",), loss_terms=("ldam",), ldam="literal", paper=Paper(0.7332, 0.8044, 0.3357)),
     # Table VI: weighted cross-entropy instead of L_All, with and without MFF
     Ablation("CE concat", ("VI",), fusion="concat", loss_terms=("ce",), paper=Paper(0.6933, 0.7380, 0.3112)),
     Ablation("CE MFF", ("VI",), loss_terms=("ce",), paper=Paper(0.7539, 0.8087, 0.4153)),
@@ -137,6 +142,7 @@ GROUPS = {
                "CE concat", "concat"],
     "loss-weights": ["tri-modal", *(n for n, a in ABLATIONS.items() if a.tables == ("Fig6",))],
     "input": ["crop", "resize"],
+    "ldam": ["tri-modal", "tri-modal (LDAM literal)", "LDAM", "LDAM literal"],
 }
 GROUPS["all"] = list(dict.fromkeys(name for group in list(GROUPS.values()) for name in group))
 
@@ -181,7 +187,7 @@ class AblationRow:
         s = self.median.settings
         return {
             "name": self.name, "tables": list(self.tables), "runs_auc": [round(a, 4) for a in self.runs_auc],
-            "n_runs": len(self.runs_auc), "input": s.crop_mode, "alpha": s.alpha, "beta": s.beta,
+            "n_runs": len(self.runs_auc), "input": s.crop_mode, "alpha": s.alpha, "beta": s.beta, "ldam": s.ldam,
             **{k: self.metric(k) for k in ("auc", *OPERATING_METRICS)},
             "threshold": round(self.median.threshold, 4),
             "argmax": {k: self.argmax_metric(k) for k in OPERATING_METRICS},
@@ -255,19 +261,19 @@ def _figure(value: float | None) -> str:
     return "" if value is None else f"{value:.4g}"
 
 
-def format_ablation(rows: list[AblationRow], markdown: bool = False) -> str:
-    """The table printed by `oncolens evaluate mfi_ffp --ablation`, plain or as Markdown for the card. ACC, F1,
-    SEN/SPE are given twice: at the threshold chosen on validation patients ('val thr') and at argmax (P >= 0.5),
-    where the paper reports its ACC and F1."""
+def format_ablation(rows: list[AblationRow] | list[dict], markdown: bool = False) -> str:
+    """The table printed by `oncolens evaluate mfi_ffp --ablation`, plain or as Markdown for the card, from rows or
+    their saved dicts (`AblationRow.to_dict`, the JSON's rows). ACC, F1, SEN/SPE are given twice: at the threshold
+    chosen on validation patients ('val thr') and at argmax (P >= 0.5), where the paper reports its ACC and F1."""
     head = ["config", "tables", "input", "runs", "AUC (95% CI)", "ACC val thr (95% CI)", "F1 val thr (95% CI)",
             "SEN/SPE val thr", "ACC argmax (95% CI)", "F1 argmax (95% CI)", "SEN/SPE argmax", "params M", "GFLOPs",
             "paper-size params M", "paper-size GFLOPs", "paper AUC", "paper ACC", "paper F1", "paper params M",
             "paper GFLOPs"]
     body = []
     for r in rows:
-        d = r.to_dict()
+        d = r if isinstance(r, dict) else r.to_dict()
         a = d["argmax"]
-        body.append([r.name, "/".join(r.tables), INPUT_TITLES.get(d["input"], d["input"]), str(d["n_runs"]),
+        body.append([d["name"], "/".join(d["tables"]), INPUT_TITLES.get(d["input"], d["input"]), str(d["n_runs"]),
                      _ci(d["auc"]), _ci(d["accuracy"]), _ci(d["f1"]), pair_cell(d["sensitivity"], d["specificity"]),
                      _ci(a["accuracy"]), _ci(a["f1"]), pair_cell(a["sensitivity"], a["specificity"]),
                      f"{d['params_m']:.2f}", f"{d['gflops']:.3f}", f"{d['paper_config_params_m']:.2f}",
@@ -292,11 +298,27 @@ def write_ablation(rows: list[AblationRow], data: NodeArrays, out_dir: str | Pat
     from engine.metrics.plots import plot_roc
 
     out = Path(out_dir)
+    paths = write_ablation_tables([r.to_dict() for r in rows], out, title)
+    paths.update(scores=out / "mfi_ffp_ablation_scores.csv", roc=out / "mfi_ffp_ablation_roc.png")
+    with open(paths["scores"], "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["config", "node_id", "patient_id", "label", "score"])
+        for r in rows:
+            for i, score in zip(r.median.split.test, r.median.test_scores):
+                writer.writerow([r.name, data.node_ids[i], data.patients[i], int(data.labels[i]), f"{score:.6f}"])
+    curves = {r.name: (data.labels[r.median.split.test], r.median.test_scores)
+              for r in rows if r.name in GROUPS["modalities"]} or {
+        r.name: (data.labels[r.median.split.test], r.median.test_scores) for r in rows}
+    plot_roc(curves, paths["roc"], title=title)
+    return paths
+
+
+def write_ablation_tables(dicts: list[dict], out_dir: str | Path, title: str) -> dict[str, Path]:
+    """The CSV, JSON and Markdown tables of rows given as dicts (`AblationRow.to_dict`, or a saved JSON's rows)."""
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "mfi_ffp_ablation.csv", "json": out / "mfi_ffp_ablation.json",
-             "md": out / "mfi_ffp_ablation.md", "scores": out / "mfi_ffp_ablation_scores.csv",
-             "roc": out / "mfi_ffp_ablation_roc.png"}
-    dicts = [r.to_dict() for r in rows]
+             "md": out / "mfi_ffp_ablation.md"}
     metric_columns = [f"{m}{suffix}" for m in ("auc", *OPERATING_METRICS) for suffix in ("", "_low", "_high")]
     argmax_columns = [f"{m}_argmax{suffix}" for m in OPERATING_METRICS for suffix in ("", "_low", "_high")]
     with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
@@ -315,15 +337,6 @@ def write_ablation(rows: list[AblationRow], data: NodeArrays, out_dir: str | Pat
                              " ".join(str(a) for a in d["runs_auc"])])
     paths["json"].write_text(json.dumps({"title": title, "note": TABLE_NOTE, "rows": dicts}, indent=2),
                              encoding="utf-8")
-    paths["md"].write_text(f"# {title}\n\n{format_ablation(rows, markdown=True)}\n\n{TABLE_NOTE}\n", encoding="utf-8")
-    with open(paths["scores"], "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["config", "node_id", "patient_id", "label", "score"])
-        for r in rows:
-            for i, score in zip(r.median.split.test, r.median.test_scores):
-                writer.writerow([r.name, data.node_ids[i], data.patients[i], int(data.labels[i]), f"{score:.6f}"])
-    curves = {r.name: (data.labels[r.median.split.test], r.median.test_scores)
-              for r in rows if r.name in GROUPS["modalities"]} or {
-        r.name: (data.labels[r.median.split.test], r.median.test_scores) for r in rows}
-    plot_roc(curves, paths["roc"], title=title)
+    paths["md"].write_text(f"# {title}\n\n{format_ablation(dicts, markdown=True)}\n\n{TABLE_NOTE}\n",
+                           encoding="utf-8")
     return paths

@@ -23,6 +23,7 @@ from engine.train.mfi_ffp import MFIFFPTrainSettings, NodeArrays, Split, phantom
 from engine.train.mfi_ffp_ablation import (
     ABLATIONS,
     OPERATING_METRICS,
+    TABLE_NOTE,
     format_ablation,
     pair_cell,
     run_ablation,
@@ -104,7 +105,7 @@ def train_mfi_ffp_variants(run: MFIFFPTrainRun, say: Say) -> int:
         return 0
     title = (f"MFI-FFP ablation on phantom test patients ({len(rows[0].median.split.test)} nodes), "
              f"{run.base.preset} configuration, {run.base.epochs} epochs, median of {run.runs} run(s)")
-    table = format_ablation(rows, markdown=True)
+    table = format_ablation(rows, markdown=True) + "\n\n" + TABLE_NOTE
     out = run.out or root / card_name(NODE_MODALITIES) / "ablation"
     paths = write_ablation(rows, data, out, title)
     print(format_ablation(rows))
@@ -202,9 +203,18 @@ def evaluate_mfi_ffp(ev: MFIFFPEvaluation, say: Say) -> int:
     if ev.ablation:
         samples, _ = node_data(ev.data or NodeData())
         data = prepare_arrays(samples, ev.base.input_size, crop=ev.base.crop_mode)
-        rows = run_ablation(data, list(ev.ablation), ev.base, runs=ev.runs, progress=say)
-        title = f"MFI-FFP ablation ({ev.base.preset}, {ev.base.epochs} epochs, median of {ev.runs} run(s))"
-        write_ablation(rows, data, ev.out, title)
+        def title(rows: list) -> str:
+            return (f"MFI-FFP ablation ({ev.base.preset}, {len(set(data.patients))} phantom patients / "
+                    f"{len(data.labels)} nodes, {len(rows[0].median.split.test) if rows else 0} test nodes, "
+                    f"{ev.base.epochs} epochs, median of {ev.runs} run(s))")
+
+        done: list = []
+
+        def keep(row) -> None:  # the tables grow row by row, so a stopped run keeps the rows it finished
+            done.append(row)
+            write_ablation(done, data, ev.out, title(done))
+
+        rows = run_ablation(data, list(ev.ablation), ev.base, runs=ev.runs, progress=say, on_row=keep)
         print(format_ablation(rows))
         say(f"wrote CSV, JSON, Markdown and ROC PNG to {ev.out}/")
         return 0

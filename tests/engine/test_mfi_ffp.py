@@ -117,6 +117,19 @@ def test_mfi_loss_uses_the_reference_ldam_settings():
     assert abs(ldam_loss(logits, targets, loss.margins, loss.weights) - weighted_ce) > 1.0
 
 
+def test_literal_ldam_is_kept_only_for_the_ablation_and_is_near_weighted_cross_entropy():
+    literal = MFILoss([772, 68], terms=("ldam",), ldam="literal")
+    assert literal.scale == 1.0
+    assert literal.margins.tolist() == pytest.approx([0.5 / 772 ** 0.25, 0.5 / 68 ** 0.25], rel=1e-6)
+    torch.manual_seed(0)
+    logits, targets = torch.randn(32, 2), torch.tensor([1, 1, 1] + [0] * 29)
+    weighted_ce = F.cross_entropy(logits, targets, weight=class_weights()).item()
+    reference = MFILoss([772, 68], terms=("ldam",))
+    assert abs(literal(logits, targets).item() - weighted_ce) < 0.2 < abs(reference(logits, targets).item() - weighted_ce)
+    with pytest.raises(ValueError, match="ldam must be"):
+        MFILoss([772, 68], ldam="paper")
+
+
 def test_focal_reduces_to_cross_entropy_at_kappa_zero_and_down_weights_easy_samples():
     torch.manual_seed(1)
     logits, targets = torch.randn(6, 2), torch.tensor([0, 1, 0, 1, 1, 0])

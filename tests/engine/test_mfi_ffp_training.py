@@ -204,6 +204,19 @@ def test_table_i_permutations_loss_weight_sweep_and_what_is_not_implemented():
     assert "Tables III/IV" in NOT_IMPLEMENTED and "not implemented" in NOT_IMPLEMENTED
 
 
+def test_ldam_rows_compare_the_reference_with_the_literal_reading():
+    from engine.train.mfi_ffp import loss_description
+    from engine.train.mfi_ffp_ablation import ABLATIONS, GROUPS, resolve_names
+
+    assert resolve_names("ldam") == GROUPS["ldam"]
+    assert resolve_names(",".join(GROUPS["ldam"])) == GROUPS["ldam"]  # row names carry no comma
+    literal = ABLATIONS["tri-modal (LDAM literal)"].settings(MFIFFPTrainSettings(), 0)
+    reference = ABLATIONS["tri-modal"].settings(MFIFFPTrainSettings(), 0)
+    assert (literal.ldam, reference.ldam) == ("literal", "reference") and literal.loss_terms == reference.loss_terms
+    assert "taken literally" in loss_description(literal) and "s = 30" in loss_description(reference)
+    assert ABLATIONS["LDAM literal"].settings(MFIFFPTrainSettings(), 0).loss_terms == ("ldam",)
+
+
 @pytest.mark.slow
 def test_torchrun_ddp_two_cpu_processes(tmp_path):
     """`torchrun --nproc_per_node 2` with gloo: both ranks finish and rank 0 writes the card."""

@@ -58,6 +58,27 @@ def test_every_mfi_ffp_variant_is_shipped_with_its_ablation():
     for name in ("tri-modal", "WLI", "concat"):
         assert rows[name]["params_m"] > 0 and rows[name]["paper_config_params_m"] > rows[name]["params_m"]
     assert (tri.folder / "ablation" / "mfi_ffp_ablation.csv").is_file()
+    for name in ("tri-modal", "concat"):  # ACC, F1, SEN/SPE also at argmax, where the paper reports them
+        assert rows[name]["argmax"]["accuracy"]["value"] is not None and rows[name]["paper_test_acc"]
+    assert "ACC argmax" in tri.evaluation["ablation"]["markdown"]
+
+
+def test_every_mfi_ffp_card_reports_argmax_beside_its_threshold_and_says_which_ldam_trained_it():
+    from engine.train.mfi_ffp import ARGMAX
+
+    cards = [c for c in CARDS if c.family == "mfi_ffp"]
+    assert len(cards) == 7
+    for card in cards:
+        argmax = card.evaluation["also_at"][ARGMAX]
+        assert argmax["threshold"] == 0.5 and card.evaluation["threshold"] == card.threshold()
+        assert argmax["n"] == card.evaluation["n"] and argmax["metrics"]["auc"]["value"] == pytest.approx(
+            card.evaluation["metrics"]["auc"]["value"], abs=1e-9)
+        assert "At argmax" in (card.folder / "README.md").read_text(encoding="utf-8")
+        assert "our choice" in card.training["schedule"]
+        if "taken literally" in card.training["loss"]:  # trained before LDAM followed its reference
+            assert "x 30" in card.training["ldam_note"]
+        else:
+            assert "s = 30" in card.training["loss"]
 
 
 def test_shipped_mfi_ffp_predicts_on_a_demo_node():
