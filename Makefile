@@ -37,11 +37,14 @@ demo-data: $(STAMP)
 # MFI-FFP: the 7 modality variants are installed; the ablation table goes into the tri-modal card.
 # Segmentation: UNet++ and UNet, encoder pretrained on phantom dataset A and frozen, decoder fine-tuned on B,
 # scored on C next to the same net trained end to end on B.
+# CHMFL: the 6-fold phantom protocol for every ablation row (rows cached in the card's ablation/rows, so a stopped
+# run resumes), then the shipped net on all patients.
 models: $(STAMP)
 	$(BIN)/oncolens train fl_cnn --modality FL --task all --data phantom
 	$(BIN)/oncolens train fl_cnn --modality WL --task all --data phantom --epochs 30
 	$(BIN)/oncolens train mfi_ffp --variants all --ablation modalities --runs 3 --epochs 24 --phantom-patients 50
 	$(BIN)/oncolens train fluoro_seg --nets unetplusplus,unet --epochs 25
+	$(BIN)/oncolens train chmfl --ablation all
 
 # The segmentation paper's whole protocol on the phantoms (4 nets x 2 methods x 5 folds x 2 targets, DRLSE):
 # about 6 minutes on one H100 with 14 workers, many hours on 2 CPU cores. models/fluoro_seg_tables came from it.

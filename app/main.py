@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
-from PySide6.QtGui import QColor, QFont, QIcon, QPalette
+from PySide6.QtGui import QFont, QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from app import theme
+from app.excepthook import install_excepthook
 from app.main_window import MainWindow
-from app.workers import error_text, wait_for_workers
+from app.workers import error_text, submit, wait_for_workers
 from engine.paths import demo_cases_dir, resources_dir
 from engine.store import Store, StoreError
 
@@ -22,42 +24,22 @@ log = logging.getLogger(__name__)
 
 BASE_POINT_SIZE = 13
 WINDOW_SIZE = (1600, 1000)
-_PALETTE = {
-    QPalette.ColorRole.Window: "#151a21",
-    QPalette.ColorRole.WindowText: "#e6e9ef",
-    QPalette.ColorRole.Base: "#0f1318",
-    QPalette.ColorRole.AlternateBase: "#1a2029",
-    QPalette.ColorRole.Text: "#e6e9ef",
-    QPalette.ColorRole.Button: "#232a35",
-    QPalette.ColorRole.ButtonText: "#e6e9ef",
-    QPalette.ColorRole.Highlight: "#2f6fb3",
-    QPalette.ColorRole.HighlightedText: "#ffffff",
-    QPalette.ColorRole.ToolTipBase: "#232a35",
-    QPalette.ColorRole.ToolTipText: "#e6e9ef",
-    QPalette.ColorRole.PlaceholderText: "#7d8797",
-    QPalette.ColorRole.Link: "#7fb8ff",
-}
 
 
 def configure_application(app: QApplication) -> None:
-    """Fusion style, dark palette, large type and `resources/style.qss` (missing file: defaults, logged)."""
+    """Fusion style, the theme's dark palette, large type and `resources/style.qss` (missing file: defaults, logged)."""
     app.setApplicationName("OncoLens")
     app.setOrganizationName("OncoLens")
     app.setStyle("Fusion")
-    palette = QPalette()
-    for role, color in _PALETTE.items():
-        palette.setColor(role, QColor(color))
-    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
-        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#6b7483"))
-    app.setPalette(palette)
+    app.setPalette(theme.palette())
     font = QFont(app.font())
     font.setPointSize(BASE_POINT_SIZE)
     app.setFont(font)
     pg.setConfigOptions(antialias=True)
     style = resources_dir() / "style.qss"
     try:
-        app.setStyleSheet(style.read_text(encoding="utf-8"))
-    except OSError as exc:
+        app.setStyleSheet(theme.load_stylesheet(style))
+    except (OSError, KeyError) as exc:
         log.warning("Stylesheet %s not loaded (%s); using the plain dark palette.", style, exc)
     icon = resources_dir() / "icons" / "oncolens.svg"
     if icon.is_file():
@@ -90,25 +72,33 @@ def run_gui(argv: Sequence[str] | None = None, *, demo: bool = True, open_paths:
     argv = list(sys.argv[:1] if argv is None else argv) or ["oncolens"]
     app = QApplication.instance() or QApplication(argv)
     configure_application(app)
+    uninstall_excepthook = install_excepthook()  # a slot that raises shows a message, not a console line
     try:
         store = Store()
     except (StoreError, OSError) as exc:
         QMessageBox.critical(None, "OncoLens cannot open its database", error_text(exc))
+        uninstall_excepthook()
         return 2
     window = MainWindow(store)
     window.resize(*WINDOW_SIZE)
     window.show()
-    first = None
-    if demo:
-        try:
-            first = import_demo_cases(store)
-        except (StoreError, OSError) as exc:
-            window.show_error(exc, title="Demo cases not added")
-    if open_paths:
-        window.open_paths(list(open_paths))
-    elif first is not None:
-        window.case_browser.refresh(select_id=first)
-        window.open_case(first)
+
+    def start(first: str | None) -> None:
+        if open_paths:
+            window.open_paths(list(open_paths))
+        elif first is not None:
+            window.case_browser.refresh(select_id=first)
+            window.open_case(first)
+
+    def demo_failed(exc: BaseException, tb: str) -> None:
+        window.show_error(exc, tb, title="Demo cases not added")
+        start(None)
+
+    if demo:  # on a worker: the first start copies the bundles into the store
+        submit(import_demo_cases, store, description="Adding the demo cases", context=window, on_result=start,
+               on_error=demo_failed)
+    else:
+        start(None)
     if os.environ.get("ONCOLENS_QUIT_WHEN_SHOWN"):
         # Start-up timing (README, packaging): leave as soon as the event loop has painted the window.
         QTimer.singleShot(0, lambda: (print(f"window shown {_seconds_since_process_start():.2f} s after launch",
@@ -116,4 +106,5 @@ def run_gui(argv: Sequence[str] | None = None, *, demo: bool = True, open_paths:
     code = app.exec()
     wait_for_workers(timeout=10.0)
     store.close()
+    uninstall_excepthook()
     return code

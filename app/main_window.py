@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShowEvent
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
-    QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -20,6 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import __version__
+from app.opening import OpeningMixin
 from app.reading_mode import ReadingModeMixin
 from app.views import CaseView, PlaceholderView, view_class
 from app.widgets.case_browser import CaseBrowser
@@ -27,18 +28,9 @@ from app.widgets.model_cards import ModelCardsDialog
 from app.widgets.node_assignment import NodeAssignmentDialog
 from app.widgets.results_panel import ResultsPanel
 from app.workers import error_text, keep_garbage_collection_on_gui_thread, submit
-from engine.cases.kinds import find_kind
+from engine.cases.kinds import CaseKind, Method, find_kind
 from engine.cases.model import Case
 from engine.data import Prediction
-from engine.io.images import IMAGE_SUFFIXES
-from engine.kinds.lymph_node import (
-    NodeFile,
-    describe_node_files,
-    looks_like_node_images,
-    node_mapping_from_names,
-    open_node_into_store,
-)
-from engine.kinds.opening import open_into_store
 from engine.service import PredictionService, model_label, stored_predictions, truth_labels
 from engine.settings import Settings, load_settings, save_settings
 
@@ -48,7 +40,7 @@ BANNER_TEXT = "Research use only — not for diagnostic use"
 OPACITY_STEP = 0.1
 
 
-class MainWindow(ReadingModeMixin, QMainWindow):
+class MainWindow(OpeningMixin, ReadingModeMixin, QMainWindow):
     """The shell every case kind shares; what is drawn in the middle comes from `app.views.VIEWS`."""
 
     def __init__(self, store, *, service: PredictionService | None = None, settings: Settings | None = None,
@@ -71,6 +63,7 @@ class MainWindow(ReadingModeMixin, QMainWindow):
         self._views: dict[str, CaseView] = {}
         self.node_dialog: NodeAssignmentDialog | None = None
         self.study_dialog = None  # the open study dialog (reading_mode)
+        self.cards_dialog: ModelCardsDialog | None = None
         self.reading = None  # the ReadingController while a reader reads
         self.reading_dock: QDockWidget | None = None
         self._before_reading: dict = {}
@@ -201,30 +194,43 @@ class MainWindow(ReadingModeMixin, QMainWindow):
             return
         self._requested_case_id = case_id
         self.statusBar().showMessage(f"Opening {case_id}…")
-        self._run(_load_case, self.store, case_id, what=f"Opening {case_id}", on_result=self._case_loaded)
+        self._run(_load_case, self.store, self.service, case_id, what=f"Opening {case_id}",
+                  on_result=self._case_loaded)
 
-    def _case_loaded(self, loaded: tuple[Case, list[Prediction], object | None]) -> None:
-        case, stored, prepared = loaded
-        if case.id != self._requested_case_id:
+    def _case_loaded(self, loaded: LoadedCase) -> None:
+        if loaded.case.id != self._requested_case_id:
             return  # the user picked another case meanwhile
-        self._view_for(case.kind).use_prepared(prepared)
-        self.show_case(case)
-        if stored:
-            self._show_predictions(stored, stored=True)
+        self._view_for(loaded.case.kind).use_prepared(loaded.prepared)
+        self.show_case(loaded.case, (loaded.truth, loaded.cards_label))
+        if loaded.stored:
+            self._show_predictions(loaded.stored, stored=True)
         if self.auto_predict:
             self.predict()
 
-    def show_case(self, case: Case) -> None:
-        """Put `case` in the central view for its kind (the placeholder when the kind has none)."""
+    def show_case(self, case: Case, texts: tuple[dict[str, str] | None, str] | None = None) -> None:
+        """Put `case` in the central view for its kind (the placeholder when the kind has none). `texts`: its
+        truth in words and its kind's models (both read from model cards), else they are read on a worker."""
         self.current_case = case
         self.predictions = []
         self.setWindowTitle(f"OncoLens — {case.id}")
         view = self._view_for(case.kind)
         self.stack.setCurrentWidget(view)
         view.show_case(case)
-        self.results_panel.set_case(case.id, truth_labels(case), case.kind)
-        self.model_label.setText(self.service.cards_label(case.kind))  # this kind's models until a prediction
+        truth, cards = texts if texts is not None else (None, "Models: …")
+        self.results_panel.set_case(case.id, truth, case.kind)
+        self.model_label.setText(cards)  # this kind's models until a prediction
+        if texts is None:
+            submit(case_texts, self.service, case, description=f"Reading the model cards for {case.id}",
+                   context=self, on_result=lambda texts: self._case_texts_ready(case, texts))
         self.statusBar().showMessage(f"Opened {case.id}", 4000)
+
+    def _case_texts_ready(self, case: Case, texts: tuple[dict[str, str] | None, str]) -> None:
+        if self.current_case is not case:
+            return
+        truth, cards = texts
+        self.results_panel.set_truth(truth)
+        if not self.predictions:
+            self.model_label.setText(cards)
 
     def _view_for(self, kind: str) -> CaseView:
         cls = view_class(kind)
@@ -234,13 +240,20 @@ class MainWindow(ReadingModeMixin, QMainWindow):
             view = cls()
             view.set_opacity(self.settings.heatmap_opacity)
             view.opacity_changed.connect(self._opacity_changed)
-            kind_info = find_kind(kind)
-            if kind_info is not None and kind_info.methods():  # the user picks the model: keep view and service agreed
-                view.set_methods(kind_info.methods(), self.service.method(kind))
-                view.method_changed.connect(lambda method, k=kind, v=view: self._method_changed(k, v, method))
             self.stack.addWidget(view)
             self._views[kind] = view
+            kind_info = find_kind(kind)
+            if kind_info is not None:  # the kind's model choices (installed nets): read from disk on a worker
+                self._run(kind_methods, kind_info, self.service, what="Listing methods",
+                          on_result=lambda methods, k=kind, v=view: self._methods_ready(k, v, methods))
         return self._views[kind]
+
+    def _methods_ready(self, kind: str, view: CaseView, methods: tuple[list[Method], str | None]) -> None:
+        """Where the user picks the model, keep the view and the service agreed."""
+        choices, current = methods
+        if choices:
+            view.set_methods(choices, current)
+            view.method_changed.connect(lambda method: self._method_changed(kind, view, method))
 
     def _method_changed(self, kind: str, view: CaseView, method: str) -> None:
         """Another method chosen in a view: the service uses it for the kind from now on, and the open case
@@ -251,72 +264,6 @@ class MainWindow(ReadingModeMixin, QMainWindow):
 
     def current_view(self) -> CaseView:
         return self.stack.currentWidget()
-
-    def open_paths(self, paths: list[str | Path]) -> None:
-        """Open image files, bundle folders or folders of bundles (dialogs and drag-and-drop end here)."""
-        paths = [Path(p) for p in paths]
-        if not paths or self._refuse_while_reading():
-            return
-        self.settings.last_open_dir = str(paths[0].parent if paths[0].is_file() else paths[0])
-        if _unclear_node_images(paths):  # e.g. three dropped images whose names do not say WLI / FI / PCI
-            self.assign_node_files(paths)
-            return
-        names = ", ".join(p.name for p in paths[:3]) + ("…" if len(paths) > 3 else "")
-        self._run(open_into_store, paths, self.store, what=f"Opening {names}", on_result=self._paths_opened)
-
-    def _paths_opened(self, case_ids: list[str]) -> None:
-        if not case_ids:
-            self.statusBar().showMessage("No cases found in what was opened.", 6000)
-            return
-        self.case_browser.refresh()
-        self.case_browser.select(case_ids[0], emit=False)
-        self.open_case(case_ids[0])
-
-    def open_images_dialog(self) -> None:
-        patterns = " ".join(f"*{s}" for s in IMAGE_SUFFIXES)
-        files, _ = QFileDialog.getOpenFileNames(
-            self, "Open specimen images (FL and/or WL)", self.settings.last_open_dir,
-            f"Images ({patterns});;All files (*)")
-        self.open_paths(files)
-
-    def open_node_images_dialog(self) -> None:
-        patterns = " ".join(f"*{s}" for s in IMAGE_SUFFIXES)
-        files, _ = QFileDialog.getOpenFileNames(
-            self, "Open the images of one lymph node (WLI, FI, PCI)", self.settings.last_open_dir,
-            f"Images ({patterns});;All files (*)")
-        if files:
-            self.settings.last_open_dir = str(Path(files[0]).parent)
-            self.assign_node_files(files)
-
-    def assign_node_files(self, paths: list[str | Path]) -> None:
-        """Read the files off the GUI thread, then let the user confirm which is WLI, FI and PCI."""
-        paths = [Path(p) for p in paths]
-        self._run(describe_node_files, paths, what="Reading node images", on_result=self._ask_node_assignment)
-
-    def _ask_node_assignment(self, files: list[NodeFile]) -> None:
-        if self.node_dialog is not None:
-            self.node_dialog.reject()
-        dialog = NodeAssignmentDialog(files, self)
-        dialog.accepted.connect(lambda: self.open_node_images(dialog.mapping()))
-        dialog.finished.connect(lambda _result: self._node_dialog_closed(dialog))
-        self.node_dialog = dialog
-        dialog.open()  # window-modal, without blocking: the answer comes through `accepted`
-
-    def _node_dialog_closed(self, dialog: NodeAssignmentDialog) -> None:
-        if self.node_dialog is dialog:
-            self.node_dialog = None
-        dialog.deleteLater()
-
-    def open_node_images(self, mapping: dict[str, Path]) -> None:
-        """Make a lymph-node case of {'WLI' | 'FI' | 'PCI': file}, add it to the store and open it."""
-        names = ", ".join(f"{m} {Path(p).name}" for m, p in mapping.items())
-        self._run(open_node_into_store, mapping, self.store, what=f"Opening {names}", on_result=self._paths_opened)
-
-    def open_bundle_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open case bundle or folder of bundles",
-                                                  self.settings.last_open_dir)
-        if folder:
-            self.open_paths([folder])
 
     # -- prediction -------------------------------------------------------------------------------
 
@@ -418,30 +365,23 @@ class MainWindow(ReadingModeMixin, QMainWindow):
         QMessageBox.critical(self, title, message)
 
     def show_model_cards(self) -> None:
-        ModelCardsDialog(self).exec()
+        """Help ▸ Model cards, without blocking (the cards are read on a worker)."""
+        if self.cards_dialog is None:
+            self.cards_dialog = ModelCardsDialog(self)
+            self.cards_dialog.finished.connect(lambda _result: setattr(self, "cards_dialog", None))
+            self.cards_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.cards_dialog.open()
 
     def show_about(self) -> None:
         QMessageBox.about(
             self, "About OncoLens",
-            f"<h3>OncoLens {_app_version()}</h3><p><b>{BANNER_TEXT}.</b></p>"
+            f"<h3>OncoLens {__version__}</h3><p><b>{BANNER_TEXT}.</b></p>"
             "<p>Shows what published deep-learning methods see in intraoperative and preoperative images. "
             "The models run locally; results are stored with the case.</p>"
             "<p>Help &gt; Model cards lists each model's data, training and evaluation.</p>",
         )
 
-    # -- drag and drop, close ---------------------------------------------------------------------
-
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if event.mimeData().hasUrls() and all(u.isLocalFile() for u in event.mimeData().urls()):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dropEvent(self, event: QDropEvent) -> None:
-        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
-        if paths:
-            event.acceptProposedAction()
-            self.open_paths(paths)
+    # -- show, close ------------------------------------------------------------------------------
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
@@ -452,26 +392,9 @@ class MainWindow(ReadingModeMixin, QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.stop_reading()
         if self._keep_settings:
-            try:
-                save_settings(self.settings)
-            except OSError as exc:
-                log.warning("Settings not saved: %s", exc)
+            submit(save_settings, self.settings, description="Saving settings",
+                   on_error=lambda exc, _tb: log.warning("Settings not saved: %s", exc))
         super().closeEvent(event)
-
-
-def _app_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("oncolens")
-    except PackageNotFoundError:  # frozen builds may carry no package metadata
-        return ""
-
-
-def _unclear_node_images(paths: list[Path]) -> bool:
-    """Only image files, that look like one lymph node's images, whose names do not say which mode each is."""
-    images = all(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in paths)
-    return images and looks_like_node_images(paths) and node_mapping_from_names(paths) is None
 
 
 def _prepare(case: Case, predictions: list[Prediction]) -> object | None:
@@ -479,11 +402,33 @@ def _prepare(case: Case, predictions: list[Prediction]) -> object | None:
     return None if cls is None else cls.prepare(case, predictions)
 
 
-def _load_case(store, case_id: str) -> tuple[Case, list[Prediction], object | None]:
-    """Worker job: the case's images, its stored predictions and what its view prepares from them."""
+@dataclass
+class LoadedCase:
+    """A stored case as a worker read it: images, stored results, its view's prepared drawing and its texts."""
+
+    case: Case
+    stored: list[Prediction]
+    prepared: object | None
+    truth: dict[str, str] | None
+    cards_label: str
+
+
+def case_texts(service: PredictionService, case: Case) -> tuple[dict[str, str] | None, str]:
+    """Worker job: the case's truth in words and its kind's installed models (both read model cards)."""
+    return truth_labels(case), service.cards_label(case.kind)
+
+
+def kind_methods(kind: CaseKind, service: PredictionService) -> tuple[list[Method], str | None]:
+    """Worker job: the kind's model choices and the one in use (lists the installed models)."""
+    methods = kind.methods()
+    return methods, (service.method(kind.name) if methods else None)
+
+
+def _load_case(store, service: PredictionService, case_id: str) -> LoadedCase:
+    """Worker job: the case's images, its stored predictions, what its view prepares from them, its texts."""
     case = store.load_case(case_id)
     stored = stored_predictions(case, [s.summary for s in store.predictions_for(case_id)])
-    return case, stored, _prepare(case, stored)
+    return LoadedCase(case, stored, _prepare(case, stored), *case_texts(service, case))
 
 
 def _predict_and_prepare(service, case: Case) -> tuple[list[Prediction], object | None]:

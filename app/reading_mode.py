@@ -1,16 +1,17 @@
 """Reading mode of the main window: study set-up dialogs, sign-in, the blinded reading session and leaving it.
 
 A mixin of `MainWindow` (it uses the window's docks, actions, views and worker helper), kept apart so the
-window module stays about the case workstation."""
+window module stays about the case workstation. The store is read and written on workers only: the list of
+studies, the sign-in (scrypt), and through the `ReadingController`'s queue every answer and move."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDockWidget, QMessageBox
 
-from app.reading import ReadingController, aid_to_prediction, blinded_to_case
+from app.reading import OpenedSession, ReadingController, aid_to_prediction, blinded_to_case, open_session
 from app.widgets.study_dialogs import AddReaderDialog, NewStudyDialog, StartReadingDialog
-from engine.studies import BlindedCase, ReadingSession, StudyError, list_studies
+from engine.studies import BlindedCase, Study, StudyError, list_studies
 
 
 class ReadingModeMixin:
@@ -35,25 +36,27 @@ class ReadingModeMixin:
             self.study_dialog = None
         dialog.deleteLater()
 
-    def _studies_or_say(self, title: str) -> list | None:
-        try:
-            studies = list_studies(self.store)
-        except Exception as exc:  # the store is a file or a server: report, don't crash
-            self.show_error(exc, title=title)
-            return None
-        if not studies:
-            QMessageBox.information(self, title, "There is no reader study in this store yet; "
-                                                 "an administrator creates one with Study ▸ New study….")
-            return None
-        return studies
+    def _with_studies(self, title: str, then) -> None:
+        """List the store's studies on a worker, then `then(studies)`; none: say how to make one."""
+        def listed(studies: list[Study]) -> None:
+            if not studies:
+                QMessageBox.information(self, title, "There is no reader study in this store yet; "
+                                                     "an administrator creates one with Study ▸ New study….")
+            elif not self._refuse_while_reading():
+                then(studies)
+
+        self._run(list_studies, self.store, what="Listing studies", on_result=listed,
+                  on_error=lambda exc, tb: self.show_error(exc, tb, title=title))
 
     def start_reading_dialog(self) -> None:
         if self._refuse_while_reading():
             return
-        studies = self._studies_or_say("Start reading")
-        if studies:
+
+        def ask(studies: list[Study]) -> None:
             dialog = StartReadingDialog(studies, self)
             self._open_study_dialog(dialog, lambda: self.start_reading(*dialog.values()))
+
+        self._with_studies("Start reading", ask)
 
     def start_reading(self, study_id: str, reader_id: str, pin: str) -> None:
         """Check the PIN off the GUI thread (scrypt is slow on purpose), then enter reading mode."""
@@ -67,13 +70,13 @@ class ReadingModeMixin:
             else:
                 self.show_error(exc, tb, title="Start reading failed")
 
-        self._run(ReadingSession.open, self.store, study_id, reader_id, pin, what="Signing in",
+        self._run(open_session, self.store, study_id, reader_id, pin, what="Signing in",
                   on_result=self._reading_opened, on_error=failed)
 
-    def _reading_opened(self, session: ReadingSession) -> None:
+    def _reading_opened(self, opened: OpenedSession) -> None:
         if self.reading is not None:
             return
-        study = next((s for s in list_studies(self.store) if s.id == session.study_id), None)
+        session = opened.session
         self._before_reading = {"browser": self.browser_dock.isVisible(), "results": self.results_dock.isVisible(),
                                 "model_label": self.model_label.text()}
         # Blinding: nothing of the case opened before, no truth column, no case list, no model status.
@@ -88,14 +91,13 @@ class ReadingModeMixin:
             action.setEnabled(False)
         self.stop_reading_action.setEnabled(True)
         self.model_label.setText("Reading session")
-        self.reading = ReadingController(session, study.name if study else session.study_id, self,
-                                         on_error=lambda exc: self.show_error(exc, title="Answer not saved"))
+        self.reading = ReadingController(opened, self, on_error=lambda exc, title: self.show_error(exc, title=title))
         self.reading.case_shown.connect(self._show_blinded)
         self.reading_dock = self._dock("Reading", "readingDock", self.reading.panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.reading_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)  # not closable mid-study
         self.reading_dock.setMinimumWidth(380)
         self.resizeDocks([self.reading_dock], [460], Qt.Orientation.Horizontal)
-        drawing_view = self._view_for(study.case_kind) if study is not None and study.contours else None
+        drawing_view = self._view_for(opened.case_kind) if opened.contours else None
         if drawing_view is not None and drawing_view.drawing is not None:
             self.reading.attach_drawing(drawing_view.drawing, self)
         self.reading.start()
@@ -157,8 +159,10 @@ class ReadingModeMixin:
     def add_reader_dialog(self) -> None:
         if self._refuse_while_reading():
             return
-        studies = self._studies_or_say("Add reader")
-        if studies:
+
+        def ask(studies: list[Study]) -> None:
             dialog = AddReaderDialog(self.store, studies, self)
             self._open_study_dialog(dialog, lambda: self.statusBar().showMessage(
                 f"Enrolled reader {dialog.added.reader_id} in study {dialog.added.study_id}.", 8000))
+
+        self._with_studies("Add reader", ask)

@@ -289,6 +289,15 @@ def load_card(name: str, root: Path | str | None = None) -> ModelCard:
     return card
 
 
+def is_installed(name: str, root: Path | str | None = None) -> bool:
+    """True when the card `name` exists and loads (a quiet check; `load_card` says what is wrong)."""
+    try:
+        load_card(name, root)
+    except ModelError:
+        return False
+    return True
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -468,7 +477,23 @@ Grad-CAM target layers: {', '.join(f'{k}: `{v}`' for k, v in card.gradcam_layers
 {metrics}
 
 {_table({k: v for k, v in ev.items() if k not in ('metrics', 'description', 'ablation', 'tables', 'cascade', 'also_at')})}
-{_ablation_section(ev.get('cascade'), 'Cascade, end to end')}{_ablation_section(ev.get('ablation'))}{_ablation_section(ev.get('tables'), 'Evaluation tables')}"""
+{_ablation_section(ev.get('cascade'), 'Cascade, end to end')}{_ablation_section(ev.get('ablation'))}{_ablation_section(ev.get('tables'), 'Evaluation tables')}{_extra_section(card.extra)}"""
+
+
+def _extra_section(extra: dict) -> str:
+    """The card's free notes (e.g. choices the paper leaves open), one titled table or list per key."""
+    if not extra:
+        return ""
+    parts = []
+    for key, value in extra.items():
+        title = key.replace("_", " ").capitalize()
+        if isinstance(value, dict):
+            parts.append(f"## {title}\n{_table(value)}\n")
+        elif isinstance(value, list):
+            parts.append(f"## {title}\n" + "\n".join(f"- {v}" for v in value) + "\n")
+        else:
+            parts.append(f"## {title}\n{value}\n")
+    return "\n" + "\n".join(parts)
 
 
 def _ablation_section(ablation: dict | None, heading: str = "Ablation") -> str:

@@ -7,6 +7,7 @@ import time
 
 
 def run_self_test() -> int:
+    import engine.nets  # noqa: F401  (registers every model family before the cards are loaded)
     from engine.cases.bundle import read_bundle
     from engine.paths import demo_cases_dir, models_dir
     from engine.registry import create_model, list_models

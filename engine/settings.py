@@ -1,6 +1,7 @@
 """User settings: a versioned JSON file in the user data folder, with migrations and env-var overrides.
 
-Env vars win over the file: ONCOLENS_DEVICE (auto|cpu|cuda|cuda:N), ONCOLENS_DB_URL (any SQLAlchemy URL).
+Env vars win over the file: ONCOLENS_DEVICE (auto|cpu|cuda|cuda:N), ONCOLENS_BACKEND (auto|eager|onnx|cuda-graph,
+see engine.fastpath), ONCOLENS_DB_URL (any SQLAlchemy URL).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from pathlib import Path
 from engine.paths import user_data_dir
 
 SETTINGS_VERSION = 2
+BACKENDS = ("auto", "eager", "onnx", "cuda-graph")  # inference paths, see engine.fastpath
 SETTINGS_FILE = "settings.json"
 
 
 @dataclass
 class Settings:
     device: str = "auto"
+    backend: str = "auto"  # inference path: auto | eager | onnx | cuda-graph (engine.fastpath)
     db_url: str = ""  # empty: SQLite file in the user data folder
     heatmap_opacity: float = 0.45
     last_open_dir: str = ""
@@ -57,6 +60,8 @@ def load_settings() -> Settings:
     settings = Settings(**{k: v for k, v in raw.items() if k in known})
     if os.environ.get("ONCOLENS_DEVICE"):
         settings.device = os.environ["ONCOLENS_DEVICE"]
+    if os.environ.get("ONCOLENS_BACKEND"):
+        settings.backend = os.environ["ONCOLENS_BACKEND"]
     if os.environ.get("ONCOLENS_DB_URL"):
         settings.db_url = os.environ["ONCOLENS_DB_URL"]
     return settings

@@ -23,6 +23,7 @@ def main() -> int:
 
     from app.main import configure_application
     from app.main_window import MainWindow
+    from app.workers import wait_for_workers
     from engine.cases.bundle import write_bundle
     from engine.phantoms.fluoro_frames import frame_to_case, make_frame
     from engine.predict.fluoro import FluoroSegPredictor
@@ -40,7 +41,7 @@ def main() -> int:
         frame = make_frame(np.random.default_rng([31, i]), "AB"[i % 2], 512, tumor_free=tumor_free)
         case = frame_to_case(frame, f"outline-{i + 1:02d}")
         store.add_case(case, write_bundle(case, Path(os.environ["ONCOLENS_HOME"]) / "frames" / case.id))
-        store.add_prediction(case.id, predictor.predict({"NIR": frame.image}, bit_depth=frame.bit_depth))
+        store.add_prediction(case.id, predictor.predict(dict(case.images)))
         ids.append(case.id)
     create_study(store, Study(id="outline-demo", name="Residual tumor in the resection bed", task_label="tumor",
                               case_ids=tuple(ids), modalities=("NIR",), contours=True, seed=4,
@@ -56,8 +57,10 @@ def main() -> int:
         app.processEvents()
         time.sleep(0.02)
     reading = window.reading
+    wait_for_workers(timeout=30)
     while reading.case.case_id == "outline-02":  # the tumor-free frame: show one with a tumor
         reading.next(require_answer=False)
+        wait_for_workers(timeout=30)  # cases come through the session's worker queue
     view = window.current_view()
     truth = store.load_case(reading.case.case_id).truth.masks["tumor"]
     for contour in mask_to_contours(truth)[:2]:
@@ -67,6 +70,7 @@ def main() -> int:
         view.drawing.close_polygon()
     reading.choose_call(True)
     reading.rate(4)
+    wait_for_workers(timeout=30)
     for _ in range(30):
         app.processEvents()
         time.sleep(0.02)

@@ -9,11 +9,20 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+@pytest.fixture(scope="session")
+def graph_cache(tmp_path_factory):
+    """One cache of exported inference graphs for the whole run (exports cost seconds each)."""
+    return tmp_path_factory.mktemp("oncolens_cache")
+
+
 @pytest.fixture(autouse=True)
-def isolated_user_data(tmp_path_factory, monkeypatch):
-    """Settings and the SQLite store live in a fresh temp folder, never the developer's own."""
+def isolated_user_data(tmp_path_factory, monkeypatch, graph_cache):
+    """Settings and the SQLite store live in a fresh temp folder, never the developer's own. Models run eager
+    unless a test asks for another backend (tests/engine/test_fastpath.py checks the fast paths)."""
     home = tmp_path_factory.mktemp("oncolens_home")
     monkeypatch.setenv("ONCOLENS_HOME", str(home))
+    monkeypatch.setenv("ONCOLENS_CACHE", str(graph_cache))
+    monkeypatch.setenv("ONCOLENS_BACKEND", "eager")
     monkeypatch.delenv("ONCOLENS_DB_URL", raising=False)
     monkeypatch.delenv("ONCOLENS_DEVICE", raising=False)
     # `--models-dir` points the process at another models folder by setting this: never let it leak

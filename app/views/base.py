@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QPainter, QPixmap
-from PySide6.QtWidgets import QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtGui import QColor, QPainter, QPixmap
+from PySide6.QtWidgets import QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
 
+from app import theme
+from app.widgets.image_panel import heat_colormap
 from engine.cases.model import Case
 from engine.data import Prediction
 
@@ -15,6 +17,7 @@ class CaseView(QWidget):
     """Base of the central views. The main window only calls these methods; a view ignores what it lacks."""
 
     opacity_changed = Signal(float)  # heatmap opacity the user chose (0-1), so the window can remember it
+    method_changed = Signal(str)  # the user picked another model (views of kinds that offer a choice)
     model_controls: list[QWidget]  # widgets about model output, hidden while a reader reads unaided
     drawing = None  # a ContourDrawing where a reader can outline the tumor (reader studies with contours)
 
@@ -40,6 +43,9 @@ class CaseView(QWidget):
 
     def clear(self) -> None:
         """Show nothing (no case open)."""
+
+    def set_methods(self, methods: list, current: str | None) -> None:
+        """Offer these model choices (`engine.cases.kinds.Method`) with `current` selected; no signal."""
 
     def set_drawing(self, enabled: bool, polygons=None) -> None:
         """Let a reader outline the tumor, showing `polygons` (views with a `drawing`)."""
@@ -111,26 +117,46 @@ class PlaceholderView(CaseView):
         self.set_message(None)
 
 
-def opacity_controls() -> tuple[QSlider, QLabel]:
-    """The heatmap opacity slider (0-100, [ and ] step it) and the label that shows its value."""
+def heatmap_controls(colormap_name: str, what: str = "Grad-CAM", fade: bool = True
+                     ) -> tuple[QLabel, QSlider, QLabel, list[QWidget]]:
+    """The heat layer's controls: an "Opacity" title, the opacity slider (0-100; [ and ] step it), the label
+    showing its value, and the legend (low, the colour strip as the images show it, high)."""
+    title = QLabel("Opacity")
     slider = QSlider(Qt.Orientation.Horizontal)
     slider.setRange(0, 100)
     slider.setSingleStep(5)
     slider.setPageStep(10)
     slider.setFixedWidth(120)
-    slider.setToolTip("Heatmap opacity  ([ and ])")
-    label = QLabel()
-    label.setMinimumWidth(48)
-    return slider, label
+    slider.setToolTip(f"{what} opacity  ([ and ])")
+    value = QLabel()
+    value.setMinimumWidth(48)
+    low, high = QLabel("low"), QLabel("high")
+    for label in (low, high):
+        label.setObjectName("viewNote")
+    strip = colormap_legend(heat_colormap(colormap_name, fade), f"{what} colour scale ({colormap_name}): low to high")
+    return title, slider, value, [low, strip, high]
 
 
-def colormap_legend(colormap: pg.ColorMap, name: str, width: int = 96, height: int = 12) -> QLabel:
-    """A small low-to-high strip of the heatmap colour map."""
+def colormap_legend(colormap: pg.ColorMap, tooltip: str, width: int = 96, height: int = 12) -> QLabel:
+    """A small low-to-high strip of a colour map, over the plot background as the images show it."""
     pixmap = QPixmap(width, height)
+    pixmap.fill(QColor(theme.PLOT_BACKGROUND))
     painter = QPainter(pixmap)
     painter.fillRect(pixmap.rect(), colormap.getGradient(QPointF(0, 0), QPointF(width, 0)))
     painter.end()
     legend = QLabel()
     legend.setPixmap(pixmap)
-    legend.setToolTip(f"Grad-CAM colour scale ({name}): low to high attention")
+    legend.setToolTip(tooltip)
     return legend
+
+
+def view_buttons(view: CaseView, levels_tip: str = "Reset the window/level to the automatic setting",
+                 fit_tip: str = "Zoom to show the whole image") -> list[QPushButton]:
+    """"Fit (F)" and "Reset W/L", wired to the view's `fit` and `reset_levels`."""
+    fit_button = QPushButton("Fit (F)")
+    fit_button.setToolTip(fit_tip)
+    fit_button.clicked.connect(view.fit)
+    levels_button = QPushButton("Reset W/L")
+    levels_button.setToolTip(levels_tip)
+    levels_button.clicked.connect(view.reset_levels)
+    return [fit_button, levels_button]

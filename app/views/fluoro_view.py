@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -22,9 +21,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.views.base import CaseView, colormap_legend, opacity_controls
-from app.views.glioma_view import BACKGROUND, TITLE_COLOR, robust_levels
+from app import theme
+from app.views.base import CaseView, heatmap_controls, view_buttons
 from app.widgets.contour_drawing import ContourDrawing
+from app.widgets.image_panel import ImagePanel
+from app.workers import submit
 from engine.cases.kinds import Method
 from engine.cases.model import Case
 from engine.data import Prediction
@@ -39,15 +40,9 @@ from engine.seg.contours import (
     region_count,
 )
 
-PREDICTION_COLOR = "#ffd400"  # yellow, as in the paper's figures
-TRUTH_COLOR = "#2ee65c"  # green
-PROBABILITY_COLORMAP = "viridis"
-
-
-def _closed(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """x (columns) and y (rows) of a contour with its first point repeated at the end."""
-    loop = np.vstack([points, points[:1]])
-    return loop[:, 1], loop[:, 0]
+PREDICTION_COLOR = theme.PREDICTION  # yellow, as in the paper's figures
+TRUTH_COLOR = theme.TRUTH  # green
+PREDICTION, TRUTH = "prediction", "truth"  # the panel's contour layers
 
 
 def _spacing_of(case: Case) -> tuple[float, float] | None:
@@ -100,44 +95,13 @@ class PreparedFrame:
         return next(((c, m) for source, c, m in self.overlays if source is mask), None)
 
 
-class _ContourLayer:
-    """All contours of one mask drawn as one pen colour on a plot."""
-
-    def __init__(self, plot: pg.PlotItem, color: str, width: float, z: int) -> None:
-        self.plot = plot
-        self.pen = pg.mkPen(color, width=width)
-        self.items: list[pg.PlotCurveItem] = []
-        self.z = z
-        self.visible = True
-
-    def set_contours(self, contours: list[Contour]) -> None:
-        for item in self.items:
-            self.plot.removeItem(item)
-        self.items = []
-        for c in contours:
-            x, y = _closed(c.points)
-            item = pg.PlotCurveItem(x + 0.5, y + 0.5, pen=self.pen, antialias=True)  # pixel centres
-            item.setZValue(self.z)
-            item.setVisible(self.visible)
-            self.plot.addItem(item)
-            self.items.append(item)
-
-    def set_visible(self, visible: bool) -> None:
-        self.visible = visible
-        for item in self.items:
-            item.setVisible(visible)
-
-
 class FluoroView(CaseView):
     """One NIR frame; the method combo asks the main window to segment again with another method."""
-
-    method_changed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("fluoroView")
         self._case: Case | None = None
-        self._levels: tuple[float, float] | None = None
         self._shape: tuple[int, int] | None = None
         self._spacing: tuple[float, float] | None = None
         self.truth_mask: np.ndarray | None = None
@@ -146,9 +110,9 @@ class FluoroView(CaseView):
         self.truth_contours: list[Contour] = []
         self.metrics: dict[str, float] = {}
         self._model = ""
+        self._probability: np.ndarray | None = None
         self._prepared: PreparedFrame | None = None
         self._truth_source: object = None  # the shown case's truth mask array, to match prepared results
-        self._colormap = pg.colormap.get(PROBABILITY_COLORMAP)
 
         self.method_combo = QComboBox()
         self.method_combo.setToolTip("Segmentation method: a trained network or the DRLSE level set (baseline)")
@@ -159,8 +123,9 @@ class FluoroView(CaseView):
             box.setChecked(True)
         self.heatmap_checkbox.setChecked(False)
         self.heatmap_checkbox.setToolTip("Overlay the network's tumor probability map")
-        self.opacity_slider, self.opacity_label = opacity_controls()
-        self.legend = colormap_legend(self._colormap, PROBABILITY_COLORMAP)
+        _title, self.opacity_slider, self.opacity_label, legend = heatmap_controls(theme.PROBABILITY_COLORMAP,
+                                                                                   "Probability")
+        self.legend = legend[1]
         self.legend.setToolTip("Tumor probability: 0 to 1")
         self.export_mask_button = QPushButton("Export mask…")
         self.export_mask_button.setToolTip("Save the predicted tumor mask as a PNG (tumor = 255)")
@@ -168,10 +133,6 @@ class FluoroView(CaseView):
         self.export_contours_button.setToolTip("Save the predicted contours as JSON or CSV (pixels and mm)")
         for button in (self.export_mask_button, self.export_contours_button):
             button.setEnabled(False)
-        fit_button = QPushButton("Fit (F)")
-        fit_button.clicked.connect(self.fit)
-        levels_button = QPushButton("Reset W/L")
-        levels_button.clicked.connect(self.reset_levels)
 
         # Two rows of controls, so that the view fits a 1920-pixel screen beside both docks: what is drawn and how
         # to look at it; then the probability overlay and the exports.
@@ -181,8 +142,8 @@ class FluoroView(CaseView):
         for widget in (method_title, self.method_combo, self.pred_checkbox, self.truth_checkbox):
             controls.addWidget(widget)
         controls.addStretch(1)
-        controls.addWidget(fit_button)
-        controls.addWidget(levels_button)
+        for button in view_buttons(self):
+            controls.addWidget(button)
         overlay = QHBoxLayout()
         overlay.setSpacing(8)
         for widget in (self.heatmap_checkbox, self.opacity_slider, self.opacity_label, self.legend):
@@ -202,34 +163,13 @@ class FluoroView(CaseView):
         self.metrics_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.metrics_label.setWordWrap(True)
 
-        self.graphics = pg.GraphicsLayoutWidget()
-        self.graphics.setBackground(BACKGROUND)
-        self.graphics.setAcceptDrops(False)
-        self.plot: pg.PlotItem = self.graphics.addPlot(row=0, col=0)
-        self.plot.setTitle("NIR fluorescence", size="14pt", color=TITLE_COLOR)
-        for axis in ("left", "bottom"):
-            self.plot.hideAxis(axis)
-        self.plot.hideButtons()
-        self.plot.setMenuEnabled(False)
-        self.viewbox: pg.ViewBox = self.plot.getViewBox()
-        self.viewbox.setAspectLocked(True)
-        self.viewbox.invertY(True)
-        self.image = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
-        self.heat = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
-        self.heat.setColorMap(self._colormap)
-        self.heat.setZValue(10)
-        self.heat.setVisible(False)
-        self.plot.addItem(self.image)
-        self.plot.addItem(self.heat)
-        self.truth_layer = _ContourLayer(self.plot, TRUTH_COLOR, 2.0, 20)
-        self.pred_layer = _ContourLayer(self.plot, PREDICTION_COLOR, 2.0, 21)
+        self.panel = ImagePanel("NIR fluorescence", heat_colormap_name=theme.PROBABILITY_COLORMAP)
+        self.graphics, self.plot, self.viewbox = self.panel.graphics, self.panel.plot, self.panel.viewbox
+        self.image, self.heat = self.panel.image, self.panel.heat
+        self.truth_layer = self.panel.contour_layer(TRUTH, color=TRUTH_COLOR, z=20)
+        self.pred_layer = self.panel.contour_layer(PREDICTION, color=PREDICTION_COLOR, z=21)
         self.drawing = ContourDrawing(self.plot, self)  # reader studies that ask for an outline
-        self.histogram = pg.HistogramLUTItem(image=self.image, orientation="horizontal")
-        self.histogram.setToolTip("Window/level: drag the region or its edges (raw counts)")
-        self.histogram.setMaximumHeight(110)
-        self.graphics.addItem(self.histogram, row=1, col=0)
-        self.graphics.ci.layout.setRowStretchFactor(0, 10)
-        self.graphics.ci.layout.setRowStretchFactor(1, 1)
+        self.histogram = self.panel.histogram_widget("Window/level: drag the region or its edges (raw counts)")
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 4)
@@ -237,11 +177,12 @@ class FluoroView(CaseView):
         layout.addLayout(overlay)
         layout.addWidget(self.note)
         layout.addWidget(self.metrics_label)
-        layout.addWidget(self.graphics, 1)
+        layout.addWidget(self.panel, 1)
+        layout.addWidget(self.histogram)
 
         self.pred_checkbox.toggled.connect(self.pred_layer.set_visible)
         self.truth_checkbox.toggled.connect(self.truth_layer.set_visible)
-        self.heatmap_checkbox.toggled.connect(self._update_heat)
+        self.heatmap_checkbox.toggled.connect(self.panel.set_heat_visible)
         self.opacity_slider.valueChanged.connect(self._slider_moved)
         self.method_combo.currentIndexChanged.connect(self._method_picked)
         self.export_mask_button.clicked.connect(self._ask_export_mask)
@@ -295,14 +236,10 @@ class FluoroView(CaseView):
     def show_case(self, case: Case) -> None:
         self._case = case
         image = case.images[MODALITY]
-        frame = image.array if image.array.ndim == 2 else image.array.mean(axis=2)
-        self._shape = frame.shape[:2]
+        frame = image if image.array.ndim == 2 else image.array.mean(axis=2)  # a colour video grab: its grey
+        self.panel.set_image(frame)
+        self._shape = self.panel.plane_shape
         self._spacing = tuple(image.meta.spacing) if image.meta.spacing else None
-        self._levels = robust_levels(frame)
-        self.image.setImage(frame, autoLevels=False, levels=self._levels)
-        self.histogram.setLevels(*self._levels)
-        low, high = self._levels
-        self.histogram.setHistogramRange(float(frame.min()), min(float(frame.max()), high + (high - low)))
         prepared = self._prepared
         self._truth_source = truth = _truth_source(case)
         if prepared is not None and truth is not None and prepared.truth_source is truth:
@@ -310,11 +247,11 @@ class FluoroView(CaseView):
         else:
             self.truth_mask = _truth_mask(case)
             self.truth_contours = [] if self.truth_mask is None else mask_to_contours(self.truth_mask, self._spacing)
-        self.truth_layer.set_contours(self.truth_contours)
+        self.panel.set_contours(TRUTH, self.truth_contours)
         self.truth_checkbox.setVisible(self.truth_mask is not None)  # nothing to toggle (or, reading: blinded)
         self._clear_prediction()
         self.set_drawing(False)
-        self.plot.setTitle(f"NIR fluorescence · {frame.shape[1]}×{frame.shape[0]} px", size="14pt", color=TITLE_COLOR)
+        self.panel.set_title(f"NIR fluorescence · {self._shape[1]}×{self._shape[0]} px")
         self.note.setText("The tumor contour appears after prediction (F5)."
                           + ("" if self.truth_mask is not None else " This frame has no ground truth."))
         self.fit()
@@ -330,16 +267,15 @@ class FluoroView(CaseView):
             return
         self.pred_mask = mask
         self._model = prediction.model
-        probability = prediction.heatmaps.get(f"{STRUCTURE}/{MODALITY}")
         ready = None if self._prepared is None else self._prepared.overlay_for(prediction)
         if ready is not None and self._prepared.truth_source is self._truth_source:
             self.pred_contours, metrics = ready
         else:
             self.pred_contours, metrics = overlay_of(prediction, self.truth_mask, self._spacing)
-        self.pred_layer.set_contours(self.pred_contours)
-        self._probability = probability
-        self.heatmap_checkbox.setEnabled(probability is not None)
-        self._update_heat()
+        self.panel.set_contours(PREDICTION, self.pred_contours)
+        self._probability = prediction.heatmaps.get(f"{STRUCTURE}/{MODALITY}")
+        self.heatmap_checkbox.setEnabled(self._probability is not None)
+        self.panel.set_heat(self._probability, visible=self.heatmap_checkbox.isChecked())
         for button in (self.export_mask_button, self.export_contours_button):
             button.setEnabled(True)
         self.metrics = dict(metrics)
@@ -351,10 +287,9 @@ class FluoroView(CaseView):
         self._case = None
         self._shape = None
         self._prepared = self._truth_source = None
-        self.image.clear()
+        self.panel.clear()
         self.truth_mask = None
         self.truth_contours = []
-        self.truth_layer.set_contours([])
         self._clear_prediction()
         self.set_drawing(False)
 
@@ -368,58 +303,49 @@ class FluoroView(CaseView):
                               "no tumor.")
 
     def fit(self) -> None:
-        if self._shape is not None:
-            self.viewbox.setRange(QRectF(0, 0, self._shape[1], self._shape[0]), padding=0.02)
+        self.panel.fit()
 
     def reset_levels(self) -> None:
-        if self._levels is not None:
-            self.image.setLevels(self._levels)
-            self.histogram.setLevels(*self._levels)
+        self.panel.reset_levels()
 
     # -- export -----------------------------------------------------------------------------------
 
     def export_mask(self, path: str | Path) -> Path:
         """The predicted mask as an 8-bit PNG (tumor 255, background 0) at the frame's resolution."""
-        import cv2
-
         if self.pred_mask is None:
             raise ValueError("Nothing to export: segment the frame first (F5).")
-        path = Path(path).with_suffix(".png")
-        if not cv2.imwrite(str(path), self.pred_mask.astype(np.uint8) * 255):
-            raise OSError(f"Could not write {path}.")
-        return path
+        return _write_mask_png(self.pred_mask, Path(path))
 
     def export_contours(self, path: str | Path) -> Path:
         """The predicted contours as JSON (with shape, spacing, method) or CSV, chosen by the suffix."""
         if self.pred_mask is None:
             raise ValueError("Nothing to export: segment the frame first (F5).")
-        path = Path(path)
-        if path.suffix.lower() == ".csv":
-            return export_contours_csv(self.pred_contours, path, spacing=self._spacing)
+        return _write_contours(self.pred_contours, Path(path), self._shape, self._spacing, self._export_extra())
+
+    def _export_extra(self) -> dict:
         metrics = {k: (float(v) if np.isfinite(v) else None) for k, v in self.metrics.items()}  # strict JSON
-        extra = {"case": self._case.id if self._case else None, "model": self._model, "metrics": metrics}
-        return export_contours_json(self.pred_contours, path.with_suffix(".json"), shape=self._shape,
-                                    spacing=self._spacing, extra=extra)
+        return {"case": self._case.id if self._case else None, "model": self._model, "metrics": metrics}
 
     def _ask_export_mask(self) -> None:
         name = f"{self._case.id if self._case else 'frame'}_mask.png"
         path, _ = QFileDialog.getSaveFileName(self, "Export tumor mask", name, "PNG image (*.png)")
-        if path:
-            self._guarded(lambda: self.export_mask(path))
+        if path and self.pred_mask is not None:
+            self._export(_write_mask_png, self.pred_mask.copy(), Path(path))
 
     def _ask_export_contours(self) -> None:
         name = f"{self._case.id if self._case else 'frame'}_contours.json"
         path, _ = QFileDialog.getSaveFileName(self, "Export contours", name, "JSON (*.json);;CSV (*.csv)")
-        if path:
-            self._guarded(lambda: self.export_contours(path))
+        if path and self.pred_mask is not None:
+            self._export(_write_contours, list(self.pred_contours), Path(path), self._shape, self._spacing,
+                         self._export_extra())
 
-    def _guarded(self, action) -> None:
-        try:
-            written = action()
-        except (OSError, ValueError) as exc:
+    def _export(self, write, *args) -> None:
+        """Write on a worker (the GUI thread touches no disk); the note says where, a box says why not."""
+        def failed(exc: BaseException, _tb: str) -> None:
             QMessageBox.warning(self, "Export failed", str(exc))
-            return
-        self.note.setText(f"Saved {written}")
+
+        submit(write, *args, description="Export", context=self,
+               on_result=lambda written: self.note.setText(f"Saved {written}"), on_error=failed)
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -429,8 +355,8 @@ class FluoroView(CaseView):
         self.metrics = {}
         self._probability = None
         self._model = ""
-        self.pred_layer.set_contours([])
-        self.heat.setVisible(False)
+        self.panel.set_contours(PREDICTION, [])
+        self.panel.set_heat(None)
         self.heatmap_checkbox.setEnabled(False)
         self.metrics_label.setText("")
         for button in (self.export_mask_button, self.export_contours_button):
@@ -438,18 +364,8 @@ class FluoroView(CaseView):
 
     def _slider_moved(self, value: int) -> None:
         self.opacity_label.setText(f"{value} %")
-        self.heat.setOpacity(value / 100.0)
+        self.panel.set_heat_opacity(value / 100.0)
         self.opacity_changed.emit(value / 100.0)
-
-    def _update_heat(self) -> None:
-        probability = getattr(self, "_probability", None)
-        if probability is None or self._shape is None:
-            self.heat.setVisible(False)
-            return
-        self.heat.setImage(probability, autoLevels=False, levels=(0.0, 1.0))
-        self.heat.setRect(QRectF(0, 0, self._shape[1], self._shape[0]))
-        self.heat.setOpacity(self.opacity())
-        self.heat.setVisible(self.heatmap_checkbox.isChecked())
 
     def _metrics_text(self, prediction: Prediction) -> str:
         assert self.pred_mask is not None
@@ -467,3 +383,19 @@ class FluoroView(CaseView):
         if total is not None:
             parts.append(f"{total:.0f} ms")
         return "   ·   ".join(parts)
+
+
+def _write_mask_png(mask: np.ndarray, path: Path) -> Path:
+    """An 8-bit PNG of a mask (tumor 255, background 0) at the frame's resolution."""
+    import cv2
+
+    path = path.with_suffix(".png")
+    if not cv2.imwrite(str(path), mask.astype(np.uint8) * 255):
+        raise OSError(f"Could not write {path}.")
+    return path
+
+
+def _write_contours(contours: list[Contour], path: Path, shape, spacing, extra: dict) -> Path:
+    if path.suffix.lower() == ".csv":
+        return export_contours_csv(contours, path, spacing=spacing)
+    return export_contours_json(contours, path.with_suffix(".json"), shape=shape, spacing=spacing, extra=extra)

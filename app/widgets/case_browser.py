@@ -1,4 +1,5 @@
-"""Case browser dock: filter the cases in the store by text and kind; selecting one asks to open it."""
+"""Case browser dock: filter the cases in the store by text and kind; selecting one asks to open it.
+The list is read on a worker; the newest request wins."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.workers import submit
 from engine.cases.kinds import case_kinds, find_kind
 from engine.store import CaseSummary
 
@@ -27,15 +29,18 @@ def kind_title(kind: str) -> str:
 
 
 class CaseBrowser(QWidget):
-    """Lists `store.list_cases(kind, text)`; emits `case_selected(case_id)` when the user picks a row."""
+    """Lists `store.list_cases(kind, text)` (read on a worker); emits `case_selected(case_id)` when the user
+    picks a row."""
 
     case_selected = Signal(str)
     store_failed = Signal(object)  # an exception from the store, for the window to report
+    refreshed = Signal()  # a new list is on screen
 
     def __init__(self, store, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.store = store
         self._summaries: list[CaseSummary] = []
+        self._generation = self._shown_generation = 0  # list requests made / the one on screen
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter by case or patient id")
         self.filter_edit.setClearButtonEnabled(True)
@@ -72,14 +77,31 @@ class CaseBrowser(QWidget):
         self.kind_combo.currentIndexChanged.connect(lambda _index: self.refresh())
         self.table.itemSelectionChanged.connect(self._selection_changed)
 
-    def refresh(self, select_id: str | None = None) -> None:
-        """Re-read the list from the store, keeping (or moving to) the selected case."""
+    def refresh(self, select_id: str | None = None, emit: bool = False) -> None:
+        """Re-read the list from the store on a worker, keeping (or moving to) the selected case; `emit`: say
+        `case_selected` for `select_id` once it is selected. Only the newest request's list is shown."""
+        self._generation += 1
+        generation = self._generation
         keep = select_id or self.selected_id()
-        try:
-            self._summaries = self.store.list_cases(kind=self.kind_combo.currentData(), text=self.filter_edit.text())
-        except Exception as exc:  # the store is another process's file or a server: report, don't crash
-            self.store_failed.emit(exc)
-            return
+        submit(self.store.list_cases, kind=self.kind_combo.currentData(), text=self.filter_edit.text(),
+               description="Listing cases", context=self,
+               on_result=lambda summaries: self._listed(generation, summaries, keep, select_id is not None, emit),
+               on_error=lambda exc, _tb: self._failed(generation, exc))
+
+    def is_loading(self) -> bool:
+        return self._shown_generation != self._generation
+
+    def _failed(self, generation: int, exc: BaseException) -> None:
+        if generation == self._generation:
+            self._shown_generation = generation
+        self.store_failed.emit(exc)  # the store is another process's file or a server: report, don't crash
+
+    def _listed(self, generation: int, summaries: list[CaseSummary], keep: str | None, asked: bool,
+                emit: bool) -> None:
+        if generation != self._generation:
+            return  # a newer request is on its way
+        self._shown_generation = generation
+        self._summaries = summaries
         self.table.blockSignals(True)
         self.table.setRowCount(len(self._summaries))
         for row, summary in enumerate(self._summaries):
@@ -93,21 +115,26 @@ class CaseBrowser(QWidget):
         self.table.blockSignals(False)
         self.count_label.setText(f"{len(self._summaries)} case{'s' if len(self._summaries) != 1 else ''}")
         if keep is not None:
-            self.select(keep, emit=False)
+            if asked:
+                self.select(keep, emit=emit, retry=False)
+            elif self._row_of(keep) is not None:
+                self.select(keep, emit=False)
+        self.refreshed.emit()
 
-    def select(self, case_id: str, emit: bool = True) -> bool:
-        """Select the row of `case_id` (clearing the filter if it hides it); emit case_selected if asked."""
+    def select(self, case_id: str, emit: bool = True, retry: bool = True) -> bool:
+        """Select the row of `case_id` (emitting case_selected if asked); when the list does not show it,
+        clear the filters and (`retry`) list again, selecting it then. True when it was selected at once."""
         row = self._row_of(case_id)
-        if row is None and (self.filter_edit.text() or self.kind_combo.currentIndex() > 0):
+        if row is None:
+            if not retry:
+                return False
             self.filter_edit.blockSignals(True)
             self.filter_edit.clear()
             self.filter_edit.blockSignals(False)
             self.kind_combo.blockSignals(True)
             self.kind_combo.setCurrentIndex(0)
             self.kind_combo.blockSignals(False)
-            self.refresh()
-            row = self._row_of(case_id)
-        if row is None:
+            self.refresh(select_id=case_id, emit=emit)
             return False
         self.table.blockSignals(not emit)
         self.table.selectRow(row)

@@ -15,7 +15,9 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, Signal
 
-DRAWN_COLOR = "#ff4fd8"  # magenta: neither the prediction's yellow nor the truth's green
+from app import theme
+
+DRAWN_COLOR = theme.DRAWN  # magenta: neither the prediction's yellow nor the truth's green
 MIN_POINTS = 3
 _SAME_POINT_PX = 1.0  # a double-click's first click lands on the point it closes
 

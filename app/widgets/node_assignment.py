@@ -64,9 +64,8 @@ class NodeAssignmentDialog(QDialog):
             grid.addWidget(reason, row, 3)
         grid.setColumnStretch(0, 1)
         self.problems_label = QLabel("")
-        self.problems_label.setObjectName("assignmentProblems")
+        self.problems_label.setObjectName("problemsLabel")
         self.problems_label.setWordWrap(True)
-        self.problems_label.setStyleSheet("color: #ffb347;")
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
@@ -100,9 +99,10 @@ class NodeAssignmentDialog(QDialog):
             present = [m for m in NODE_MODALITIES if m in self.mapping()]
             missing = [m for m in NODE_MODALITIES if m not in present]
             text = f"No {' or '.join(missing)} image: the {'+'.join(present)} model will run." if missing else ""
-            self.problems_label.setStyleSheet("color: #9aa5b4;")
         else:
             text = "\n".join(problems)
-            self.problems_label.setStyleSheet("color: #ffb347;")
+        self.problems_label.setProperty("state", "problem" if problems else "note")  # amber / muted (style.qss)
+        self.problems_label.style().unpolish(self.problems_label)
+        self.problems_label.style().polish(self.problems_label)
         self.problems_label.setText(text)
         self.buttons.button(QDialogButtonBox.StandardButton.Open).setEnabled(not problems)

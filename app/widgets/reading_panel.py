@@ -27,26 +27,6 @@ from engine.studies.model import KEY_COMMENT, KEY_NEGATIVE, KEY_NEXT, KEY_POSITI
 
 ARROWS = {"Right": "→", "Left": "←", "Up": "↑", "Down": "↓", "Home": "Home"}
 
-PANEL_STYLE = """
-QLabel#readingQuestion { font-size: 16pt; font-weight: bold; color: #ffffff; }
-QLabel#readingArm { font-size: 11pt; font-weight: bold; padding: 4px 8px; border-radius: 4px; }
-QLabel#readingArm[aided="false"] { background: #1f2b3a; color: #9cc4ef; }
-QLabel#readingArm[aided="true"] { background: #3a2d12; color: #ffc870; }
-QLabel#readingAid { font-size: 13pt; color: #ffffff; background: #231d12; border: 1px solid #6b5428;
-                    border-radius: 5px; padding: 6px 8px; }
-QLabel#readingUnavailable { font-size: 12pt; color: #ffb347; border: 1px solid #6b5428; border-radius: 5px;
-                            padding: 8px; }
-QLabel#readingMessage { font-size: 11pt; color: #c3cad5; }
-QLabel#readingMessage[warning="true"] { color: #ffb347; }
-QLabel#readingSaved { font-size: 11pt; color: #9aa5b4; }
-QLabel#readingSaved[saved="true"] { color: #8fd18a; }
-QLabel#readingProgress { font-size: 13pt; font-weight: bold; }
-QLabel#readingConfidenceValue { font-size: 15pt; font-weight: bold; color: #ffffff; }
-QPushButton#callButton { font-size: 14pt; font-weight: bold; min-height: 38px; }
-QPushButton#callButton:checked { background: #2f6fb3; border-color: #7fb8ff; color: #ffffff; }
-QPushButton#confidenceButton { text-align: left; padding: 6px 10px; font-size: 12pt; }
-QPushButton#confidenceButton:checked { background: #2f6fb3; border-color: #7fb8ff; color: #ffffff; }
-"""
 
 
 def key_name(key: str) -> str:
@@ -66,7 +46,6 @@ class ReadingPanel(QWidget):
                  names: tuple[str, str], scale: ConfidenceScale, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("readingPanel")
-        self.setStyleSheet(PANEL_STYLE)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # takes focus back from the comment field
         self.scale = scale
 
@@ -261,6 +240,10 @@ class ReadingPanel(QWidget):
             drawn = "none drawn" if regions == 0 else f"{regions} region{'s' if regions > 1 else ''} drawn"
             self.contour_label.setText(f"Tumor outline: {drawn} — click on the image, double-click or Space "
                                        "closes, Backspace undoes, Delete clears")
+
+    def set_saving(self) -> None:
+        """The answer is complete and on its way to the store."""
+        self.saved_label.setText("saving…")
 
     def set_saved(self, when: str | None) -> None:
         self.saved_label.setText(f"saved ✓ {when}" if when else "not answered yet")

@@ -16,13 +16,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import theme
 from engine.cases.kinds import CaseKind, TaskInfo, find_kind
 from engine.data import Prediction
 
-POSITIVE_COLOR = QColor("#ffb347")  # amber: at or above the operating threshold
-NEGATIVE_COLOR = QColor("#5fa8d3")  # steel blue: below it
-TRACK_COLOR = QColor("#2a313c")
-TICK_COLOR = QColor("#f2f4f8")
+POSITIVE_COLOR = QColor(theme.POSITIVE)  # amber: at or above the operating threshold
+NEGATIVE_COLOR = QColor(theme.NEGATIVE)  # steel blue: below it
+TRACK_COLOR = QColor(theme.TRACK)
+TICK_COLOR = QColor(theme.TICK)
 
 
 def model_titles(kind: CaseKind | None, prediction: Prediction) -> tuple[str, str]:
@@ -128,6 +129,7 @@ class ResultsPanel(QWidget):
         self.truth_cells: dict[str, QLabel] = {}
         self._truth: dict[str, str] | None = None
         self._kind: CaseKind | None = None
+        self._predictions: list[Prediction] = []  # shown now, to redraw when the truth arrives
 
         self.case_label = QLabel("No case open")
         self.case_label.setObjectName("panelTitle")
@@ -186,6 +188,11 @@ class ResultsPanel(QWidget):
         self.timings_label.setText("")
         self._rebuild([])
 
+    def set_truth(self, truth: dict[str, str] | None) -> None:
+        """The reference labels of the case on display, when they arrive after it (read on a worker)."""
+        self._truth = truth
+        self._rebuild(self._predictions)
+
     def set_busy(self, text: str) -> None:
         self.state_label.setText(text)
 
@@ -216,6 +223,7 @@ class ResultsPanel(QWidget):
     # -- internals --------------------------------------------------------------------------------
 
     def _rebuild(self, predictions: list[Prediction]) -> None:
+        self._predictions = list(predictions)
         while self.grid.count():
             item = self.grid.takeAt(0)
             widget = item.widget()
@@ -237,8 +245,7 @@ class ResultsPanel(QWidget):
                                 0, truth_col)
         for row, task in enumerate(tasks, start=1):
             info = self._kind.task(task) if self._kind is not None else TaskInfo(task, task.title())
-            name = QLabel(f"<b>{info.title}</b><br>"
-                          f"<span style='font-size:10pt;color:#9aa5b4'>{info.question}</span>")
+            name = QLabel(f"<b>{info.title}</b><br>" + theme.span(info.question, "text_muted", font_size="10pt"))
             name.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
             name.setWordWrap(True)
             name.setFixedWidth(88)

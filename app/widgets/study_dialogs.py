@@ -1,8 +1,9 @@
 """Reader-study dialogs: sign in to read, and the administrator's "new study" and "add reader".
 
-The admin dialogs call the engine (`create_study`, `add_reader`) when OK is pressed and stay open with the
-engine's message when it refuses, so nothing half-done is saved. Signing in only collects the study,
-reader id and PIN; the window checks them off the GUI thread (`ReadingSession.open`).
+The admin dialogs call the engine (`create_study`, `add_reader`) on a worker when OK is pressed (the store
+and the PIN's scrypt hash stay off the GUI thread) and stay open with the engine's message when it refuses, so
+nothing half-done is saved. Signing in only collects the study, reader id and PIN; the window checks them off
+the GUI thread (`ReadingSession.open`).
 """
 
 from __future__ import annotations
@@ -25,16 +26,52 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.cases.kinds import find_kind
+from app.workers import report_error, submit
+from engine.cases.kinds import case_kinds, find_kind
+from engine.store import CaseSummary
 from engine.studies import AIDED, SCALES, UNAIDED, Study, StudyError, add_reader, create_study
 
 
 def _error_label() -> QLabel:
     label = QLabel("")
-    label.setObjectName("problemsLabel")
-    label.setStyleSheet("color: #ffb347;")
+    label.setObjectName("problemsLabel")  # amber in the stylesheet
     label.setWordWrap(True)
     return label
+
+
+class _EngineDialog(QDialog):
+    """A dialog whose OK runs an engine call on a worker: OK is disabled meanwhile, a refusal (StudyError) is
+    shown in the dialog, which stays open; any other error gets a message box."""
+
+    def _setup_buttons(self, ok_text: str) -> None:
+        self.problems_label = _error_label()
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.ok_button.setText(ok_text)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        self.busy = False
+
+    def _run_engine(self, fn, *args, what: str, done) -> None:
+        self.busy = True
+        self.ok_button.setEnabled(False)
+        self.problems_label.setText(f"{what}…")
+
+        def finished(result) -> None:
+            self.busy = False
+            self.ok_button.setEnabled(True)
+            self.problems_label.setText("")
+            done(result)
+            QDialog.accept(self)
+
+        def refused(exc: BaseException, tb: str) -> None:
+            self.busy = False
+            self.ok_button.setEnabled(True)
+            self.problems_label.setText(str(exc) if isinstance(exc, StudyError) else "")
+            if not isinstance(exc, StudyError):
+                report_error(exc, tb, parent=self, title=f"OncoLens — {what} failed")
+
+        submit(fn, *args, description=what, context=self, on_result=finished, on_error=refused)
 
 
 def _study_combo(studies: list[Study]) -> QComboBox:
@@ -72,21 +109,20 @@ class StartReadingDialog(QDialog):
         return self.study_combo.currentData() or "", self.reader_edit.text().strip(), self.pin_edit.text()
 
 
-class NewStudyDialog(QDialog):
-    """Create a study from stored cases of one kind; the model outputs are frozen by the engine."""
+class NewStudyDialog(_EngineDialog):
+    """Create a study from stored cases of one kind; the model outputs are frozen by the engine. The stored
+    cases are listed on a worker; `loaded` turns True when they are on screen."""
 
     def __init__(self, store, preselect: str | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("New reader study")
         self.store = store
         self.created: Study | None = None
+        self.loaded = False
+        self.summaries: list[CaseSummary] = []
         self.id_edit = QLineEdit()
         self.name_edit = QLineEdit()
         self.kind_combo = QComboBox()
-        self.summaries = store.list_cases()
-        for kind in dict.fromkeys(s.kind for s in self.summaries):
-            info = find_kind(kind)
-            self.kind_combo.addItem(info.title if info else kind, kind)
         self.label_combo = QComboBox()
         self.label_combo.setEditable(True)
         self.case_list = QListWidget()
@@ -112,7 +148,7 @@ class NewStudyDialog(QDialog):
         self.washout_spin.setToolTip("Least time between two of a reader's sessions (e.g. before the aided arm)")
         self.question_edit = QLineEdit()
         self.question_edit.setPlaceholderText("default: Is this case <label>?")
-        self.problems_label = _error_label()
+        self._setup_buttons("Create study")
 
         arms = QHBoxLayout()
         arms.addWidget(self.unaided_box)
@@ -135,19 +171,31 @@ class NewStudyDialog(QDialog):
         form.addRow("Repeat reads", repeats)
         form.addRow("Seed", self.seed_spin)
         form.addRow("Question", self.question_edit)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Create study")
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.problems_label)
         layout.addWidget(self.buttons)
-        self.kind_combo.currentIndexChanged.connect(lambda _i: self._fill_kind(None))
-        kind_of = {s.id: s.kind for s in self.summaries}
+        self.ok_button.setEnabled(False)
+        self.problems_label.setText("Listing the stored cases…")
+        submit(store.list_cases, description="Listing cases", context=self,
+               on_result=lambda summaries: self._cases_listed(summaries, preselect))
+
+    def _cases_listed(self, summaries: list[CaseSummary], preselect: str | None) -> None:
+        """Kinds in the registry's order (then any the registry does not know), the preselected case's first."""
+        self.summaries = summaries
+        present = list(dict.fromkeys(s.kind for s in summaries))
+        known = [k.name for k in case_kinds() if k.name in present]
+        for kind in known + [k for k in present if k not in known]:
+            info = find_kind(kind)
+            self.kind_combo.addItem(info.title if info else kind, kind)
+        kind_of = {s.id: s.kind for s in summaries}
         if preselect in kind_of:
             self.kind_combo.setCurrentIndex(self.kind_combo.findData(kind_of[preselect]))
         self._fill_kind(preselect)
+        self.kind_combo.currentIndexChanged.connect(lambda _i: self._fill_kind(None))
+        self.problems_label.setText("" if summaries else "The store has no cases yet: open some first.")
+        self.ok_button.setEnabled(bool(summaries))
+        self.loaded = True
 
     def _fill_kind(self, preselect: str | None) -> None:
         kind = self.kind_combo.currentData()
@@ -193,15 +241,18 @@ class NewStudyDialog(QDialog):
                      question=self.question_edit.text().strip())
 
     def accept(self) -> None:
+        if self.busy or not self.loaded:
+            return
         try:
-            self.created = create_study(self.store, self.study(), actor="admin")
+            study = self.study()
         except StudyError as exc:
             self.problems_label.setText(str(exc))
             return
-        super().accept()
+        self._run_engine(create_study, self.store, study, "admin", what="Creating the study",
+                         done=lambda created: setattr(self, "created", created))
 
 
-class AddReaderDialog(QDialog):
+class AddReaderDialog(_EngineDialog):
     """Enrol a reader in a study: id, display name and the PIN typed twice (kept only as a salted hash)."""
 
     def __init__(self, store, studies: list[Study], parent: QWidget | None = None) -> None:
@@ -216,31 +267,25 @@ class AddReaderDialog(QDialog):
         self.pin_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.repeat_edit = QLineEdit()
         self.repeat_edit.setEchoMode(QLineEdit.EchoMode.Password)
-        self.problems_label = _error_label()
+        self._setup_buttons("Add reader")
         form = QFormLayout()
         form.addRow("Study", self.study_combo)
         form.addRow("Reader id", self.reader_edit)
         form.addRow("Display name", self.name_edit)
         form.addRow("PIN", self.pin_edit)
         form.addRow("PIN again", self.repeat_edit)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Add reader")
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.problems_label)
         layout.addWidget(self.buttons)
 
     def accept(self) -> None:
+        if self.busy:
+            return
         if self.pin_edit.text() != self.repeat_edit.text():
             self.problems_label.setText("The two PINs differ; type the same PIN twice.")
             return
         reader = self.reader_edit.text().strip()
-        try:
-            self.added = add_reader(self.store, self.study_combo.currentData() or "", reader,
-                                    self.name_edit.text().strip() or reader, self.pin_edit.text(), actor="admin")
-        except StudyError as exc:
-            self.problems_label.setText(str(exc))
-            return
-        super().accept()
+        self._run_engine(add_reader, self.store, self.study_combo.currentData() or "", reader,
+                         self.name_edit.text().strip() or reader, self.pin_edit.text(), "admin",
+                         what="Enrolling the reader", done=lambda added: setattr(self, "added", added))

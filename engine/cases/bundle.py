@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from engine.cases.model import Case, GroundTruth, Read
 from engine.data import ImageMeta, ModalityImage, Prediction, PredictionSummary
 from engine.io.gate import ImageLimits, check_npy_header
 from engine.io.images import ImageReadError, read_image, write_image
+from engine.paths import open_private, private_dir, private_file
 
 BUNDLE_FORMAT = "oncolens-case"
 BUNDLE_VERSION = 2
@@ -35,10 +37,12 @@ class BundleError(ValueError):
 MAX_CASE_FILE_BYTES = 64 * 1024 * 1024  # a case.json is text; anything larger is not one of ours
 
 
-def _array_file(stem: str, array: np.ndarray) -> str:
-    lossless_png = array.dtype in (np.uint8, np.uint16) and (
-        array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)
-    )
+MAP_BYTES = 256 * 1024 * 1024  # a larger .npy (a long clip) is memory-mapped, not read
+
+
+def _array_file(stem: str, array: np.ndarray, axes: str = "") -> str:
+    planar = axes in ("YX", "YXC") if axes else (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3))
+    lossless_png = array.dtype in (np.uint8, np.uint16) and planar
     return f"{stem}.png" if lossless_png else f"{stem}.npy"
 
 
@@ -47,9 +51,12 @@ def _file_stem(prefix: str, key: str) -> str:
     return prefix + re.sub(r"[^A-Za-z0-9._-]", "_", key.replace("/", "__"))
 
 
-def _save_array(folder: Path, stem: str, array: np.ndarray) -> str:
-    name = _array_file(stem, array)
+def _save_array(folder: Path, stem: str, array: np.ndarray, axes: str = "") -> str:
+    name = _array_file(stem, array, axes)
+    if isinstance(array, np.memmap) and array.filename and Path(array.filename).resolve() == (folder / name).resolve():
+        return name  # already there (a recording written in place)
     write_image(folder / name, array)
+    private_file(folder / name)
     return name
 
 
@@ -62,8 +69,9 @@ def _load_array(folder: Path, name: str, case_file: Path, what: str, limits: Ima
         raise BundleError(f"{case_file} refers to {name} ({what}), which is missing from the bundle folder.")
     try:
         if name.endswith(".npy"):
-            check_npy_header(path, limits)
-            return np.load(path, allow_pickle=False)
+            mapped = path.stat().st_size > MAP_BYTES
+            check_npy_header(path, limits, mapped=mapped)
+            return np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None)
         array, _ = read_image(path, limits)
     except (ImageReadError, ValueError, OSError) as exc:
         raise BundleError(f"{case_file}: {what}: {exc}") from None
@@ -78,16 +86,26 @@ def bundle_folder(root: str | Path, case_id: str) -> Path:
     return Path(root) / case_id
 
 
+def _attach(folder: Path, key: str, path: Path) -> str:
+    """The name of an attachment inside the bundle folder (copied in when it lives elsewhere)."""
+    path = Path(path)
+    if path.parent.resolve() != folder.resolve():
+        shutil.copy2(path, folder / path.name)
+        private_file(folder / path.name)  # copy2 copied the source's mode too
+    return path.name
+
+
 def write_bundle(case: Case, folder: str | Path) -> Path:
-    """Write `case` to `folder` (created if needed). case.json is replaced atomically, written last."""
+    """Write `case` to `folder` (created if needed). case.json is replaced atomically, written last.
+    Folders it creates are 0700 and every file it writes 0600 (engine.paths: private_dir, private_file)."""
     if not is_safe_case_id(case.id):
         raise BundleError(f"Case id {case.id!r} cannot be written as a bundle: use 1-128 letters, digits, '.', '_' "
                           "or '-', not starting with '.'.")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(folder)
     images = {}
     for modality, img in case.images.items():
-        images[modality] = {"file": _save_array(folder, _file_stem("image_", modality), img.array), "axes": img.axes,
+        images[modality] = {"file": _save_array(folder, _file_stem("image_", modality), img.array, img.axes),
+                            "axes": img.axes,
                             "meta": img.meta.to_dict()}
     truth = None
     if case.truth is not None:
@@ -117,9 +135,11 @@ def write_bundle(case: Case, folder: str | Path) -> Path:
         "truth": truth,
         "predictions": predictions,
         "reads": [r.__dict__ for r in case.reads],
+        "attachments": {key: _attach(folder, key, path) for key, path in case.attachments.items()},
     }
     tmp = folder / (CASE_FILE + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    with open_private(tmp, encoding="utf-8") as handle:
+        handle.write(json.dumps(doc, indent=2))
     os.replace(tmp, folder / CASE_FILE)
     return folder
 
@@ -192,6 +212,16 @@ def read_bundle(folder: str | Path, limits: ImageLimits | None = None) -> Case:
                       for k, f in entry.heatmaps.items()},
         ))
     case.reads = [Read(**r.model_dump()) for r in doc.reads]
+    for key, name in doc.attachments.items():
+        try:
+            path = confined(folder, name)
+        except ValueError as exc:
+            raise BundleError(f"{case_file}: attachment {key}: {exc}. A bundle's files stay inside its folder.") \
+                from None
+        if not path.is_file():
+            raise BundleError(f"{case_file} refers to {name} (attachment {key}), which is missing from the bundle "
+                              "folder.")
+        case.attachments[key] = path
     kind = find_kind(case.kind)
     if kind is not None:  # a registered kind: every image must fit its role (the same gate as loose files)
         try:

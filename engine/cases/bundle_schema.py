@@ -15,6 +15,8 @@ KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _./+()-]{0,99}$"  # modality, task, mask 
 
 CaseId = Annotated[str, Field(pattern=CASE_ID_PATTERN)]
 FileName = Annotated[str, Field(pattern=FILE_NAME_PATTERN)]
+ATTACHMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\.(png|npy|json|jsonl|csv)$"
+AttachmentName = Annotated[str, Field(pattern=ATTACHMENT_PATTERN)]
 Key = Annotated[str, Field(pattern=KEY_PATTERN)]
 
 
@@ -88,6 +90,7 @@ class CaseDocument(_Strict):
     truth: TruthEntry | None = None
     predictions: list[PredictionEntry] = Field(default_factory=list)
     reads: list[ReadEntry] = Field(default_factory=list)
+    attachments: dict[Key, AttachmentName] = Field(default_factory=dict)
 
 
 def validation_problems(error: ValidationError, limit: int = 8) -> str:

@@ -148,6 +148,11 @@ class CaseKind:
         """Write the kind's bundled demo cases as bundles into `folder`; return their folders."""
         return []
 
+    def opens_path(self, path: Path) -> bool:
+        """True for a path that is not an image file or a bundle but that this kind opens as (part of) a case:
+        e.g. a DICOM folder, a zip or a NIfTI file. Such paths are then offered to `claims_files` like images."""
+        return False
+
     def claims_files(self, paths: Sequence[Path]) -> int:
         """How sure the kind is, from their number and names, that these loose image files are one of its
         cases: 0 never, higher wins. The kind with the highest claim opens them with `case_from_files`."""
@@ -156,6 +161,11 @@ class CaseKind:
     def case_from_files(self, paths: Sequence[Path], modality: str | None = None) -> Case:
         """A new case from loose image files (`modality` forces every file to that role)."""
         raise KindError(f"'{self.name}' cases cannot be opened from loose image files.")
+
+    def export_results(self, case: Case, predictions: Sequence, folder: Path) -> list[Path]:
+        """Write the kind's exports of `predictions` on `case` (e.g. DICOM SEG, NIfTI, measures CSV) into `folder`;
+        return the files. Kinds without exports refuse."""
+        raise KindError(f"'{self.name}' cases have no segmentation exports.")
 
     def __repr__(self) -> str:
         return f"<CaseKind {self.name}>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -46,6 +47,8 @@ class Case:
     patient_id: str | None = None
     created: str = field(default_factory=utc_now)
     notes: str = ""
+    attachments: dict[str, Path] = field(default_factory=dict)  # other files of the case (a recording's per-frame
+    # records), kept in its bundle folder
 
     @staticmethod
     def new_id(prefix: str = "case") -> str:

@@ -1,5 +1,5 @@
 """The `oncolens` command: one module per command (gui, predict, models, make-demo-data, train, evaluate,
-bench, study), each turning its arguments into the engine's typed settings; no argparse object goes further.
+bench, study, dicom, store), each turning its arguments into the engine's typed settings; no argparse object goes further.
 
 The GUI is not part of the engine: the `oncolens` entry point (app/launcher.py) passes a launcher in.
 """
@@ -11,10 +11,10 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from engine.cli import bench, demo, evaluate, gui, models, predict, study, train
+from engine.cli import bench, demo, dicom, evaluate, gui, models, predict, store, study, train
 from engine.cli.common import Context, say
 
-COMMANDS = (gui, predict, models, demo, train, evaluate, bench, study)
+COMMANDS = (gui, predict, models, demo, train, evaluate, bench, study, dicom, store)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,10 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, gui_launcher: Callable[..., int] | None = None,
-         self_test: Callable[[], int] | None = None) -> int:
+         self_test: Callable[[], int] | None = None, live_view_runner: Callable[..., dict] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    ctx = Context(argv=argv, say=say, gui_launcher=gui_launcher, self_test=self_test)
+    ctx = Context(argv=argv, say=say, gui_launcher=gui_launcher, self_test=self_test,
+                  live_view_runner=live_view_runner)
     try:
         if args.self_test:
             from engine.selftest import run_self_test

@@ -25,6 +25,7 @@ class Context:
     say: Say = say
     gui_launcher: Callable[..., int] | None = None
     self_test: Callable[[], int] | None = None
+    live_view_runner: Callable[..., dict] | None = None  # the app's live view for `bench live` (app.launcher)
     extras: dict = field(default_factory=dict)
 
     @property

@@ -1,11 +1,15 @@
-"""`oncolens study create|add-reader|progress|export-reads|report`: reader studies from the command line.
+"""`oncolens study create|add-reader|reset-pin|unlock-reader|progress|export-reads|report`: reader studies from the
+command line.
 
-Each subcommand opens the store, calls the engine's study functions with typed values and prints a line;
-the PIN is prompted for (never an argument that would stay in the shell history)."""
+Each subcommand opens the store, calls the engine's study functions with typed values and prints a line.
+Commands that only read (progress, export-reads, report) open the store read-only: no write lock, no
+migration. A PIN is never a command-line argument (it would stay in the shell history and show in the
+process list): it is typed at a prompt, or read from --pin-file or the ONCOLENS_READER_PIN variable."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from getpass import getpass
 from pathlib import Path
@@ -13,6 +17,7 @@ from pathlib import Path
 from engine.cli.common import Context, check_output_file, check_output_folder
 
 PROMPT: Callable[[str], str] = getpass  # tests answer the PIN prompt by replacing this
+PIN_VARIABLE = "ONCOLENS_READER_PIN"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,8 +50,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     reader.add_argument("study", help="study id")
     reader.add_argument("reader", help="reader id")
     reader.add_argument("--name", help="display name")
-    reader.add_argument("--pin", help=argparse.SUPPRESS)  # for scripts; a prompt keeps it out of shell history
+    _add_pin_options(reader)
     reader.set_defaults(run=run_add_reader)
+
+    reset = cmds.add_parser("reset-pin", help="give a reader a new PIN (also lifts a lockout)")
+    reset.add_argument("study", help="study id")
+    reset.add_argument("reader", help="reader id")
+    _add_pin_options(reset)
+    reset.set_defaults(run=run_reset_pin)
+
+    unlock = cmds.add_parser("unlock-reader", help="lift a reader's lockout after repeated wrong PINs")
+    unlock.add_argument("study", help="study id")
+    unlock.add_argument("reader", help="reader id")
+    unlock.set_defaults(run=run_unlock_reader)
 
     progress = cmds.add_parser("progress", help="how far every reader is")
     progress.add_argument("study", help="study id")
@@ -71,10 +87,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.set_defaults(run=run_report)
 
 
-def _store(args: argparse.Namespace):
+def _add_pin_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pin-file", type=Path, help=f"read the PIN from the first line of this file (else "
+                                                      f"${PIN_VARIABLE}, else a prompt)")
+    parser.add_argument("--pin", help=argparse.SUPPRESS)  # refused with a message saying what to use instead
+
+
+def _store(args: argparse.Namespace, *, read_only: bool = False):
     from engine.store import Store
 
-    return Store(args.db or None)
+    return Store(args.db or None, read_only=read_only)
+
+
+def read_pin(args: argparse.Namespace) -> str:
+    """The new PIN from --pin-file, $ONCOLENS_READER_PIN or the prompt (typed twice); never from the command line."""
+    from engine.studies import StudyError
+
+    if args.pin is not None:
+        raise StudyError(f"--pin is not accepted: a PIN on the command line stays in the shell history and shows in "
+                         f"the process list. Type it at the prompt, or use --pin-file FILE or ${PIN_VARIABLE}.")
+    if args.pin_file is not None:
+        try:
+            lines = args.pin_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StudyError(f"Cannot read the PIN file {args.pin_file}: {exc}. Give a readable UTF-8 text file "
+                             "whose first line is the PIN.") from exc
+        if not lines or not lines[0]:
+            raise StudyError(f"The PIN file {args.pin_file} is empty; its first line must be the PIN.")
+        return lines[0]
+    if os.environ.get(PIN_VARIABLE):
+        return os.environ[PIN_VARIABLE]
+    try:
+        pin = PROMPT(f"PIN for reader {args.reader}: ")
+        if PROMPT("Repeat the PIN: ") != pin:
+            raise StudyError("The two PINs differ; nothing was saved. Try again.")
+    except EOFError:
+        raise StudyError(f"No PIN was typed: standard input is closed or empty. Run the command in a terminal, or "
+                         f"give the PIN with --pin-file FILE or the {PIN_VARIABLE} environment variable.") from None
+    return pin
 
 
 def run_create(args: argparse.Namespace, ctx: Context) -> int:
@@ -101,23 +151,38 @@ def run_create(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_add_reader(args: argparse.Namespace, ctx: Context) -> int:
-    from engine.studies import StudyError, add_reader
+    from engine.studies import add_reader
 
-    pin = args.pin
-    if not pin:
-        pin = PROMPT(f"PIN for reader {args.reader}: ")
-        if PROMPT("Repeat the PIN: ") != pin:
-            raise StudyError("The two PINs differ; nothing was saved. Try again.")
+    pin = read_pin(args)
     with _store(args) as store:
         reader = add_reader(store, args.study, args.reader, args.name or args.reader, pin, actor=args.actor)
     ctx.say(f"enrolled reader {reader.reader_id} ({reader.display_name}) in study {reader.study_id}")
     return 0
 
 
+def run_reset_pin(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.studies import reset_pin
+
+    pin = read_pin(args)
+    with _store(args) as store:
+        reset_pin(store, args.study, args.reader, pin, actor=args.actor)
+    ctx.say(f"reader {args.reader} of study {args.study} has a new PIN")
+    return 0
+
+
+def run_unlock_reader(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.studies import unlock_reader
+
+    with _store(args) as store:
+        failures = unlock_reader(store, args.study, args.reader, actor=args.actor)
+    ctx.say(f"unlocked reader {args.reader} of study {args.study} ({failures} wrong PINs in a row before)")
+    return 0
+
+
 def run_progress(args: argparse.Namespace, ctx: Context) -> int:
     from engine.studies import study_progress
 
-    with _store(args) as store:
+    with _store(args, read_only=True) as store:
         rows = study_progress(store, args.study)
     ctx.say(f"{'reader':<16} {'arm':<8} {'round':>5} {'answered':>9}  completed")
     for r in rows:
@@ -131,7 +196,7 @@ def run_export(args: argparse.Namespace, ctx: Context) -> int:
 
     check_output_file(args.out, (".csv",))
     check_output_folder(args.long_format, "--long-format")
-    with _store(args) as store:
+    with _store(args, read_only=True) as store:
         ctx.say(f"wrote {export_reads_csv(store, args.study, args.out, history=bool(args.history))}")
         if args.long_format:
             for written in export_long_format(store, args.study, args.long_format):
@@ -144,7 +209,7 @@ def run_report(args: argparse.Namespace, ctx: Context) -> int:
     from engine.studies.report import write_report
 
     check_output_folder(args.out)
-    with _store(args) as store:
+    with _store(args, read_only=True) as store:
         analysis = analyze_study(store, args.study, n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed,
                                  covariance=args.covariance)
     out = args.out or Path(f"study_{args.study}")

@@ -14,12 +14,13 @@ Errors are ImageReadError naming the input and what would work.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 DEFAULT_MAX_MEGAPIXELS = 64.0
+MAPPED_MAX_VOXELS = 1024 * 1024 * 30 * 60 * 10  # a memory-mapped clip: ten minutes of 1024-pixel frames at 30 fps
 MIN_SIDE = 8  # smaller cannot be an image a model reads; quality checks ask for more before a call
 FRAME_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
@@ -95,8 +96,10 @@ def check_header(path: Path, limits: ImageLimits | None = None) -> HeaderInfo:
     return info
 
 
-def check_npy_header(path: Path, limits: ImageLimits | None = None) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of a .npy file from its header only (no pickle, no data read)."""
+def check_npy_header(path: Path, limits: ImageLimits | None = None, mapped: bool = False
+                     ) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a .npy file from its header only (no pickle, no data read). `mapped`: the array will be
+    memory-mapped, not read, so a long clip is not held to the voxel limit (each plane still is to the pixel limit)."""
     limits = limits or ImageLimits.from_settings()
     try:
         with open(path, "rb") as fh:
@@ -112,7 +115,7 @@ def check_npy_header(path: Path, limits: ImageLimits | None = None) -> tuple[tup
     if dtype.hasobject:
         raise ImageReadError(f"{path}: holds Python objects, not numbers; OncoLens never loads pickled data. "
                              "Save the image as numbers (e.g. np.save of a uint16 array).")
-    check_shape(shape, str(path), limits)
+    check_shape(shape, str(path), limits if not mapped else replace(limits, max_voxels=MAPPED_MAX_VOXELS))
     return tuple(int(s) for s in shape), dtype
 
 

@@ -11,6 +11,9 @@ from engine.cases.kinds import CaseKind, KindError, case_kinds, find_kind, get_k
 from engine.kinds import glioma  # noqa: F401
 from engine.kinds import lymph_node  # noqa: F401
 from engine.kinds import fluoro_frame  # noqa: F401
+from engine.kinds import fluoro_video  # noqa: F401
+from engine.kinds import sarcoma_petct  # noqa: F401
+from engine.kinds import thyroid_usct  # noqa: F401
 # isort: on
 
 __all__ = ["CaseKind", "KindError", "case_kinds", "find_kind", "get_kind", "register_kind"]

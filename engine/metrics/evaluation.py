@@ -10,7 +10,6 @@ output ('ci' and 'bootstrap' in the JSON, `ci_method` in the CSV).
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.exports import csv_dict_writer, open_csv
 from engine.metrics.classification import (
     _COUNT_FORMULAS,
     COUNT_METRIC_NAMES,
@@ -204,8 +204,8 @@ def write_evaluation(evaluations: Mapping[str, BinaryEvaluation], out_dir: str |
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / f"{stem}.csv", out / f"{stem}.json"
-    with csv_path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+    with open_csv(csv_path) as handle:
+        writer = csv_dict_writer(handle, CSV_COLUMNS)
         writer.writeheader()
         for name, evaluation in evaluations.items():
             for row in evaluation.to_rows():

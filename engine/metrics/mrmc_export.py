@@ -24,7 +24,6 @@ copied to every reader; the two-treatment OR analysis of that file then equals t
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from collections.abc import Mapping, Sequence
@@ -33,8 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from engine.exports import csv_writer
 from engine.metrics.classification import _labels
 from engine.metrics.mrmc_covariance import _ids
+from engine.paths import open_private
 
 TRUTH_READER_ID = "truth"
 TRUTH_MODALITY_ID = "truth"
@@ -153,7 +154,7 @@ def imrmc_r_text(rows: Sequence[Mapping[str, str]], title: str) -> str:
         raise ValueError(f"the iMRMC R package cannot read the ids {bad} as they are (NA, surrounding whitespace, "
                          "'BEGIN DATA:' or a line break); rename those readers or cases")
     body = io.StringIO()
-    csv.writer(body, lineterminator="\n").writerows([[r[c] for c in LONG_FORMAT_COLUMNS] for r in rows])
+    csv_writer(body, lineterminator="\n").writerows([[r[c] for c in LONG_FORMAT_COLUMNS] for r in rows])
     return _text(_header(title, truth, reads)) + body.getvalue()
 
 
@@ -209,7 +210,7 @@ def rjafroc_texts(rows: Sequence[Mapping[str, str]], title: str, ids_name: str) 
     crossed = [{"readerID": rd, "modalityID": m} for m, g in grid.items() for rd in g]
     text = _text(_header(f"{title}, readers and cases numbered as in {ids_name}{note}", truth, crossed) + body)
     ids = io.StringIO()
-    writer = csv.writer(ids, lineterminator="\n")
+    writer = csv_writer(ids, lineterminator="\n")
     writer.writerow(["kind", "rjafroc_id", "oncolens_id"])
     writer.writerows([("reader", j, rd) for rd, j in reader_no.items()])
     writer.writerows([("case", k, c) for c, k in case_no.items()])
@@ -217,8 +218,8 @@ def rjafroc_texts(rows: Sequence[Mapping[str, str]], title: str, ids_name: str) 
 
 
 def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    with open_private(path, encoding="utf-8") as handle:  # missing folders are created 0700
+        handle.write(text)
     return path
 
 

@@ -13,7 +13,6 @@ The permutation test runs on one shared stream of swap patterns for every reader
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.exports import write_csv
 from engine.metrics.classification import (
     _COUNT_FORMULAS,
     COUNT_METRIC_NAMES,
@@ -413,12 +413,7 @@ class ReaderStudyAnalysis:
         for name, rows in self.tables().items():
             if not rows:
                 continue
-            path = out / f"{stem}_{name}.csv"
-            with path.open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-            paths.append(path)
+            paths.append(write_csv(out / f"{stem}_{name}.csv", rows))
         return paths
 
 

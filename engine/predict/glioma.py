@@ -21,6 +21,7 @@ from engine.cases.model import FL, WL
 from engine.data import ModalityImage, Prediction
 from engine.device import describe_device, select_device
 from engine.explain.gradcam import gradcam_maps
+from engine.fastpath import FastPath, backend_choice
 from engine.predict.base import Predictor
 from engine.preprocess.specimen import preprocess_specimen
 from engine.registry import ModelCard, create_model
@@ -42,9 +43,10 @@ class GliomaCascadePredictor(Predictor):
     def __init__(self, modality: str = FL, device: str | torch.device | None = None, run_all: bool = False,
                  root: Path | str | None = None, tasks: tuple[str, ...] = TASKS,
                  nets: Mapping[str, tuple[torch.nn.Module, ModelCard]] | None = None,
-                 explain_class: str = "predicted") -> None:
-        """`nets` ({task: (net, card)}) runs nets already in memory (training evaluates through here);
-        otherwise each task's card is loaded from `root` (default: the shipped models). `explain_class`
+                 backend: str | None = None, explain_class: str = "predicted") -> None:
+        """`nets` ({task: (net, card)}) runs nets already in memory (training evaluates through here; eager unless
+        `backend` is named); otherwise each task's card is loaded from `root` (default: the shipped models).
+        `backend` None follows the setting (engine.fastpath); Grad-CAM always runs eager. `explain_class`
         (predicted, positive or negative) is the class each task's Grad-CAM map explains."""
         self.explain_class = explain_class
         if modality not in (FL, WL):
@@ -56,9 +58,23 @@ class GliomaCascadePredictor(Predictor):
         self.device = device if isinstance(device, torch.device) else select_device(device)
         self.nets: dict[str, torch.nn.Module] = {}
         self.cards: dict[str, ModelCard] = {}
+        self.fast: dict[str, FastPath] = {}
+        backend = "eager" if backend is None and nets is not None else backend_choice(backend)
         for task in tasks:
             net, card = nets[task] if nets is not None else create_model(card_name(modality, task), root=root)
             self.nets[task], self.cards[task] = net.to(self.device).eval(), card
+            size = int(card.input.size[0])
+            self.fast[task] = FastPath(self.nets[task], card, torch.zeros(1, 3, size, size), device=self.device,
+                                       backend=backend)
+
+    @property
+    def backend(self) -> str:
+        return next(iter(self.fast.values())).backend if self.fast else "eager"
+
+    @property
+    def path_label(self) -> str:
+        labels = dict.fromkeys(f.label for f in self.fast.values())
+        return " / ".join(labels)
 
     def weight_hashes(self) -> dict[str, str]:
         return {card.name: card.weights.get("sha256", "") for card in self.cards.values()}
@@ -72,13 +88,13 @@ class GliomaCascadePredictor(Predictor):
             if key not in cache:
                 chw, geometry = preprocess_specimen(image.array, card.preprocessing, image.meta.bit_depth,
                                                     where=f"{self.modality} image")
-                cache[key] = (torch.from_numpy(chw)[None].to(self.device), geometry)
+                cache[key] = (chw[None], geometry)
             out[task] = cache[key]
         return out
 
-    def task_probability(self, task: str, x: torch.Tensor) -> float:
-        with torch.inference_mode():
-            return float(torch.sigmoid(self.nets[task](x).float()).item())
+    def task_probability(self, task: str, x: np.ndarray) -> float:
+        """P(positive) of one task's net on one preprocessed input (1, 3, S, S)."""
+        return float(1.0 / (1.0 + np.exp(-float(self.fast[task](x).reshape(-1)[0]))))
 
     def probability(self, task: str, image: ModalityImage) -> float:
         """P(positive) of one task's net on one image, ungated (training and evaluation score through here)."""
@@ -91,7 +107,7 @@ class GliomaCascadePredictor(Predictor):
         t0 = time.perf_counter()
         inputs = self._inputs(image)
         timings["preprocess"] = (time.perf_counter() - t0) * 1e3
-        pred = self.new_prediction(describe_device(self.device))
+        pred = self.new_prediction(f"{describe_device(self.device)}, {self.path_label}")
         tumor_card = self.cards.get("tumor")
         explained: dict[str, str] = {}
         for task, card in self.cards.items():
@@ -109,7 +125,7 @@ class GliomaCascadePredictor(Predictor):
                 t = time.perf_counter()
                 layer = card.gradcam_layers[self.modality]
                 index = self.explained_class(prob >= threshold)
-                cam = gradcam_maps(self.nets[task], x, [layer], index)[0]
+                cam = gradcam_maps(self.nets[task], torch.from_numpy(x).to(self.device), [layer], index)[0]
                 key = f"{task}/{self.modality}"
                 self.record_heatmap(pred, key, np.clip(geometry.to_original(cam), 0, 1), index)
                 explained[key] = card.labels[index]

@@ -21,6 +21,7 @@ import engine.nets.mfi_ffp  # noqa: F401  (registers the mfi_ffp family)
 from engine.data import ModalityImage, Prediction
 from engine.device import describe_device, select_device
 from engine.explain.gradcam import gradcam_maps
+from engine.fastpath import FastPath, backend_choice
 from engine.predict.base import Predictor
 from engine.preprocess.lymph_node import (
     NODE_MODALITIES,
@@ -64,24 +65,23 @@ class MFIFFPPredictor(Predictor):
     family = FAMILY
 
     def __init__(self, modalities: Sequence[str] = NODE_MODALITIES, device: str | torch.device | None = None,
-                 backend: str = "torch", root: Path | str | None = None,
+                 backend: str | None = None, root: Path | str | None = None,
                  net: tuple[torch.nn.Module, ModelCard] | None = None, explain_class: str = "predicted") -> None:
-        """`net` = (module, card) runs a net already in memory (training evaluates through here); `explain_class`
-        (predicted, positive or negative) is the class the Grad-CAM maps explain."""
+        """`net` = (module, card) runs a net already in memory (training evaluates through here; eager unless
+        `backend` is named). `backend` None follows the setting (engine.fastpath); Grad-CAM always runs eager.
+        `explain_class` (predicted, positive or negative) is the class the Grad-CAM maps explain."""
         self.explain_class = explain_class
         self.modalities = tuple(m for m in NODE_MODALITIES if m in modalities)
         self.variant = variant_name(self.modalities)
         self.device = device if isinstance(device, torch.device) else select_device(device)
         self.net, self.card = net if net is not None else create_model(card_name(self.modalities), root=root)
         self.net.to(self.device).eval()
-        self.backend = backend
-        self._onnx = None
-        if backend == "onnx":
-            from engine.fastpath import OnnxRunner
+        backend = "eager" if backend is None and net is not None else backend_choice(backend)
+        self.fast = FastPath(self.net, self.card, self._example(), device=self.device, backend=backend)
 
-            self._onnx = OnnxRunner.for_model(self.net, self.card, self._example())
-        elif backend != "torch":
-            raise ValueError(f"Unknown backend {backend!r}: use 'torch' or 'onnx'.")
+    @property
+    def backend(self) -> str:
+        return self.fast.backend
 
     def _example(self) -> torch.Tensor:
         size = int(self.card.input.size[0])
@@ -96,11 +96,7 @@ class MFIFFPPredictor(Predictor):
 
     def probability(self, chw: np.ndarray) -> float:
         """P(metastatic) of one preprocessed input (3M, S, S)."""
-        if self._onnx is not None:
-            logits = torch.from_numpy(self._onnx(chw[None]))
-        else:
-            with torch.inference_mode():
-                logits = self.net(torch.from_numpy(chw)[None].to(self.device)).float().cpu()
+        logits = torch.from_numpy(self.fast(chw[None]))
         return float(torch.softmax(logits, dim=1)[0, 1])
 
     def preprocess(self, images: Mapping[str, ModalityImage]) -> tuple[np.ndarray, SquareBox]:
@@ -124,10 +120,8 @@ class MFIFFPPredictor(Predictor):
         prob = self.probability(chw)
         timings["inference"] = (time.perf_counter() - t) * 1e3
         threshold = self.card.threshold(TASK)
-        pred = self.new_prediction(describe_device(self.device))
+        pred = self.new_prediction(f"{describe_device(self.device)}, {self.fast.label}")
         pred.set_result(TASK, self.card.labels[1] if prob >= threshold else self.card.labels[0], prob, threshold)
-        if self._onnx is not None:
-            pred.notes.append("ONNX Runtime")
         if explain:
             t = time.perf_counter()
             x = torch.from_numpy(chw)[None].to(self.device)

@@ -2,13 +2,16 @@
 
 SQLite in the user data folder by default (WAL, so several OncoLens processes can share the file);
 any SQLAlchemy URL (e.g. PostgreSQL for a multi-reader site) through the `db_url` setting or
-ONCOLENS_DB_URL. Opening a Store runs the Alembic migrations up to the newest revision.
+ONCOLENS_DB_URL. Opening a Store runs the Alembic migrations up to the newest revision; a read-only Store
+(`read_only=True`, for commands that only read) neither migrates nor takes the write lock.
+
+Every change is logged in the chained audit log (fingerprints.py), with the changed row's fingerprint, and
+patient ids in the log are keyed hashes; `oncolens store verify` (verify.py) checks the record.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,8 +22,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, make_url, or_, select
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy import Connection, Engine, delete, func, make_url, or_, select
+from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.cases.bundle import BundleError, is_bundle, read_bundle
@@ -28,13 +31,14 @@ from engine.cases.model import Case
 from engine.data import Prediction, PredictionSummary, utc_now
 from engine.paths import user_data_dir
 from engine.settings import load_settings
-from engine.store.schema import AuditEvent, CaseRecord, PredictionRecord, StoreError
+from engine.store.audit import AuditTrail, dumps
+from engine.store.connect import WRITE_OPTION, database_error, make_engine, take_write_lock
+from engine.store.fingerprints import image_sha256
+from engine.store.schema import CaseRecord, PredictionRecord, StoreError, StudyCaseRecord
 
 SQLITE_FILE = "oncolens.sqlite3"
-BUSY_TIMEOUT_MS = 5000
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
-_WRITE_OPTION = "oncolens_write"  # execution option marking connections that will write
 _PG_MIGRATION_LOCK = 0x0C0_1E25  # advisory lock id: one process migrates a PostgreSQL database at a time
 _CASE_FIELDS_AUDITED = ("kind", "patient_id", "bundle_path", "modalities", "has_truth")
 
@@ -100,18 +104,6 @@ class CaseSummary:
     created: str
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=_json_default)
-
-
 def _case_values(case: Case, bundle_path: Path) -> dict[str, Any]:
     """Column values of a case's row (everything but id and updated)."""
     bad = [m for m in case.images if "," in m]
@@ -126,77 +118,27 @@ def _case_values(case: Case, bundle_path: Path) -> dict[str, Any]:
         "bundle_path": str(bundle_path.resolve()),
         "modalities": ",".join(case.images),
         "has_truth": case.truth is not None,
-        "truth_json": _dumps(truth) if truth is not None else None,
+        "truth_json": dumps(truth) if truth is not None else None,
         "created": case.created or utc_now(),
     }
 
 
-def _enable_wal(cursor: Any) -> None:
-    """Switch to WAL. When several processes open a new file at once, this switch can fail with
-    "database is locked" without waiting for busy_timeout, so it is retried here up to that long."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except Exception as exc:  # the driver's OperationalError; its class depends on the driver
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
+class Store(AuditTrail):
+    """Cases, prediction summaries and the audit log; safe to open from several processes at once.
+    `read_only=True`: no migration, no write lock, every write refused (the schema must be at the newest
+    revision already)."""
 
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # The driver must not open transactions by itself: _sqlite_on_begin emits BEGIN instead.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        _enable_wal(cursor)
-    finally:
-        cursor.close()
-
-
-def _sqlite_on_begin(connection: Connection) -> None:
-    # A writer takes the write lock up front (IMMEDIATE) and so waits its turn under busy_timeout;
-    # a deferred transaction that reads and then writes would instead fail at once with
-    # "database is locked" when another process wrote in between.
-    writes = connection.get_execution_options().get(_WRITE_OPTION, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN DEFERRED")
-
-
-def _make_engine(url: str) -> Engine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreError(f"Database URL {url!r} is not valid ({exc}). Fix the db_url setting or ONCOLENS_DB_URL.") from exc
-    shown = parsed.render_as_string(hide_password=True)
-    is_sqlite = parsed.get_backend_name() == "sqlite"
-    if is_sqlite and parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    try:
-        engine = create_engine(parsed)
-    except (NoSuchModuleError, ImportError) as exc:
-        raise StoreError(
-            f"Cannot open database {shown}: its driver is not installed ({exc}). "
-            "Install it (for PostgreSQL: pip install 'psycopg[binary]') or change db_url."
-        ) from exc
-    if is_sqlite:
-        event.listen(engine, "connect", _sqlite_on_connect)
-        event.listen(engine, "begin", _sqlite_on_begin)
-    return engine
-
-
-class Store:
-    """Cases, prediction summaries and the audit log; safe to open from several processes at once."""
-
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, *, read_only: bool = False) -> None:
         self.url = url or default_db_url()
-        self._engine = _make_engine(self.url)
-        self._write_engine = self._engine.execution_options(**{_WRITE_OPTION: True})
+        self.read_only = read_only
+        self._engine = make_engine(self.url, read_only=read_only)
+        self._write_engine = self._engine.execution_options(**{WRITE_OPTION: True})
         self._shown_url = make_url(self.url).render_as_string(hide_password=True)
         try:
-            self.upgrade()
+            if read_only:
+                self._require_head()
+            else:
+                self.upgrade()
         except BaseException:
             self._engine.dispose()
             raise
@@ -211,6 +153,11 @@ class Store:
         self.close()
 
     @property
+    def shown_url(self) -> str:
+        """The database URL without its password, for messages and reports."""
+        return self._shown_url
+
+    @property
     def engine(self) -> Engine:
         """The SQLAlchemy engine (reads; writes should go through the Store's methods)."""
         return self._engine
@@ -223,6 +170,8 @@ class Store:
 
     def upgrade(self) -> None:
         """Migrate the database to the newest revision; does nothing when it is already there."""
+        if self.read_only:
+            raise StoreError(f"The store {self._shown_url} was opened read-only; it cannot be upgraded from here.")
         config = alembic_config()
         script = ScriptDirectory.from_config(config)
         known = {rev.revision for rev in script.walk_revisions()}
@@ -241,32 +190,54 @@ class Store:
 
     def schema_revision(self) -> str:
         """The Alembic revision the database is at ('' if it was never migrated)."""
-        with self._engine.connect() as connection:
+        with self._database_errors(), self._engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision() or ""
+
+    def _require_head(self) -> None:
+        """For a read-only store: the schema must be this version's, since reading may not migrate it."""
+        current, head = self.schema_revision(), head_revision()
+        if current == head:
+            return
+        known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+        if not current:
+            raise StoreError(f"{self._shown_url} is not an OncoLens store (it has no schema revision). Check --db "
+                             "(or the db_url setting).")
+        if current not in known:
+            raise StoreError(f"The database {self._shown_url} has schema revision {current}, which this OncoLens does "
+                             f"not know (newest here: {head}). Update OncoLens.")
+        raise StoreError(
+            f"The store {self._shown_url} is at schema revision {current}; this OncoLens reads revision {head}. "
+            "Commands that only read never change a store, so upgrade it first: oncolens store upgrade "
+            "(with the same --db), or open it once in the app.")
 
     # -- sessions -------------------------------------------------------------------------------
 
     @contextmanager
     def _writing_connection(self) -> Iterator[Connection]:
         with self._database_errors(), self._write_engine.begin() as connection:
+            take_write_lock(connection)
             yield connection
 
     @contextmanager
     def _session(self, *, write: bool) -> Iterator[Session]:
         """A short transaction: committed on leaving, rolled back on error."""
+        if write and self.read_only:
+            raise StoreError(f"The store {self._shown_url} was opened read-only (for a command that only reads); "
+                             "this change needs it opened for writing.")
         bind = self._write_engine if write else self._engine
         with self._database_errors(), Session(bind, expire_on_commit=False) as session, session.begin():
+            if write:
+                take_write_lock(session.connection())
             yield session
 
     @contextmanager
     def _database_errors(self) -> Iterator[None]:
         try:
             yield
-        except OperationalError as exc:
-            raise StoreError(
-                f"Database {self._shown_url} failed: {exc.orig}. If another program holds it locked, "
-                "close that program and try again."
-            ) from exc
+        except IntegrityError:
+            raise  # a refused change (guard trigger, duplicate key): callers tell these apart
+        except DatabaseError as exc:
+            raise database_error(exc, self._shown_url) from exc
 
     def _require_case(self, session: Session, case_id: str) -> CaseRecord:
         record = session.get(CaseRecord, case_id)
@@ -277,31 +248,48 @@ class Store:
             )
         return record
 
-    @staticmethod
-    def _record_event(
-        session: Session, actor: str, action: str, entity: str, entity_id: str, detail: dict[str, Any]
-    ) -> None:
-        session.add(AuditEvent(
-            at=utc_now(), actor=actor, action=action, entity=entity, entity_id=entity_id,
-            detail_json=_dumps(detail),
-        ))
+    def _audited_case(self, session: Session, values: dict[str, Any]) -> dict[str, Any]:
+        """The case fields the log keeps, with the patient id keyed."""
+        detail = {name: values[name] for name in _CASE_FIELDS_AUDITED if name != "patient_id"}
+        detail["patient_ref"] = self.patient_ref(values["patient_id"], session)
+        return detail
 
-    def _upsert_case(self, session: Session, case_id: str, values: dict[str, Any], actor: str) -> None:
-        """Insert or update one case row and log what changed; an unchanged case logs nothing."""
-        record = session.get(CaseRecord, case_id)
+    def _check_frozen_images(self, session: Session, case: Case, folder: Path) -> None:
+        """A case a study uses keeps the images frozen with the study: refuse a bundle with other ones."""
+        frozen = session.execute(select(StudyCaseRecord.study_id, StudyCaseRecord.images_sha256).where(
+            StudyCaseRecord.case_id == case.id, StudyCaseRecord.images_sha256.is_not(None))).all()
+        for study_id, text in frozen:
+            differ = [m for m, digest in json.loads(text).items()
+                      if m not in case.images or image_sha256(case.images[m]) != digest]
+            if differ:
+                raise StoreError(
+                    f"Case {case.id} is used by reader study {study_id}, and the {', '.join(differ)} image(s) in "
+                    f"{folder} differ from those frozen with the study. Nothing was changed: the study keeps its "
+                    "images. Open these images as a new case with another id.")
+
+    def _upsert_case(self, session: Session, case: Case, values: dict[str, Any], actor: str) -> None:
+        """Insert or update one case row and log what changed (with the row's new fingerprint, and patient ids
+        keyed); an unchanged case logs nothing."""
+        record = session.get(CaseRecord, case.id)
         if record is None:
-            session.add(CaseRecord(id=case_id, updated=utc_now(), **values))
-            detail = {name: values[name] for name in _CASE_FIELDS_AUDITED}
-            self._record_event(session, actor, "case.add", "case", case_id, detail)
+            record = CaseRecord(id=case.id, updated=utc_now(), **values)
+            session.add(record)
+            detail = {**self._audited_case(session, values), "row": self.row_fingerprint(session, record)}
+            self.record_event(session, actor, "case.add", "case", case.id, detail)
             return
         values = {k: v for k, v in values.items() if k != "created"}  # a case keeps its first creation time
         changed = {k: [getattr(record, k), v] for k, v in values.items() if getattr(record, k) != v}
         if not changed:
             return
+        if "bundle_path" in changed or "modalities" in changed:
+            self._check_frozen_images(session, case, Path(values["bundle_path"]))
         for name, (_old, new) in changed.items():
             setattr(record, name, new)
         record.updated = utc_now()
-        self._record_event(session, actor, "case.update", "case", case_id, {"changed": changed})
+        if "patient_id" in changed:
+            changed["patient_ref"] = [self.patient_ref(p, session) for p in changed.pop("patient_id")]
+        self.record_event(session, actor, "case.update", "case", case.id,
+                           {"changed": changed, "row": self.row_fingerprint(session, record)})
 
     # -- cases ----------------------------------------------------------------------------------
 
@@ -315,7 +303,7 @@ class Store:
             )
         values = _case_values(case, folder)
         with self._session(write=True) as session:
-            self._upsert_case(session, case.id, values, actor)
+            self._upsert_case(session, case, values, actor)
 
     def get_case_record(self, case_id: str) -> CaseRecord:
         """The stored row of one case; StoreError if the id is unknown."""
@@ -384,10 +372,10 @@ class Store:
         with self._session(write=True) as session:
             record = self._require_case(session, case_id)
             removed = session.execute(delete(PredictionRecord).where(PredictionRecord.case_id == case_id))
-            detail = {name: getattr(record, name) for name in _CASE_FIELDS_AUDITED}
+            detail = self._audited_case(session, {name: getattr(record, name) for name in _CASE_FIELDS_AUDITED})
             detail["predictions_deleted"] = removed.rowcount
             session.delete(record)
-            self._record_event(session, actor, "case.delete", "case", case_id, detail)
+            self.record_event(session, actor, "case.delete", "case", case_id, detail)
 
     def import_bundles(self, folder: Path, actor: str = "system") -> list[str]:
         """Add (or update) every case bundle one level below `folder`; other entries are skipped.
@@ -397,7 +385,7 @@ class Store:
         folder = Path(folder)
         if not folder.is_dir():
             raise StoreError(f"Cannot import bundles from {folder}: it is not a folder.")
-        found: dict[str, tuple[Path, dict[str, Any]]] = {}
+        found: dict[str, tuple[Path, Case, dict[str, Any]]] = {}
         problems: list[str] = []
         for child in sorted(p for p in folder.iterdir() if p.is_dir() and is_bundle(p)):
             try:
@@ -408,14 +396,14 @@ class Store:
             if case.id in found:
                 problems.append(f"{child}: case {case.id} is also in {found[case.id][0]}.")
                 continue
-            found[case.id] = (child, _case_values(case, child))
+            found[case.id] = (child, case, _case_values(case, child))
         if problems:
             raise StoreError(
                 f"Nothing was imported from {folder}; fix or move these bundles first:\n  " + "\n  ".join(problems)
             )
         with self._session(write=True) as session:
-            for case_id, (_child, values) in found.items():
-                self._upsert_case(session, case_id, values, actor)
+            for _child, case, values in found.values():
+                self._upsert_case(session, case, values, actor)
         return list(found)
 
     # -- predictions ----------------------------------------------------------------------------
@@ -428,14 +416,14 @@ class Store:
             record = PredictionRecord(
                 case_id=case_id,
                 model=summary.model,
-                weights_sha256=_dumps(summary.weights_sha256),
-                summary_json=_dumps(summary.to_dict()),
+                weights_sha256=dumps(summary.weights_sha256),
+                summary_json=dumps(summary.to_dict()),
                 created=summary.created or utc_now(),
             )
             session.add(record)
             session.flush()
             detail = {"prediction_id": record.id, "model": summary.model, "calls": dict(summary.calls)}
-            self._record_event(session, actor, "prediction.add", "case", case_id, detail)
+            self.record_event(session, actor, "prediction.add", "case", case_id, detail)
         return record.id
 
     def predictions_for(self, case_id: str) -> list[StoredPrediction]:
@@ -455,36 +443,3 @@ class Store:
         committed on leaving, rolled back on error; `write=True` waits for SQLite's write lock up front."""
         with self._session(write=write) as session:
             yield session
-
-    @staticmethod
-    def record_event(
-        session: Session, actor: str, action: str, entity: str, entity_id: str, detail: dict[str, Any]
-    ) -> None:
-        """Append an audit event inside an open `transaction`, so it commits with the change it describes."""
-        Store._record_event(session, actor, action, entity, str(entity_id), detail)
-
-    # -- audit log ------------------------------------------------------------------------------
-
-    def audit(
-        self, actor: str, action: str, entity: str, entity_id: str, detail: dict[str, Any] | None = None
-    ) -> None:
-        """Append one event to the audit log (changes made through the Store log themselves)."""
-        with self._session(write=True) as session:
-            self._record_event(session, actor, action, entity, str(entity_id), detail or {})
-
-    def audit_log(self, entity_id: str | None = None, entity: str | None = None) -> list[dict[str, Any]]:
-        """Audit events oldest first, optionally only those about one entity id (and entity type)."""
-        query = select(AuditEvent).order_by(AuditEvent.id)
-        if entity_id is not None:
-            query = query.where(AuditEvent.entity_id == str(entity_id))
-        if entity is not None:
-            query = query.where(AuditEvent.entity == entity)
-        with self._session(write=False) as session:
-            events = session.scalars(query).all()
-        return [
-            {
-                "id": e.id, "at": e.at, "actor": e.actor, "action": e.action,
-                "entity": e.entity, "entity_id": e.entity_id, "detail": json.loads(e.detail_json),
-            }
-            for e in events
-        ]

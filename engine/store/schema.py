@@ -1,7 +1,14 @@
-"""Tables of the OncoLens store as SQLAlchemy declarative models, and the rule that keeps the audit log append-only.
+"""Tables of the OncoLens store as SQLAlchemy declarative models, and the rules that keep the record from being
+rewritten.
 
 The tables themselves are created by the Alembic migrations in `migrations/versions/`, never by
 `metadata.create_all`; these models must stay in step with the newest migration.
+
+Each table's docstring says how it is kept: append-only (database triggers refuse UPDATE, DELETE and an
+INSERT over an existing key; the ORM refuses the same), guarded (the triggers let only named columns
+change, in a named way), or free (cases and predictions, whose every change is logged by the Store). The
+triggers are defined in `guards.py`; what each allowed change looks like in the audit log, in
+`fingerprints.py`; `oncolens store verify` (verify.py) checks both.
 """
 
 from __future__ import annotations
@@ -68,7 +75,9 @@ class PredictionRecord(Base):
 
 
 class AuditEvent(Base):
-    """One change made through the store: who, what, on which entity, when. Rows are never changed."""
+    """One change made through the store: who, what, on which entity, when. Append-only, and chained: each
+    event stores the hash of the one before it and its own (fingerprints.event_hash), so that an edited,
+    deleted or inserted event shows in `store verify` even where the triggers were dropped first."""
 
     __tablename__ = "audit_events"
 
@@ -79,23 +88,42 @@ class AuditEvent(Base):
     entity: Mapped[str] = mapped_column(String(64))  # e.g. "case"
     entity_id: Mapped[str] = mapped_column(String(128), index=True)
     detail_json: Mapped[str] = mapped_column(Text, default="{}")
+    prev_hash: Mapped[str | None] = mapped_column(String(64))  # event_hash of the event before (migration 0003)
+    event_hash: Mapped[str | None] = mapped_column(String(64))  # NULL only for a row written outside OncoLens
+
+
+class StoreSetting(Base):
+    """The store's own settings (migration 0003), e.g. the key of the keyed patient ids. Append-only: a key that
+    changed would cut every old event off from the patient it is about."""
+
+    __tablename__ = "store_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 @event.listens_for(AuditEvent, "before_update")
 @event.listens_for(AuditEvent, "before_delete")
 def _refuse_audit_change(mapper, connection, target: AuditEvent) -> None:
-    """ORM guard; the database triggers from migration 0001 refuse the same through raw SQL."""
+    """ORM guard; the database triggers (guards.py) refuse the same through raw SQL."""
     raise StoreError(
         f"audit_events is append-only: event {target.id} cannot be changed or deleted. "
         "Record a new event instead."
     )
 
 
+@event.listens_for(StoreSetting, "before_update")
+@event.listens_for(StoreSetting, "before_delete")
+def _refuse_setting_change(mapper, connection, target: StoreSetting) -> None:
+    raise StoreError(f"store_settings is append-only: {target.key} cannot be changed or deleted.")
+
+
 # -- reader studies (migration 0002) --------------------------------------------------------------
 
 
 class StudyRecord(Base):
-    """One reader study: its question, what readers see, its arms and the model it is compared with."""
+    """One reader study: its question, what readers see, its arms and the model it is compared with.
+    Append-only: a study's settings are what its readers read under; a changed study is a new study."""
 
     __tablename__ = "studies"
 
@@ -119,7 +147,9 @@ class StudyRecord(Base):
 
 
 class StudyCaseRecord(Base):
-    """A case of a study, in the study's own order, with the model output frozen when the study was made."""
+    """A case of a study, in the study's own order, with the model output and the content hashes of the images
+    readers see, frozen when the study was made. Append-only: aided readers and the analysis must see the
+    output the study was made with, and readers the images it was made with (checked when a case is shown)."""
 
     __tablename__ = "study_cases"
     __table_args__ = (UniqueConstraint("study_id", "case_id", name="uq_study_cases_study_id"),)
@@ -129,10 +159,12 @@ class StudyCaseRecord(Base):
     case_id: Mapped[str] = mapped_column(String(128))  # no foreign key: see migration 0002
     prediction_id: Mapped[int] = mapped_column(Integer)  # provenance: predictions.id at creation
     model_probability: Mapped[float] = mapped_column(Float)
+    images_sha256: Mapped[str | None] = mapped_column(Text)  # JSON {modality: sha256}; NULL before migration 0003
 
 
 class ReaderRecord(Base):
-    """A reader enrolled in one study; the PIN is kept only as a salted KDF hash."""
+    """A reader enrolled in one study; the PIN is kept only as a salted KDF hash. Guarded: never deleted (their
+    reads refer to them), and only the PIN hash may change (a reset, logged with the row's new fingerprint)."""
 
     __tablename__ = "readers"
 
@@ -145,7 +177,9 @@ class ReaderRecord(Base):
 
 
 class ReadingSessionRecord(Base):
-    """One reader reading all the study's cases once in one arm (round 2+ are repeat reads)."""
+    """One reader reading all the study's cases once in one arm (round 2+ are repeat reads). Guarded: never
+    deleted, and the only change is `completed`, once, from empty to a time (logged as session.complete);
+    a finished session cannot be reopened."""
 
     __tablename__ = "reading_sessions"
     __table_args__ = (
@@ -166,7 +200,7 @@ class ReadingSessionRecord(Base):
 
 
 class ReadRecord(Base):
-    """One answer. Never changed: a changed answer is a new row that `supersedes` the old one."""
+    """One answer. Append-only: a changed answer is a new row that `supersedes` the old one."""
 
     __tablename__ = "reads"
 
@@ -185,10 +219,26 @@ class ReadRecord(Base):
     supersedes: Mapped[int | None] = mapped_column(Integer)  # id of the read this one replaces
 
 
+@event.listens_for(StudyRecord, "before_update")
+@event.listens_for(StudyRecord, "before_delete")
+@event.listens_for(StudyCaseRecord, "before_update")
+@event.listens_for(StudyCaseRecord, "before_delete")
+def _refuse_study_change(mapper, connection, target: StudyRecord | StudyCaseRecord) -> None:
+    study_id = target.id if isinstance(target, StudyRecord) else target.study_id
+    raise StoreError(f"{target.__tablename__} is append-only: study {study_id} is frozen once created. "
+                     "Create a new study instead.")
+
+
+@event.listens_for(ReaderRecord, "before_delete")
+@event.listens_for(ReadingSessionRecord, "before_delete")
+def _refuse_reader_or_session_delete(mapper, connection, target: ReaderRecord | ReadingSessionRecord) -> None:
+    raise StoreError(f"{target.__tablename__} rows are never deleted: reads refer to them.")
+
+
 @event.listens_for(ReadRecord, "before_update")
 @event.listens_for(ReadRecord, "before_delete")
 def _refuse_read_change(mapper, connection, target: ReadRecord) -> None:
-    """ORM guard; the database triggers from migration 0002 refuse the same through raw SQL."""
+    """ORM guard; the database triggers (guards.py) refuse the same through raw SQL."""
     raise StoreError(
         f"reads is append-only: read {target.id} cannot be changed or deleted. "
         "A changed answer is saved as a new read."

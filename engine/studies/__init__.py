@@ -15,17 +15,22 @@ from engine.studies.model import (
     UNAIDED,
     AuthError,
     ConfidenceScale,
-    ReaderInfo,
     Study,
     StudyError,
     WashoutError,
-    add_reader,
     create_study,
-    list_readers,
     list_studies,
     load_study,
     reading_order,
+)
+from engine.studies.readers import (
+    PIN_POLICY,
+    LockedError,
+    ReaderInfo,
+    add_reader,
+    list_readers,
     reset_pin,
+    unlock_reader,
 )
 from engine.studies.session import (
     BlindedCase,
@@ -37,11 +42,11 @@ from engine.studies.session import (
 )
 
 __all__ = [
-    "AIDED", "ARMS", "SCALES", "UNAIDED", "AuthError", "BlindedCase", "ConfidenceScale", "ModelAid", "Progress",
-    "ReaderAnswer", "ReaderInfo", "ReadingSession", "Study", "StudyAnalysis", "StudyData", "StudyError",
-    "WashoutError", "add_reader", "analyze_study", "collect_study_data", "create_study",
+    "AIDED", "ARMS", "PIN_POLICY", "SCALES", "UNAIDED", "AuthError", "BlindedCase", "ConfidenceScale",
+    "LockedError", "ModelAid", "Progress", "ReaderAnswer", "ReaderInfo", "ReadingSession", "Study", "StudyAnalysis",
+    "StudyData", "StudyError", "WashoutError", "add_reader", "analyze_study", "collect_study_data", "create_study",
     "export_long_format", "export_reads_csv", "list_readers", "list_studies", "load_study", "read_rows",
-    "reading_order", "reset_pin", "study_progress",
+    "reading_order", "reset_pin", "study_progress", "unlock_reader",
 ]
 
 

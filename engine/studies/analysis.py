@@ -12,7 +12,6 @@ Everything left out is listed, with the reason, in the notes and the `excluded` 
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from engine.exports import write_csv
 from engine.metrics.mrmc_export import long_format_rows, mrmc_tool_files, write_mrmc_tool_files
 from engine.metrics.reader_study import (
     ComparisonResult,
@@ -32,10 +32,12 @@ from engine.metrics.reader_study import (
     analyze_reader_study,
     compare_model_with_readers,
 )
+from engine.paths import open_private, private_dir
 from engine.store import Store
 from engine.store.schema import CaseRecord, ReadingSessionRecord, ReadRecord, StudyCaseRecord
 from engine.studies.contours import ContourAgreement, contour_agreement
-from engine.studies.model import AIDED, UNAIDED, Study, StudyError, id_chunks, list_readers, load_study
+from engine.studies.model import AIDED, UNAIDED, Study, StudyError, id_chunks, load_study
+from engine.studies.readers import list_readers
 
 READS_COLUMNS = ("study_id", "reader_id", "arm", "round", "session_id", "order_position", "case_id", "read_id",
                  "positive", "confidence", "comment", "has_contour", "shown_at", "answered_at", "seconds",
@@ -270,14 +272,14 @@ class StudyAnalysis:
         """`<stem>.json`, `<stem>_<table>.csv` for every non-empty table and the MRMC tools' input files of the
         scores (`engine.metrics.mrmc_export.mrmc_tool_files`: `<stem>.imrmc` for the iMRMC app,
         `<stem>_imrmc_R.imrmc` for the iMRMC R package, `<stem>_rjafroc.imrmc` + `_rjafroc_ids.csv` for RJafroc)."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        out = private_dir(out_dir)
         stem = stem or f"study_{self.study.id}"
         paths = [out / f"{stem}.json"]
-        paths[0].write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        with open_private(paths[0], encoding="utf-8") as handle:
+            handle.write(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
         for name, rows in self.tables().items():
             if rows:
-                paths.append(_write_csv(out / f"{stem}_{name}.csv", rows))
+                paths.append(write_csv(out / f"{stem}_{name}.csv", rows))
         if self.result.reads_scores:
             paths += write_mrmc_tool_files(out, stem, self.result.reads_scores, _tool_title(self.study))[0]
         return paths
@@ -286,14 +288,6 @@ class StudyAnalysis:
 def _tool_title(study: Study) -> str:
     return f"OncoLens reader study {study.id}: {study.name}"
 
-
-def _write_csv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns or rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def _check_classes(data: StudyData) -> None:
@@ -373,7 +367,7 @@ def read_rows(store: Store, study_id: str, history: bool = False) -> list[dict[s
 
 def export_reads_csv(store: Store, study_id: str, path: str | Path, history: bool = False) -> Path:
     """The study's reads as a CSV (one row per answer; `history` adds superseded answers)."""
-    return _write_csv(Path(path), read_rows(store, study_id, history), READS_COLUMNS)
+    return write_csv(Path(path), read_rows(store, study_id, history), READS_COLUMNS)
 
 
 def long_format(data: StudyData, what: str = "scores") -> list[dict[str, str]]:
@@ -392,7 +386,7 @@ def export_long_format(store: Store, study_id: str, out_dir: str | Path) -> list
     data = collect_study_data(store, study_id)
     out = Path(out_dir)
     scores = long_format(data, "scores")
-    paths = [_write_csv(out / f"{study_id}_long_scores.csv", scores),
-             _write_csv(out / f"{study_id}_long_calls.csv", long_format(data, "calls"))]
+    paths = [write_csv(out / f"{study_id}_long_scores.csv", scores),
+             write_csv(out / f"{study_id}_long_calls.csv", long_format(data, "calls"))]
     return paths + write_mrmc_tool_files(out, study_id, scores, _tool_title(data.study))[0]
 

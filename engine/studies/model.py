@@ -1,4 +1,4 @@
-"""Reader-study set-up: study settings, readers with hashed PINs, per-reader case orders.
+"""Reader-study set-up: study settings, the study frozen with its cases, per-reader case orders.
 
 A study asks one question per case: a call on the study's task label (e.g. "metastatic") plus a
 rating of how likely the case is positive on a 5-point or 0-100 scale, so that every reader has an
@@ -6,17 +6,20 @@ ROC curve. Readers belong to one study (a clinician in two studies is enrolled t
 study and its PINs self-contained. Each reader reads every case once per arm ("unaided": images
 only; "aided": images plus the model's stored output), in a random order drawn from the study seed
 and the reader id, and again in a new order for each repeat round. Between two of a reader's sessions
-at least `washout_days` must pass.
+at least `washout_days` must pass. Aided reads always come after unaided ones: a reader who has seen the
+model's output cannot read the same cases unaided afterwards.
+
+A study is frozen when it is created: its settings, and per case the model output and threshold aided
+readers see and the content hash of every image readers see (checked each time a case is shown). An
+audit event (study.freeze) keeps their fingerprints for `oncolens store verify`. Readers and PINs:
+engine.studies.readers.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
 import math
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -27,14 +30,14 @@ from sqlalchemy import select
 import engine.kinds  # noqa: F401  (registers the built-in kinds)
 from engine.cases.kinds import case_kinds, get_kind
 from engine.data import utc_now
-from engine.store import Store, record_summary
-from engine.store.schema import CaseRecord, PredictionRecord, ReaderRecord, StudyCaseRecord, StudyRecord
+from engine.store import Store, StoreError, record_summary
+from engine.store.fingerprints import FROZEN_CASE_KEYS, image_sha256
+from engine.store.schema import CaseRecord, PredictionRecord, StudyCaseRecord, StudyRecord
 
 UNAIDED = "unaided"  # images only: no model output, no truth
 AIDED = "aided"  # images plus the model's stored output for the task label
 ARMS = (UNAIDED, AIDED)
 RESERVED_READER_IDS = ("model", "average reader", "-1")  # used by the statistics and the long format
-MIN_PIN_LENGTH = 4
 
 # Keyboard mapping for the reading view (Qt key names as text; the GUI binds them).
 KEY_POSITIVE = "Y"
@@ -43,11 +46,6 @@ KEY_NEXT = "Right"
 KEY_PREVIOUS = "Left"
 KEY_RESUME = "Home"
 KEY_COMMENT = "C"
-
-# PIN hashing: scrypt with a 16-byte random salt per reader (Django's default cost, 16 MiB per hash).
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
-_SCRYPT_MAXMEM = 64 * 2**20
-_SALT_BYTES, _KEY_BYTES = 16, 32
 
 
 class StudyError(ValueError):
@@ -182,6 +180,9 @@ class Study:
             problems.append("modalities must name at least one modality readers see (no commas)")
         if not self.arms or len(set(self.arms)) != len(self.arms) or any(a not in ARMS for a in self.arms):
             problems.append(f"arms must be one or both of {', '.join(ARMS)} (in reading order), got {list(self.arms)}")
+        elif tuple(self.arms) == (AIDED, UNAIDED):
+            problems.append("arms must be read unaided before aided (a reader who has seen the model's output "
+                            "cannot read the same cases unaided afterwards): use arms ('unaided', 'aided')")
         if self.confidence_scale not in SCALES:
             problems.append(f"confidence_scale must be one of {', '.join(SCALES)}, got {self.confidence_scale!r}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
@@ -235,10 +236,33 @@ def _frozen_predictions(session, study: Study, records: dict[str, CaseRecord]) -
     return chosen
 
 
+def _image_hashes(store: Store, study: Study) -> dict[str, dict[str, str]]:
+    """Per case, the content hash of each image readers will see. Read before the write transaction, which
+    would otherwise hold the write lock while every bundle is read. Unknown cases are left to create_study."""
+    with store.transaction(write=False) as session:
+        known = {c for chunk in id_chunks(list(study.case_ids))
+                 for c in session.scalars(select(CaseRecord.id).where(CaseRecord.id.in_(chunk)))}
+    hashes: dict[str, dict[str, str]] = {}
+    problems = []
+    for case_id in (c for c in study.case_ids if c in known):
+        try:
+            case = store.load_case(case_id)
+        except StoreError as exc:
+            problems.append(str(exc))
+            continue
+        hashes[case_id] = {m: image_sha256(case.images[m]) for m in study.modalities if m in case.images}
+    if problems:
+        raise StudyError(f"Study {study.id!r}: the images of {len(problems)} case(s) cannot be read, and a study "
+                         "freezes the images its readers see:\n  " + "\n  ".join(problems[:10]))
+    return hashes
+
+
 def create_study(store: Store, study: Study, actor: str = "admin") -> Study:
-    """Check the settings against the store and save the study with its cases and frozen model outputs."""
+    """Check the settings against the store and save the study with its cases, frozen model outputs and the
+    content hashes of the images readers see."""
     study.validate()
     ids = list(study.case_ids)
+    image_hashes = _image_hashes(store, study)
     with store.transaction(write=True) as session:
         if session.get(StudyRecord, study.id) is not None:
             raise StudyError(f"A study with id {study.id!r} already exists; choose another id.")
@@ -275,14 +299,21 @@ def create_study(store: Store, study: Study, actor: str = "admin") -> Study:
             repeat_reads=saved.repeat_reads, washout_days=float(saved.washout_days), created=saved.created,
             created_by=actor))
         session.flush()
+        frozen = {}
         for position, case_id in enumerate(ids):
             prediction = chosen[case_id]
             probability = record_summary(prediction).probabilities[study.task_label]
-            session.add(StudyCaseRecord(study_id=saved.id, position=position, case_id=case_id,
-                                        prediction_id=prediction.id, model_probability=float(probability)))
+            frozen[case_id] = StudyCaseRecord(study_id=saved.id, position=position, case_id=case_id,
+                                              prediction_id=prediction.id, model_probability=float(probability),
+                                              images_sha256=json.dumps(image_hashes[case_id], sort_keys=True))
+            session.add(frozen[case_id])
         detail = {k: v for k, v in asdict(saved).items() if k not in ("case_ids", "created", "created_by")}
         detail["n_cases"] = len(ids)
         store.record_event(session, actor, "study.create", "study", saved.id, detail)
+        session.flush()
+        store.record_event(session, actor, "study.freeze", "study", saved.id, {
+            "study": store.row_fingerprint(session, session.get(StudyRecord, saved.id)),
+            "cases": {c: store.row_fingerprint(session, r, skip=FROZEN_CASE_KEYS) for c, r in frozen.items()}})
     return saved
 
 
@@ -312,111 +343,6 @@ def list_studies(store: Store) -> list[Study]:
     with store.transaction(write=False) as session:
         ids = session.scalars(select(StudyRecord.id).order_by(StudyRecord.created)).all()
     return [load_study(store, i) for i in ids]
-
-
-# ----------------------------------------------------------------------------------------------------
-# Readers and PINs
-
-
-def hash_pin(pin: str) -> str:
-    """`scrypt$N$r$p$salt$key` with a fresh random salt; the PIN itself is never stored."""
-    salt = secrets.token_bytes(_SALT_BYTES)
-    key = hashlib.scrypt(pin.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
-                         maxmem=_SCRYPT_MAXMEM, dklen=_KEY_BYTES)
-    b64 = base64.b64encode
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(key).decode()}"
-
-
-def verify_pin(pin: str, stored: str) -> bool:
-    """True when `pin` matches `stored` (constant-time comparison); False for anything malformed."""
-    try:
-        scheme, n, r, p, salt, key = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.b64decode(key, validate=True)
-        actual = hashlib.scrypt(pin.encode("utf-8"), salt=base64.b64decode(salt, validate=True), n=int(n),
-                                r=int(r), p=int(p), maxmem=_SCRYPT_MAXMEM, dklen=len(expected))
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(actual, expected)
-
-
-_DECOY_HASH: list[str] = []  # verified against when the reader id is unknown, so both failures cost the same
-
-
-@dataclass(frozen=True)
-class ReaderInfo:
-    study_id: str
-    reader_id: str
-    display_name: str
-    created: str
-
-
-def _check_pin(pin: str) -> None:
-    if not isinstance(pin, str) or len(pin) < MIN_PIN_LENGTH or len(pin) > 128 or pin != pin.strip():
-        raise StudyError(f"A PIN must be {MIN_PIN_LENGTH} to 128 characters without leading or trailing spaces.")
-
-
-def add_reader(store: Store, study_id: str, reader_id: str, display_name: str, pin: str,
-               actor: str = "admin") -> ReaderInfo:
-    """Enrol a reader in a study with a PIN (kept only as a salted scrypt hash)."""
-    reader_id = str(reader_id)
-    if not reader_id or reader_id != reader_id.strip() or len(reader_id) > 128 or reader_id in RESERVED_READER_IDS:
-        raise StudyError(f"Reader id {reader_id!r} is not allowed: use 1 to 128 characters without leading or "
-                         f"trailing spaces, and none of {', '.join(map(repr, RESERVED_READER_IDS))}.")
-    _check_pin(pin)
-    pin_hash = hash_pin(pin)  # slow on purpose: done before taking the write lock
-    created = utc_now()
-    with store.transaction(write=True) as session:
-        if session.get(StudyRecord, study_id) is None:
-            raise StudyError(f"No reader study {study_id!r} in the store; create it first.")
-        existing = session.get(ReaderRecord, (study_id, reader_id))
-        if existing is not None:
-            raise StudyError(f"Study {study_id!r} already has a reader {reader_id!r} ({existing.display_name}); "
-                             "choose another reader id (a forgotten PIN is reset with reset_pin).")
-        session.add(ReaderRecord(study_id=study_id, reader_id=reader_id, display_name=display_name or reader_id,
-                                 pin_hash=pin_hash, created=created, created_by=actor))
-        store.record_event(session, actor, "reader.add", "study", study_id,
-                           {"reader_id": reader_id, "display_name": display_name or reader_id})
-    return ReaderInfo(study_id, reader_id, display_name or reader_id, created)
-
-
-def reset_pin(store: Store, study_id: str, reader_id: str, pin: str, actor: str = "admin") -> None:
-    """Give an enrolled reader a new PIN (their reads are untouched)."""
-    _check_pin(pin)
-    pin_hash = hash_pin(pin)
-    with store.transaction(write=True) as session:
-        record = session.get(ReaderRecord, (study_id, reader_id))
-        if record is None:
-            raise StudyError(f"Study {study_id!r} has no reader {reader_id!r}.")
-        record.pin_hash = pin_hash
-        store.record_event(session, actor, "reader.pin_reset", "study", study_id, {"reader_id": reader_id})
-
-
-def list_readers(store: Store, study_id: str) -> list[ReaderInfo]:
-    """The study's readers (never their PIN hashes), in enrolment order."""
-    with store.transaction(write=False) as session:
-        rows = session.scalars(select(ReaderRecord).where(ReaderRecord.study_id == study_id)
-                               .order_by(ReaderRecord.created, ReaderRecord.reader_id)).all()
-        return [ReaderInfo(r.study_id, r.reader_id, r.display_name, r.created) for r in rows]
-
-
-def authenticate(store: Store, study_id: str, reader_id: str, pin: str) -> ReaderInfo:
-    """The reader when the PIN matches; AuthError with one message for an unknown reader or a wrong PIN."""
-    with store.transaction(write=False) as session:
-        record = session.get(ReaderRecord, (study_id, str(reader_id)))
-        info = None if record is None else ReaderInfo(record.study_id, record.reader_id, record.display_name,
-                                                      record.created)
-        stored = None if record is None else record.pin_hash
-    if stored is None:
-        if not _DECOY_HASH:
-            _DECOY_HASH.append(hash_pin(secrets.token_hex(8)))
-        stored = _DECOY_HASH[0]
-    ok = verify_pin(str(pin), stored) and info is not None
-    if not ok:
-        store.audit(str(reader_id), "reader.login_failed", "study", study_id, {})
-        raise AuthError(AUTH_FAILED)
-    return info
 
 
 # ----------------------------------------------------------------------------------------------------

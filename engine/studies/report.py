@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from engine.metrics.plots import plot_roc
 from engine.metrics.reader_study import AVERAGE_READER_ID, ERROR_CATEGORIES, MODEL_ID, ComparisonResult
 from engine.metrics.segmentation import HD95_CONVENTION
+from engine.paths import open_private
 from engine.studies.analysis import StudyAnalysis
 from engine.studies.model import AIDED
 
@@ -319,9 +320,9 @@ def render_report(analysis: StudyAnalysis) -> str:
 def write_report(analysis: StudyAnalysis, path: str | Path) -> Path:
     """Write the HTML report (written to a temporary name first, then moved into place)."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
-    partial.write_text(render_report(analysis), encoding="utf-8")
+    with open_private(partial, encoding="utf-8") as handle:  # missing folders are created 0700
+        handle.write(render_report(analysis))
     partial.replace(out)
     return out
 

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -23,11 +22,11 @@ import numpy as np
 from sqlalchemy import distinct, func, select
 from sqlalchemy.exc import IntegrityError
 
-from engine.cases.bundle import is_bundle
+from engine.cases.model import Case
 from engine.data import ImageMeta, ModalityImage
 from engine.store import Store, StoreError, record_summary
+from engine.store.fingerprints import image_sha256
 from engine.store.schema import (
-    CaseRecord,
     PredictionRecord,
     ReadingSessionRecord,
     ReadRecord,
@@ -36,20 +35,30 @@ from engine.store.schema import (
 from engine.studies.model import (
     AIDED,
     ConfidenceScale,
-    ReaderInfo,
     Study,
     StudyError,
     WashoutError,
-    authenticate,
-    id_chunks,
-    list_readers,
     load_study,
     order_seed,
     parse_time,
     reading_order,
 )
+from engine.studies.readers import ReaderInfo, authenticate, list_readers
 
 Clock = Callable[[], datetime]
+CASE_UNAVAILABLE = ("This case cannot be shown: its images are missing, unreadable, or not the ones this study "
+                    "was made with. Tell the study administrator, then go on with the next case.")
+
+
+class ImagesChanged(StoreError):
+    """A case's bundle holds other images than those frozen with the study (a bundle re-written or swapped)."""
+
+    def __init__(self, case_id: str, frozen: Mapping[str, str], found: Mapping[str, str]) -> None:
+        changed = sorted(m for m in frozen if found.get(m) != frozen[m])
+        super().__init__(f"Case {case_id}: the {', '.join(changed)} image(s) in its bundle are not the ones frozen "
+                         "with the study (content hash differs). Put the original bundle back; the study keeps "
+                         "its images.")
+        self.frozen, self.found = dict(frozen), dict(found)
 
 
 def _utc_clock() -> datetime:
@@ -185,7 +194,8 @@ def _session_row(store: Store, study: Study, reader_id: str, now: datetime) -> R
                 session.add(row)
                 session.flush()
                 store.record_event(session, reader_id, "session.start", "study", study.id,
-                                   {"session_id": row.id, "reader_id": reader_id, "arm": arm, "round": round_})
+                                   {"session_id": row.id, "reader_id": reader_id, "arm": arm, "round": round_,
+                                    "row": store.row_fingerprint(session, row)})
                 return row
             previous = row
     raise StudyError(f"Reader {reader_id} has finished every reading session of study {study.id}. Thank you.")
@@ -204,15 +214,19 @@ class ReadingSession:
         self.arm: str = row.arm
         self.round: int = row.round
         self._order: tuple[str, ...] = tuple(json.loads(row.order_json))
+        with store.transaction(write=False) as session:
+            frozen = session.scalars(select(StudyCaseRecord).where(StudyCaseRecord.study_id == study.id)).all()
         self._aids: dict[str, tuple[float, int]] = {}
         if self.arm == AIDED:
-            with store.transaction(write=False) as session:
-                self._aids = {r.case_id: (r.model_probability, r.prediction_id) for r in session.scalars(
-                    select(StudyCaseRecord).where(StudyCaseRecord.study_id == study.id))}
+            self._aids = {r.case_id: (r.model_probability, r.prediction_id) for r in frozen}
+        # None for studies made before image hashes were kept (store revision 0003): their images are not checked
+        self._frozen_images: dict[str, dict[str, str] | None] = {
+            r.case_id: None if r.images_sha256 is None else json.loads(r.images_sha256) for r in frozen}
         self._answers: dict[str, ReaderAnswer] = {a.case_id: a for a in self.my_answers()}
         self._index = 0
         self._shown: tuple[int, float, str, float] | None = None  # index, monotonic start, shown_at, earlier seconds
         self._case: BlindedCase | None = None
+        self._prefetched: dict[str, tuple[dict[str, ModalityImage], ModelAid | None]] = {}
         self.resume()
 
     @classmethod
@@ -271,26 +285,61 @@ class ReadingSession:
             self._case = self._load(case_id)
         return self._case
 
+    def _checked_case(self, case_id: str) -> Case:
+        """The case from its bundle, with every image the study shows, as frozen with the study.
+        StoreError (ImagesChanged when the bundle's images are not the frozen ones) otherwise."""
+        case = self._store.load_case(case_id)
+        missing = [m for m in self._study.modalities if m not in case.images]
+        if missing:
+            raise StoreError(f"Case {case_id}: its bundle has no {', '.join(missing)} image any more "
+                             f"(it has {', '.join(case.images) or 'none'}). Re-import the right bundle.")
+        frozen = self._frozen_images.get(case_id)
+        if frozen is not None:
+            found = {m: image_sha256(case.images[m]) for m in frozen if m in case.images}
+            if found != frozen:
+                raise ImagesChanged(case_id, frozen, found)
+        return case
+
     def _load(self, case_id: str) -> BlindedCase:
         study = self._study
         base = dict(study_id=study.id, case_id=case_id, position=self.position, total=self.total,
                     kind=study.case_kind, question=study.asked(), task_label=study.task_label, scale=study.scale,
                     draw_contour=study.contours, answer=self._answers.get(case_id))
         try:
-            case = self._store.load_case(case_id)
-            missing = [m for m in study.modalities if m not in case.images]
-            if missing:
-                raise StoreError(f"Case {case_id}: its bundle has no {', '.join(missing)} image any more "
-                                 f"(it has {', '.join(case.images) or 'none'}). Re-import the right bundle.")
+            images, aid = self._prefetched.pop(case_id, None) or self._read(case_id)
         except StoreError as exc:
-            self._store.audit(self.reader_id, "study.case_unavailable", "study", study.id,
-                              {"case_id": case_id, "session_id": self.session_id, "reason": str(exc)})
-            return BlindedCase(**base, images=MappingProxyType({}), aid=None,
-                               unavailable=f"This case cannot be shown: {exc} Tell the study administrator "
-                                           "and go on with the next case.")
-        images = {m: _blinded_image(case.images[m]) for m in study.modalities}
-        aid = self._aid(case_id, case.predictions) if self.aided else None
+            # The reader is told nothing that could identify the case (id, path, patient); the log keeps all.
+            detail = {"case_id": case_id, "session_id": self.session_id, "reason": str(exc)}
+            if isinstance(exc, ImagesChanged):
+                detail.update(frozen=exc.frozen, found=exc.found)
+            action = "study.case_images_changed" if isinstance(exc, ImagesChanged) else "study.case_unavailable"
+            self._store.audit(self.reader_id, action, "study", study.id, detail)
+            return BlindedCase(**base, images=MappingProxyType({}), aid=None, unavailable=CASE_UNAVAILABLE)
         return BlindedCase(**base, images=MappingProxyType(images), aid=aid)
+
+    def _read(self, case_id: str) -> tuple[dict[str, ModalityImage], ModelAid | None]:
+        """The case's blinded images and, in an aided session, the model aid; StoreError when unreadable or not
+        as frozen with the study (ImagesChanged)."""
+        case = self._checked_case(case_id)
+        images = {m: _blinded_image(case.images[m]) for m in self._study.modalities}
+        return images, (self._aid(case_id, case.predictions) if self.aided else None)
+
+    def prefetch(self, position: int) -> None:
+        """Read the case at `position` ahead of time (e.g. the next one while the reader reads this one), so that
+        moving there needs no disk or database. Its timer still starts when it is shown; a case that cannot be
+        read is left alone here and reported when it is shown. Keeps at most two cases read ahead."""
+        if not 1 <= position <= self.total:
+            return
+        case_id = self._order[position - 1]
+        if case_id in self._prefetched or (self._case is not None and self._case.case_id == case_id):
+            return
+        try:
+            read = self._read(case_id)
+        except StoreError:
+            return
+        while len(self._prefetched) >= 2:
+            self._prefetched.pop(next(iter(self._prefetched)))
+        self._prefetched[case_id] = read
 
     def _aid(self, case_id: str, bundle_predictions: Sequence[Any]) -> ModelAid:
         probability, prediction_id = self._aids[case_id]
@@ -358,7 +407,8 @@ class ReadingSession:
             detail: dict[str, Any] = {
                 "read_id": row.id, "session_id": self.session_id, "reader_id": self.reader_id, "arm": self.arm,
                 "round": self.round, "case_id": case.case_id, "positive": bool(positive), "confidence": value,
-                "comment": row.comment, "shown_at": shown_at, "answered_at": now, "seconds": round(seconds, 3)}
+                "comment": row.comment, "shown_at": shown_at, "answered_at": now, "seconds": round(seconds, 3),
+                "row": self._store.row_fingerprint(session, row)}
             if previous is not None:
                 detail["previous"] = {"read_id": previous.id, "positive": bool(previous.positive),
                                       "confidence": previous.confidence, "comment": previous.comment,
@@ -371,7 +421,7 @@ class ReadingSession:
                 if answered == self.total:
                     row_session.completed = now
                     self._store.record_event(session, self.reader_id, "session.complete", "study", self.study_id,
-                                             {"session_id": self.session_id, "unanswered": []})
+                                             {"session_id": self.session_id, "unanswered": [], "completed": now})
             saved = _answer_from(row)
         self._answers[case.case_id] = saved
         self._case = replace(case, answer=saved)
@@ -391,10 +441,7 @@ class ReadingSession:
         """Close the session when the only unanswered cases are ones that cannot be shown (a session with
         every case answered closes by itself); StudyError lists the cases still to read."""
         unanswered = [c for c in self._order if c not in self._answers]
-        with self._store.transaction(write=False) as session:
-            paths = {r.id: r.bundle_path for chunk in id_chunks(unanswered)
-                     for r in session.scalars(select(CaseRecord).where(CaseRecord.id.in_(chunk)))}
-        readable = [c for c in unanswered if c in paths and is_bundle(Path(paths[c]))]
+        readable = [c for c in unanswered if self._can_show(c)]
         if readable:
             positions = ", ".join(str(self._order.index(c) + 1) for c in readable)
             raise StudyError(f"{len(readable)} case(s) are still unanswered (positions {positions}); "
@@ -405,7 +452,15 @@ class ReadingSession:
             if row.completed is None:
                 row.completed = now
                 self._store.record_event(session, self.reader_id, "session.complete", "study", self.study_id,
-                                         {"session_id": self.session_id, "unanswered": unanswered})
+                                         {"session_id": self.session_id, "unanswered": unanswered,
+                                          "completed": now})
+
+    def _can_show(self, case_id: str) -> bool:
+        try:
+            self._checked_case(case_id)
+        except StoreError:
+            return False
+        return True
 
     def __repr__(self) -> str:
         return (f"ReadingSession(study={self.study_id!r}, reader={self.reader_id!r}, arm={self.arm!r}, "

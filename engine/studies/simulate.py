@@ -22,7 +22,8 @@ from engine.cases.bundle import write_bundle
 from engine.cases.model import Case, GroundTruth
 from engine.data import ImageMeta, Prediction
 from engine.store import Store
-from engine.studies.model import AIDED, UNAIDED, Study, add_reader, create_study
+from engine.studies.model import AIDED, UNAIDED, Study, create_study
+from engine.studies.readers import add_reader
 from engine.studies.session import ReadingSession
 
 SIMULATED_MODEL = "simulated model"

@@ -3,13 +3,13 @@ ROC PNG) and the cascade end to end (gated as the app gates it)."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
 from engine.device import select_device
+from engine.exports import write_csv
 from engine.metrics.evaluation import write_evaluation
 from engine.metrics.plots import plot_roc
 from engine.predict.glioma import TASKS, GliomaCascadePredictor
@@ -26,7 +26,7 @@ def evaluate_fl_cnn(records: list[SpecimenRecord], modality: str, out_dir: str |
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictor = GliomaCascadePredictor(modality, device=select_device(), run_all=True, root=root)
+    predictor = GliomaCascadePredictor(modality, device=select_device(), run_all=True, root=root, backend="eager")
     evaluations, curves, points, rows = {}, {}, {}, []
     for task in TASKS:
         card = predictor.cards[task]
@@ -50,10 +50,7 @@ def evaluate_fl_cnn(records: list[SpecimenRecord], modality: str, out_dir: str |
                   "score": float(sc), "call": int(sc >= threshold)} for r, t, sc in zip(recs, y, scores)]
     stem = f"fl_cnn_{modality.lower()}_{split}"
     write_evaluation(evaluations, out_dir, stem)
-    with open(out_dir / f"{stem}_per_specimen.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out_dir / f"{stem}_per_specimen.csv", rows)
     plot_roc(curves, out_dir / f"{stem}_roc.png", operating_points=points,
              title=f"FL-CNN cascade, {modality} images ({split} split)")
     return evaluations
@@ -64,7 +61,7 @@ def evaluate_cascade_end_to_end(records: list[SpecimenRecord], modality: str, ou
     """The installed cascade's gated calls on the tumor card's test patients (split='test') or on every patient,
     against truth; <out>/fl_cnn_<mod>_<split>_cascade.json/.md. Also returns, per net, how many of those patients
     it was trained or validated on (0 when the three nets share one split, as they are trained now)."""
-    predictor = GliomaCascadePredictor(modality, device=select_device(), root=root)
+    predictor = GliomaCascadePredictor(modality, device=select_device(), root=root, backend="eager")
     if split == "test":
         patients = set(predictor.cards["tumor"].training.get("test_patients", []))
     else:

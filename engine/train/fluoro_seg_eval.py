@@ -20,7 +20,6 @@ every table prints how many there were.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.exports import csv_dict_writer, open_csv, restore_cell
 from engine.metrics.segmentation import HD95_CONVENTION, METRIC_NAMES
 from engine.nets.fluoro_seg import ARCH_NAMES
 from engine.train.fluoro_seg import SegArrays, SegTrainSettings, evaluate_net, metric_row, train_seg
@@ -393,12 +393,12 @@ class RowLog:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "w", newline="", encoding="utf-8") as fh:
-            csv.DictWriter(fh, fieldnames=PER_IMAGE_COLUMNS).writeheader()
+        with open_csv(self.path) as fh:
+            csv_dict_writer(fh, PER_IMAGE_COLUMNS).writeheader()
 
     def __call__(self, rows: Sequence[dict]) -> None:
-        with open(self.path, "a", newline="", encoding="utf-8") as fh:
-            csv.DictWriter(fh, fieldnames=PER_IMAGE_COLUMNS, extrasaction="ignore").writerows(rows)
+        with open_csv(self.path, "a") as fh:
+            csv_dict_writer(fh, PER_IMAGE_COLUMNS, extrasaction="ignore").writerows(rows)
 
 
 def read_rows(path: str | Path) -> list[dict]:
@@ -412,7 +412,7 @@ def read_rows(path: str | Path) -> list[dict]:
         out: dict = {}
         for key, value in row.items():
             if key in ("method", "net", "dataset", "frame_id", "group"):
-                out[key] = value
+                out[key] = restore_cell(value)
             elif value in ("", None):
                 continue  # e.g. the mm columns of frames without a pixel size
             else:
@@ -429,14 +429,14 @@ def write_protocol(result: ProtocolResult, out_dir: str | Path, title: str) -> d
     out.mkdir(parents=True, exist_ok=True)
     tables = protocol_tables(result)
     paths = {"per_image": out / PER_IMAGE_FILE, "json": out / "tables.json", "markdown": out / "tables.md"}
-    with open(paths["per_image"], "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=PER_IMAGE_COLUMNS, extrasaction="ignore")
+    with open_csv(paths["per_image"]) as fh:
+        writer = csv_dict_writer(fh, PER_IMAGE_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(result.rows)
     for key, entries in tables.items():
         path = out / f"table_{key.replace(' ', '_')}.csv"
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(entries[0]) if entries else ["method"])
+        with open_csv(path) as fh:
+            writer = csv_dict_writer(fh, list(entries[0]) if entries else ["method"])
             writer.writeheader()
             writer.writerows(entries)
         paths[f"table {key}"] = path

@@ -3,7 +3,6 @@ for them, from typed settings (engine.cli turns the arguments into these; no arg
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.exports import csv_writer, open_csv
 from engine.fastpath import latency_percentiles
 from engine.metrics.segmentation import HD95_CONVENTION
 from engine.nets.fluoro_seg import ARCH_NAMES, ARCHS
@@ -300,7 +300,7 @@ def bench_seg(bench, say: Say) -> int:
 
     rows = []
     for arch in nets:
-        eager = FluoroSegPredictor(arch, device="cpu", root=bench.models_root)
+        eager = FluoroSegPredictor(arch, device="cpu", backend="eager", root=bench.models_root)
         t = time.perf_counter()
         fast = FluoroSegPredictor(arch, device="cpu", backend="onnx", root=bench.models_root)
         say(f"{ARCH_NAMES[arch]}: ONNX graph ready in {time.perf_counter() - t:.1f} s (cached)")
@@ -316,7 +316,7 @@ def bench_seg(bench, say: Say) -> int:
                     ref = eager.net.core(torch.from_numpy(x)).numpy()
                 times["eager"].append(time.perf_counter() - t)
                 t = time.perf_counter()
-                out = fast._onnx(x)
+                out = fast.fast.runner(x)
                 times["onnx"].append(time.perf_counter() - t)
                 if i < len(xs):
                     dices.append(dice(out[0, 0] >= 0, ref[0, 0] >= 0))
@@ -332,8 +332,8 @@ def bench_seg(bench, say: Say) -> int:
         print(f"{name:<12} {size:>5} {e50:>10.1f} {e99:>10.1f} {o50:>9.1f} {o99:>9.1f} {ratio:>8.2f}x {d:>9.4f}"
               + ("" if d >= 0.99 else "  MASKS DIFFER"))
     if bench.out:
-        with open(bench.out, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
+        with open_csv(bench.out) as fh:
+            writer = csv_writer(fh)
             writer.writerow(["net", "size", "eager_p50_ms", "eager_p99_ms", "onnx_p50_ms", "onnx_p99_ms", "speedup",
                              "min_dice_onnx_vs_eager"])
             writer.writerows(rows)

@@ -15,14 +15,15 @@ figures.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from engine.exports import csv_writer, open_csv
 from engine.nets.mfi_ffp import count_flops, count_parameters
 from engine.registry import build_net
+from engine.train.ablation_rows import resolve_rows
 from engine.train.mfi_ffp import (
     MFIFFPTrainSettings,
     NodeArrays,
@@ -149,14 +150,7 @@ GROUPS["all"] = list(dict.fromkeys(name for group in list(GROUPS.values()) for n
 
 def resolve_names(spec: str) -> list[str]:
     """'all', a group name, or comma-separated row names."""
-    if spec in GROUPS:
-        return GROUPS[spec]
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ABLATIONS]
-    if unknown or not names:
-        raise ValueError(f"Unknown ablation rows {unknown or spec!r}; use one of {sorted(GROUPS)} or rows from: "
-                         f"{', '.join(ABLATIONS)}.")
-    return names
+    return resolve_rows(spec, GROUPS, ABLATIONS)
 
 
 def size_of(ablation: Ablation, preset: str) -> tuple[float, float]:
@@ -300,8 +294,8 @@ def write_ablation(rows: list[AblationRow], data: NodeArrays, out_dir: str | Pat
     out = Path(out_dir)
     paths = write_ablation_tables([r.to_dict() for r in rows], out, title)
     paths.update(scores=out / "mfi_ffp_ablation_scores.csv", roc=out / "mfi_ffp_ablation_roc.png")
-    with open(paths["scores"], "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
+    with open_csv(paths["scores"]) as fh:
+        writer = csv_writer(fh)
         writer.writerow(["config", "node_id", "patient_id", "label", "score"])
         for r in rows:
             for i, score in zip(r.median.split.test, r.median.test_scores):
@@ -321,8 +315,8 @@ def write_ablation_tables(dicts: list[dict], out_dir: str | Path, title: str) ->
              "md": out / "mfi_ffp_ablation.md"}
     metric_columns = [f"{m}{suffix}" for m in ("auc", *OPERATING_METRICS) for suffix in ("", "_low", "_high")]
     argmax_columns = [f"{m}_argmax{suffix}" for m in OPERATING_METRICS for suffix in ("", "_low", "_high")]
-    with open(paths["csv"], "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
+    with open_csv(paths["csv"]) as fh:
+        writer = csv_writer(fh)
         writer.writerow(["config", "tables", "input", "alpha", "beta", "runs", *metric_columns, "threshold",
                          *argmax_columns, "params_m", "gflops", "paper_config_params_m", "paper_config_gflops",
                          "paper_test_auc", "paper_test_acc", "paper_test_f1", "paper_params_m", "paper_gflops",

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -15,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from engine.data import image_of
+from engine.exports import csv_writer, open_csv
 from engine.fastpath import latency_percentiles
 from engine.predict.lymph_node import card_name
 from engine.preprocess.lymph_node import NODE_MODALITIES
@@ -148,7 +148,7 @@ def evaluate_installed(data: NodeArrays, variants: list[tuple[str, ...]], split_
     device = select_device()
     evaluations, curves, rows = {}, {}, []
     for v in variants:
-        predictor = MFIFFPPredictor(v, device=device, root=root)
+        predictor = MFIFFPPredictor(v, device=device, root=root, backend="eager")  # card figures: the fp32 reference
         net, card = predictor.net, predictor.card
         index = np.arange(len(data.labels))
         if split_name == "test":
@@ -267,7 +267,7 @@ def bench_mfi_ffp(bench: LatencyBench, say: Say) -> int:
     from engine.preprocess.lymph_node import preprocess_node
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    eager = MFIFFPPredictor(NODE_MODALITIES, device="cpu", root=bench.models_root)
+    eager = MFIFFPPredictor(NODE_MODALITIES, device="cpu", backend="eager", root=bench.models_root)
     t = time.perf_counter()
     fast = MFIFFPPredictor(NODE_MODALITIES, device="cpu", backend="onnx", root=bench.models_root)
     say(f"ONNX graph ready in {time.perf_counter() - t:.1f} s (cached in the user data folder)")
@@ -286,7 +286,7 @@ def bench_mfi_ffp(bench: LatencyBench, say: Say) -> int:
             ref = torch.softmax(eager.net(x), 1)[0, 1].item()
         results["eager"].append(time.perf_counter() - t)
         t = time.perf_counter()
-        out = fast._onnx(x.numpy())
+        out = fast.fast.runner(x.numpy())
         results["onnx"].append(time.perf_counter() - t)
         diffs.append(abs(float(torch.softmax(torch.from_numpy(out), 1)[0, 1]) - ref))
         if i < 10:
@@ -306,8 +306,8 @@ def bench_mfi_ffp(bench: LatencyBench, say: Say) -> int:
         print(f"{name:<44} {p50:>8.2f} {p99:>8.2f} {ratio:>15}")
     print(f"max |P_onnx - P_eager| over {bench.repeats} cases: {max(diffs):.2e}")
     if bench.out:
-        with open(bench.out, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
+        with open_csv(bench.out) as fh:
+            writer = csv_writer(fh)
             writer.writerow(["path", "p50_ms", "p99_ms"])
             writer.writerows([(n, f"{a:.3f}", f"{b:.3f}") for n, a, b in rows])
     return 0

@@ -9,6 +9,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 
 from app.views.fluoro_view import FluoroView
+from app.workers import wait_for_workers
 from engine.cases.bundle import write_bundle
 from engine.cases.model import Case, GroundTruth
 from engine.data import ImageMeta, Prediction, TaskResult
@@ -16,7 +17,7 @@ from engine.studies import Study, add_reader, create_study
 
 pytestmark = pytest.mark.gui
 WAIT_MS = 30_000
-PIN = "4321"
+PIN = "432101"
 SIZE = 96
 CORNERS = [(20.0, 30.0), (60.0, 30.0), (60.0, 60.0), (20.0, 60.0)]  # (x, y) in frame pixels
 
@@ -57,6 +58,7 @@ def sign_in(qtbot, window):
     qtbot.waitUntil(lambda: window.reading is not None, timeout=WAIT_MS)
     window.activateWindow()
     qtbot.waitUntil(lambda: window.reading.panel.isVisible(), timeout=WAIT_MS)
+    assert wait_for_workers(WAIT_MS / 1000)
     return window.reading
 
 
@@ -77,6 +79,7 @@ def click_on_frame(view: FluoroView, x: float, y: float, double: bool = False) -
 
 def press(window, key) -> None:
     QTest.keyClick(window, key)
+    assert wait_for_workers(WAIT_MS / 1000)  # answers and moves go through the session's queue
 
 
 def test_a_reader_outlines_the_tumor_with_mouse_and_keys_and_it_is_saved(qtbot, window, contour_study):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_reading_panel import PIN, percent, sign_in, visible_texts
+from test_reading_panel import PIN, percent, settle, sign_in, visible_texts
 
 from app.views.lymph_node_view import LymphNodeView
 from engine.cases.bundle import write_bundle
@@ -53,6 +53,7 @@ def test_node_cases_are_read_blinded_then_aided(qtbot, window, node_study):
         reading.choose_call(False)
         reading.rate(2)
         reading.next(require_answer=True)
+        settle()
     window.stop_reading()
 
     reading = sign_in(qtbot, window)  # the aided session follows the unaided one (no washout set)
@@ -66,4 +67,5 @@ def test_node_cases_are_read_blinded_then_aided(qtbot, window, node_study):
         reading.choose_call(True)
         reading.rate(4)
         reading.next(require_answer=True)
+        settle()
     assert {a.case_id for a in reading.session.my_answers()} == set(PROBABILITIES)

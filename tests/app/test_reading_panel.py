@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QAbstractButton, QAbstractItemView, QApplication, 
 
 from app.views import GliomaView
 from app.widgets.study_dialogs import StartReadingDialog
+from app.workers import wait_for_workers
 from engine.cases.bundle import write_bundle
 from engine.data import Prediction, TaskResult
 from engine.studies import AIDED, UNAIDED, Study, add_reader, create_study
@@ -22,7 +23,7 @@ from engine.studies.model import AUTH_FAILED
 pytestmark = pytest.mark.gui
 WAIT_MS = 30_000
 PROBABILITIES = (0.734, 0.218, 0.871)  # distinctive, so they can be looked for anywhere on screen
-PIN = "4321"
+PIN = "432101"
 
 
 def stored_prediction(probability: float, shape: tuple[int, int]) -> Prediction:
@@ -56,12 +57,18 @@ def make_study(store, case_ids, study_id="s1", arms=(UNAIDED,), scale="5-point")
     return study
 
 
+def settle() -> None:
+    """Let the session's queue save and move (answers and cases go through workers, in order)."""
+    assert wait_for_workers(WAIT_MS / 1000)
+
+
 def sign_in(qtbot, window, study_id="s1", reader="r1", pin=PIN):
     window.start_reading(study_id, reader, pin)
     qtbot.waitUntil(lambda: window.reading is not None, timeout=WAIT_MS)
     window.activateWindow()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: window.reading.panel.isVisible(), timeout=WAIT_MS)  # docks appear animated
+    settle()
     return window.reading
 
 
@@ -69,6 +76,7 @@ def key(window, name: str) -> None:
     codes = {"Enter": Qt.Key.Key_Return, "Right": Qt.Key.Key_Right, "Left": Qt.Key.Key_Left, "Home": Qt.Key.Key_Home,
              "Up": Qt.Key.Key_Up, "Down": Qt.Key.Key_Down}
     QTest.keyClick(window, codes[name] if name in codes else getattr(Qt.Key, f"Key_{name.upper()}"))
+    settle()
 
 
 def visible_texts(window) -> list[str]:
@@ -101,8 +109,8 @@ def visible_heatmaps(window) -> list:
     view = window.current_view()
     if not isinstance(view, GliomaView):
         return []
-    return [item for item in view.graphics.scene().items()
-            if isinstance(item, pg.ImageItem) and item.isVisible() and item.zValue() >= 10 and item.image is not None]
+    return [panel.heat for panel in view.panels.values()
+            if panel.heat.isVisible() and panel.heat.image is not None]
 
 
 def percent(p: float) -> str:
@@ -136,6 +144,7 @@ def test_unaided_session_shows_no_model_output_and_no_truth(qtbot, window, study
         view = window.current_view()
         assert view.model_controls and not any(w.isVisible() for w in view.model_controls)  # no Grad-CAM toggles
         reading.next()
+        settle()
     window.predict()  # F5 and friends are refused while reading
     assert not window.predictions and window.current_case is None
 
@@ -153,6 +162,7 @@ def test_aided_session_shows_the_model_output_but_no_truth(qtbot, window, study_
         assert len(visible_heatmaps(window)) == 1  # the stored Grad-CAM on FL
         assert window.current_view().heatmap_checkbox.isVisible()
         reading.next()
+        settle()
 
 
 # -- keyboard ---------------------------------------------------------------------------------------
@@ -246,10 +256,11 @@ def test_wrong_pin_shows_the_engine_message_and_opens_nothing(qtbot, window, stu
     store, probabilities = study_cases
     make_study(store, probabilities)
     window.start_reading_dialog()
+    qtbot.waitUntil(lambda: window.study_dialog is not None, timeout=WAIT_MS)  # the studies are listed first
     dialog = window.study_dialog
     assert isinstance(dialog, StartReadingDialog)
     dialog.reader_edit.setText("r1")
-    dialog.pin_edit.setText("0000")
+    dialog.pin_edit.setText("000000")
     dialog.accept()
     qtbot.waitUntil(lambda: bool(message_boxes["warning"]), timeout=WAIT_MS)
     assert message_boxes["warning"] == [("Start reading", AUTH_FAILED)]
@@ -260,9 +271,11 @@ def test_wrong_pin_shows_the_engine_message_and_opens_nothing(qtbot, window, stu
 def test_a_missing_bundle_shows_the_engine_message_and_the_reader_goes_on(qtbot, window, study_cases, tmp_path):
     store, probabilities = study_cases
     make_study(store, probabilities)
-    reading = sign_in(qtbot, window)
-    gone = list(reading.session._order)[1]
+    reading = sign_in(qtbot, window)  # case 2 is read ahead now; the last one is not
+    gone = list(reading.session._order)[2]
     shutil.rmtree(tmp_path / "study" / gone)
+    key(window, "Right")
+    assert reading.session.position == 2 and not reading.case.unavailable
     key(window, "Right")
     assert reading.case.unavailable
     assert window.current_view() is window.placeholder
@@ -270,5 +283,44 @@ def test_a_missing_bundle_shows_the_engine_message_and_the_reader_goes_on(qtbot,
     assert reading.panel.unavailable_label.isVisible()
     key(window, "Y")
     assert reading.case.answer is None and "cannot be answered" in reading.panel.message_label.text()
-    key(window, "Enter")  # an unavailable case does not block Enter
-    assert reading.session.position == 3 and isinstance(window.current_view(), GliomaView)
+    key(window, "Enter")  # an unavailable case does not block Enter: the end says what is left
+    assert "2 case(s) are still unanswered" in reading.panel.message_label.text()
+    key(window, "Left")
+    assert reading.session.position == 2 and isinstance(window.current_view(), GliomaView)
+
+
+def test_the_next_case_is_read_ahead_while_the_reader_reads(qtbot, window, study_cases, monkeypatch):
+    store, probabilities = study_cases
+    make_study(store, probabilities)
+    reading = sign_in(qtbot, window)  # case 1 on screen, case 2 read ahead meanwhile
+    order = list(reading.session._order)
+    loaded = []
+    real_load = store.load_case
+    monkeypatch.setattr(store, "load_case", lambda case_id: (loaded.append(case_id), real_load(case_id))[1])
+    key(window, "Right")
+    assert reading.case.case_id == order[1] and window.current_view().fl_panel.image.image is not None
+    assert loaded == [order[2]]  # case 2 came from memory; only case 3 was read (ahead)
+
+
+def test_an_answer_the_store_refuses_is_said_not_saved_and_sent_again_on_the_next_change(
+        qtbot, window, study_cases, monkeypatch, message_boxes):
+    from engine.store import StoreError
+
+    store, probabilities = study_cases
+    make_study(store, probabilities)
+    reading = sign_in(qtbot, window)
+    real_answer = reading.session.answer
+
+    def locked(*args, **kwargs):
+        raise StoreError("database is locked by another station")
+
+    monkeypatch.setattr(reading.session, "answer", locked)
+    key(window, "Y")
+    key(window, "4")
+    assert message_boxes["critical"] == [("Answer not saved", "database is locked by another station")]
+    assert "Not saved" in reading.panel.message_label.text()
+    assert reading.panel.saved_label.text() == "not answered yet" and reading.case.answer is None
+    monkeypatch.setattr(reading.session, "answer", real_answer)
+    key(window, "5")
+    assert reading.case.answer is not None and reading.case.answer.confidence == 5.0
+    assert reading.panel.saved_label.text().startswith("saved ✓ ")

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialogButtonBox
 
 from app.widgets.study_dialogs import AddReaderDialog, NewStudyDialog
+from app.workers import wait_for_workers
 from engine.data import Prediction, TaskResult
 from engine.studies import AIDED, UNAIDED, ReadingSession, Study, create_study, list_readers, list_studies
 
@@ -27,13 +28,21 @@ def store_with_results(phantom_store):
 
 
 def press_ok(dialog) -> None:
+    """OK, and wait for the engine call it makes on a worker."""
     dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+    assert wait_for_workers(30)
+
+
+def new_study_dialog(qtbot, store, preselect=None) -> NewStudyDialog:
+    dialog = NewStudyDialog(store, preselect=preselect)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.loaded, timeout=10_000)  # the stored cases are listed on a worker
+    return dialog
 
 
 def test_new_study_refuses_with_the_engine_message_and_saves_nothing(qtbot, store_with_results):
     store, ids = store_with_results
-    dialog = NewStudyDialog(store)
-    qtbot.addWidget(dialog)
+    dialog = new_study_dialog(qtbot, store)
     dialog.open()
     press_ok(dialog)  # no study id
     assert dialog.isVisible() and dialog.created is None
@@ -43,8 +52,7 @@ def test_new_study_refuses_with_the_engine_message_and_saves_nothing(qtbot, stor
 
 def test_new_study_saves_the_chosen_settings(qtbot, store_with_results):
     store, ids = store_with_results
-    dialog = NewStudyDialog(store, preselect=None)
-    qtbot.addWidget(dialog)
+    dialog = new_study_dialog(qtbot, store)
     dialog.open()
     assert dialog.kind_combo.currentData() == "glioma_specimen"
     assert not dialog.contours_box.isEnabled()  # specimens show two images: no outlines
@@ -78,8 +86,7 @@ def test_the_contours_option_is_offered_for_fluorescence_frames(qtbot, store_wit
         store.add_case(case, write_bundle(case, tmp_path / "fr" / case.id))
         store.add_prediction(case.id, Prediction(family="fluoro_seg", variant="unet",
                                                  tasks={"tumor": TaskResult("tumor", 0.9 - 0.8 * i, 0.5)}))
-    dialog = NewStudyDialog(store, preselect="fr-0")
-    qtbot.addWidget(dialog)
+    dialog = new_study_dialog(qtbot, store, preselect="fr-0")
     assert dialog.kind_combo.currentData() == "fluoro_frame" and dialog.contours_box.isEnabled()
     assert dialog.label_combo.currentText() == "tumor"
     dialog.case_list.item(1).setCheckState(Qt.CheckState.Checked)
@@ -88,8 +95,7 @@ def test_the_contours_option_is_offered_for_fluorescence_frames(qtbot, store_wit
     dialog.open()
     press_ok(dialog)
     assert dialog.created is not None and dialog.created.contours
-    dialog2 = NewStudyDialog(store)
-    qtbot.addWidget(dialog2)
+    dialog2 = new_study_dialog(qtbot, store)
     dialog2.kind_combo.setCurrentIndex(dialog2.kind_combo.findData("glioma_specimen"))
     assert not dialog2.contours_box.isEnabled() and not dialog2.contours_box.isChecked()
 
@@ -111,14 +117,14 @@ def test_add_reader_checks_the_pin_twice_refuses_duplicates_and_stores_a_working
     store, ids = store_with_results
     study = create_study(store, Study(id="s1", name="s1", task_label="tumor", case_ids=tuple(ids),
                                       modalities=("FL",)))
-    dialog = reader_dialog(qtbot, store, study, "dr-a", "2468", "2469", name="Dr A")
+    dialog = reader_dialog(qtbot, store, study, "dr-a", "246802", "246803", name="Dr A")
     assert "PINs differ" in dialog.problems_label.text() and list_readers(store, "s1") == []
-    dialog.repeat_edit.setText("2468")
+    dialog.repeat_edit.setText("246802")
     press_ok(dialog)
     assert not dialog.isVisible() and [r.reader_id for r in list_readers(store, "s1")] == ["dr-a"]
-    assert ReadingSession.open(store, "s1", "dr-a", "2468").display_name == "Dr A"
+    assert ReadingSession.open(store, "s1", "dr-a", "246802").display_name == "Dr A"
 
-    again = reader_dialog(qtbot, store, study, "dr-a", "1357", "1357")
+    again = reader_dialog(qtbot, store, study, "dr-a", "135702", "135702")
     assert again.isVisible() and "dr-a" in again.problems_label.text()
     assert len(list_readers(store, "s1")) == 1
 
@@ -127,15 +133,17 @@ def test_the_study_menu_opens_the_dialogs_without_blocking(qtbot, window, store_
     window.new_study_dialog()
     dialog = window.study_dialog
     assert isinstance(dialog, NewStudyDialog) and dialog.isVisible()
+    qtbot.waitUntil(lambda: dialog.loaded, timeout=10_000)
     dialog.id_edit.setText("menu-study")
     dialog.label_combo.setCurrentText("tumor")
     press_ok(dialog)
     assert "Created study menu-study" in window.statusBar().currentMessage()
     window.add_reader_dialog()
+    qtbot.waitUntil(lambda: isinstance(window.study_dialog, AddReaderDialog), timeout=10_000)
     dialog = window.study_dialog
     assert isinstance(dialog, AddReaderDialog)
     dialog.reader_edit.setText("r9")
-    dialog.pin_edit.setText("9999")
-    dialog.repeat_edit.setText("9999")
+    dialog.pin_edit.setText("999999")
+    dialog.repeat_edit.setText("999999")
     press_ok(dialog)
     assert "Enrolled reader r9 in study menu-study" in window.statusBar().currentMessage()

@@ -20,7 +20,8 @@ def test_models_lists_every_shipped_card(capsys):
 def test_make_demo_data_then_predict_json_and_csv(tmp_path, capsys):
     assert main(["make-demo-data", "--out", str(tmp_path / "demo")]) == 0
     made = sorted(p.parent for p in (tmp_path / "demo").glob("*/case.json"))
-    assert {p.name.rsplit("-", 1)[0] for p in made} == {"demo-glioma", "demo-node", "demo-fluoro"}
+    assert {p.name.rsplit("-", 1)[0] for p in made} >= {"demo-glioma", "demo-node", "demo-fluoro", "demo-petct", "demo-thyroid"}
+    assert (tmp_path / "demo_dicom" / "petct-demo-01" / "PT").is_dir()
     bundles = [p for p in made if p.name.startswith("demo-glioma")]
     assert len(bundles) >= 4
     out_json = tmp_path / "r.json"

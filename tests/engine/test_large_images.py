@@ -11,11 +11,14 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# VmHWM belongs to the process's own memory map; getrusage's ru_maxrss would also count the pytest process
+# the child was spawned from (Linux carries the parent's high-water mark across vfork + exec).
 MEASURE = """
-import resource, sys
+import sys
 from engine.cli import main
 code = main(["predict", *sys.argv[1:-1], "--out", sys.argv[-1]])
-print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "CODE", code)
+hwm_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print("PEAK_MB", hwm_kb / 1024, "CODE", code)
 """
 
 

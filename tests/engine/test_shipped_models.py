@@ -119,3 +119,18 @@ def test_segmentation_demo_nets_are_shipped_and_segment_a_demo_frame():
         mask = pred.masks["tumor"]
         assert mask.shape == truth.shape and pred.contours["tumor"]
         assert dice(mask, truth) > 0.5, f"{arch} segments the demo frame poorly"
+
+
+def test_chmfl_is_shipped_with_its_ablation_and_predicts_the_demo_dicom_study():
+    from engine.kinds.opening import load_case_source
+    from engine.paths import resources_dir
+    from engine.predict.petct import PRIMARY_CARD, TASK, CHMFLPredictor
+
+    card = next(c for c in CARDS if c.name == PRIMARY_CARD)
+    rows = {r["name"]: r for r in card.evaluation["ablation"]["rows"]}
+    assert {"CHMFL", "PET only", "CT only", "2-D", "no constrained decoder (w=0)", "w=0.25", "w=0.75", "w=1"} <= set(rows)
+    assert rows["CHMFL"]["paper"]["auc"] == 0.873 and card.extra["open_choices"]
+    assert (card.folder / "ablation" / "chmfl_ablation_scores.csv").is_file()
+    case = load_case_source(resources_dir() / "demo_dicom" / "petct-demo-01")  # RLE-compressed DICOM
+    pred = CHMFLPredictor(device="cpu").predict(case.images, explain=False)
+    assert 0 <= pred.probabilities[TASK] <= 1 and pred.measures["mtv_ml"] > 0

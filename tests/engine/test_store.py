@@ -20,7 +20,7 @@ from engine.data import ImageMeta, Prediction, TaskResult
 from engine.store import CaseSummary, Store, StoreError, default_db_url, head_revision
 from engine.store.schema import AuditEvent, Base
 
-STORE_TABLES = {"cases", "predictions", "audit_events"}
+STORE_TABLES = {"cases", "predictions", "audit_events", "store_settings"}
 
 
 @pytest.fixture(autouse=True)
@@ -76,7 +76,7 @@ def test_migrations_from_empty_create_every_table_at_head(store, isolated_home):
     assert (isolated_home / "oncolens.sqlite3").is_file()
     inspector = sa.inspect(store.engine)
     assert STORE_TABLES | {"alembic_version"} <= set(inspector.get_table_names())
-    assert store.schema_revision() == head_revision() == "0002"
+    assert store.schema_revision() == head_revision() == "0003"
     # The models must describe exactly what the migrations built.
     for table in Base.metadata.sorted_tables:
         built = {column["name"] for column in inspector.get_columns(table.name)}
@@ -92,7 +92,7 @@ def test_reopening_a_migrated_database_changes_nothing(store, tmp_path):
             assert [c.id for c in again.list_cases()] == ["case-a"]
             with again.engine.connect() as conn:
                 assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
-            assert len(again.audit_log()) == 1
+            assert [e["action"] for e in again.audit_log()] == ["store.upgrade", "case.add"]
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_a_busy_timeout(store):
@@ -156,7 +156,7 @@ def test_adding_a_case_again_updates_its_row_and_logs_only_real_changes(store, t
     events = store.audit_log("case-x")
     assert [e["action"] for e in events] == ["case.add", "case.update"]
     assert events[1]["actor"] == "dr.lee"
-    assert events[1]["detail"]["changed"]["patient_id"] == ["P1", "P2"]
+    assert events[1]["detail"]["changed"]["patient_ref"] == [store.patient_ref("P1"), store.patient_ref("P2")]
     assert store.get_case_record("case-x").bundle_path == str((tmp_path / "second" / "case-x").resolve())
     assert len(store.list_cases()) == 1
 
@@ -199,7 +199,7 @@ def test_import_bundles_adds_every_bundle_one_level_down(store, tmp_path):
 
     assert store.import_bundles(root, actor="importer") == ["imp-1", "imp-2"]
     assert {c.id for c in store.list_cases()} == {"imp-1", "imp-2"}
-    assert {e["actor"] for e in store.audit_log()} == {"importer"}
+    assert {e["actor"] for e in store.audit_log(entity="case")} == {"importer"}
     assert store.import_bundles(root) == ["imp-1", "imp-2"]  # importing again adds nothing
     assert len(store.list_cases()) == 2
 
@@ -261,15 +261,15 @@ def test_every_change_leaves_an_audit_event_that_outlives_the_case(store, tmp_pa
 def test_the_orm_refuses_to_change_or_delete_audit_events(store):
     store.audit("system", "test.event", "test", "1", {"n": 1})
     with Session(store.engine) as session:
-        event = session.scalars(sa.select(AuditEvent)).one()
+        event = session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "test.event")).one()
         event.actor = "mallory"
         with pytest.raises(StoreError, match="append-only"):
             session.flush()
         session.rollback()
-        session.delete(session.scalars(sa.select(AuditEvent)).one())
+        session.delete(session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "test.event")).one())
         with pytest.raises(StoreError, match="append-only"):
             session.flush()
-    assert store.audit_log()[0]["actor"] == "system"
+    assert store.audit_log(entity="test")[0]["actor"] == "system"
 
 
 @pytest.mark.parametrize("statement", [
@@ -281,7 +281,7 @@ def test_the_database_refuses_to_change_or_delete_audit_events(store, statement)
     with pytest.raises(sa.exc.IntegrityError, match="append-only"):
         with store.engine.begin() as conn:
             conn.exec_driver_sql(statement)
-    assert [e["actor"] for e in store.audit_log()] == ["system"]
+    assert [e["actor"] for e in store.audit_log(entity="test")] == ["system"]
 
 
 # -- several processes on one SQLite file ----------------------------------------------------------
@@ -318,7 +318,7 @@ def test_two_processes_share_one_sqlite_file(tmp_path):
 
     with Store(url) as shared:
         assert len(shared.list_cases()) == 100
-        events = shared.audit_log()
+        events = shared.audit_log(entity="case")
         assert len(events) >= 100
         assert {e["actor"] for e in events} == {"proc-a", "proc-b"}
 

@@ -39,10 +39,11 @@ from engine.studies import (
     study_progress,
 )
 from engine.studies.analysis import analyze_study, export_reads_csv, read_rows
-from engine.studies.model import AUTH_FAILED, hash_pin, verify_pin
+from engine.studies.model import AUTH_FAILED
+from engine.studies.readers import hash_pin, verify_pin
 
 STUDY_TABLES = {"studies", "study_cases", "readers", "reading_sessions", "reads"}
-PINS = {"r1": "1111", "r2": "2222", "r3": "3333"}
+PINS = {"r1": "111111", "r2": "222222", "r3": "333333"}
 
 
 def probability(case_id: str) -> float:
@@ -112,37 +113,38 @@ def answer_all(session: ReadingSession, rule=lambda case_id: probability(case_id
 
 def test_pins_are_kept_only_as_salted_scrypt_hashes(store, tmp_path):
     make_study(store, tmp_path, readers=())
-    add_reader(store, "s1", "r1", "Dr One", "1234")
-    add_reader(store, "s1", "r2", "Dr Two", "1234")  # same PIN, different salt
+    pin = "open sesame 42"
+    add_reader(store, "s1", "r1", "Dr One", pin)
+    add_reader(store, "s1", "r2", "Dr Two", pin)  # same PIN, different salt
     with Session(store.engine) as session:
         hashes = {r.reader_id: r.pin_hash for r in session.scalars(sa.select(ReaderRecord))}
-    assert all("1234" not in h and h.startswith("scrypt$16384$8$1$") for h in hashes.values())
+    assert all(pin not in h and h.startswith("scrypt$16384$8$1$") for h in hashes.values())
     assert hashes["r1"] != hashes["r2"] and hashes["r1"].split("$")[4] != hashes["r2"].split("$")[4]
-    assert verify_pin("1234", hashes["r1"]) and not verify_pin("1235", hashes["r1"])
-    assert not verify_pin("1234", "garbage") and not verify_pin("1234", hash_pin("1234")[:-4] + "AAAA")
-    assert all("1234" not in str(e["detail"]) for e in store.audit_log())
+    assert verify_pin(pin, hashes["r1"]) and not verify_pin(pin + "!", hashes["r1"])
+    assert not verify_pin(pin, "garbage") and not verify_pin(pin, hash_pin(pin)[:-4] + "AAAA")
+    assert all(pin not in str(e["detail"]) for e in store.audit_log())
 
 
 def test_wrong_pin_and_unknown_reader_give_the_same_error(store, tmp_path):
     make_study(store, tmp_path)
     messages = []
-    for reader, pin in (("r1", "9999"), ("nobody", "1111"), ("r1", "")):
+    for reader, pin in (("r1", "999999"), ("nobody", "111111"), ("r1", "")):
         with pytest.raises(AuthError) as info:
             ReadingSession.open(store, "s1", reader, pin)
         messages.append(str(info.value))
     assert messages == [AUTH_FAILED] * 3
     assert [e["action"] for e in store.audit_log("s1")].count("reader.login_failed") == 3
-    assert ReadingSession.open(store, "s1", "r1", "1111").reader_id == "r1"
+    assert ReadingSession.open(store, "s1", "r1", "111111").reader_id == "r1"
 
 
 def test_duplicate_reader_ids_and_bad_pins_are_refused(store, tmp_path):
     make_study(store, tmp_path)
     with pytest.raises(StudyError, match="already has a reader 'r1'"):
-        add_reader(store, "s1", "r1", "Someone else", "5555")
+        add_reader(store, "s1", "r1", "Someone else", "555555")
     with pytest.raises(StudyError, match="PIN must be"):
         add_reader(store, "s1", "r9", "Short", "12")
     with pytest.raises(StudyError, match="not allowed"):
-        add_reader(store, "s1", "model", "Model", "5555")
+        add_reader(store, "s1", "model", "Model", "555555")
     ReadingSession.open(store, "s1", "r1", PINS["r1"])  # the first reader's PIN still works
 
 
@@ -299,6 +301,21 @@ def test_time_on_a_case_is_recorded_and_adds_up_over_visits(store, tmp_path):
     assert again.shown_at >= first.answered_at
 
 
+def test_a_prefetched_case_shows_without_reading_the_store_and_its_timer_starts_when_shown(store, tmp_path,
+                                                                                          monkeypatch):
+    make_study(store, tmp_path, n=4)
+    session = ReadingSession.open(store, "s1", "r1", PINS["r1"])
+    session.prefetch(2)
+    session.prefetch(99)  # outside the session: nothing
+    loads = []
+    monkeypatch.setattr(store, "load_case", lambda case_id: loads.append(case_id))
+    second = session.next()
+    assert loads == [] and second.position == 2 and second.images and second.answer is None
+    assert second.images["FL"].array.flags.writeable is False  # blinded as ever
+    saved = session.answer(True, 4)
+    assert saved.seconds < 5 and session.current_case().answer == saved
+
+
 # -- order, resume, washout -------------------------------------------------------------------------
 
 
@@ -355,7 +372,7 @@ def test_repeat_reads_open_only_after_the_washout(store, tmp_path):
 # -- bad input while reading ----------------------------------------------------------------------------
 
 
-def test_a_deleted_bundle_is_named_when_reached_and_the_study_goes_on(store, tmp_path):
+def test_a_deleted_bundle_is_logged_not_named_to_the_reader_and_the_study_goes_on(store, tmp_path):
     make_study(store, tmp_path, n=6)
     session = ReadingSession.open(store, "s1", "r1", PINS["r1"])
     order = [session.go_to(i).case_id for i in range(1, 7)]
@@ -364,7 +381,10 @@ def test_a_deleted_bundle_is_named_when_reached_and_the_study_goes_on(store, tmp
     session.go_to(1)
     answer_all(session)
     case = session.go_to(3)
-    assert case.images == {} and order[2] in case.unavailable and str(gone.resolve()) in case.unavailable
+    assert case.images == {} and "cannot be shown" in case.unavailable
+    assert order[2] not in case.unavailable and str(tmp_path) not in case.unavailable  # blinding: no id, no path
+    logged = [e["detail"] for e in store.audit_log("s1") if e["action"] == "study.case_unavailable"]
+    assert logged[-1]["case_id"] == order[2] and str(gone.resolve()) in logged[-1]["reason"]
     with pytest.raises(StudyError, match="could not be shown"):
         session.answer(True, 5)
     assert len(session.my_answers()) == 5 and not session.is_complete
@@ -396,14 +416,14 @@ def test_admin_commands_create_enrol_and_export(store, tmp_path, monkeypatch, ca
     assert main(["study", *db, "create", "cli", "--label", "tumor", "--cases", *ids[:2], "--kind", "glioma_specimen",
                  "--modalities", "FL", "WL", "--arms", "unaided", "aided", "--washout-days", "28"]) == 0
     assert load_study(store, "cli").case_ids == tuple(ids) and load_study(store, "cli").arms == (UNAIDED, AIDED)
-    answers = iter(["4321", "4321"])
+    answers = iter(["654321", "654321"])
     monkeypatch.setattr(study_cli, "PROMPT", lambda _: next(answers))
     assert main(["study", *db, "add-reader", "cli", "dr.k", "--name", "Dr K"]) == 0
-    pins = iter(["1111", "2222"])
+    pins = iter(["111111", "222222"])
     monkeypatch.setattr(study_cli, "PROMPT", lambda _: next(pins))
     assert main(["study", *db, "add-reader", "cli", "dr.m"]) == 2
     assert "differ" in capsys.readouterr().err
-    ReadingSession.open(store, "cli", "dr.k", "4321").answer(True, 4)
+    ReadingSession.open(store, "cli", "dr.k", "654321").answer(True, 4)
     assert main(["study", *db, "progress", "cli"]) == 0
     said = capsys.readouterr().err.splitlines()
     assert any("dr.k" in line and "1/4" in line for line in said)
@@ -438,11 +458,11 @@ def test_upgrading_a_0001_database_keeps_its_data_and_downgrading_removes_only_s
     engine.dispose()
 
     with Store(url) as upgraded:
-        assert upgraded.schema_revision() == "0002"
+        assert upgraded.schema_revision() == "0003"
         assert [c.id for c in upgraded.list_cases()] == ["old-1"]
         assert upgraded.predictions_for("old-1")[0].summary.probabilities == {"metastatic": 0.7}
         assert upgraded.predictions_for("old-1")[0].summary.model == "mfi_ffp"
-        assert [e["action"] for e in upgraded.audit_log()] == ["case.add"]
+        assert [e["action"] for e in upgraded.audit_log()] == ["case.add", "store.upgrade", "case.baseline"]
         with pytest.raises(sa.exc.IntegrityError, match="append-only"):  # 0001's triggers survive
             with upgraded.engine.begin() as conn:
                 conn.exec_driver_sql("DELETE FROM audit_events")
@@ -457,7 +477,7 @@ def test_upgrading_a_0001_database_keeps_its_data_and_downgrading_removes_only_s
     engine.dispose()
     assert not tables & STUDY_TABLES and {"cases", "predictions", "audit_events"} <= tables
     with Store(url) as again:
-        assert again.schema_revision() == "0002" and len(again.list_cases()) == 1
+        assert again.schema_revision() == "0003" and len(again.list_cases()) == 1
 
 
 # -- PostgreSQL, only where a server is given ---------------------------------------------------------
@@ -474,12 +494,12 @@ def test_postgresql_study_round_trip(tmp_path):
         for reader in ("r1", "r2"):
             add_reader(pg, f"pg-{tag}", reader, reader, PINS[reader])
         with pytest.raises(StudyError, match="already has a reader"):
-            add_reader(pg, f"pg-{tag}", "r1", "again", "9999")
+            add_reader(pg, f"pg-{tag}", "r1", "again", "999999")
         for reader in ("r1", "r2"):
             for _ in range(2):
                 answer_all(ReadingSession.open(pg, f"pg-{tag}", reader, PINS[reader]))
         with pytest.raises(AuthError):
-            ReadingSession.open(pg, f"pg-{tag}", "r3", "0000")
+            ReadingSession.open(pg, f"pg-{tag}", "r3", "000000")
         rows = read_rows(pg, f"pg-{tag}")
         assert len(rows) == 24 and {r["arm"] for r in rows} == {UNAIDED, AIDED}
         analysis = analyze_study(pg, f"pg-{tag}", n_boot=50, n_perm=50)

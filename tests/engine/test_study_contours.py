@@ -18,7 +18,7 @@ from engine.studies.contours import polygons_to_mask
 from engine.studies.report import render_report
 
 SHAPE = (24, 24)
-PINS = {"r1": "1111", "r2": "2222"}
+PINS = {"r1": "111111", "r2": "222222"}
 STATS = {"n_boot": 200, "n_perm": 400}
 # A square outline through pixel corners: it holds the pixel centres of rows 4..11 and columns 6..13.
 SQUARE = [(5.5, 3.5), (13.5, 3.5), (13.5, 11.5), (5.5, 11.5)]

@@ -13,6 +13,7 @@ import pytest
 from test_studies import PINS, make_study  # same folder; spawned children import it from there too
 
 from engine.store import Store
+from engine.store.verify import verify_store
 from engine.studies import ReadingSession
 from engine.studies.analysis import read_rows
 
@@ -88,6 +89,8 @@ def test_a_reader_process_killed_mid_session_loses_no_saved_answer(tmp_path):
                 resumed.answer(expected_call(case.case_id), 3)
             case = resumed.next()
         assert resumed.is_complete
+        report = verify_store(after)
+        assert report.intact, report.text()  # the audit chain survived the kill too
 
 
 # -- two readers at once --------------------------------------------------------------------------------
@@ -134,6 +137,8 @@ def test_two_readers_in_two_processes_lose_and_mix_nothing(tmp_path, server):
 
     with Store(url) as shared:
         rows = read_rows(shared, study_id, history=True)
+        report = verify_store(shared, images=False)
+    assert report.intact, report.text()  # one chain: the two writers never appended to the same event
     assert len(rows) == 60 and all(r["current"] for r in rows)
     for reader in ("r1", "r2"):
         mine = {r["case_id"]: r for r in rows if r["reader_id"] == reader}

@@ -9,7 +9,8 @@ from engine.cases.kinds import case_kinds, get_kind
 from engine.cli import main
 from engine.service import PredictionService, truth_labels
 from engine.store import Store
-from engine.studies import AIDED, UNAIDED, ReadingSession, Study, add_reader, analyze_study, create_study
+from engine.studies import AIDED, UNAIDED, Study, analyze_study, create_study
+from tests.engine.study_reading import read_every_arm
 from tests.toy_kind import KIND, TASK, write_toy_case
 
 
@@ -51,17 +52,11 @@ def test_a_reader_study_on_toy_cases_reads_aided_and_analyses(toy_store):
     study = create_study(toy_store, Study(id="toy-study", name="Toy", task_label=TASK, case_ids=tuple(sorted(ids)),
                                           modalities=("TOY",), arms=(UNAIDED, AIDED), contours=True))
     assert study.model == "toy_brightness[v1]" and study.case_kind == KIND
-    for reader in ("r1", "r2"):
-        add_reader(toy_store, "toy-study", reader, reader, "135790")
-        for arm in (UNAIDED, AIDED):
-            session = ReadingSession.open(toy_store, "toy-study", reader, "135790")
-            assert session.aided == (arm == AIDED)
-            for _ in range(session.total):
-                blinded = session.current_case()
-                assert blinded.kind == KIND and blinded.draw_contour
-                level = float(blinded.images["TOY"].array.mean())
-                session.answer(level >= 128, 5 if level >= 128 else 1, contour=[[(8, 8), (8, 24), (24, 24)]])
-                session.next()
-            session.finish()
+    def answer(session, blinded, aided):
+        assert blinded.kind == KIND and blinded.draw_contour
+        level = float(blinded.images["TOY"].array.mean())
+        session.answer(level >= 128, 5 if level >= 128 else 1, contour=[[(8, 8), (8, 24), (24, 24)]])
+
+    read_every_arm(toy_store, "toy-study", ("r1", "r2"), "135790", answer)
     analysis = analyze_study(toy_store, "toy-study", n_boot=20, n_perm=20)
     assert analysis.result is not None
