@@ -41,6 +41,22 @@ def test_card_is_complete_and_matches_its_files(card):
     assert headline["ci_low"] <= headline["value"] <= headline["ci_high"]
 
 
+def test_fl_cnn_cards_show_their_cascade_end_to_end_and_say_whether_it_is_a_clean_test():
+    by_modality: dict = {}
+    for card in (c for c in CARDS if c.family == "fl_cnn"):
+        by_modality.setdefault(card.input.modalities[0], []).append(card)
+    for modality, cards in by_modality.items():
+        assert len(cards) == 3
+        shared = len({tuple(sorted(c.training["test_patients"])) for c in cards}) == 1
+        for card in cards:
+            cascade = card.evaluation["cascade"]
+            assert cascade["results"]["modality"] == modality and "end to end" in cascade["title"]
+            assert ("NOT a clean test" in cascade["title"]) == (not shared), card.name
+            assert ("drawn for this net alone" in card.training["split"]) == (not shared), card.name
+            assert "our choice" in card.training["schedule"]
+            assert "## Cascade, end to end" in (card.folder / "README.md").read_text(encoding="utf-8")
+
+
 def test_all_shipped_weights_fit_the_budget():
     total = sum(p.stat().st_size for p in models_dir().rglob("*.safetensors"))
     assert total < WEIGHT_BUDGET_MB * 1e6, f"shipped weights {total / 1e6:.1f} MB exceed {WEIGHT_BUDGET_MB} MB"
