@@ -54,7 +54,7 @@ def train_fl_cnn_nets(run: FLCNNTrainRun, say: Say) -> int:
 
     from engine.train.fl_cnn_cascade import cascade_split
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(int(os.environ.get("ONCOLENS_TRAIN_THREADS", max(1, os.cpu_count() or 1))))
     records, description = specimen_records(run.data)
     split = cascade_split(records, run.base.test_fraction, run.base.val_fraction, run.base.seed)
     say(f"cascade split (seed {split.seed}): {len(split.fit)} training, {len(split.validation)} validation, "
