@@ -98,6 +98,19 @@ def test_every_mfi_ffp_card_reports_argmax_beside_its_threshold_and_says_which_l
             assert "s = 30" in card.training["loss"]
 
 
+def test_mfi_ffp_tables_compare_ldam_input_and_loss_weights_at_a_stated_size():
+    table = json.loads((models_dir() / "mfi_ffp_tables" / "small" / "mfi_ffp_ablation.json").read_text("utf-8"))
+    rows = {r["name"]: r for r in table["rows"]}
+    assert rows["tri-modal"]["ldam"] == "reference" and rows["tri-modal (LDAM literal)"]["ldam"] == "literal"
+    assert rows["LDAM literal"]["ldam"] == "literal" and rows["LDAM"]["ldam"] == "reference"
+    assert (rows["tri-modal"]["input"], rows["resize"]["input"]) == ("node", "none")
+    assert sum("Fig6" in r["tables"] for r in rows.values()) == 5
+    assert "phantom patients" in table["title"] and "epochs" in table["title"]  # the reduced size is said
+    for card in (c for c in CARDS if c.family == "mfi_ffp"):
+        if "taken literally" in card.training["loss"]:
+            assert "NOT retrained" in card.training["ldam_note"] and "mfi_ffp_tables" in card.training["ldam_note"]
+
+
 def test_shipped_mfi_ffp_predicts_on_a_demo_node():
     from engine.cases.bundle import read_bundle
     from engine.paths import demo_cases_dir
