@@ -106,6 +106,10 @@ def test_mfi_ffp_tables_compare_ldam_input_and_loss_weights_at_a_stated_size():
     assert (rows["tri-modal"]["input"], rows["resize"]["input"]) == ("node", "none")
     assert sum("Fig6" in r["tables"] for r in rows.values()) == 5
     assert "phantom patients" in table["title"] and "epochs" in table["title"]  # the reduced size is said
+    at_size = json.loads((models_dir() / "mfi_ffp_tables" / "phantom50" / "mfi_ffp_ablation.json").read_text("utf-8"))
+    assert {r["name"] for r in at_size["rows"]} == {"tri-modal", "tri-modal (LDAM literal)", "resize", "LDAM",
+                                                    "LDAM literal"}
+    assert "50 phantom patients" in at_size["title"] and "24 epochs" in at_size["title"]
     for card in (c for c in CARDS if c.family == "mfi_ffp"):
         if "taken literally" in card.training["loss"]:
             assert "NOT retrained" in card.training["ldam_note"] and "mfi_ffp_tables" in card.training["ldam_note"]
