@@ -422,13 +422,25 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _metrics_table(metrics_by_name: dict) -> str:
+    lines = [f"| {metric} | {_num(entry['value'])} | {_num(entry['ci_low'])} – {_num(entry['ci_high'])} |"
+             for metric, entry in (metrics_by_name or {}).items() if isinstance(entry, dict) and "value" in entry]
+    return "\n".join(["| metric | value | 95% CI |", "|---|---|---|", *lines]) if lines else "_not evaluated_"
+
+
+def _other_operating_points(ev: dict) -> str:
+    """The same test set at other thresholds (`also_at`: {label: evaluation}), e.g. at argmax."""
+    out = []
+    for label, entry in (ev.get("also_at") or {}).items():
+        how = "; ".join(filter(None, [f"threshold {entry.get('threshold')}",
+                                      str((entry.get("ci") or {}).get("description", "")).rstrip(".")]))
+        out.append(f"\n\nAt {label} ({how}):\n\n{_metrics_table(entry.get('metrics'))}")
+    return "".join(out)
+
+
 def render_card(card: ModelCard) -> str:
     ev = card.evaluation
-    metric_lines = []
-    for metric, entry in (ev.get("metrics") or {}).items():
-        if isinstance(entry, dict) and "value" in entry:
-            metric_lines.append(f"| {metric} | {_num(entry['value'])} | {_num(entry['ci_low'])} – {_num(entry['ci_high'])} |")
-    metrics = "\n".join(["| metric | value | 95% CI |", "|---|---|---|", *metric_lines]) if metric_lines else "_not evaluated_"
+    metrics = _metrics_table(ev.get("metrics")) + _other_operating_points(ev)
     return f"""# Model card: {card.name}
 
 > **{card.intended_use}**
@@ -464,8 +476,8 @@ Grad-CAM target layers: {', '.join(f'{k}: `{v}`' for k, v in card.gradcam_layers
 
 {metrics}
 
-{_table({k: v for k, v in ev.items() if k not in ('metrics', 'description', 'ablation', 'tables')})}
-{_ablation_section(ev.get('ablation'))}{_ablation_section(ev.get('tables'), 'Evaluation tables')}{_extra_section(card.extra)}"""
+{_table({k: v for k, v in ev.items() if k not in ('metrics', 'description', 'ablation', 'tables', 'cascade', 'also_at')})}
+{_ablation_section(ev.get('cascade'), 'Cascade, end to end')}{_ablation_section(ev.get('ablation'))}{_ablation_section(ev.get('tables'), 'Evaluation tables')}{_extra_section(card.extra)}"""
 
 
 def _extra_section(extra: dict) -> str:
@@ -495,6 +507,4 @@ def _ablation_section(ablation: dict | None, heading: str = "Ablation") -> str:
 {ablation.get('title', '')}
 
 {ablation.get('markdown', '')}
-
-Files: {files}
-"""
+{f"{chr(10)}Files: {files}{chr(10)}" if files else ""}"""

@@ -16,7 +16,7 @@ from engine.cases.kinds import CaseKind, find_kind, get_kind
 from engine.cases.model import Case
 from engine.data import Prediction, PredictionSummary
 from engine.metrics.image_quality import not_assessable_reason
-from engine.predict.base import Predictor
+from engine.predict.base import EXPLAIN_CLASSES, Predictor
 
 # (kind, modalities it reads, method or None) -> predictor; the default asks the kind
 PredictorFactory = Callable[[CaseKind, tuple[str, ...], str | None], Predictor]
@@ -47,6 +47,19 @@ class PredictionService:
         self._methods: dict[str, str] = {}  # kind -> method the user chose (kinds that offer a choice)
         self._lock = threading.Lock()  # one inference at a time; predictors are built once
         self.actor = actor
+        self._explain_class = "predicted"
+
+    @property
+    def explain_class(self) -> str:
+        """Which class the Grad-CAM maps of the next predictions explain: 'predicted' (the call), 'positive' or
+        'negative'; each prediction records it per heatmap (`engine.predict.base.heatmap_class`)."""
+        return self._explain_class
+
+    @explain_class.setter
+    def explain_class(self, value: str) -> None:
+        if value not in EXPLAIN_CLASSES:
+            raise ValueError(f"explain_class must be one of {', '.join(EXPLAIN_CLASSES)}, got {value!r}.")
+        self._explain_class = value
 
     # -- methods (kinds whose user picks the model) ---------------------------------------------
 
@@ -91,6 +104,7 @@ class PredictionService:
                     for task in kind.tasks:
                         prediction.set_result(task.name, reason)
                 else:
+                    predictor.explain_class = self._explain_class
                     prediction = predictor.predict(images, explain=explain)
                 prediction.warnings.extend(f.text() for f in findings if not f.blocking)
                 prediction.notes.extend(f"{m}: {note}" for m, image in images.items()

@@ -53,7 +53,7 @@ def _variant_options(p: argparse.ArgumentParser, training: bool) -> None:
                    help="modality sets, e.g. 'WLI+FI+PCI,WLI+FI', or " + ("'all' (7 sets)" if training else "'installed'"))
     p.add_argument("--ablation", help=("also train these ablation rows for the tri-modal card's table" if training
                                        else "train and tabulate these ablation rows instead")
-                   + ": all, modalities, branches, losses, or comma-separated row names")
+                   + ": all, modalities, branches, losses, loss-weights, input, ldam, or comma-separated row names")
     p.add_argument("--runs", type=int, default=1, help="runs per configuration; the median-AUC run is kept")
     p.add_argument("--preset", default="compact", choices=["compact", "paper"], help="net size (default compact)")
     p.add_argument("--epochs", type=int, help="epochs per configuration (default 12 compact, 100 paper)")

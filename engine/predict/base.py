@@ -9,7 +9,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
-from engine.data import ModalityImage, Prediction, model_id
+from engine.data import ModalityImage, Prediction, PredictionSummary, model_id
+
+EXPLAIN_CLASSES = ("predicted", "positive", "negative")  # which class a heatmap shows the evidence for
+EXPLAINED_CLASS = "gradcam_class/"  # measures[EXPLAINED_CLASS + heatmap key] = class index (1 positive, 0 negative)
+
+
+def heatmap_class(prediction: Prediction | PredictionSummary, key: str) -> int | None:
+    """The class (1 positive, 0 negative; index into the card's labels) whose evidence heatmap `key` shows; None
+    when the prediction does not say (e.g. saved before predictors recorded it, when maps showed class 1)."""
+    value = prediction.measures.get(EXPLAINED_CLASS + key)
+    return None if value is None else int(value)
 
 
 class Predictor(ABC):
@@ -21,6 +31,19 @@ class Predictor(ABC):
     family: str
     variant: str = ""
     modalities: tuple[str, ...]
+    _explain_class: str = "predicted"
+
+    @property
+    def explain_class(self) -> str:
+        """Which class Grad-CAM maps explain: 'predicted' (the call, default), 'positive' or 'negative'.
+        Predictors without class heatmaps (segmentation) ignore it."""
+        return self._explain_class
+
+    @explain_class.setter
+    def explain_class(self, value: str) -> None:
+        if value not in EXPLAIN_CLASSES:
+            raise ValueError(f"explain_class must be one of {', '.join(EXPLAIN_CLASSES)}, got {value!r}.")
+        self._explain_class = value
 
     @property
     def name(self) -> str:
@@ -42,6 +65,24 @@ class Predictor(ABC):
         """An empty Prediction stamped with this predictor's family, variant and weights."""
         return Prediction(family=self.family, variant=self.variant, weights_sha256=self.weight_hashes(),
                           device=device)
+
+    def explained_class(self, called_positive: bool) -> int:
+        """The class index a heatmap explains under `explain_class`: the call's by default."""
+        if self.explain_class == "predicted":
+            return int(called_positive)
+        return int(self.explain_class == "positive")
+
+    def record_heatmap(self, prediction: Prediction, key: str, heatmap, class_index: int) -> None:
+        """Store a heatmap and the class it explains (`heatmap_class` reads it back)."""
+        prediction.heatmaps[key] = heatmap
+        prediction.measures[EXPLAINED_CLASS + key] = float(class_index)
+
+    def note_heatmap_classes(self, prediction: Prediction, labels: dict[str, str]) -> None:
+        """One note saying which class each heatmap ({key: class label}) shows the evidence for, and why."""
+        if labels:
+            why = "the call" if self.explain_class == "predicted" else f"the {self.explain_class} class, as asked"
+            shown = ", ".join(f"{key}: {label}" for key, label in labels.items())
+            prediction.notes.append(f"Grad-CAM shows the evidence for {why} ({shown}).")
 
     def require(self, images: Mapping[str, ModalityImage]) -> dict[str, ModalityImage]:
         """The images this predictor reads; a KeyError naming the missing ones and what the case has."""

@@ -1,7 +1,9 @@
 """FL-CNN cascade (Shen et al. 2021): CNN1 tumor vs non-tumor; if tumor, CNN2 grade and CNN3 Ki-67.
 
 One cascade per modality: FL (NIR-II fluorescence) or WL (white light). Each net has its own card, whose
-operating threshold, labels, preprocessing and Grad-CAM layer the predictor uses.
+operating threshold, labels, preprocessing and Grad-CAM layer the predictor uses. Each map explains the class
+the task called (a non-tumor call shows the evidence for non-tumor) unless `explain_class` asks for another;
+the prediction records which (`engine.predict.base.heatmap_class`).
 """
 
 from __future__ import annotations
@@ -41,10 +43,12 @@ class GliomaCascadePredictor(Predictor):
     def __init__(self, modality: str = FL, device: str | torch.device | None = None, run_all: bool = False,
                  root: Path | str | None = None, tasks: tuple[str, ...] = TASKS,
                  nets: Mapping[str, tuple[torch.nn.Module, ModelCard]] | None = None,
-                 backend: str | None = None) -> None:
+                 backend: str | None = None, explain_class: str = "predicted") -> None:
         """`nets` ({task: (net, card)}) runs nets already in memory (training evaluates through here; eager unless
         `backend` is named); otherwise each task's card is loaded from `root` (default: the shipped models).
-        `backend` None follows the setting (engine.fastpath); Grad-CAM always runs eager."""
+        `backend` None follows the setting (engine.fastpath); Grad-CAM always runs eager. `explain_class`
+        (predicted, positive or negative) is the class each task's Grad-CAM map explains."""
+        self.explain_class = explain_class
         if modality not in (FL, WL):
             raise ValueError(f"FL-CNN cascade takes modality FL or WL, not {modality!r}.")
         self.modality = modality
@@ -105,6 +109,7 @@ class GliomaCascadePredictor(Predictor):
         timings["preprocess"] = (time.perf_counter() - t0) * 1e3
         pred = self.new_prediction(f"{describe_device(self.device)}, {self.path_label}")
         tumor_card = self.cards.get("tumor")
+        explained: dict[str, str] = {}
         for task, card in self.cards.items():
             threshold = card.threshold(task)
             gated = task in GATED_TASKS and tumor_card is not None and not self.run_all
@@ -119,9 +124,13 @@ class GliomaCascadePredictor(Predictor):
             if explain:
                 t = time.perf_counter()
                 layer = card.gradcam_layers[self.modality]
-                cam = gradcam_maps(self.nets[task], torch.from_numpy(x).to(self.device), [layer])[0]
-                pred.heatmaps[f"{task}/{self.modality}"] = np.clip(geometry.to_original(cam), 0, 1)
+                index = self.explained_class(prob >= threshold)
+                cam = gradcam_maps(self.nets[task], torch.from_numpy(x).to(self.device), [layer], index)[0]
+                key = f"{task}/{self.modality}"
+                self.record_heatmap(pred, key, np.clip(geometry.to_original(cam), 0, 1), index)
+                explained[key] = card.labels[index]
                 timings[f"gradcam_{task}"] = (time.perf_counter() - t) * 1e3
+        self.note_heatmap_classes(pred, explained)
         timings["total"] = (time.perf_counter() - t0) * 1e3
         pred.timings_ms = timings
         return pred

@@ -1,9 +1,11 @@
 """MFI-FFP predictor: P(metastatic) for one lymph node from whichever of WLI / FI / PCI it has.
 
 The installed card whose modalities are exactly those present is used (tri-modal when all three
-exist; a bi- or uni-modal MFI-FFP variant otherwise). Grad-CAM comes from each branch's last feature
-layer (heatmap '<label>/<modality>' on that modality's image) and from the fusion layer (heatmap
-'<label>/fusion', drawn on WLI as in the paper's Fig. 5).
+exist; a bi- or uni-modal MFI-FFP variant otherwise). Grad-CAM comes from the layers the card names
+(`gradcam_layers`: each branch's last feature layer, heatmap 'metastatic/<modality>' on that modality's
+image, and the fusion layer, heatmap 'metastatic/fusion', drawn on WLI as in the paper's Fig. 5). The maps
+explain the class called at the card's threshold unless `explain_class` asks for another; the prediction
+records which (`engine.predict.base.heatmap_class`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from engine.device import describe_device, select_device
 from engine.explain.gradcam import gradcam_maps
 from engine.fastpath import FastPath, backend_choice
 from engine.predict.base import Predictor
-from engine.preprocess.lymph_node import NODE_MODALITIES, SquareBox, check_node_images, preprocess_node
+from engine.preprocess.lymph_node import (
+    NODE_MODALITIES,
+    SquareBox,
+    check_node_images,
+    heatmap_taper,
+    preprocess_node,
+)
 from engine.registry import ModelCard, ModelError, create_model, load_card
 
 FAMILY = "mfi_ffp"
@@ -58,9 +66,11 @@ class MFIFFPPredictor(Predictor):
 
     def __init__(self, modalities: Sequence[str] = NODE_MODALITIES, device: str | torch.device | None = None,
                  backend: str | None = None, root: Path | str | None = None,
-                 net: tuple[torch.nn.Module, ModelCard] | None = None) -> None:
+                 net: tuple[torch.nn.Module, ModelCard] | None = None, explain_class: str = "predicted") -> None:
         """`net` = (module, card) runs a net already in memory (training evaluates through here; eager unless
-        `backend` is named). `backend` None follows the setting (engine.fastpath)."""
+        `backend` is named). `backend` None follows the setting (engine.fastpath); Grad-CAM always runs eager.
+        `explain_class` (predicted, positive or negative) is the class the Grad-CAM maps explain."""
+        self.explain_class = explain_class
         self.modalities = tuple(m for m in NODE_MODALITIES if m in modalities)
         self.variant = variant_name(self.modalities)
         self.device = device if isinstance(device, torch.device) else select_device(device)
@@ -115,10 +125,14 @@ class MFIFFPPredictor(Predictor):
         if explain:
             t = time.perf_counter()
             x = torch.from_numpy(chw)[None].to(self.device)
-            taper = geometry.taper()  # the net saw only the node crop: fade the maps out at its border
-            for key, layer in self.card.gradcam_layers.items():
-                cam = gradcam_maps(self.net, x, [layer])[0]
-                pred.heatmaps[f"{TASK}/{key}"] = np.clip(geometry.to_original(cam) * taper, 0, 1)
+            fade = heatmap_taper(self.card.preprocessing)  # a node crop: maps fade out at its border (card)
+            taper = geometry.taper(fade) if fade > 0 else 1.0
+            index = self.explained_class(prob >= threshold)
+            for key, layer in self.card.gradcam_layers.items():  # the card names the layers, one per heatmap
+                cam = gradcam_maps(self.net, x, [layer], index)[0]
+                self.record_heatmap(pred, f"{TASK}/{key}", np.clip(geometry.to_original(cam) * taper, 0, 1), index)
+            self.note_heatmap_classes(pred, {f"{TASK}/{key}": self.card.labels[index]
+                                             for key in self.card.gradcam_layers})
             timings["gradcam"] = (time.perf_counter() - t) * 1e3
         timings["total"] = (time.perf_counter() - t0) * 1e3
         pred.timings_ms = timings

@@ -20,17 +20,23 @@ BOX_ORDER = ("PCI", "WLI", "FI")
 LEGACY_BOX_ORDER = ("WLI", "FI", "PCI")  # cards without a box_order entry
 
 
-def preprocessing_constants(input_size: int, crop_scale: float = 1.5) -> dict:
-    """What the card records; the predictor and the training loop both read these."""
-    return {
+CROP_MODES = ("node", "none")  # a node-centred square, or the whole image (the paper's resize)
+HEATMAP_TAPER = 0.12  # share of the crop's side over which heatmaps fade out at its border (crop 'node' only)
+
+
+def preprocessing_constants(input_size: int, crop_scale: float = 1.5, crop: str = "node") -> dict:
+    """What the card records; the predictor and the training loop both read these.
+
+    crop 'none' is the paper's preprocessing: the whole image "adjusted to 224 x 224" (zero-padded to square
+    first, so a non-square image is not distorted; the paper's images' aspect ratio is not stated). crop 'node'
+    is ours: a square of crop_scale x the node's extent around the node, which keeps the node's detail at a
+    small input size but removes the node's absolute size from what the net sees."""
+    if crop not in CROP_MODES:
+        raise ValueError(f"crop must be one of {', '.join(CROP_MODES)}, got {crop!r}.")
+    common = {
         "kind": "lymph_node_trimodal",
         "input_size": input_size,
-        "crop": "node",
-        "crop_scale": crop_scale,
-        "box_order": list(BOX_ORDER),
-        "crop_method": ("square centred on the foreground of the first of box_order the model reads (PCI shows the "
-                        "node and the tracer around it, WLI the node, FI its glow), side = crop_scale x that "
-                        "foreground's larger extent, zero-padded past the image edge; one box for all modalities"),
+        "crop": crop,
         "wli_background": "auto",
         "wli_background_method": ("distance in Lab from the cloth colour (median of a border strip of "
                                   "`border_fraction`), Otsu threshold, largest component, holes filled"),
@@ -40,6 +46,31 @@ def preprocessing_constants(input_size: int, crop_scale: float = 1.5) -> dict:
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
     }
+    if crop == "none":
+        return {**common, "crop_method": ("whole image, zero-padded to square and resized to input_size (the "
+                                          "paper's preprocessing); Grad-CAM maps cover the whole image")}
+    return {
+        **common,
+        "crop_scale": crop_scale,
+        "box_order": list(BOX_ORDER),
+        "crop_method": ("square centred on the foreground of the first of box_order the model reads (PCI shows the "
+                        "node and the tracer around it, WLI the node, FI its glow), side = crop_scale x that "
+                        "foreground's larger extent, zero-padded past the image edge; one box for all modalities "
+                        "(our choice: the paper resizes the whole image)"),
+        "heatmap_taper": HEATMAP_TAPER,
+        "heatmap_taper_method": ("Grad-CAM maps exist only inside the crop (the net saw nothing else) and are 0 "
+                                 "outside it; inside, they are multiplied by a raised cosine that falls from 1 to 0 "
+                                 "over the outer heatmap_taper of the crop's side, so the crop's edge is not drawn "
+                                 "as a hard line. Evidence in that band is shown attenuated."),
+    }
+
+
+def heatmap_taper(constants: dict) -> float:
+    """The fade-out band of a card's heatmaps at the crop border (0: none). Crop cards made before the card
+    recorded it used 0.12."""
+    if constants.get("crop") != "node":
+        return 0.0
+    return float(constants.get("heatmap_taper", HEATMAP_TAPER))
 
 
 MASK_WORK_SIDE = 2048  # larger images are masked at this size and the mask scaled back (memory)
@@ -117,7 +148,7 @@ class SquareBox:
             out[y0:y1, x0:x1] = square[y0 - self.top:y1 - self.top, x0 - self.left:x1 - self.left]
         return out
 
-    def taper(self, fraction: float = 0.12) -> np.ndarray:
+    def taper(self, fraction: float = HEATMAP_TAPER) -> np.ndarray:
         """(H, W) weights: 1 inside the box, falling smoothly (raised cosine) to 0 over its outer `fraction`
         and 0 outside it. Heatmaps are multiplied by it so the crop's border is not drawn as a hard edge."""
         n = self.input_size

@@ -1,7 +1,9 @@
-"""Evaluate the shipped FL-CNN cascade nets of one modality on a dataset: tables, CSV/JSON, ROC PNG."""
+"""Evaluate the shipped FL-CNN cascade nets of one modality on a dataset: each net on its own (tables, CSV/JSON,
+ROC PNG) and the cascade end to end (gated as the app gates it)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from engine.metrics.evaluation import write_evaluation
 from engine.metrics.plots import plot_roc
 from engine.predict.glioma import TASKS, GliomaCascadePredictor
 from engine.train.fl_cnn import record_scores
+from engine.train.fl_cnn_cascade import CascadeEvaluation, evaluate_cascade
 from engine.train.specimen_data import SpecimenRecord, task_records
 
 
@@ -51,3 +54,23 @@ def evaluate_fl_cnn(records: list[SpecimenRecord], modality: str, out_dir: str |
     plot_roc(curves, out_dir / f"{stem}_roc.png", operating_points=points,
              title=f"FL-CNN cascade, {modality} images ({split} split)")
     return evaluations
+
+
+def evaluate_cascade_end_to_end(records: list[SpecimenRecord], modality: str, out_dir: str | Path,
+                                split: str = "test", root: Path | None = None) -> tuple[CascadeEvaluation, dict]:
+    """The installed cascade's gated calls on the tumor card's test patients (split='test') or on every patient,
+    against truth; <out>/fl_cnn_<mod>_<split>_cascade.json/.md. Also returns, per net, how many of those patients
+    it was trained or validated on (0 when the three nets share one split, as they are trained now)."""
+    predictor = GliomaCascadePredictor(modality, device=select_device(), root=root, backend="eager")
+    if split == "test":
+        patients = set(predictor.cards["tumor"].training.get("test_patients", []))
+    else:
+        patients = {r.patient_id for r in records}
+    seen = {task: len(patients - set(card.training.get("test_patients", []))) for task, card in predictor.cards.items()}
+    evaluation = evaluate_cascade(predictor, records, patients)
+    out_dir = Path(out_dir)
+    stem = f"fl_cnn_{modality.lower()}_{split}_cascade"
+    (out_dir / f"{stem}.json").write_text(json.dumps({**evaluation.to_dict(), "test_patients_seen_by": seen},
+                                                     indent=2), encoding="utf-8")
+    (out_dir / f"{stem}.md").write_text(evaluation.markdown() + "\n", encoding="utf-8")
+    return evaluation, seen

@@ -2,8 +2,12 @@
 
 Per the paper: EfficientNet-B0 per task and modality, weighted BCE (eq. 1-2), Adam lr 1e-3 wd 1e-4,
 cosine annealing every iteration after a linear warm-up, augmentation (brightness/contrast, vertical
-flip, crop with padding 16), 70/30 patient-level split; tumor threshold at sensitivity > 90%, grade and
-Ki-67 thresholds at the ROC point closest to (0, 1).
+flip, crop with padding 16), one 70/30 patient-level split for the three tasks; tumor threshold at sensitivity
+> 90%, grade and Ki-67 thresholds at the ROC point closest to (0, 1).
+
+Not stated in the paper, and so our choices (each written into the card): the warm-up length (1 epoch), the
+batch size (32), the epochs, and the 224-pixel input of the paper preset (EfficientNet-B0's native resolution;
+the paper's 0.39 B FLOPs is B0's count at 224 px, but it gives no input size).
 """
 
 from __future__ import annotations
@@ -34,11 +38,11 @@ from engine.registry import (
     write_card,
 )
 from engine.train.augment import augment_specimen
+from engine.train.fl_cnn_cascade import CascadeSplit, cascade_split
 from engine.train.loop import Batch, fit, say_every
 from engine.train.losses import class_balance_weights, weighted_bce_with_logits
 from engine.train.schedule import warmup_cosine
 from engine.train.specimen_data import TASK_LABELS, SpecimenRecord, task_records
-from engine.train.splits import patient_split
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -133,21 +137,19 @@ def choose_threshold(task: str, y: np.ndarray, scores: np.ndarray) -> float:
 
 
 def train_fl_cnn(records: list[SpecimenRecord], settings: FLCNNTrainSettings,
-                 progress: Callable[[str], None] | None = None) -> TrainOutcome:
-    """Train one FL-CNN net (one task, one modality) and evaluate it on the held-out patients."""
+                 progress: Callable[[str], None] | None = None, split: CascadeSplit | None = None) -> TrainOutcome:
+    """Train one FL-CNN net (one task, one modality) and evaluate it on the held-out patients of `split`, the
+    cascade's one patient split (default: `cascade_split` of all `records` with the settings' seed)."""
     s = settings.resolved()
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
+    split = split or cascade_split(records, s.test_fraction, s.val_fraction, s.seed)
     recs = task_records(records, s.task, s.modality)
     y = np.array([r.labels[s.task] for r in recs], dtype=np.int64)
     patients = [r.patient_id for r in recs]
-    train_mask, test_mask = patient_split(patients, s.test_fraction, s.seed, labels=y.tolist())
-    train_idx = np.flatnonzero(train_mask)
-    fit_sub, val_sub = patient_split([patients[i] for i in train_idx], s.val_fraction, s.seed + 1,
-                                     labels=y[train_idx].tolist())
-    fit_idx, val_idx, test_idx = train_idx[fit_sub], train_idx[val_sub], np.flatnonzero(test_mask)
+    fit_idx, val_idx, test_idx = split.sides(patients)
     constants = preprocessing_constants(s.modality, s.input_size)
     recipe = augmentation_recipe(s.modality, s.preset)
     say(f"{s.modality}/{s.task}: {len(fit_idx)} train, {len(val_idx)} validation, {len(test_idx)} test specimens")
@@ -183,13 +185,12 @@ def train_fl_cnn(records: list[SpecimenRecord], settings: FLCNNTrainSettings,
     threshold = choose_threshold(s.task, y[val_idx], val_scores)
     test_scores = record_scores(predictor, s.task, [recs[i] for i in test_idx])
     evaluation = evaluate_binary(y[test_idx], test_scores, threshold, n_resamples=s.n_bootstrap, seed=s.seed)
-    split = {
-        "test_patients": sorted({patients[i] for i in test_idx}),
-        "validation_patients": sorted({patients[i] for i in val_idx}),
+    sides = {
+        **split.describe(),
         "n_train": int(len(fit_idx)), "n_validation": int(len(val_idx)), "n_test": int(len(test_idx)),
         "train_positive": int(y[fit_idx].sum()), "test_positive": int(y[test_idx].sum()),
     }
-    return TrainOutcome(net, threshold, evaluation, test_scores, y[test_idx], split, history,
+    return TrainOutcome(net, threshold, evaluation, test_scores, y[test_idx], sides, history,
                         time.perf_counter() - started)
 
 
@@ -220,7 +221,9 @@ def provisional_card(settings: FLCNNTrainSettings, root: Path | None = None) -> 
 
 
 def build_card(settings: FLCNNTrainSettings, outcome: TrainOutcome, data_description: dict,
-               command: str, root: Path | None = None) -> ModelCard:
+               command: str, root: Path | None = None, cascade: dict | None = None) -> ModelCard:
+    """The card of a trained net; `cascade` is the end-to-end evaluation of its cascade (`CascadeEvaluation.
+    card_entry`), shown in the card of each of the three nets."""
     s = settings.resolved()
     pretrained = (f"ImageNet EfficientNet-B0 features loaded from local file {Path(s.pretrained_path).name}"
                   if s.pretrained_path else "none: trained from scratch (no ImageNet weights available offline)")
@@ -232,10 +235,14 @@ def build_card(settings: FLCNNTrainSettings, outcome: TrainOutcome, data_descrip
         "pretrained": pretrained,
         "epochs": s.epochs, "batch_size": s.batch_size, "optimizer": "Adam", "lr": s.lr,
         "weight_decay": s.weight_decay,
-        "schedule": f"linear warm-up {s.warmup_epochs} epoch(s), cosine annealing per iteration",
+        "schedule": (f"linear warm-up {s.warmup_epochs} epoch(s), cosine annealing per iteration (the paper's "
+                     "schedule; the warm-up length is not stated there and is our choice)"),
+        "not_in_paper": "batch size, epochs, warm-up length and input size are our choices (the paper gives none)",
         "loss": "weighted BCE, alpha_P=(|P|+|N|)/(2|P|), alpha_N=(|P|+|N|)/(2|N|)",
         "augmentation": augmentation_recipe(s.modality, s.preset),
-        "split": "patient-level 70/30; threshold chosen on validation patients held out of training",
+        "split": ("one patient-level 70/30 split for the cascade's three nets and both cascades (FL, WL), "
+                  "stratified by every task's labels; threshold chosen on validation patients held out of "
+                  "training"),
         **outcome.split,
         "seed": s.seed,
         "train_seconds": round(outcome.seconds, 1),
@@ -247,15 +254,16 @@ def build_card(settings: FLCNNTrainSettings, outcome: TrainOutcome, data_descrip
                         f"predictor the app runs. {outcome.evaluation.ci_description()}"),
         **outcome.evaluation.to_dict(),
         "threshold_rule": THRESHOLD_RULES[s.task],  # after the spread: the evaluation's own entry is None
+        **({"cascade": cascade} if cascade else {}),
     }
     return card
 
 
 def save_trained(settings: FLCNNTrainSettings, outcome: TrainOutcome, data_description: dict,
-                 command: str, root: Path | None = None) -> ModelCard:
+                 command: str, root: Path | None = None, cascade: dict | None = None) -> ModelCard:
     """Write fp16 safetensors weights, config.json and the README card under <root>/<name>/ (root: the
     shipped models folder unless given)."""
-    card = build_card(settings, outcome, data_description, command, root)
+    card = build_card(settings, outcome, data_description, command, root, cascade)
     save_weights(outcome.net, card, dtype="float16")
     write_card(card)
     return card

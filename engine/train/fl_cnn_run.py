@@ -48,19 +48,65 @@ class FLCNNTrainRun:
 
 
 def train_fl_cnn_nets(run: FLCNNTrainRun, say: Say) -> int:
+    """Train the requested nets on one patient split (the cascade's), evaluate each cascade end to end on its
+    test patients, and install the cards."""
     import torch
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    from engine.train.fl_cnn_cascade import cascade_split
+
+    torch.set_num_threads(int(os.environ.get("ONCOLENS_TRAIN_THREADS", max(1, os.cpu_count() or 1))))
     records, description = specimen_records(run.data)
+    split = cascade_split(records, run.base.test_fraction, run.base.val_fraction, run.base.seed)
+    say(f"cascade split (seed {split.seed}): {len(split.fit)} training, {len(split.validation)} validation, "
+        f"{len(split.test)} test patients, shared by every net")
     for modality in run.modalities:
+        trained = {}
         for task in run.tasks:
             settings = replace(run.base, modality=modality, task=task)
-            outcome = train_fl_cnn(records, settings, progress=say)
-            card = save_trained(settings, outcome, description, run.command, run.models_root)
+            trained[task] = (settings, train_fl_cnn(records, settings, progress=say, split=split))
+        cascade = trained_cascade(trained, modality, records, split, description, run, say)
+        for settings, outcome in trained.values():
+            card = save_trained(settings, outcome, description, run.command, run.models_root, cascade)
             auc = outcome.evaluation.to_dict()["metrics"]["auc"]
             say(f"{card.name}: test AUC {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}], "
                 f"threshold {outcome.threshold:.3f}, {outcome.seconds:.0f} s -> {card.folder}")
     return 0
+
+
+def cascade_title(modality: str, evaluation, what: str = "shared test patients") -> str:
+    return (f"{modality}-CNN cascade end to end on the {evaluation.n_patients} {what} ({evaluation.n_specimens} "
+            "specimens): CNN2 (grade) and CNN3 (Ki-67) answer only for CNN1's tumor calls, as the app gates them; "
+            "end to end, a tumor CNN1 missed counts as not correct. Wilson 95% CIs, correct/total.")
+
+
+def trained_cascade(trained: dict, modality: str, records, split, description: dict, run: FLCNNTrainRun,
+                    say: Say) -> dict | None:
+    """The end-to-end evaluation of the cascade of `modality`: the nets just trained, and the installed ones of
+    the other tasks when they were trained on the same split (else None, said)."""
+    from engine.predict.glioma import GliomaCascadePredictor, card_name
+    from engine.registry import ModelError, create_model
+    from engine.train.fl_cnn import build_card
+    from engine.train.fl_cnn_cascade import evaluate_cascade
+
+    nets = {}
+    for task in TASKS:
+        if task in trained:
+            settings, outcome = trained[task]
+            nets[task] = (outcome.net, build_card(settings, outcome, description, run.command, run.models_root))
+            continue
+        try:
+            net, card = create_model(card_name(modality, task), root=run.models_root)
+        except ModelError as exc:
+            say(f"{modality} cascade not evaluated end to end: {exc}")
+            return None
+        if sorted(card.training.get("test_patients", [])) != sorted(split.test):
+            say(f"{modality} cascade not evaluated end to end: the installed {card.name} was trained on another "
+                "patient split; retrain it with the others.")
+            return None
+        nets[task] = (net, card)
+    evaluation = evaluate_cascade(GliomaCascadePredictor(modality, device="cpu", nets=nets), records, split.test)
+    say(f"{modality} cascade on the shared test patients:\n{evaluation.markdown()}")
+    return evaluation.card_entry(cascade_title(modality, evaluation))
 
 
 @dataclass(frozen=True)
@@ -78,7 +124,7 @@ class FLCNNEvaluation:
 def evaluate_fl_cnn_nets(ev: FLCNNEvaluation, say: Say) -> int:
     from engine.predict.glioma import card_name
     from engine.registry import load_card
-    from engine.train.evaluate_fl_cnn import evaluate_fl_cnn
+    from engine.train.evaluate_fl_cnn import evaluate_cascade_end_to_end, evaluate_fl_cnn
 
     for modality in ev.modalities:
         data = ev.data or SpecimenData.of_card(load_card(card_name(modality, "tumor"), ev.models_root))
@@ -86,6 +132,13 @@ def evaluate_fl_cnn_nets(ev: FLCNNEvaluation, say: Say) -> int:
         evaluations = evaluate_fl_cnn(records, modality, ev.out, split=ev.split, n_bootstrap=ev.n_bootstrap,
                                       root=ev.models_root)
         print(format_table(evaluations))
+        cascade, seen = evaluate_cascade_end_to_end(records, modality, ev.out, ev.split, ev.models_root)
+        print(cascade_title(modality, cascade, "test patients of the tumor net" if ev.split == "test" else "patients"))
+        print(cascade.markdown())
+        if any(seen.values()):
+            print("Not a clean test: of these patients the nets were trained or validated on "
+                  + ", ".join(f"{task} {n}" for task, n in seen.items()) + " (nets split separately; retrain them "
+                  "together so the cascade shares one split).")
     say(f"wrote CSV, JSON and ROC PNG to {ev.out}/")
     return 0
 

@@ -183,10 +183,26 @@ def build_seg_card(arch: str, outcome, data: SegArrays, description: dict, pretr
         **({"end_to_end_comparison": comparison} if comparison else {}),
         **({"tables": tables} if tables else {}),
     }
-    card.description = (f"{ARCH_NAMES[arch]} ({s.preset} configuration) for tumor segmentation in NIR fluorescence "
-                        "frames, one grey input channel, one tumor logit; its encoder was pretrained on phantom "
-                        "dataset A (or a local ImageNet file when given) and frozen while the decoder trained on B.")
+    card.description = seg_description(arch, s.preset, pretrained)
+    card.training["transfer_source"] = transfer_source(pretrained)
     return card
+
+
+def transfer_source(pretrained: str) -> str:
+    """Where a transfer model's frozen encoder came from, against the paper's ImageNet."""
+    if pretrained.startswith("ImageNet"):
+        return f"{pretrained}, as in the paper (encoders pretrained on ImageNet, frozen)"
+    return (f"{pretrained}, not ImageNet as in the paper: no ImageNet weights can be downloaded here. To run the "
+            "paper's protocol unchanged, pass a local ImageNet state dict of the net's encoder: "
+            "--imagenet-encoder NET=FILE (.pth/.pt/.safetensors)")
+
+
+def seg_description(arch: str, preset: str, pretrained: str) -> str:
+    source = ("an ImageNet encoder file, as in the paper" if pretrained.startswith("ImageNet")
+              else "phantom dataset A (end-to-end training), not ImageNet as in the paper")
+    return (f"{ARCH_NAMES[arch]} ({preset} configuration) for tumor segmentation in NIR fluorescence frames, one grey "
+            f"input channel, one tumor logit. Transfer learning: its encoder came from {source}, and was frozen "
+            "while the decoder trained on dataset B.")
 
 
 def train_fluoro_seg(run: SegRun, say: Say) -> int:

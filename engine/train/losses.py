@@ -23,14 +23,34 @@ def weighted_bce_with_logits(logits: torch.Tensor, targets: torch.Tensor, alpha_
 
 
 # --- MFI-FFP (Zhu et al., IEEE TMI 2024): L_All = L_LDAM^reweighted + alpha * L_Focal + beta * L_Intra ---
+# The paper sets LDAM's hyperparameters "as in reference [28]" (Cao et al., NeurIPS 2019), whose code
+# (kaidic/LDAM-DRW, losses.py, LDAMLoss defaults and cifar_train.py) takes margins proportional to n_j^(-1/4),
+# rescales them so the largest is max_m = 0.5, and multiplies the margin-shifted logits by s = 30.
+LDAM_MAX_MARGIN = 0.5  # the paper's C-hat = 0.5, the reference's max_m
+LDAM_SCALE = 30.0  # the reference's s
 
-def ldam_margins(class_counts: list[int], c_hat: float = 0.5) -> torch.Tensor:
-    """Eq. (17): Delta_j = C / n_j^(1/4) per class, taken literally (the LDAM reference code additionally
-    rescales the margins so the largest equals C and multiplies logits by s = 30; the paper states neither)."""
+
+def ldam_margins(class_counts: list[int], max_margin: float = LDAM_MAX_MARGIN) -> torch.Tensor:
+    """Eq. (17), Delta_j proportional to n_j^(-1/4), rescaled as the reference code does so that the largest
+    margin (the rarest class's) equals `max_margin`. Taken literally (C / n_j^(1/4) with C = 0.5) the margins of
+    a few hundred nodes are about 0.1-0.2, a hundredth of the reference's 0.5 x s."""
     counts = torch.as_tensor(class_counts, dtype=torch.float32)
     if (counts <= 0).any():
         raise ValueError(f"Every class needs training samples for LDAM margins, got counts {class_counts}.")
-    return c_hat / counts.pow(0.25)
+    raw = counts.pow(-0.25)
+    return max_margin * raw / raw.max()
+
+
+def ldam_margins_literal(class_counts: list[int], c: float = LDAM_MAX_MARGIN) -> torch.Tensor:
+    """Eq. (17) read literally, Delta_j = C / n_j^(1/4) with no rescaling (used with scale 1): what OncoLens
+    trained with before following the reference; kept for the ablation row that compares the two."""
+    counts = torch.as_tensor(class_counts, dtype=torch.float32)
+    if (counts <= 0).any():
+        raise ValueError(f"Every class needs training samples for LDAM margins, got counts {class_counts}.")
+    return c * counts.pow(-0.25)
+
+
+LDAM_RULES = ("reference", "literal")
 
 
 def class_weights(positive_weight: float = 0.85, n_classes: int = 2) -> torch.Tensor:
@@ -42,10 +62,13 @@ def class_weights(positive_weight: float = 0.85, n_classes: int = 2) -> torch.Te
 
 
 def ldam_loss(logits: torch.Tensor, targets: torch.Tensor, margins: torch.Tensor,
-              weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Eq. (16)/(18): cross-entropy after subtracting the true class's margin from its logit (weighted mean)."""
+              weights: torch.Tensor | None = None, scale: float = LDAM_SCALE) -> torch.Tensor:
+    """Eq. (16)/(18): weighted cross-entropy of `scale` x the logits after subtracting the true class's margin from
+    its logit, as the reference computes it. The reference also L2-normalises the last layer's features and
+    weights when it trains with LDAM (so its logits are cosines); MFI-FFP's head is the paper's plain fully
+    connected layer, whose logits the focal term shares, so the scale applies to them as they are."""
     shifted = logits - F.one_hot(targets, logits.shape[1]).to(logits.dtype) * margins.to(logits)[None]
-    return F.cross_entropy(shifted, targets, weight=None if weights is None else weights.to(logits))
+    return F.cross_entropy(scale * shifted, targets, weight=None if weights is None else weights.to(logits))
 
 
 def focal_loss(logits: torch.Tensor, targets: torch.Tensor, kappa: float = 2.0,
@@ -88,12 +111,15 @@ class MFILoss(torch.nn.Module):
     """L_All with switchable terms for the paper's Table V/VI ablations.
 
     terms: any of 'ldam', 'focal', 'intra' (L_All = all three), or ('ce',) for the weighted cross-entropy
-    the paper uses for its comparison models."""
+    the paper uses for its comparison models. ldam: 'reference' (Cao et al.'s settings) or 'literal' (eq. 17
+    taken literally, logits unscaled: the old behaviour, for the ablation)."""
 
     def __init__(self, class_counts: list[int], terms: tuple[str, ...] = ("ldam", "focal", "intra"),
-                 alpha: float = 1.0, beta: float = 1.0, c_hat: float = 0.5, kappa: float = 2.0,
-                 positive_weight: float = 0.85) -> None:
+                 alpha: float = 1.0, beta: float = 1.0, c_hat: float = LDAM_MAX_MARGIN, kappa: float = 2.0,
+                 positive_weight: float = 0.85, scale: float = LDAM_SCALE, ldam: str = "reference") -> None:
         super().__init__()
+        if ldam not in LDAM_RULES:
+            raise ValueError(f"ldam must be one of {LDAM_RULES}, got {ldam!r}.")
         unknown = set(terms) - {"ldam", "focal", "intra", "ce"}
         if not terms or unknown:
             raise ValueError(f"Loss terms must be from ldam, focal, intra, ce; got {terms}.")
@@ -101,7 +127,9 @@ class MFILoss(torch.nn.Module):
             pass  # allowed for the ablation table, although it never supervises the logits
         self.terms = tuple(terms)
         self.alpha, self.beta, self.kappa = alpha, beta, kappa
-        self.register_buffer("margins", ldam_margins(class_counts, c_hat))
+        self.scale = scale if ldam == "reference" else 1.0
+        margins = ldam_margins(class_counts, c_hat) if ldam == "reference" else ldam_margins_literal(class_counts, c_hat)
+        self.register_buffer("margins", margins)
         self.register_buffer("weights", class_weights(positive_weight))
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor,
@@ -110,7 +138,7 @@ class MFILoss(torch.nn.Module):
         if "ce" in self.terms:
             loss = loss + F.cross_entropy(logits, targets, weight=self.weights.to(logits))
         if "ldam" in self.terms:
-            loss = loss + ldam_loss(logits, targets, self.margins, self.weights)
+            loss = loss + ldam_loss(logits, targets, self.margins, self.weights, self.scale)
         if "focal" in self.terms:
             loss = loss + self.alpha * focal_loss(logits, targets, self.kappa, self.weights)
         if "intra" in self.terms:

@@ -22,7 +22,10 @@ from engine.train.data_source import PhantomOrManifest
 from engine.train.mfi_ffp import MFIFFPTrainSettings, NodeArrays, Split, phantom_samples, prepare_arrays
 from engine.train.mfi_ffp_ablation import (
     ABLATIONS,
+    OPERATING_METRICS,
+    TABLE_NOTE,
     format_ablation,
+    pair_cell,
     run_ablation,
     write_ablation,
 )
@@ -94,7 +97,7 @@ def train_mfi_ffp_variants(run: MFIFFPTrainRun, say: Say) -> int:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("WORLD_SIZE", "1"))))
     rank, _ = distributed()
     samples, description = node_data(run.data)
-    data = prepare_arrays(samples, run.base.input_size)
+    data = prepare_arrays(samples, run.base.input_size, crop=run.base.crop_mode)
     names = list(dict.fromkeys([row_name(v) for v in run.variants] + list(run.ablation)))
     root = run.models_root or models_dir()
     rows = run_ablation(data, names, run.base, runs=run.runs, progress=say if rank == 0 else None)
@@ -102,7 +105,7 @@ def train_mfi_ffp_variants(run: MFIFFPTrainRun, say: Say) -> int:
         return 0
     title = (f"MFI-FFP ablation on phantom test patients ({len(rows[0].median.split.test)} nodes), "
              f"{run.base.preset} configuration, {run.base.epochs} epochs, median of {run.runs} run(s)")
-    table = format_ablation(rows, markdown=True)
+    table = format_ablation(rows, markdown=True) + "\n\n" + TABLE_NOTE
     out = run.out or root / card_name(NODE_MODALITIES) / "ablation"
     paths = write_ablation(rows, data, out, title)
     print(format_ablation(rows))
@@ -156,10 +159,14 @@ def evaluate_installed(data: NodeArrays, variants: list[tuple[str, ...]], split_
         y = data.labels[index]
         scores = node_scores(predictor, data, index)
         ev = evaluate_binary(y, scores, card.threshold(), n_resamples=n_bootstrap)
+        at_argmax = evaluate_binary(y, scores, 0.5, n_resamples=n_bootstrap)
         evaluations[row_name(v)], curves[row_name(v)] = ev, (y, scores)
-        d = ev.to_dict()
+        evaluations[f"{row_name(v)} at argmax"] = at_argmax
+        d, a = ev.to_dict(), at_argmax.to_dict()
         rows.append({"variant": row_name(v), "model": card.name, "n": int(len(y)), "positives": int(y.sum()),
-                     **{k: d["metrics"][k] for k in ("auc", "accuracy", "f1", "sensitivity", "specificity")},
+                     "threshold": card.threshold(),
+                     **{k: d["metrics"][k] for k in ("auc", *OPERATING_METRICS)},
+                     "argmax": {k: a["metrics"][k] for k in OPERATING_METRICS},
                      "params_m": count_parameters(net) / 1e6, "gflops": count_flops(net.cpu()) / 2e9,
                      "ci": d["ci"]["description"]})
         net.to(device)
@@ -195,10 +202,19 @@ def evaluate_mfi_ffp(ev: MFIFFPEvaluation, say: Say) -> int:
 
     if ev.ablation:
         samples, _ = node_data(ev.data or NodeData())
-        data = prepare_arrays(samples, ev.base.input_size)
-        rows = run_ablation(data, list(ev.ablation), ev.base, runs=ev.runs, progress=say)
-        title = f"MFI-FFP ablation ({ev.base.preset}, {ev.base.epochs} epochs, median of {ev.runs} run(s))"
-        write_ablation(rows, data, ev.out, title)
+        data = prepare_arrays(samples, ev.base.input_size, crop=ev.base.crop_mode)
+        def title(rows: list) -> str:
+            return (f"MFI-FFP ablation ({ev.base.preset}, {len(set(data.patients))} phantom patients / "
+                    f"{len(data.labels)} nodes, {len(rows[0].median.split.test) if rows else 0} test nodes, "
+                    f"{ev.base.epochs} epochs, median of {ev.runs} run(s))")
+
+        done: list = []
+
+        def keep(row) -> None:  # the tables grow row by row, so a stopped run keeps the rows it finished
+            done.append(row)
+            write_ablation(done, data, ev.out, title(done))
+
+        rows = run_ablation(data, list(ev.ablation), ev.base, runs=ev.runs, progress=say, on_row=keep)
         print(format_ablation(rows))
         say(f"wrote CSV, JSON, Markdown and ROC PNG to {ev.out}/")
         return 0
@@ -207,17 +223,29 @@ def evaluate_mfi_ffp(ev: MFIFFPEvaluation, say: Say) -> int:
         raise ValueError("No MFI-FFP model cards are installed; train them with `oncolens train mfi_ffp`.")
     card = load_card(card_name(variants[0]), ev.models_root)
     samples, _ = node_data(ev.data or NodeData.of_card(card))
-    data = prepare_arrays(samples, int(card.input.size[0]))
+    data = prepare_arrays(samples, int(card.input.size[0]), crop=str(card.preprocessing.get("crop", "node")))
     rows = evaluate_installed(data, variants, ev.split, ev.out, ev.n_bootstrap, ev.models_root)
-    print(f"{'variant':<12} {'n':>5} {'pos':>4}  {'AUC (95% CI)':<24} {'ACC (95% CI)':<24} {'F1 (95% CI)':<24} "
-          f"{'params M':>8} {'GFLOPs':>7}")
-    for r in rows:
-        print(f"{r['variant']:<12} {r['n']:>5} {r['positives']:>4}  {_cell(r['auc']):<24} {_cell(r['accuracy']):<24} "
-              f"{_cell(r['f1']):<24} {r['params_m']:>8.2f} {r['gflops']:>7.3f}")
-    if rows:
-        print(rows[0]["ci"])
+    print(format_installed(rows))
     say(f"wrote CSV, JSON and ROC PNG to {ev.out}/")
     return 0
+
+
+def format_installed(rows: list[dict]) -> str:
+    """The `evaluate mfi_ffp` table: ACC, F1, SEN/SPE at the card's validation-chosen threshold and at argmax."""
+    lines = [f"{'variant':<12} {'n':>5} {'pos':>4}  {'AUC (95% CI)':<24} {'ACC val thr (95% CI)':<24} "
+             f"{'F1 val thr (95% CI)':<24} {'SEN/SPE val thr':<16} {'ACC argmax (95% CI)':<24} "
+             f"{'F1 argmax (95% CI)':<24} {'SEN/SPE argmax':<15} {'params M':>8} {'GFLOPs':>7}"]
+    for r in rows:
+        a = r["argmax"]
+        lines.append(f"{r['variant']:<12} {r['n']:>5} {r['positives']:>4}  {_cell(r['auc']):<24} "
+                     f"{_cell(r['accuracy']):<24} {_cell(r['f1']):<24} "
+                     f"{pair_cell(r['sensitivity'], r['specificity']):<16} {_cell(a['accuracy']):<24} "
+                     f"{_cell(a['f1']):<24} {pair_cell(a['sensitivity'], a['specificity']):<15} "
+                     f"{r['params_m']:>8.2f} {r['gflops']:>7.3f}")
+    if rows:
+        lines.append("val thr: the card's threshold, chosen on validation patients; argmax: P(metastatic) >= 0.5, "
+                     "where the paper reports ACC and F1. " + rows[0]["ci"])
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

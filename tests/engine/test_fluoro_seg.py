@@ -380,3 +380,22 @@ def test_card_summary_of_hd95_counts_the_frames_without_it():
 
     summary = _bootstrap_mean([2.0, 4.0, math.inf, 6.0])
     assert summary["value"] == pytest.approx(4.0) and summary["n_undefined"] == 1
+
+
+def test_cards_say_where_the_frozen_encoder_came_from():
+    from engine.registry import list_models
+    from engine.train.fluoro_seg_run import seg_description, transfer_source
+
+    phantom = seg_description("unet", "compact", "end-to-end training on all of dataset A (61 frames)")
+    assert "not ImageNet as in the paper" in phantom and "phantom dataset A" in phantom
+    assert "--imagenet-encoder NET=FILE" in transfer_source("end-to-end training on all of dataset A (61 frames)")
+    imagenet = seg_description("unet", "paper", "ImageNet encoder from resnet34.pth")
+    assert "ImageNet encoder file, as in the paper" in imagenet and "not ImageNet" not in imagenet
+    shipped = [c for c in list_models() if c.family == "fluoro_seg"]
+    assert shipped
+    for card in shipped:  # the demo nets' encoders came from phantom dataset A: the cards say so
+        text = card.description + json.dumps(card.training)
+        assert "as in the paper" not in card.description.replace("not ImageNet as in the paper", "")
+        assert "not ImageNet" in card.description and "--imagenet-encoder" in card.training["transfer_source"]
+        assert "our choice" in card.training["loss"] and "our choice" in card.training["schedule"]
+        assert "transfer-learned as in the paper" not in text

@@ -82,24 +82,52 @@ def test_mff_pairs_give_the_complement_to_fi_or_the_second_modality():
     assert MFF(["WLI", "PCI"], 8, 8).complement == {"PCI"}
 
 
-def test_ldam_margins_follow_c_over_fourth_root_of_counts():
-    margins = ldam_margins([900, 81], c_hat=0.5)
-    assert margins.tolist() == pytest.approx([0.5 / 900 ** 0.25, 0.5 / 3.0], rel=1e-6)
-    assert margins[1] > margins[0]  # the minority class gets the larger margin
+def test_ldam_margins_are_rescaled_so_the_largest_is_half_as_in_the_reference():
+    # Cao et al. 2019 (kaidic/LDAM-DRW, LDAMLoss): m_j = 1 / n_j^(1/4), then m * (max_m / max(m)), max_m = 0.5
+    margins = ldam_margins([900, 81])
+    assert margins.tolist() == pytest.approx([0.5 * (81 / 900) ** 0.25, 0.5], rel=1e-6)
+    assert ldam_margins([772, 68]).max().item() == pytest.approx(0.5)  # whatever the counts
+    assert ldam_margins([9000, 810]).tolist() == pytest.approx(margins.tolist(), rel=1e-6)  # only ratios count
     with pytest.raises(ValueError, match="Every class"):
         ldam_margins([10, 0])
 
 
-def test_ldam_loss_by_hand():
-    logits = torch.tensor([[2.0, 1.0], [0.5, 1.5]])
+def test_ldam_loss_scales_the_margin_shifted_logits_by_30():
+    logits = torch.tensor([[0.2, 0.1], [0.05, 0.15]])
     targets = torch.tensor([0, 1])
     margins = torch.tensor([0.1, 0.3])
     weights = class_weights(0.85)
-    # sample 0: true class 0, its logit drops by 0.1; sample 1: true class 1, logit drops by 0.3
-    l0 = -np.log(np.exp(1.9) / (np.exp(1.9) + np.exp(1.0)))
-    l1 = -np.log(np.exp(1.2) / (np.exp(0.5) + np.exp(1.2)))
+    # sample 0: true class 0, its logit drops by 0.1; sample 1: true class 1, by 0.3; then x 30 (the reference's s)
+    z0, z1 = 30 * np.array([0.1, 0.1]), 30 * np.array([0.05, -0.15])
+    l0 = -(z0[0] - np.logaddexp(*z0))
+    l1 = -(z1[1] - np.logaddexp(*z1))
     expected = (0.15 * l0 + 0.85 * l1) / (0.15 + 0.85)
-    assert ldam_loss(logits, targets, margins, weights).item() == pytest.approx(expected, rel=1e-6)
+    assert ldam_loss(logits, targets, margins, weights).item() == pytest.approx(expected, rel=1e-5)
+    reference_form = F.cross_entropy(30 * (logits - F.one_hot(targets, 2) * margins), targets, weight=weights)
+    assert ldam_loss(logits, targets, margins, weights).item() == pytest.approx(reference_form.item(), rel=1e-6)
+
+
+def test_mfi_loss_uses_the_reference_ldam_settings():
+    loss = MFILoss([772, 68])
+    assert loss.margins.max().item() == pytest.approx(0.5) and loss.scale == 30.0
+    # taken literally (0.5 / n^(1/4), no scale) LDAM was weighted cross-entropy give or take 0.07 on a batch
+    torch.manual_seed(0)
+    logits, targets = torch.randn(32, 2), torch.tensor([1, 1, 1] + [0] * 29)
+    weighted_ce = F.cross_entropy(logits, targets, weight=class_weights()).item()
+    assert abs(ldam_loss(logits, targets, loss.margins, loss.weights) - weighted_ce) > 1.0
+
+
+def test_literal_ldam_is_kept_only_for_the_ablation_and_is_near_weighted_cross_entropy():
+    literal = MFILoss([772, 68], terms=("ldam",), ldam="literal")
+    assert literal.scale == 1.0
+    assert literal.margins.tolist() == pytest.approx([0.5 / 772 ** 0.25, 0.5 / 68 ** 0.25], rel=1e-6)
+    torch.manual_seed(0)
+    logits, targets = torch.randn(32, 2), torch.tensor([1, 1, 1] + [0] * 29)
+    weighted_ce = F.cross_entropy(logits, targets, weight=class_weights()).item()
+    reference = MFILoss([772, 68], terms=("ldam",))
+    assert abs(literal(logits, targets).item() - weighted_ce) < 0.2 < abs(reference(logits, targets).item() - weighted_ce)
+    with pytest.raises(ValueError, match="ldam must be"):
+        MFILoss([772, 68], ldam="paper")
 
 
 def test_focal_reduces_to_cross_entropy_at_kappa_zero_and_down_weights_easy_samples():

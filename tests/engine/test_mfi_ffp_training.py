@@ -114,6 +114,13 @@ def test_train_save_and_predict_with_heatmaps_and_onnx(arrays, tmp_path):
     card = save_trained(outcome, arrays, {"kind": "phantom"}, "pytest", root=models)
     assert card.name == "mfi_ffp_wli_fi_pci" and card.weights["dtype"] == "float16"
     assert (models / card.name / "README.md").is_file()
+    # ACC, F1, SEN, SPE at the validation-chosen threshold and, labelled, at argmax where the paper reports them
+    argmax = card.evaluation["also_at"]["argmax (P(metastatic) >= 0.5), the paper's operating point"]
+    assert argmax["threshold"] == 0.5 and outcome.argmax.threshold == 0.5
+    assert argmax["counts"] == outcome.argmax.to_dict()["counts"]
+    assert "At argmax (P(metastatic) >= 0.5)" in (models / card.name / "README.md").read_text()
+    assert "s = 30" in card.training["loss"] and max(card.training["ldam_margins"]) == 0.5
+    assert "our choice" in card.training["schedule"] and card.training["input"].startswith("crop 'node'")
 
     from engine.phantoms.lymph_node import make_node_dataset
     from engine.predict.lymph_node import MFIFFPPredictor
@@ -148,8 +155,66 @@ def test_ablation_rows_and_table(arrays):
     assert [r.name for r in rows] == ["FI", "concat"]
     assert len(rows[0].runs_auc) == 2 and rows[0].params_m < rows[1].params_m
     table = format_ablation(rows)
-    assert "FI" in table and "0.6396" in table  # the paper's FI AUC sits beside ours
+    assert "FI" in table and "0.6396" in table and "0.7653" in table  # the paper's FI AUC and ACC beside ours
+    assert "ACC val thr (95% CI)" in table and "ACC argmax (95% CI)" in table and "SEN/SPE argmax" in table
     assert "|" in format_ablation(rows, markdown=True)
+    assert rows[0].to_dict()["argmax"]["accuracy"]["value"] is not None
+
+
+def test_ablation_reuses_a_configuration_and_trains_the_resize_input(arrays):
+    base = MFIFFPTrainSettings(epochs=1, batch_size=8, n_bootstrap=20)
+    rows = run_ablation(arrays, ["crop", "tri-modal", "resize"], base, split=make_split(arrays))
+    assert rows[0].median is rows[1].median  # compact 'tri-modal' is the crop: trained once
+    assert [r.to_dict()["input"] for r in rows] == ["node", "node", "none"]
+    assert rows[2].median.settings.crop_mode == "none" and "resize" in format_ablation(rows)
+
+
+def test_paper_preset_resizes_the_whole_image_and_compact_crops(arrays):
+    from dataclasses import replace
+
+    from engine.preprocess.lymph_node import node_box
+
+    assert MFIFFPTrainSettings(preset="paper").crop_mode == "none"
+    assert MFIFFPTrainSettings().crop_mode == "node" and MFIFFPTrainSettings(crop="none").crop_mode == "none"
+    whole = prepare_arrays(arrays.samples[:6], 80, crop="none")
+    assert whole.constants["crop"] == "none" and "box_order" not in whole.constants
+    assert whole.units["WLI"] is whole.units["FI"] is whole.units["PCI"]  # one box: the whole image
+    node = arrays.samples[0]
+    box = node_box(node.images, ("WLI", "FI", "PCI"), whole.constants, node.images["WLI"].shape[:2])
+    assert (box.top, box.left, box.side) == (0, 0, node.images["WLI"].shape[0])
+    with pytest.raises(ValueError, match="crop 'node'"):
+        train_mfi_ffp(whole, replace(MFIFFPTrainSettings(epochs=1), crop="node"))
+
+
+def test_table_i_permutations_loss_weight_sweep_and_what_is_not_implemented():
+    from engine.train.mfi_ffp_ablation import ABLATIONS, GROUPS, NOT_IMPLEMENTED
+
+    table_i = [a for a in ABLATIONS.values() if "I" in a.tables]
+    assignments = {tuple(kind for _, kind in a.branches) for a in table_i}
+    assert len(table_i) == 9 and len(assignments) == 9  # the 6 permutations of IRB/RB/ViT and 3 same-branch rows
+    mixed = [a.name for a in table_i if a.tables == ("I",)]
+    assert len(mixed) == 5 and set(mixed) <= set(GROUPS["branches"])
+    assert ABLATIONS["WLI:ViT FI:RB PCI:IRB"].paper.auc == 0.8054  # WLI and PCI branches exchanged
+    sweep = [ABLATIONS[n] for n in GROUPS["loss-weights"] if n != "tri-modal"]
+    assert {(a.alpha, a.beta) for a in sweep} >= {(0.01, 0.01), (0.1, 0.1), (0.5, 0.5)}
+    settings = sweep[0].settings(MFIFFPTrainSettings(), seed=0)
+    assert (settings.alpha, settings.beta) == (sweep[0].alpha, sweep[0].beta)
+    assert ABLATIONS["resize"].settings(MFIFFPTrainSettings(), 0).crop_mode == "none"
+    assert set(GROUPS["all"]) == set(ABLATIONS)
+    assert "Tables III/IV" in NOT_IMPLEMENTED and "not implemented" in NOT_IMPLEMENTED
+
+
+def test_ldam_rows_compare_the_reference_with_the_literal_reading():
+    from engine.train.mfi_ffp import loss_description
+    from engine.train.mfi_ffp_ablation import ABLATIONS, GROUPS, resolve_names
+
+    assert resolve_names("ldam") == GROUPS["ldam"]
+    assert resolve_names(",".join(GROUPS["ldam"])) == GROUPS["ldam"]  # row names carry no comma
+    literal = ABLATIONS["tri-modal (LDAM literal)"].settings(MFIFFPTrainSettings(), 0)
+    reference = ABLATIONS["tri-modal"].settings(MFIFFPTrainSettings(), 0)
+    assert (literal.ldam, reference.ldam) == ("literal", "reference") and literal.loss_terms == reference.loss_terms
+    assert "taken literally" in loss_description(literal) and "s = 30" in loss_description(reference)
+    assert ABLATIONS["LDAM literal"].settings(MFIFFPTrainSettings(), 0).loss_terms == ("ldam",)
 
 
 @pytest.mark.slow

@@ -188,3 +188,18 @@ def test_the_registry_imports_no_net():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_card_readme_shows_other_operating_points_and_the_cascade(models_root):
+    from engine.registry import render_card
+
+    metric = {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9}
+    card = _card(models_root, evaluation={
+        "metrics": {"accuracy": metric}, "threshold": 0.2,
+        "also_at": {"argmax (P >= 0.5)": {"threshold": 0.5, "metrics": {"accuracy": {**metric, "value": 0.85}}}},
+        "cascade": {"title": "cascade on shared test patients", "markdown": "| task |\n|---|\n| grade |",
+                    "results": {"n": 3}, "files": []}})
+    text = render_card(card)
+    assert "At argmax (P >= 0.5) (threshold 0.5):" in text and "| accuracy | 0.850 | 0.700 – 0.900 |" in text
+    assert "## Cascade, end to end\ncascade on shared test patients" in text and "| grade |" in text
+    assert '"results"' not in text and "Files:" not in text  # the raw results stay in config.json

@@ -41,6 +41,22 @@ def test_card_is_complete_and_matches_its_files(card):
     assert headline["ci_low"] <= headline["value"] <= headline["ci_high"]
 
 
+def test_fl_cnn_cards_show_their_cascade_end_to_end_and_say_whether_it_is_a_clean_test():
+    by_modality: dict = {}
+    for card in (c for c in CARDS if c.family == "fl_cnn"):
+        by_modality.setdefault(card.input.modalities[0], []).append(card)
+    for modality, cards in by_modality.items():
+        assert len(cards) == 3
+        shared = len({tuple(sorted(c.training["test_patients"])) for c in cards}) == 1
+        for card in cards:
+            cascade = card.evaluation["cascade"]
+            assert cascade["results"]["modality"] == modality and "end to end" in cascade["title"]
+            assert ("NOT a clean test" in cascade["title"]) == (not shared), card.name
+            assert ("drawn for this net alone" in card.training["split"]) == (not shared), card.name
+            assert "our choice" in card.training["schedule"]
+            assert "## Cascade, end to end" in (card.folder / "README.md").read_text(encoding="utf-8")
+
+
 def test_all_shipped_weights_fit_the_budget():
     total = sum(p.stat().st_size for p in models_dir().rglob("*.safetensors"))
     assert total < WEIGHT_BUDGET_MB * 1e6, f"shipped weights {total / 1e6:.1f} MB exceed {WEIGHT_BUDGET_MB} MB"
@@ -58,6 +74,45 @@ def test_every_mfi_ffp_variant_is_shipped_with_its_ablation():
     for name in ("tri-modal", "WLI", "concat"):
         assert rows[name]["params_m"] > 0 and rows[name]["paper_config_params_m"] > rows[name]["params_m"]
     assert (tri.folder / "ablation" / "mfi_ffp_ablation.csv").is_file()
+    for name in ("tri-modal", "concat"):  # ACC, F1, SEN/SPE also at argmax, where the paper reports them
+        assert rows[name]["argmax"]["accuracy"]["value"] is not None and rows[name]["paper_test_acc"]
+    assert "ACC argmax" in tri.evaluation["ablation"]["markdown"]
+
+
+def test_every_mfi_ffp_card_reports_argmax_beside_its_threshold_and_says_which_ldam_trained_it():
+    from engine.train.mfi_ffp import ARGMAX
+
+    cards = [c for c in CARDS if c.family == "mfi_ffp"]
+    assert len(cards) == 7
+    for card in cards:
+        argmax = card.evaluation["also_at"][ARGMAX]
+        assert argmax["threshold"] == 0.5  # the card's threshold is the evaluation's, rounded to 6 places
+        assert card.evaluation["threshold"] == pytest.approx(card.threshold(), abs=1e-6)
+        assert argmax["n"] == card.evaluation["n"] and argmax["metrics"]["auc"]["value"] == pytest.approx(
+            card.evaluation["metrics"]["auc"]["value"], abs=1e-9)
+        assert "At argmax" in (card.folder / "README.md").read_text(encoding="utf-8")
+        assert "our choice" in card.training["schedule"]
+        if "taken literally" in card.training["loss"]:  # trained before LDAM followed its reference
+            assert "x 30" in card.training["ldam_note"]
+        else:
+            assert "s = 30" in card.training["loss"]
+
+
+def test_mfi_ffp_tables_compare_ldam_input_and_loss_weights_at_a_stated_size():
+    table = json.loads((models_dir() / "mfi_ffp_tables" / "small" / "mfi_ffp_ablation.json").read_text("utf-8"))
+    rows = {r["name"]: r for r in table["rows"]}
+    assert rows["tri-modal"]["ldam"] == "reference" and rows["tri-modal (LDAM literal)"]["ldam"] == "literal"
+    assert rows["LDAM literal"]["ldam"] == "literal" and rows["LDAM"]["ldam"] == "reference"
+    assert (rows["tri-modal"]["input"], rows["resize"]["input"]) == ("node", "none")
+    assert sum("Fig6" in r["tables"] for r in rows.values()) == 5
+    assert "phantom patients" in table["title"] and "epochs" in table["title"]  # the reduced size is said
+    at_size = json.loads((models_dir() / "mfi_ffp_tables" / "phantom50" / "mfi_ffp_ablation.json").read_text("utf-8"))
+    assert {r["name"] for r in at_size["rows"]} == {"tri-modal", "tri-modal (LDAM literal)", "resize", "LDAM",
+                                                    "LDAM literal"}
+    assert "50 phantom patients" in at_size["title"] and "24 epochs" in at_size["title"]
+    for card in (c for c in CARDS if c.family == "mfi_ffp"):
+        if "taken literally" in card.training["loss"]:
+            assert "NOT retrained" in card.training["ldam_note"] and "mfi_ffp_tables" in card.training["ldam_note"]
 
 
 def test_shipped_mfi_ffp_predicts_on_a_demo_node():
