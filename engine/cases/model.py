@@ -45,6 +45,7 @@ class Case:
     predictions: list[Prediction] = field(default_factory=list)
     reads: list[Read] = field(default_factory=list)
     patient_id: str | None = None
+    name: str = ""  # a name the user gave the case (e.g. "left neck node 3"); the id stays the key
     created: str = field(default_factory=utc_now)
     notes: str = ""
     attachments: dict[str, Path] = field(default_factory=dict)  # other files of the case (a recording's per-frame
