@@ -458,7 +458,7 @@ def test_upgrading_a_0001_database_keeps_its_data_and_downgrading_removes_only_s
     engine.dispose()
 
     with Store(url) as upgraded:
-        assert upgraded.schema_revision() == "0003"
+        assert upgraded.schema_revision() == "0004"
         assert [c.id for c in upgraded.list_cases()] == ["old-1"]
         assert upgraded.predictions_for("old-1")[0].summary.probabilities == {"metastatic": 0.7}
         assert upgraded.predictions_for("old-1")[0].summary.model == "mfi_ffp"
@@ -477,7 +477,7 @@ def test_upgrading_a_0001_database_keeps_its_data_and_downgrading_removes_only_s
     engine.dispose()
     assert not tables & STUDY_TABLES and {"cases", "predictions", "audit_events"} <= tables
     with Store(url) as again:
-        assert again.schema_revision() == "0003" and len(again.list_cases()) == 1
+        assert again.schema_revision() == "0004" and len(again.list_cases()) == 1
 
 
 # -- PostgreSQL, only where a server is given ---------------------------------------------------------
