@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 from app import __version__
 from app.opening import OpeningMixin
 from app.reading_mode import ReadingModeMixin
-from app.review_mode import ReviewMixin
+from app.review_mode import ReviewMixin, case_history
 from app.views import CaseView, PlaceholderView, view_class
 from app.widgets.case_browser import CaseBrowser
 from app.widgets.model_cards import ModelCardsDialog
@@ -32,7 +32,7 @@ from app.workers import error_text, keep_garbage_collection_on_gui_thread, submi
 from engine.cases.kinds import CaseKind, Method, find_kind
 from engine.cases.model import Case
 from engine.data import Prediction
-from engine.review import ResultRun, prediction_history
+from engine.review import ResultRun
 from engine.service import PredictionService, model_label, truth_labels
 from engine.settings import Settings, load_settings, save_settings
 
@@ -440,11 +440,6 @@ def _load_case(store, service: PredictionService, case_id: str) -> LoadedCase:
     runs = case_history(store, case)
     shown = list(runs[0].predictions) if runs else []
     return LoadedCase(case, runs, _prepare(case, shown), *case_texts(service, case))
-
-
-def case_history(store, case: Case) -> list[ResultRun]:
-    """Worker job: every stored run on `case`, newest first, with the arrays its bundle kept."""
-    return prediction_history(case, [(s.id, s.summary) for s in store.predictions_for(case.id)])
 
 
 def _predict_and_prepare(service, case: Case) -> tuple[list[Prediction], object | None]:

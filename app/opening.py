@@ -40,12 +40,13 @@ def _unclear_node_images(paths: list[Path]) -> bool:
     return images and looks_like_node_images(paths) and node_mapping_from_names(paths) is None
 
 
-def open_paths_job(paths: list[Path], store) -> Opened:
-    """Worker job: add what `paths` holds to the store, unless they are node images that need assigning."""
+def open_paths_job(paths: list[Path], store, choices: dict[str, str] | None = None) -> Opened:
+    """Worker job: add what `paths` holds to the store, unless they are node images that need assigning.
+    `choices`: what to do with each bundle whose case is already stored from another folder."""
     folder = str(paths[0].parent if paths[0].is_file() else paths[0])
     if _unclear_node_images(paths):  # e.g. three dropped images whose names do not say WLI / FI / PCI
         return Opened(folder, node_files=describe_node_files(paths))
-    return Opened(folder, case_ids=open_into_store(paths, store))
+    return Opened(folder, case_ids=open_into_store(paths, store, choices))
 
 
 class OpeningMixin:
@@ -57,7 +58,8 @@ class OpeningMixin:
         if not paths or self._refuse_while_reading():
             return
         names = ", ".join(p.name for p in paths[:3]) + ("…" if len(paths) > 3 else "")
-        self._run(open_paths_job, paths, self.store, what=f"Opening {names}", on_result=self._opened)
+        self._resolve_conflicts(paths, lambda choices: self._run(open_paths_job, paths, self.store, choices,
+                                                                 what=f"Opening {names}", on_result=self._opened))
 
     def _opened(self, opened: Opened) -> None:
         self.settings.last_open_dir = opened.folder

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from engine.cases.bundle import BundleError, read_bundle, write_bundle
+from engine.cases.bundle import BundleError, read_bundle
 from engine.cases.compact import decode_array, encode_array
 from engine.cases.model import content_sha256
 from engine.cli import main
