@@ -220,7 +220,7 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ReviewMixin, QMainWindow):
         self.current_case = case
         self.predictions = []
         self.runs = []
-        self.setWindowTitle(f"OncoLens — {case.id}")
+        self.setWindowTitle(f"OncoLens — {case.id}" + (f" · {case.name}" if case.name else ""))
         view = self._view_for(case.kind)
         self.stack.setCurrentWidget(view)
         view.show_case(case)
