@@ -19,6 +19,7 @@ from engine.cases.kinds import CaseKind, find_kind, get_kind
 from engine.cases.model import Case
 from engine.data import Prediction, PredictionSummary, utc_now
 from engine.metrics.image_quality import not_assessable_reason
+from engine.paths import resources_dir
 from engine.predict.base import Predictor
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,9 @@ class PredictionService:
             return
         folder = Path(self.store.get_case_record(case.id).bundle_path)
         try:
+            if resources_dir().resolve() in folder.resolve().parents:
+                raise BundleError(f"{folder} is part of the OncoLens installation, which is never written. Open a "
+                                  "copy of the bundle to keep results with their arrays.")
             append_predictions(folder, new)
             case.predictions.extend(new)
         except BundleError as exc:  # the summaries are still kept; the user is told the arrays are not

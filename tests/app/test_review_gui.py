@@ -182,3 +182,16 @@ def test_reader_outlines_dialog_shows_each_reader_with_dice(qtbot, tmp_path):
 def test_reader_outlines_is_in_the_study_menu(window):
     assert window.outlines_action in window.admin_actions
     assert window.outlines_action.text() == "Reader outlines…"
+
+
+def test_demo_cases_are_copied_before_they_are_stored(tmp_path):
+    from app.main import import_demo_cases
+    from engine.paths import demo_cases_dir, user_data_dir
+    from engine.store import Store
+
+    with Store() as store:
+        first = import_demo_cases(store)
+        assert first is not None
+        for summary in store.list_cases():
+            assert user_data_dir().resolve() in summary.bundle_path.resolve().parents
+            assert demo_cases_dir().resolve() not in summary.bundle_path.resolve().parents

@@ -233,3 +233,14 @@ def test_migration_0004_upgrades_a_store_written_before_it(tmp_path):
         assert store.get_case_record(case_id).name is None
         assert [e["action"] for e in store.audit_log(case_id)][-1] == "case.baseline"
     assert main(["store", "--db", url, "verify"]) == 0
+
+
+def test_the_installation_is_never_written_results_stay_summaries(toy_store, tmp_path, monkeypatch):
+    folder = Path(toy_store.get_case_record("toy-1").bundle_path)
+    monkeypatch.setattr("engine.service.resources_dir", lambda: folder.parent)  # as if the toys were shipped
+    before = (folder / "case.json").read_bytes()
+    (prediction,) = PredictionService(toy_store).predict_case(toy_store.load_case("toy-1"))
+    assert (folder / "case.json").read_bytes() == before and not list(folder.glob("pred*"))
+    assert any("part of the OncoLens installation" in w for w in prediction.warnings)
+    (stored,) = toy_store.predictions_for("toy-1")
+    assert stored.summary.tasks == prediction.tasks
