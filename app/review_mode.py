@@ -76,7 +76,8 @@ class ReviewMixin:
     def _set_history(self, runs: list[ResultRun], current: int) -> None:
         self.runs = list(runs)
         kind = self.current_case.kind if self.current_case is not None else None
-        self.results_panel.set_history([r.label(kind) for r in self.runs], current if self.runs else -1)
+        self.results_panel.set_history([r.label(kind, short=True) for r in self.runs], current if self.runs else -1,
+                                       [r.label(kind) for r in self.runs])
 
     def refresh_history(self) -> None:
         """Re-read the open case's runs (after F5) and select the newest."""
@@ -98,6 +99,7 @@ class ReviewMixin:
                 self.current_view().use_prepared(result)
                 self._show_predictions(list(run.predictions), stored=True)
                 self.model_label.setText(run.label(case.kind).split(" · ", 1)[-1])
+                self.results_panel.history_combo.setToolTip(run.label(case.kind))
 
         self._run(prepare_run, case, list(run.predictions), what="Showing a stored run", on_result=prepared)
 

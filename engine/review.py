@@ -3,7 +3,9 @@ its bundle kept, and the case-list facts the browser filters on (truth, call, di
 
 A run is what one prediction request produced (one result per modality group of the case's kind). The service
 gives every prediction of one request the same `created` time; results stored before that (or written by
-other tools) are grouped by time: consecutive results of different models less than RUN_WINDOW_S apart.
+other tools) are grouped by time: consecutive results of different models less than RUN_WINDOW_S apart, for
+cases whose kind runs several models at once (one result per run otherwise: two methods tried a minute apart
+on a fluorescence frame stay two runs).
 """
 
 from __future__ import annotations
@@ -33,13 +35,15 @@ class ResultRun:
         """True when the bundle kept this run's masks or heatmaps (results stored as summaries only have none)."""
         return any(p.masks or p.heatmaps for p in self.predictions)
 
-    def label(self, kind: str | None = None) -> str:
-        """'2026-11-30 06:10 · FL-CNN 7fc7615a, WL-CNN 1a2b3c4d' (local time; model titles from the kind)."""
+    def label(self, kind: str | None = None, short: bool = False) -> str:
+        """'2026-11-30 06:10:02 · FL-CNN 7fc7615a+2279013e+fd1bdbfa, WL-CNN ...' (local time; model titles from the
+        kind; every weights file's hash). `short`: the first hash of each model only, for narrow lists."""
         info = find_kind(kind) if kind else None
         models = []
         for p in self.predictions:
             title = " ".join(t for t in info.model_title(p) if t and t != "segmentation") if info else p.model
-            weights = "+".join(sha[:8] for sha in p.weights_sha256.values()) or "no weights hash"
+            hashes = [sha[:8] for sha in p.weights_sha256.values()] or ["no weights hash"]
+            weights = hashes[0] + ("…" if len(hashes) > 1 else "") if short else "+".join(hashes)
             models.append(f"{title} {weights}")
         return f"{local_time(self.created)} · " + ", ".join(models)
 
@@ -76,14 +80,18 @@ def prediction_history(case: Case, stored: Sequence[tuple[int, PredictionSummary
     entries.extend((None, p) for p in unmatched)
     entries.sort(key=lambda e: (e[1].created, e[0] is None, e[0] or 0))
 
+    info = find_kind(case.kind)
+    try:
+        several = info is None or not case.images or len(info.predictor_groups(case)) > 1
+    except ValueError:  # a case with no image its kind reads: group as results come
+        several = True
     groups: list[list[tuple[int | None, Prediction]]] = []
     for entry in entries:
         current = groups[-1] if groups else None
-        if current is not None and _joins(current, entry[1]):
+        if current is not None and _joins(current, entry[1], by_time=several):
             current.append(entry)
         else:
             groups.append([entry])
-    info = find_kind(case.kind)
     runs = []
     for group in groups:
         group.sort(key=lambda e: info.prediction_rank(e[1]) if info is not None else 0)
@@ -92,12 +100,14 @@ def prediction_history(case: Case, stored: Sequence[tuple[int, PredictionSummary
     return runs
 
 
-def _joins(group: list[tuple[int | None, Prediction]], prediction: Prediction) -> bool:
+def _joins(group: list[tuple[int | None, Prediction]], prediction: Prediction, by_time: bool) -> bool:
     first = group[0][1]
     if prediction.created == first.created:
         return True
-    if prediction.model in {p.model for _i, p in group}:
+    if not by_time or prediction.model in {p.model for _i, p in group}:
         return False
+    if len(group) > 1 and all(p.created == first.created for _i, p in group):
+        return False  # a run the service stamped is complete
     a, b = _seconds(first.created), _seconds(prediction.created)
     return a is not None and b is not None and abs(b - a) < RUN_WINDOW_S
 

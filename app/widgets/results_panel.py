@@ -151,6 +151,9 @@ class ResultsPanel(QWidget):
         self.history_combo.setMinimumContentsLength(20)
         self.history_combo.setVisible(False)
         self.history_combo.activated.connect(self.run_chosen.emit)
+        self.history_label = QLabel("")
+        self.history_label.setObjectName("smallPrint")
+        self.history_label.setVisible(False)
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
         self.grid.setContentsMargins(0, 8, 0, 8)
@@ -170,7 +173,7 @@ class ResultsPanel(QWidget):
         layout = QVBoxLayout(body)
         layout.setContentsMargins(12, 10, 12, 10)
         layout.setSpacing(6)
-        for widget in (self.case_label, self.history_combo, self.headline, self.state_label, self.grid_host):
+        for widget in (self.case_label, self.history_label, self.history_combo, self.headline, self.state_label, self.grid_host):
             layout.addWidget(widget)
         line = QFrame()
         line.setFrameShape(QFrame.Shape.HLine)
@@ -200,16 +203,23 @@ class ResultsPanel(QWidget):
         self.set_history([], -1)
         self._rebuild([])
 
-    def set_history(self, labels: list[str], current: int) -> None:
-        """The stored runs (newest first), `current` selected; hidden while there is none."""
+    def set_history(self, labels: list[str], current: int, tips: list[str] | None = None) -> None:
+        """The stored runs (newest first), `current` selected, `tips` their full descriptions; hidden while there
+        is none."""
         self.history_combo.blockSignals(True)
         self.history_combo.clear()
-        for label in labels:
+        for i, label in enumerate(labels):
             self.history_combo.addItem(label)
-            self.history_combo.setItemData(self.history_combo.count() - 1, label, Qt.ItemDataRole.ToolTipRole)
+            tip = tips[i] if tips else label
+            self.history_combo.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
         self.history_combo.setCurrentIndex(current)
         self.history_combo.blockSignals(False)
+        self.history_combo.setToolTip(tips[current] if tips and 0 <= current < len(tips) else
+                                      "Every stored run on this case (date, models, weights hashes); F5 adds one")
+        self.history_label.setText(f"History: {len(labels)} stored run{'s' if len(labels) != 1 else ''}"
+                                   " (newest first; F5 adds one)")
         self.history_combo.setVisible(bool(labels))
+        self.history_label.setVisible(bool(labels))
 
     def set_truth(self, truth: dict[str, str] | None) -> None:
         """The reference labels of the case on display, when they arrive after it (read on a worker)."""

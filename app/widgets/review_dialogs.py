@@ -114,8 +114,9 @@ class _CompareSide(QWidget):
         super().__init__(parent)
         self.case, self.runs = case, runs
         self.combo = QComboBox()
-        for run in runs:
-            self.combo.addItem(run.label(case.kind))
+        for i, run in enumerate(runs):
+            self.combo.addItem(run.label(case.kind, short=True))
+            self.combo.setItemData(i, run.label(case.kind), Qt.ItemDataRole.ToolTipRole)
         self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.combo.setMinimumContentsLength(24)
         cls = view_class(case.kind)

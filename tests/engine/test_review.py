@@ -244,3 +244,24 @@ def test_the_installation_is_never_written_results_stay_summaries(toy_store, tmp
     assert any("part of the OncoLens installation" in w for w in prediction.warnings)
     (stored,) = toy_store.predictions_for("toy-1")
     assert stored.summary.tasks == prediction.tasks
+
+
+def test_history_groups_legacy_results_by_time_only_where_a_run_has_several_models(toy_store):
+    from engine.cases.model import Case
+    from engine.data import ImageMeta, Prediction
+
+    def result(model_variant: str, created: str) -> Prediction:
+        p = Prediction(family="fl_cnn", variant=model_variant, created=created)
+        p.set_result("tumor", "tumor", 0.7, 0.5)
+        return p
+
+    glioma = Case(id="g", kind="glioma_specimen")
+    for modality in ("FL", "WL"):
+        glioma.add_image(modality, np.zeros((8, 8), np.uint16), ImageMeta(16))
+    legacy = [result("FL", "2026-01-01T10:00:00.100+00:00"), result("WL", "2026-01-01T10:00:00.900+00:00"),
+              result("FL", "2026-01-02T10:00:00.000+00:00"), result("WL", "2026-01-02T10:00:00.000+00:00")]
+    runs = prediction_history(glioma, [(i, p.summary()) for i, p in enumerate(legacy, 1)])
+    assert [r.prediction_ids for r in runs] == [(3, 4), (1, 2)]  # one old run from its two close stamps
+    toy = toy_store.load_case("toy-0")  # one model per run: results a minute apart stay apart
+    singles = [result("v1", "2026-01-01T10:00:00.000+00:00"), result("v2", "2026-01-01T10:01:00.000+00:00")]
+    assert len(prediction_history(toy, [(i, p.summary()) for i, p in enumerate(singles, 1)])) == 2
