@@ -28,6 +28,7 @@ from app.views import view_class
 from app.widgets.image_panel import ImagePanel
 from app.widgets.results_panel import ResultsPanel
 from app.workers import submit
+from engine.cases.kinds import Method, find_kind
 from engine.cases.model import Case
 from engine.kinds.opening import CANCEL, KEEP_BOTH, REPLACE, BundleConflict
 from engine.review import ResultRun
@@ -121,9 +122,13 @@ class _CompareSide(QWidget):
         self.combo.setMinimumContentsLength(24)
         cls = view_class(case.kind)
         self.view = cls() if cls is not None else QLabel("No view for this kind")
+        method_combo = getattr(self.view, "method_combo", None)
+        if method_combo is not None:  # here the run is picked above; a method picked in the view would not run
+            method_combo.setEnabled(False)
+            method_combo.setToolTip("The method of the run picked above")
         self.results = ResultsPanel()
-        self.results.setMinimumHeight(200)
-        self.results.setMaximumHeight(260)
+        self.results.setMinimumHeight(240)
+        self.results.setMaximumHeight(320)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.combo)
@@ -144,6 +149,10 @@ class _CompareSide(QWidget):
 
         def ready(prepared) -> None:
             self.shown = index
+            if getattr(self.view, "method_combo", None) is not None:  # show the run's method in the view's box
+                kind = find_kind(self.case.kind)
+                methods = [Method(p.variant, kind.model_title(p)[0] if kind else p.model) for p in run.predictions]
+                self.view.set_methods(methods, methods[0].id if methods else None)
             self.view.use_prepared(prepared)
             self.view.show_prediction(list(run.predictions))
             self.results.set_case(f"{self.case.id}", None, self.case.kind)

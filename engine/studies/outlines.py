@@ -33,7 +33,7 @@ class Outline:
 
     @property
     def title(self) -> str:
-        who = "Model" if not self.arm else f"{self.rater} · {self.arm}" + (f" (round {self.round})"
+        who = f"Model {self.rater}" if not self.arm else f"{self.rater} · {self.arm}" + (f" (round {self.round})"
                                                                             if self.round > 1 else "")
         return who + (f" · Dice {self.dice:.2f}" if self.dice is not None else "")
 

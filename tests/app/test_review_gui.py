@@ -170,7 +170,7 @@ def test_reader_outlines_dialog_shows_each_reader_with_dice(qtbot, tmp_path):
     dialog.show()
     qtbot.waitUntil(lambda: dialog.outlines is not None and dialog.outlines.case_id == "toy-0", timeout=WAIT_MS)
     titles = [p.title for p in dialog.panels]
-    assert titles[0] == "Truth" and titles[1].startswith("Model · Dice")
+    assert titles[0] == "Truth" and titles[1].startswith("Model toy_brightness[v1] · Dice")
     assert [t.split(" · Dice")[0] for t in titles[2:]] == ["r1 · unaided", "r1 · aided"]
     assert all("rater" in p.layers and p.layers["rater"].items for p in dialog.panels[1:])
     dialog.case_list.setCurrentRow(1)
