@@ -265,3 +265,18 @@ def test_history_groups_legacy_results_by_time_only_where_a_run_has_several_mode
     toy = toy_store.load_case("toy-0")  # one model per run: results a minute apart stay apart
     singles = [result("v1", "2026-01-01T10:00:00.000+00:00"), result("v2", "2026-01-01T10:01:00.000+00:00")]
     assert len(prediction_history(toy, [(i, p.summary()) for i, p in enumerate(singles, 1)])) == 2
+
+
+def test_the_review_commands(toy_store, capsys):
+    PredictionService(toy_store).predict_case(toy_store.load_case("toy-1"))
+    assert main(["review", "history", "toy-1"]) == 0
+    out = capsys.readouterr().out
+    assert "Brightness v1 00000000" in out and "masks/heatmaps kept" in out and "bright bright (0.7" in out
+    assert main(["review", "identify", "toy-1", "--name", "bright one"]) == 0
+    assert toy_store.get_case_record("toy-1").name == "bright one"
+    assert toy_store.get_case_record("toy-1").patient_id == "T-toy-1"  # left out: unchanged
+    capsys.readouterr()
+    assert main(["review", "identify", "toy-1", "--name", "bright one"]) == 0
+    assert "nothing changed" in capsys.readouterr().err
+    assert main(["review", "history", "nope"]) == 2
+    assert "No case 'nope'" in capsys.readouterr().err

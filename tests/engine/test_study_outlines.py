@@ -72,3 +72,14 @@ def test_unknown_case_and_study_without_contours_are_refused(outline_study):
                                       modalities=("TOY",)))
     with pytest.raises(StudyError, match="without contours"):
         case_outlines(outline_study, "plain", "toy-1")
+
+
+def test_oncolens_review_outlines_prints_the_dice_table(outline_study, capsys):
+    from engine.cli import main
+
+    outline_study.close()
+    assert main(["review", "outlines", "outl", "toy-1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["rater", "arm", "round", "drawn", "dice"]
+    assert [line.split()[:2] for line in lines[1:]] == [["toy_brightness[v1]", "model"], ["r1", "unaided"],
+                                                         ["r1", "aided"], ["r2", "unaided"], ["r2", "aided"]]
