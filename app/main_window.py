@@ -290,14 +290,14 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ReviewMixin, QMainWindow):
         self._predicting.add(case.id)
         self.results_panel.set_busy("Running models…")
 
-        def done(result: tuple[list[Prediction], object | None]) -> None:
-            predictions, prepared = result
+        def done(result: tuple[list[Prediction], object | None, list[ResultRun]]) -> None:
+            predictions, prepared, runs = result
             self._predicting.discard(case.id)
             self.case_browser.refresh()
             if self.current_case is not None and self.current_case.id == case.id:
                 self.current_view().use_prepared(prepared)
                 self._show_predictions(predictions)
-                self.refresh_history()
+                self._set_history(runs, 0)
 
         def failed(exc: BaseException, tb: str) -> None:
             self._predicting.discard(case.id)
@@ -442,10 +442,11 @@ def _load_case(store, service: PredictionService, case_id: str) -> LoadedCase:
     return LoadedCase(case, runs, _prepare(case, shown), *case_texts(service, case))
 
 
-def _predict_and_prepare(service, case: Case) -> tuple[list[Prediction], object | None]:
-    """Worker job: run the models (kept beside the stored runs), then the view's heavy drawing work."""
+def _predict_and_prepare(service, case: Case) -> tuple[list[Prediction], object | None, list[ResultRun]]:
+    """Worker job: run the models (kept beside the stored runs), the view's heavy drawing work, the new history."""
     predictions = service.predict_case(case, keep_all=True)
-    return predictions, _prepare(case, predictions)
+    runs = case_history(service.store, case) if service.store is not None else []
+    return predictions, _prepare(case, predictions), runs
 
 
 def _load_settings_or_default() -> tuple[Settings, bool]:

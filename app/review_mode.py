@@ -79,14 +79,6 @@ class ReviewMixin:
         self.results_panel.set_history([r.label(kind, short=True) for r in self.runs], current if self.runs else -1,
                                        [r.label(kind) for r in self.runs])
 
-    def refresh_history(self) -> None:
-        """Re-read the open case's runs (after F5) and select the newest."""
-        case = self.current_case
-        if case is None:
-            return
-        self._run(case_history, self.store, case, what="Reading the result history",
-                  on_result=lambda runs: self.current_case is case and self._set_history(runs, 0))
-
     def show_run(self, index: int) -> None:
         """Show stored run `index` of the history exactly as it was computed."""
         case = self.current_case

@@ -35,7 +35,7 @@ from engine.review import ResultRun
 from engine.studies import Study
 from engine.studies.outlines import CaseOutlines, case_outlines
 
-READER_COLOR = "#4fc3f7"  # readers' outlines: light blue, apart from prediction yellow and truth green
+READER_COLOR = theme.DRAWN  # readers' outlines: as drawn in the reading view, apart from yellow and green
 
 
 class CaseDetailsDialog(QDialog):
@@ -210,7 +210,7 @@ class ReaderOutlinesDialog(QDialog):
         self.notes_label.setObjectName("smallPrint")
         self.notes_label.setWordWrap(True)
         legend = QLabel(theme.span("■ truth", "truth") + "  " + theme.span("■ model", "prediction") + "  "
-                        + f"<span style='color:{READER_COLOR}'>■ reader</span>")
+                        + theme.span("■ reader", "drawn"))
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
         self.grid.setContentsMargins(0, 0, 0, 0)

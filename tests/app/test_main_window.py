@@ -52,6 +52,7 @@ def test_banner_and_status_bar(qtbot, window, phantom_store):
     assert window.device_label.text().startswith("Device: ")
     assert window.model_label.text()  # card fingerprints, or a clear "no models" line
     _store, ids = phantom_store
+    qtbot.waitUntil(lambda: not window.case_browser.is_loading(), timeout=WAIT_MS)  # listed on a worker
     assert sorted(window.case_browser.case_ids()) == ids
     assert isinstance(window.current_view(), PlaceholderView)
 
