@@ -213,6 +213,9 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ReviewMixin, QMainWindow):
             self._show_predictions(list(loaded.runs[0].predictions), stored=True)
         elif self.auto_predict:
             self.predict()
+        if self.pending_note:
+            self.statusBar().showMessage(self.pending_note, 10000)
+            self.pending_note = None
 
     def show_case(self, case: Case, texts: tuple[dict[str, str] | None, str] | None = None) -> None:
         """Put `case` in the central view for its kind (the placeholder when the kind has none). `texts`: its

@@ -151,13 +151,15 @@ def keep_both(case: Case, store, actor: str = "oncolens-gui") -> str:
     return new_id
 
 
-def open_into_store(paths: list[str | Path], store, choices: Mapping[str, str] | None = None) -> list[str]:
+def open_into_store(paths: list[str | Path], store, choices: Mapping[str, str] | None = None,
+                    found: list[str] | None = None) -> list[str]:
     """Add what `paths` holds to the store; return the ids of the cases opened (first is shown).
 
     Images are read and checked before anything is written, so a bad file adds nothing. Loose images that are
     already stored (same content) open the stored case. A bundle whose case id is stored from another folder
     needs a choice in `choices` ({case id: REPLACE | KEEP_BOTH | CANCEL}); without one nothing is added and
-    CaseConflictError lists them (a stored case is never silently re-pointed to another folder).
+    CaseConflictError lists them (a stored case is never silently re-pointed to another folder). `found`, when
+    given, receives the ids of stored cases that loose images opened again.
     """
     choices = dict(choices or {})
     request = sort_paths(paths)
@@ -169,7 +171,10 @@ def open_into_store(paths: list[str | Path], store, choices: Mapping[str, str] |
     bundle_cases = [(read_bundle(folder), folder) for folder in _bundle_folders(request)]
     opened: list[str] = []
     if new_case is not None:
-        opened.append(save_or_find_case(new_case, store)[0])
+        case_id, known = save_or_find_case(new_case, store)
+        opened.append(case_id)
+        if known and found is not None:
+            found.append(case_id)
     for case, folder in bundle_cases:
         choice = choices.get(case.id) if case.id in conflicts else REPLACE
         if choice == CANCEL:

@@ -195,3 +195,21 @@ def test_demo_cases_are_copied_before_they_are_stored(tmp_path):
         for summary in store.list_cases():
             assert user_data_dir().resolve() in summary.bundle_path.resolve().parents
             assert demo_cases_dir().resolve() not in summary.bundle_path.resolve().parents
+
+
+def test_the_same_image_files_opened_again_open_the_stored_case(qtbot, make_window, phantom_store, tmp_path):
+    import cv2
+
+    store, ids = phantom_store
+    window = make_window()
+    image = store.load_case(ids[0]).images[FL].array
+    cv2.imwrite(str(tmp_path / "again_fl.png"), image)
+    window.open_paths([tmp_path / "again_fl.png"])
+    qtbot.waitUntil(lambda: window.current_case is not None and not window._busy_jobs and bool(window.predictions),
+                    timeout=WAIT_MS)
+    first = window.current_case.id
+    assert first not in ids  # an FL image alone is a new case (the phantom cases hold FL and WL)
+    window.open_paths([tmp_path / "again_fl.png"])
+    qtbot.waitUntil(lambda: "already stored as case" in window.statusBar().currentMessage(), timeout=WAIT_MS)
+    assert window.current_case.id == first and len(store.list_cases()) == len(ids) + 1
+    qtbot.waitUntil(lambda: not window._busy_jobs, timeout=WAIT_MS)
