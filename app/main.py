@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,8 @@ from app import theme
 from app.excepthook import install_excepthook
 from app.main_window import MainWindow
 from app.workers import error_text, submit, wait_for_workers
-from engine.paths import demo_cases_dir, resources_dir
+from engine.cases.bundle import is_bundle
+from engine.paths import demo_cases_dir, resources_dir, user_data_dir
 from engine.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -47,11 +49,16 @@ def configure_application(app: QApplication) -> None:
 
 
 def import_demo_cases(store: Store, folder: Path | None = None) -> str | None:
-    """On first start (empty store) add the shipped demo bundles; return the first demo case id, if any."""
+    """On first start (empty store) add copies of the shipped demo bundles (results are kept in a case's bundle,
+    and the installation is never written); return the first demo case id, if any."""
     folder = folder or demo_cases_dir()
     if store.list_cases(limit=1) or not folder.is_dir():
         return None
-    ids = sorted(store.import_bundles(folder))
+    copies = user_data_dir() / "demo_cases"
+    for bundle in (p for p in folder.iterdir() if is_bundle(p)):
+        if not (copies / bundle.name).exists():
+            shutil.copytree(bundle, copies / bundle.name)
+    ids = sorted(store.import_bundles(copies)) if copies.is_dir() else []
     return ids[0] if ids else None
 
 

@@ -23,6 +23,7 @@ from app import __version__
 from app.exporting import ExportingMixin
 from app.opening import OpeningMixin
 from app.reading_mode import ReadingModeMixin
+from app.review_mode import ReviewMixin, case_history
 from app.views import CaseView, PlaceholderView, view_class
 from app.widgets.case_browser import CaseBrowser
 from app.widgets.model_cards import ModelCardsDialog
@@ -32,7 +33,8 @@ from app.workers import error_text, keep_garbage_collection_on_gui_thread, submi
 from engine.cases.kinds import CaseKind, Method, find_kind
 from engine.cases.model import Case
 from engine.data import Prediction
-from engine.service import PredictionService, model_label, stored_predictions, truth_labels
+from engine.review import ResultRun
+from engine.service import PredictionService, model_label, truth_labels
 from engine.settings import Settings, load_settings, save_settings
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ BANNER_TEXT = "Research use only — not for diagnostic use"
 OPACITY_STEP = 0.1
 
 
-class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, QMainWindow):
+class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, ReviewMixin, QMainWindow):
     """The shell every case kind shares; what is drawn in the middle comes from `app.views.VIEWS`."""
 
     def __init__(self, store, *, service: PredictionService | None = None, settings: Settings | None = None,
@@ -57,6 +59,7 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, QMainWindow):
         self.auto_predict = auto_predict
         self.current_case: Case | None = None
         self.predictions: list[Prediction] = []
+        self.runs: list[ResultRun] = []  # the open case's stored runs, newest first (review_mode)
         self._requested_case_id: str | None = None
         self._predicting: set[str] = set()
         self._busy_jobs: list[str] = []
@@ -113,6 +116,7 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, QMainWindow):
         self.case_browser.setMinimumWidth(260)
         self.results_panel = ResultsPanel()
         self.results_panel.setMinimumWidth(400)
+        self.results_panel.run_chosen.connect(self.show_run)
         self.browser_dock = self._dock("Cases", "caseDock", self.case_browser, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.results_dock = self._dock("Results", "resultsDock", self.results_panel, Qt.DockWidgetArea.RightDockWidgetArea)
 
@@ -200,11 +204,13 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, QMainWindow):
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "Model cards…", self.show_model_cards)
         self._action(help_menu, "About OncoLens", self.show_about)
+        self._build_review_actions(file_menu, view, study)
 
     # -- opening cases ----------------------------------------------------------------------------
 
     def open_case(self, case_id: str) -> None:
-        """Load a stored case off the GUI thread, show it with its stored results, then predict."""
+        """Load a stored case off the GUI thread and show it with its newest stored run, exactly as computed;
+        the models run only for a case with no stored result (F5 runs them again explicitly)."""
         if self._refuse_while_reading():
             return
         self._requested_case_id = case_id
@@ -217,17 +223,22 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, QMainWindow):
             return  # the user picked another case meanwhile
         self._view_for(loaded.case.kind).use_prepared(loaded.prepared)
         self.show_case(loaded.case, (loaded.truth, loaded.cards_label))
-        if loaded.stored:
-            self._show_predictions(loaded.stored, stored=True)
-        if self.auto_predict:
+        self._set_history(loaded.runs, 0)
+        if loaded.runs:
+            self._show_predictions(list(loaded.runs[0].predictions), stored=True)
+        elif self.auto_predict:
             self.predict()
+        if self.pending_note:
+            self.statusBar().showMessage(self.pending_note, 10000)
+            self.pending_note = None
 
     def show_case(self, case: Case, texts: tuple[dict[str, str] | None, str] | None = None) -> None:
         """Put `case` in the central view for its kind (the placeholder when the kind has none). `texts`: its
         truth in words and its kind's models (both read from model cards), else they are read on a worker."""
         self.current_case = case
         self.predictions = []
-        self.setWindowTitle(f"OncoLens — {case.id}")
+        self.runs = []
+        self.setWindowTitle(f"OncoLens — {case.id}" + (f" · {case.name}" if case.name else ""))
         view = self._view_for(case.kind)
         self.stack.setCurrentWidget(view)
         view.show_case(case)
@@ -285,7 +296,8 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, QMainWindow):
     # -- prediction -------------------------------------------------------------------------------
 
     def predict(self) -> None:
-        """Run the models on the open case on a worker; the GUI stays responsive meanwhile."""
+        """Run the models on the open case on a worker; the GUI stays responsive meanwhile. The new run is kept
+        beside the stored ones and added to the history."""
         case = self.current_case
         if self._refuse_while_reading():
             return
@@ -298,13 +310,14 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, QMainWindow):
         self._predicting.add(case.id)
         self.results_panel.set_busy("Running models…")
 
-        def done(result: tuple[list[Prediction], object | None]) -> None:
-            predictions, prepared = result
+        def done(result: tuple[list[Prediction], object | None, list[ResultRun]]) -> None:
+            predictions, prepared, runs = result
             self._predicting.discard(case.id)
             self.case_browser.refresh()
             if self.current_case is not None and self.current_case.id == case.id:
                 self.current_view().use_prepared(prepared)
                 self._show_predictions(predictions)
+                self._set_history(runs, 0)
 
         def failed(exc: BaseException, tb: str) -> None:
             self._predicting.discard(case.id)
@@ -480,7 +493,7 @@ class LoadedCase:
     """A stored case as a worker read it: images, stored results, its view's prepared drawing and its texts."""
 
     case: Case
-    stored: list[Prediction]
+    runs: list[ResultRun]  # newest first; the first is shown
     prepared: object | None
     truth: dict[str, str] | None
     cards_label: str
@@ -500,14 +513,16 @@ def kind_methods(kind: CaseKind, service: PredictionService) -> tuple[list[Metho
 def _load_case(store, service: PredictionService, case_id: str) -> LoadedCase:
     """Worker job: the case's images, its stored predictions, what its view prepares from them, its texts."""
     case = store.load_case(case_id)
-    stored = stored_predictions(case, [s.summary for s in store.predictions_for(case_id)])
-    return LoadedCase(case, stored, _prepare(case, stored), *case_texts(service, case))
+    runs = case_history(store, case)
+    shown = list(runs[0].predictions) if runs else []
+    return LoadedCase(case, runs, _prepare(case, shown), *case_texts(service, case))
 
 
-def _predict_and_prepare(service, case: Case) -> tuple[list[Prediction], object | None]:
-    """Worker job: run the models, then the view's heavy drawing work (e.g. contours and metrics)."""
-    predictions = service.predict_case(case)
-    return predictions, _prepare(case, predictions)
+def _predict_and_prepare(service, case: Case) -> tuple[list[Prediction], object | None, list[ResultRun]]:
+    """Worker job: run the models (kept beside the stored runs), the view's heavy drawing work, the new history."""
+    predictions = service.predict_case(case, keep_all=True)
+    runs = case_history(service.store, case) if service.store is not None else []
+    return predictions, _prepare(case, predictions), runs
 
 
 def _load_settings_or_default() -> tuple[Settings, bool]:

@@ -35,6 +35,8 @@ class Opened:
 
     folder: str  # where the next file dialog starts
     case_ids: list[str] = field(default_factory=list)
+    found: list[str] = field(default_factory=list)  # stored cases that loose images opened again
+    new_from_files: bool = False
     node_files: list[NodeFile] | None = None
 
 
@@ -44,16 +46,22 @@ def _unclear_node_images(paths: list[Path]) -> bool:
     return images and looks_like_node_images(paths) and node_mapping_from_names(paths) is None
 
 
-def open_paths_job(paths: list[Path], store) -> Opened:
-    """Worker job: add what `paths` holds to the store, unless they are node images that need assigning."""
+def open_paths_job(paths: list[Path], store, choices: dict[str, str] | None = None) -> Opened:
+    """Worker job: add what `paths` holds to the store, unless they are node images that need assigning.
+    `choices`: what to do with each bundle whose case is already stored from another folder."""
     folder = str(paths[0].parent if paths[0].is_file() else paths[0])
     if _unclear_node_images(paths):  # e.g. three dropped images whose names do not say WLI / FI / PCI
         return Opened(folder, node_files=describe_node_files(paths))
-    return Opened(folder, case_ids=open_into_store(paths, store))
+    found: list[str] = []
+    ids = open_into_store(paths, store, choices, found)
+    loose = any(p.is_file() and p.name != "case.json" for p in paths)
+    return Opened(folder, case_ids=ids, found=found, new_from_files=loose and not found)
 
 
 class OpeningMixin:
     """File menu, drag and drop and the node-assignment dialog of `MainWindow`."""
+
+    pending_note: str | None = None  # said in the status bar once the opened case is on screen
 
     def open_paths(self, paths: list[str | Path]) -> None:
         """Open image files, bundle folders or folders of bundles (dialogs and drag-and-drop end here)."""
@@ -68,8 +76,9 @@ class OpeningMixin:
             else:
                 self.show_error(exc, tb, title=f"Opening {names} failed")
 
-        self._run(open_paths_job, paths, self.store, what=f"Opening {names}", on_result=self._opened,
-                  on_error=failed)
+        self._resolve_conflicts(paths, lambda choices: self._run(open_paths_job, paths, self.store, choices,
+                                                                 what=f"Opening {names}", on_result=self._opened,
+                                                                 on_error=failed))
 
     def _ask_suv_inputs(self, path: Path, exc: SUVInputMissing) -> None:
         """A PET header without weight or dose: ask for them (window-modal, without blocking), then open again."""
@@ -97,6 +106,12 @@ class OpeningMixin:
         if opened.node_files is not None:
             self._ask_node_assignment(opened.node_files)
         else:
+            if opened.found:
+                self.pending_note = (f"These images are already stored as case {opened.found[0]}: opened it "
+                                     "(no duplicate made).")
+            elif opened.new_from_files and opened.case_ids:
+                self.pending_note = ("New case from files: File ▸ Case details… (Ctrl+I) gives it a patient id and "
+                                     "a name.")
             self._paths_opened(opened.case_ids)
 
     def _paths_opened(self, case_ids: list[str]) -> None:

@@ -7,16 +7,22 @@ predictor for each, the method the user chose where the kind offers a choice.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import engine.kinds  # noqa: F401  (registers the built-in kinds)
+from engine.cases.bundle import BundleError, append_predictions
 from engine.cases.kinds import CaseKind, find_kind, get_kind
 from engine.cases.model import Case
-from engine.data import Prediction, PredictionSummary
+from engine.data import Prediction, PredictionSummary, utc_now
 from engine.metrics.image_quality import not_assessable_reason
+from engine.paths import resources_dir
 from engine.predict.base import EXPLAIN_CLASSES, Predictor
+
+log = logging.getLogger(__name__)
 
 # (kind, modalities it reads, method or None) -> predictor; the default asks the kind
 PredictorFactory = Callable[[CaseKind, tuple[str, ...], str | None], Predictor]
@@ -86,12 +92,16 @@ class PredictionService:
             self._predictors[key] = self._make_predictor(get_kind(kind), modalities, method)
         return self._predictors[key]
 
-    def predict_case(self, case: Case, explain: bool = True) -> list[Prediction]:
-        """Run the case's predictors; new results go to the store (if any). Call off the GUI thread.
+    def predict_case(self, case: Case, explain: bool = True, keep_all: bool = False) -> list[Prediction]:
+        """Run the case's predictors; new results go to the store (if any) and their arrays to the case's bundle.
+        Call off the GUI thread. `keep_all`: keep the results even when an identical one is stored (an explicit
+        re-run, kept beside the old one); otherwise a repeat of a stored result is not stored again.
 
         The kind first assesses each predictor's images: when a check blocks, the prediction says "input not
-        assessable: <reason>" for every task instead of a probability; other findings travel as warnings."""
+        assessable: <reason>" for every task instead of a probability; other findings travel as warnings.
+        Every prediction of one call carries the same `created` time: that is how the history groups a run."""
         kind = get_kind(case.kind)
+        run_started = utc_now()
         with self._lock:
             predictions = []
             for modalities in self.modalities_for(case):
@@ -109,18 +119,32 @@ class PredictionService:
                 prediction.warnings.extend(f.text() for f in findings if not f.blocking)
                 prediction.notes.extend(f"{m}: {note}" for m, image in images.items()
                                         for note in image.meta.extra.get("conversions", []))
+                prediction.created = run_started
                 predictions.append(prediction)
         if self.store is not None:
-            self._keep(case.id, predictions)
+            self._keep(case, predictions, keep_all)
         return predictions
 
-    def _keep(self, case_id: str, predictions: list[Prediction]) -> None:
-        """Store each prediction unless the same model, weights and result are already stored for the case."""
-        stored = [s.summary for s in self.store.predictions_for(case_id)]
-        for prediction in predictions:
-            summary = prediction.summary()
-            if not any(_same_result(s, summary) for s in stored):
-                self.store.add_prediction(case_id, prediction, actor=self.actor)
+    def _keep(self, case: Case, predictions: list[Prediction], keep_all: bool) -> None:
+        """Store each new prediction's summary, and its arrays in the case's bundle (so that re-opening shows
+        exactly this result); unless `keep_all`, a result identical to a stored one is not stored again."""
+        stored = [s.summary for s in self.store.predictions_for(case.id)]
+        new = [p for p in predictions if keep_all or not any(_same_result(s, p.summary()) for s in stored)]
+        if not new:
+            return
+        folder = Path(self.store.get_case_record(case.id).bundle_path)
+        try:
+            if resources_dir().resolve() in folder.resolve().parents:
+                raise BundleError(f"{folder} is part of the OncoLens installation, which is never written. Open a "
+                                  "copy of the bundle to keep results with their arrays.")
+            append_predictions(folder, new)
+            case.predictions.extend(new)
+        except BundleError as exc:  # the summaries are still kept; the user is told the arrays are not
+            log.warning("%s", exc)
+            for prediction in new:
+                prediction.warnings.append(f"masks and heatmaps not saved with the case: {exc}")
+        for prediction in new:
+            self.store.add_prediction(case.id, prediction, actor=self.actor)
 
     def status_labels(self, kind: str | None = None) -> tuple[str, str]:
         """(device, models) texts for the status bar, read from settings and model cards (no nets loaded)."""

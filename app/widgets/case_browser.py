@@ -1,4 +1,5 @@
-"""Case browser dock: filter the cases in the store by text and kind; selecting one asks to open it.
+"""Case browser dock: filter the cases in the store by text, kind and review criteria (truth, call,
+disagreement, date); selecting one asks to open it.
 The list is read on a worker; the newest request wins."""
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.widgets.review_filter import ReviewFilterBar
 from app.workers import submit
 from engine.cases.kinds import case_kinds, find_kind
+from engine.review import filtered_cases
 from engine.store import CaseSummary
 
 COLUMNS = ("Case", "Patient", "Images", "Truth")
@@ -42,7 +45,7 @@ class CaseBrowser(QWidget):
         self._summaries: list[CaseSummary] = []
         self._generation = self._shown_generation = 0  # list requests made / the one on screen
         self.filter_edit = QLineEdit()
-        self.filter_edit.setPlaceholderText("Filter by case or patient id")
+        self.filter_edit.setPlaceholderText("Filter by case id, name or patient id")
         self.filter_edit.setClearButtonEnabled(True)
         self.kind_combo = QComboBox()
         self.kind_combo.addItem("All case kinds", None)
@@ -68,6 +71,8 @@ class CaseBrowser(QWidget):
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addWidget(self.filter_edit)
         layout.addWidget(self.kind_combo)
+        self.review_filter = ReviewFilterBar()
+        layout.addWidget(self.review_filter)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.count_label)
 
@@ -75,6 +80,7 @@ class CaseBrowser(QWidget):
         self._filter_timer.timeout.connect(self.refresh)
         self.filter_edit.textChanged.connect(self._filter_timer.start)
         self.kind_combo.currentIndexChanged.connect(lambda _index: self.refresh())
+        self.review_filter.changed.connect(self.refresh)
         self.table.itemSelectionChanged.connect(self._selection_changed)
 
     def refresh(self, select_id: str | None = None, emit: bool = False) -> None:
@@ -83,8 +89,8 @@ class CaseBrowser(QWidget):
         self._generation += 1
         generation = self._generation
         keep = select_id or self.selected_id()
-        submit(self.store.list_cases, kind=self.kind_combo.currentData(), text=self.filter_edit.text(),
-               description="Listing cases", context=self,
+        submit(filtered_cases, self.store, kind=self.kind_combo.currentData(), text=self.filter_edit.text(),
+               wanted=self.review_filter.criteria(), description="Listing cases", context=self,
                on_result=lambda summaries: self._listed(generation, summaries, keep, select_id is not None, emit),
                on_error=lambda exc, _tb: self._failed(generation, exc))
 
@@ -105,7 +111,8 @@ class CaseBrowser(QWidget):
         self.table.blockSignals(True)
         self.table.setRowCount(len(self._summaries))
         for row, summary in enumerate(self._summaries):
-            values = (summary.id, summary.patient_id or "—", "+".join(summary.modalities),
+            title = f"{summary.id} · {summary.name}" if summary.name else summary.id
+            values = (title, summary.patient_id or "—", "+".join(summary.modalities),
                       "yes" if summary.has_truth else "no")
             for col, value in enumerate(values):
                 item = QTableWidgetItem(value)
@@ -134,6 +141,7 @@ class CaseBrowser(QWidget):
             self.kind_combo.blockSignals(True)
             self.kind_combo.setCurrentIndex(0)
             self.kind_combo.blockSignals(False)
+            self.review_filter.clear()
             self.refresh(select_id=case_id, emit=emit)
             return False
         self.table.blockSignals(not emit)

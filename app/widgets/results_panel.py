@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import (
+    QComboBox,
     QFrame,
     QGridLayout,
     QLabel,
@@ -120,7 +121,10 @@ class ResultCell(QWidget):
 
 
 class ResultsPanel(QWidget):
-    """Per task rows, one column per model, a truth column when the case has truth, timings in small print."""
+    """Per task rows, one column per model, a truth column when the case has truth, timings in small print;
+    above them the history of stored runs (`run_chosen(index)` when the user picks one)."""
+
+    run_chosen = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -140,6 +144,16 @@ class ResultsPanel(QWidget):
         self.state_label = QLabel("")
         self.state_label.setObjectName("smallPrint")
         self.state_label.setWordWrap(True)
+        self.history_combo = QComboBox()
+        self.history_combo.setObjectName("historyCombo")
+        self.history_combo.setToolTip("Every stored run on this case (date, models, weights hashes); F5 adds one")
+        self.history_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.history_combo.setMinimumContentsLength(20)
+        self.history_combo.setVisible(False)
+        self.history_combo.activated.connect(self.run_chosen.emit)
+        self.history_label = QLabel("")
+        self.history_label.setObjectName("smallPrint")
+        self.history_label.setVisible(False)
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
         self.grid.setContentsMargins(0, 8, 0, 8)
@@ -159,7 +173,7 @@ class ResultsPanel(QWidget):
         layout = QVBoxLayout(body)
         layout.setContentsMargins(12, 10, 12, 10)
         layout.setSpacing(6)
-        for widget in (self.case_label, self.headline, self.state_label, self.grid_host):
+        for widget in (self.case_label, self.history_label, self.history_combo, self.headline, self.state_label, self.grid_host):
             layout.addWidget(widget)
         line = QFrame()
         line.setFrameShape(QFrame.Shape.HLine)
@@ -186,7 +200,26 @@ class ResultsPanel(QWidget):
         self.headline.setText("")
         self.state_label.setText("")
         self.timings_label.setText("")
+        self.set_history([], -1)
         self._rebuild([])
+
+    def set_history(self, labels: list[str], current: int, tips: list[str] | None = None) -> None:
+        """The stored runs (newest first), `current` selected, `tips` their full descriptions; hidden while there
+        is none."""
+        self.history_combo.blockSignals(True)
+        self.history_combo.clear()
+        for i, label in enumerate(labels):
+            self.history_combo.addItem(label)
+            tip = tips[i] if tips else label
+            self.history_combo.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
+        self.history_combo.setCurrentIndex(current)
+        self.history_combo.blockSignals(False)
+        self.history_combo.setToolTip(tips[current] if tips and 0 <= current < len(tips) else
+                                      "Every stored run on this case (date, models, weights hashes); F5 adds one")
+        self.history_label.setText(f"History: {len(labels)} stored run{'s' if len(labels) != 1 else ''}"
+                                   " (newest first; F5 adds one)")
+        self.history_combo.setVisible(bool(labels))
+        self.history_label.setVisible(bool(labels))
 
     def set_truth(self, truth: dict[str, str] | None) -> None:
         """The reference labels of the case on display, when they arrive after it (read on a worker)."""

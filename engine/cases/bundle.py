@@ -1,8 +1,10 @@
-"""Case bundles on disk: a folder with case.json plus one lossless file per image, mask and heatmap.
+"""Case bundles on disk: a folder with case.json plus one file per image, mask and heatmap.
 
-Round-trip is exact: uint8/uint16 planes go to PNG, every other array (volumes, clips, floats) to .npy.
-Format 2 records each image's axes and geometry and each prediction's typed summary; format 1 bundles
-(written before the typed data model) are read unchanged.
+Images and truth round-trip exactly: uint8/uint16 planes go to PNG, every other array (volumes, clips, floats)
+to .npy. A prediction's arrays are stored compactly (engine.cases.compact: 8-bit heatmaps with their scale,
+masks as bits), its probabilities, calls, thresholds and contours exactly, with its model and weights hashes.
+Format 3 adds the compact prediction arrays and the case name; format 2 records each image's axes and
+geometry and each prediction's typed summary; bundles of formats 1 and 2 are read unchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pydantic import ValidationError
 
 from engine.cases.admission import admit_case
 from engine.cases.bundle_schema import CaseDocument, confined, is_safe_case_id, validation_problems
+from engine.cases.compact import decode_array, encode_array
 from engine.cases.kinds import find_kind
 from engine.cases.model import Case, GroundTruth, Read
 from engine.data import ImageMeta, ModalityImage, Prediction, PredictionSummary
@@ -26,7 +29,7 @@ from engine.io.images import ImageReadError, read_image, write_image
 from engine.paths import open_private, private_dir, private_file
 
 BUNDLE_FORMAT = "oncolens-case"
-BUNDLE_VERSION = 2
+BUNDLE_VERSION = 3
 CASE_FILE = "case.json"
 
 
@@ -114,21 +117,14 @@ def write_bundle(case: Case, folder: str | Path) -> Path:
             "source": case.truth.source,
             "masks": {k: _save_array(folder, _file_stem("truth_", k), m) for k, m in case.truth.masks.items()},
         }
-    predictions = []
-    for i, pred in enumerate(case.predictions):
-        entry = pred.summary().to_dict()
-        entry["masks"] = {k: _save_array(folder, _file_stem(f"pred{i}_mask_", k), m) for k, m in pred.masks.items()}
-        entry["heatmaps"] = {
-            k: _save_array(folder, _file_stem(f"pred{i}_heat_", k), h) for k, h in pred.heatmaps.items()
-        }
-        entry["contours"] = {k: [c.tolist() for c in cs] for k, cs in pred.contours.items()}
-        predictions.append(entry)
+    predictions = [_prediction_entry(folder, i, pred) for i, pred in enumerate(case.predictions)]
     doc = {
         "format": BUNDLE_FORMAT,
         "version": BUNDLE_VERSION,
         "id": case.id,
         "kind": case.kind,
         "patient_id": case.patient_id,
+        "name": case.name,
         "created": case.created,
         "notes": case.notes,
         "images": images,
@@ -137,11 +133,76 @@ def write_bundle(case: Case, folder: str | Path) -> Path:
         "reads": [r.__dict__ for r in case.reads],
         "attachments": {key: _attach(folder, key, path) for key, path in case.attachments.items()},
     }
+    _replace_case_file(folder, doc)
+    return folder
+
+
+def _replace_case_file(folder: Path, doc: dict) -> None:
+    """Write case.json atomically (a reader sees the old or the new file, never half of one)."""
     tmp = folder / (CASE_FILE + ".tmp")
     with open_private(tmp, encoding="utf-8") as handle:
         handle.write(json.dumps(doc, indent=2))
     os.replace(tmp, folder / CASE_FILE)
-    return folder
+
+
+def _prediction_entry(folder: Path, index: int, pred: Prediction) -> dict:
+    """A prediction's case.json entry, its arrays written compactly beside it (their encodings recorded)."""
+    entry = pred.summary().to_dict()
+    encodings: dict[str, dict] = {}
+
+    def save(stem: str, array: np.ndarray) -> str:
+        stored, encoding = encode_array(array)
+        name = _save_array(folder, stem, stored)
+        if encoding is not None:
+            encodings[name] = encoding
+        return name
+
+    entry["masks"] = {k: save(_file_stem(f"pred{index}_mask_", k), m) for k, m in pred.masks.items()}
+    entry["heatmaps"] = {k: save(_file_stem(f"pred{index}_heat_", k), h) for k, h in pred.heatmaps.items()}
+    entry["contours"] = {k: [np.asarray(c).tolist() for c in cs] for k, cs in pred.contours.items()}
+    entry["encodings"] = encodings
+    return entry
+
+
+def append_predictions(folder: str | Path, predictions: list[Prediction]) -> None:
+    """Add `predictions` (with their arrays, compactly) to the bundle in `folder`, beside those it holds; the
+    images are not rewritten. BundleError naming the folder when it is not a bundle or cannot be written."""
+    folder = Path(folder)
+    case_file = folder / CASE_FILE
+    _document(folder, case_file)  # refuse a broken or foreign case.json before touching anything
+    doc = json.loads(case_file.read_text(encoding="utf-8"))
+    entries = list(doc.get("predictions") or [])
+    stems = {Path(name).stem for e in entries for part in ("masks", "heatmaps")
+             for name in (e.get(part) or {}).values()}
+    index = len(entries)
+    try:
+        for prediction in predictions:
+            while any(s.startswith(f"pred{index}_") for s in stems):
+                index += 1
+            entries.append(_prediction_entry(folder, index, prediction))
+            index += 1
+        doc["predictions"] = entries
+        doc["version"] = max(int(doc.get("version") or 1), BUNDLE_VERSION)
+        _replace_case_file(folder, doc)
+    except OSError as exc:
+        raise BundleError(f"{folder}: the new result could not be saved in the case bundle ({exc}). Check that "
+                          "the folder is writable, or copy the case to a writable folder and open it there.") \
+            from None
+
+
+def set_bundle_identity(folder: str | Path, *, patient_id: str | None, name: str) -> None:
+    """Change the patient id and case name recorded in a bundle's case.json (nothing else is touched)."""
+    folder = Path(folder)
+    case_file = folder / CASE_FILE
+    _document(folder, case_file)
+    doc = json.loads(case_file.read_text(encoding="utf-8"))
+    doc["patient_id"], doc["name"] = patient_id, name
+    doc["version"] = max(int(doc.get("version") or 1), BUNDLE_VERSION)
+    try:
+        _replace_case_file(folder, doc)
+    except OSError as exc:
+        raise BundleError(f"{folder}: the patient id and case name could not be saved ({exc}). Check that the "
+                          "folder is writable.") from None
 
 
 def is_bundle(path: str | Path) -> bool:
@@ -182,7 +243,8 @@ def read_bundle(folder: str | Path, limits: ImageLimits | None = None) -> Case:
     case_file = folder / CASE_FILE
     doc = _document(folder, case_file)
     limits = limits or ImageLimits.from_settings()
-    case = Case(id=doc.id, kind=doc.kind, patient_id=doc.patient_id, created=doc.created, notes=doc.notes)
+    case = Case(id=doc.id, kind=doc.kind, patient_id=doc.patient_id, created=doc.created, notes=doc.notes,
+                name=doc.name)
     for modality, entry in doc.images.items():
         array = _load_array(folder, entry.file, case_file, f"image {modality}", limits)
         try:
@@ -203,13 +265,19 @@ def read_bundle(folder: str | Path, limits: ImageLimits | None = None) -> Case:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BundleError(f"{case_file}: predictions.{i}: not a prediction summary ({type(exc).__name__}: "
                               f"{exc}).") from None
+
+        def array(name: str, what: str, i: int = i, entry=entry) -> np.ndarray:
+            stored = _load_array(folder, name, case_file, f"predictions.{i} {what}", limits)
+            try:
+                return decode_array(stored, entry.encodings.get(name), f"{case_file}: predictions.{i} {what}")
+            except ValueError as exc:
+                raise BundleError(str(exc)) from None
+
         case.predictions.append(Prediction.from_summary(
             summary,
-            masks={k: _load_array(folder, f, case_file, f"predictions.{i} mask {k}", limits)
-                   for k, f in entry.masks.items()},
+            masks={k: array(f, f"mask {k}") for k, f in entry.masks.items()},
             contours={k: [np.asarray(c, dtype=np.float32) for c in cs] for k, cs in entry.contours.items()},
-            heatmaps={k: _load_array(folder, f, case_file, f"predictions.{i} heatmap {k}", limits)
-                      for k, f in entry.heatmaps.items()},
+            heatmaps={k: array(f, f"heatmap {k}") for k, f in entry.heatmaps.items()},
         ))
     case.reads = [Read(**r.model_dump()) for r in doc.reads]
     for key, name in doc.attachments.items():

@@ -67,6 +67,7 @@ class PredictionEntry(BaseModel):
     heatmaps: dict[Key, FileName] = Field(default_factory=dict)
     contours: dict[Key, list[list[Annotated[list[float], Field(min_length=2, max_length=2)]]]] = \
         Field(default_factory=dict)
+    encodings: dict[FileName, dict[str, Any]] = Field(default_factory=dict)  # engine.cases.compact (format 3)
 
 
 class ReadEntry(_Strict):
@@ -84,6 +85,7 @@ class CaseDocument(_Strict):
     id: CaseId
     kind: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     patient_id: str | None = Field(default=None, max_length=128)
+    name: str = Field(default="", max_length=256)  # the case name a user gave (format 3)
     created: str = Field(default="", max_length=40)
     notes: str = Field(default="", max_length=100_000)
     images: dict[Key, ImageEntry]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ class Case:
     predictions: list[Prediction] = field(default_factory=list)
     reads: list[Read] = field(default_factory=list)
     patient_id: str | None = None
+    name: str = ""  # a name the user gave the case (e.g. "left neck node 3"); the id stays the key
     created: str = field(default_factory=utc_now)
     notes: str = ""
     attachments: dict[str, Path] = field(default_factory=dict)  # other files of the case (a recording's per-frame
@@ -66,3 +68,14 @@ class Case:
         image = ModalityImage(modality, array, meta, axes)
         self.images[modality] = image
         return image
+
+
+def content_sha256(case: Case) -> str:
+    """SHA-256 over the case's kind and images (modality, axes, dtype, shape, pixels; in modality order), not over
+    file bytes: the same images opened again give the same hash whatever their file names or encoding."""
+    digest = hashlib.sha256(f"{case.kind}|".encode())
+    for modality in sorted(case.images):
+        array = case.images[modality].array
+        digest.update(f"{modality}|{case.images[modality].axes}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    return digest.hexdigest()

@@ -11,10 +11,10 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from engine.cli import bench, demo, dicom, evaluate, export, gui, models, predict, store, study, train
+from engine.cli import bench, demo, dicom, evaluate, export, gui, models, predict, review, store, study, train
 from engine.cli.common import Context, say
 
-COMMANDS = (gui, predict, export, models, demo, train, evaluate, bench, study, dicom, store)
+COMMANDS = (gui, predict, export, models, demo, train, evaluate, bench, study, dicom, store, review)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -210,9 +210,9 @@ def case_from_node_images(mapping: dict[str, str | Path], case_id: str | None = 
 
 def open_node_into_store(mapping: dict[str, str | Path], store) -> list[str]:
     """Build a node case from `mapping` (see case_from_node_images), save it as a bundle, add it to the store."""
-    from engine.kinds.opening import save_new_case
+    from engine.kinds.opening import save_or_find_case
 
-    return [save_new_case(case_from_node_images(mapping), store)]
+    return [save_or_find_case(case_from_node_images(mapping), store)[0]]
 
 
 class LymphNodeKind(CaseKind):

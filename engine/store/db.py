@@ -26,8 +26,8 @@ from sqlalchemy import Connection, Engine, delete, func, make_url, or_, select
 from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.cases.bundle import BundleError, is_bundle, read_bundle
-from engine.cases.model import Case
+from engine.cases.bundle import BundleError, is_bundle, read_bundle, set_bundle_identity
+from engine.cases.model import Case, content_sha256
 from engine.data import Prediction, PredictionSummary, utc_now
 from engine.paths import user_data_dir
 from engine.settings import load_settings
@@ -41,6 +41,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 _PG_MIGRATION_LOCK = 0x0C0_1E25  # advisory lock id: one process migrates a PostgreSQL database at a time
 _CASE_FIELDS_AUDITED = ("kind", "patient_id", "bundle_path", "modalities", "has_truth")
+_CASE_FIELDS_KEYED = ("patient_id", "name")  # in the log only as keyed hashes: they may identify a patient
 
 
 def default_db_url() -> str:
@@ -102,6 +103,7 @@ class CaseSummary:
     n_predictions: int
     bundle_path: Path
     created: str
+    name: str = ""
 
 
 def _case_values(case: Case, bundle_path: Path) -> dict[str, Any]:
@@ -120,6 +122,8 @@ def _case_values(case: Case, bundle_path: Path) -> dict[str, Any]:
         "has_truth": case.truth is not None,
         "truth_json": dumps(truth) if truth is not None else None,
         "created": case.created or utc_now(),
+        "name": case.name or None,
+        "content_sha256": content_sha256(case),
     }
 
 
@@ -252,6 +256,8 @@ class Store(AuditTrail):
         """The case fields the log keeps, with the patient id keyed."""
         detail = {name: values[name] for name in _CASE_FIELDS_AUDITED if name != "patient_id"}
         detail["patient_ref"] = self.patient_ref(values["patient_id"], session)
+        if values.get("name"):
+            detail["name_ref"] = self.patient_ref(values["name"], session)
         return detail
 
     def _check_frozen_images(self, session: Session, case: Case, folder: Path) -> None:
@@ -281,17 +287,56 @@ class Store(AuditTrail):
         changed = {k: [getattr(record, k), v] for k, v in values.items() if getattr(record, k) != v}
         if not changed:
             return
-        if "bundle_path" in changed or "modalities" in changed:
+        if {"bundle_path", "modalities", "content_sha256"} & set(changed):
             self._check_frozen_images(session, case, Path(values["bundle_path"]))
         for name, (_old, new) in changed.items():
             setattr(record, name, new)
         record.updated = utc_now()
-        if "patient_id" in changed:
-            changed["patient_ref"] = [self.patient_ref(p, session) for p in changed.pop("patient_id")]
+        self._key_identity(session, changed)
         self.record_event(session, actor, "case.update", "case", case.id,
                            {"changed": changed, "row": self.row_fingerprint(session, record)})
 
+    def _key_identity(self, session: Session, changed: dict[str, list]) -> None:
+        """Patient id and case name changes as keyed hashes (`patient_ref`, `name_ref`), never in plain text."""
+        for name in _CASE_FIELDS_KEYED:
+            if name in changed:
+                ref = "patient_ref" if name == "patient_id" else f"{name}_ref"
+                changed[ref] = [self.patient_ref(v, session) for v in changed.pop(name)]
+
     # -- cases ----------------------------------------------------------------------------------
+
+    def find_case_by_content(self, sha256: str, kind: str | None = None) -> str | None:
+        """The id of the oldest stored case whose images have this content hash (see content_sha256), or None."""
+        query = select(CaseRecord.id).where(CaseRecord.content_sha256 == sha256)
+        if kind:
+            query = query.where(CaseRecord.kind == kind)
+        with self._session(write=False) as session:
+            return session.scalars(query.order_by(CaseRecord.created, CaseRecord.id).limit(1)).first()
+
+    def set_case_identity(self, case_id: str, *, patient_id: str | None, name: str, actor: str) -> bool:
+        """Give a stored case a patient id and a name (empty: none), in its row and its bundle's case.json; the
+        change is logged (case.update, both keyed). Returns False when nothing changed."""
+        patient_id = (patient_id or "").strip() or None
+        name = (name or "").strip()
+        if patient_id is not None and len(patient_id) > 128:
+            raise StoreError(f"Case {case_id}: the patient id is {len(patient_id)} characters; use at most 128.")
+        if len(name) > 256:
+            raise StoreError(f"Case {case_id}: the case name is {len(name)} characters; use at most 256.")
+        with self._session(write=True) as session:
+            record = self._require_case(session, case_id)
+            changed = {k: [getattr(record, k), v] for k, v in (("patient_id", patient_id), ("name", name or None))
+                       if getattr(record, k) != v}
+            if not changed:
+                return False
+            try:
+                set_bundle_identity(record.bundle_path, patient_id=patient_id, name=name)
+            except BundleError as exc:
+                raise StoreError(f"Case {case_id}: {exc} Nothing was changed.") from None
+            record.patient_id, record.name, record.updated = patient_id, name or None, utc_now()
+            self._key_identity(session, changed)
+            self.record_event(session, actor, "case.update", "case", case_id,
+                              {"changed": changed, "row": self.row_fingerprint(session, record)})
+        return True
 
     def add_case(self, case: Case, bundle_path: Path, actor: str = "system") -> None:
         """Add a case whose bundle is already written at `bundle_path`, or update its row if known."""
@@ -347,6 +392,7 @@ class Store(AuditTrail):
             query = query.where(or_(
                 CaseRecord.id.icontains(needle, autoescape=True),
                 CaseRecord.patient_id.icontains(needle, autoescape=True),
+                CaseRecord.name.icontains(needle, autoescape=True),
             ))
         query = query.order_by(CaseRecord.created.desc(), CaseRecord.id)
         if limit is not None:
@@ -363,6 +409,7 @@ class Store(AuditTrail):
                 n_predictions=int(n),
                 bundle_path=Path(record.bundle_path),
                 created=record.created,
+                name=record.name or "",
             )
             for record, n in rows
         ]

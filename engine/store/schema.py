@@ -59,6 +59,8 @@ class CaseRecord(Base):
     truth_json: Mapped[str | None] = mapped_column(Text)  # labels, source and mask names; no arrays
     created: Mapped[str] = mapped_column(String(40))  # the case's own creation time (UTC ISO)
     updated: Mapped[str] = mapped_column(String(40))  # last change of this row (UTC ISO)
+    name: Mapped[str | None] = mapped_column(String(256))  # a name the user gave (migration 0004)
+    content_sha256: Mapped[str | None] = mapped_column(String(64), index=True)  # over the images (0004)
 
 
 class PredictionRecord(Base):

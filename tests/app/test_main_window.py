@@ -82,9 +82,10 @@ def test_predict_fills_results_with_probabilities_and_calls(qtbot, window, phant
     assert "call" in panel.headline.text() and "tumor" in panel.headline.text()
     assert "fl_cnn[FL]" in window.model_label.text()
     assert [p.summary.model for p in store.predictions_for(ids[0])] == ["fl_cnn[FL]", "fl_cnn[WL]"]
-    window.predict()  # the same result again is not stored twice
+    window.predict()  # F5: an explicit re-run is kept beside the first, both in the history
     qtbot.waitUntil(lambda: fake_predictors[FL].calls == 2 and not window._predicting, timeout=WAIT_MS)
-    assert len(store.predictions_for(ids[0])) == 2
+    assert len(store.predictions_for(ids[0])) == 4
+    qtbot.waitUntil(lambda: window.results_panel.history_combo.count() == 2, timeout=WAIT_MS)
 
 
 def test_gated_tasks_read_not_assessed(qtbot, make_window, phantom_store, FakeCascade):

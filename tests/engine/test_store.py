@@ -76,7 +76,7 @@ def test_migrations_from_empty_create_every_table_at_head(store, isolated_home):
     assert (isolated_home / "oncolens.sqlite3").is_file()
     inspector = sa.inspect(store.engine)
     assert STORE_TABLES | {"alembic_version"} <= set(inspector.get_table_names())
-    assert store.schema_revision() == head_revision() == "0003"
+    assert store.schema_revision() == head_revision() == "0004"
     # The models must describe exactly what the migrations built.
     for table in Base.metadata.sorted_tables:
         built = {column["name"] for column in inspector.get_columns(table.name)}

@@ -133,7 +133,7 @@ def test_read_only_stores_never_migrate_and_say_how_to_upgrade(tmp_path, capsys)
     assert (tmp_path / "legacy" / "store.sqlite3").read_bytes() == before
     assert main(["store", "--db", url, "upgrade"]) == 0
     with Store(url, read_only=True) as store:
-        assert store.schema_revision() == "0003"
+        assert store.schema_revision() == "0004"
 
 
 def test_a_database_without_oncolens_tables_is_not_read_as_a_store(tmp_path):
@@ -161,7 +161,7 @@ def test_downgrading_0003_puts_back_the_triggers_of_0002(tmp_path):
     assert triggers == {"audit_events_no_update", "audit_events_no_delete", "reads_no_update", "reads_no_delete"}
     assert "event_hash" not in columns
     with Store(url) as again:
-        assert again.schema_revision() == "0003"
+        assert again.schema_revision() == "0004"
     assert main(["store", "--db", url, "verify"]) == 0  # upgraded again with the same key: still intact
 
 
@@ -206,7 +206,7 @@ def test_postgresql_rows_written_at_0002_are_chained_and_covered_by_0003(capsys)
                 conn.exec_driver_sql(statement)
         engine.dispose()
         with Store(url) as store:
-            assert store.schema_revision() == "0003"
+            assert store.schema_revision() == "0004"
             assert main(["store", "--db", url, "verify", "--no-images"]) == 0, capsys.readouterr().out
             upgrade = store.audit_log(entity="store")[0]["detail"]
             assert upgrade["events_chained"] == 4 and upgrade["events_with_plain_patient_ids"] == 1

@@ -458,11 +458,12 @@ def test_upgrading_a_0001_database_keeps_its_data_and_downgrading_removes_only_s
     engine.dispose()
 
     with Store(url) as upgraded:
-        assert upgraded.schema_revision() == "0003"
+        assert upgraded.schema_revision() == "0004"
         assert [c.id for c in upgraded.list_cases()] == ["old-1"]
         assert upgraded.predictions_for("old-1")[0].summary.probabilities == {"metastatic": 0.7}
         assert upgraded.predictions_for("old-1")[0].summary.model == "mfi_ffp"
-        assert [e["action"] for e in upgraded.audit_log()] == ["case.add", "store.upgrade", "case.baseline"]
+        assert [e["action"] for e in upgraded.audit_log()] == ["case.add", "store.upgrade", "case.baseline",
+                                                               "store.upgrade", "case.baseline"]  # 0003, 0004
         with pytest.raises(sa.exc.IntegrityError, match="append-only"):  # 0001's triggers survive
             with upgraded.engine.begin() as conn:
                 conn.exec_driver_sql("DELETE FROM audit_events")
@@ -477,7 +478,7 @@ def test_upgrading_a_0001_database_keeps_its_data_and_downgrading_removes_only_s
     engine.dispose()
     assert not tables & STUDY_TABLES and {"cases", "predictions", "audit_events"} <= tables
     with Store(url) as again:
-        assert again.schema_revision() == "0003" and len(again.list_cases()) == 1
+        assert again.schema_revision() == "0004" and len(again.list_cases()) == 1
 
 
 # -- PostgreSQL, only where a server is given ---------------------------------------------------------
