@@ -55,6 +55,15 @@ def import_demo_cases(store: Store, folder: Path | None = None) -> str | None:
     return ids[0] if ids else None
 
 
+def initial_window_size(app: QApplication) -> tuple[int, int]:
+    """WINDOW_SIZE, or the screen's free area where that is smaller (a 1366 x 768 OR-cart screen)."""
+    screen = app.primaryScreen()
+    if screen is None:
+        return WINDOW_SIZE
+    free = screen.availableGeometry()
+    return min(WINDOW_SIZE[0], free.width()), min(WINDOW_SIZE[1], free.height())
+
+
 def _seconds_since_process_start() -> float:
     """Wall time since this process started (Linux /proc; -1 elsewhere). Used only for start-up timing."""
     try:
@@ -80,7 +89,7 @@ def run_gui(argv: Sequence[str] | None = None, *, demo: bool = True, open_paths:
         uninstall_excepthook()
         return 2
     window = MainWindow(store)
-    window.resize(*WINDOW_SIZE)
+    window.resize(*initial_window_size(app))
     window.show()
 
     def start(first: str | None) -> None:
