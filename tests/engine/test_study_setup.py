@@ -1,0 +1,64 @@
+"""Reader-study set-up is checked when the study is created (issue 18): cases need truth for the task label,
+both classes, and the model compared with readers is the kind's primary one unless another is chosen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.cases.bundle import write_bundle
+from engine.cases.model import Case, GroundTruth
+from engine.data import ImageMeta, Prediction, TaskResult
+from engine.store import Store
+from engine.studies import Study, StudyError, create_study, load_study
+
+
+@pytest.fixture
+def store():
+    opened = Store()
+    yield opened
+    opened.close()
+
+
+def add_glioma_cases(store: Store, root, n: int = 4, truth: bool = True, variants=("FL", "WL")) -> list[str]:
+    """Glioma cases with an FL-CNN result per modality; the WL one is stored last (the newest)."""
+    ids = []
+    for i in range(n):
+        case = Case(id=f"g-{i}", kind="glioma_specimen")
+        rng = np.random.default_rng(i)
+        case.add_image("FL", rng.integers(0, 65535, (8, 8), dtype=np.uint16), ImageMeta(bit_depth=16))
+        case.add_image("WL", rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), ImageMeta(bit_depth=8))
+        if truth:
+            case.truth = GroundTruth(labels={"tumor": i % 2}, source="phantom")
+        store.add_case(case, write_bundle(case, root / case.id))
+        for variant in variants:
+            p = 0.2 + 0.15 * i
+            store.add_prediction(case.id, Prediction(family="fl_cnn", variant=variant,
+                                                     tasks={"tumor": TaskResult("x", p, 0.3)}))
+        ids.append(case.id)
+    return ids
+
+
+def _study(ids, **settings) -> Study:
+    return Study(id=settings.pop("id", "s"), name="S", task_label="tumor", case_ids=tuple(ids), modalities=("FL",),
+                 **settings)
+
+
+def test_the_default_model_is_the_kinds_primary_one_not_the_newest(store, tmp_path):
+    ids = add_glioma_cases(store, tmp_path)
+    assert create_study(store, _study(ids)).model == "fl_cnn[FL]"
+    assert create_study(store, _study(ids, id="wl", model="fl_cnn[WL]")).model == "fl_cnn[WL]"
+
+
+def test_cases_without_truth_are_refused_at_creation(store, tmp_path):
+    ids = add_glioma_cases(store, tmp_path, truth=False)
+    with pytest.raises(StudyError, match=r"4 case\(s\) have no 0/1 truth for 'tumor': g-0, g-1, g-2, g-3"):
+        create_study(store, _study(ids))
+    with pytest.raises(StudyError, match="No reader study 's'"):
+        load_study(store, "s")
+
+
+def test_one_class_is_refused_at_creation(store, tmp_path):
+    ids = add_glioma_cases(store, tmp_path)
+    with pytest.raises(StudyError, match=r"all 2 case\(s\) are negative for 'tumor'"):
+        create_study(store, _study(ids[::2]))
