@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 
 import engine.kinds  # noqa: F401  (registers the built-in kinds)
 from engine.cases.kinds import case_kinds, get_kind
@@ -224,6 +224,18 @@ def _check_truth(study: Study, records: dict[str, CaseRecord]) -> None:
         raise StudyError(f"Study {study.id!r}: all {len(values)} case(s) are {which} for {study.task_label!r}. "
                          "A reader study needs positive and negative cases (sensitivity, specificity and ROC "
                          "curves need both); add cases of the other class.")
+
+
+def stored_models(store: Store, case_ids: Sequence[str]) -> dict[str, int]:
+    """Model id -> how many of these cases have a stored prediction of it (the choices a new study offers)."""
+    counts: dict[str, int] = {}
+    with store.transaction(write=False) as session:
+        for chunk in id_chunks(list(case_ids)):
+            query = (select(PredictionRecord.model, func.count(distinct(PredictionRecord.case_id)))
+                     .where(PredictionRecord.case_id.in_(chunk)).group_by(PredictionRecord.model))
+            for model, n in session.execute(query):
+                counts[model] = counts.get(model, 0) + int(n)
+    return counts
 
 
 def _default_model(session, kind, case_ids: Sequence[str]) -> str | None:
