@@ -62,3 +62,46 @@ def test_one_class_is_refused_at_creation(store, tmp_path):
     ids = add_glioma_cases(store, tmp_path)
     with pytest.raises(StudyError, match=r"all 2 case\(s\) are negative for 'tumor'"):
         create_study(store, _study(ids[::2]))
+
+
+class ThresholdSegmenter:
+    """Stands in for a fluorescence segmentation net: bright pixels are tumor; the frame score is the bright
+    fraction scaled into [0, 1] (deterministic, so a run again reproduces the stored probability)."""
+
+    family, variant, modalities = "fluoro_seg", "fake", ("NIR",)
+
+    def __init__(self, shift: float = 0.0) -> None:
+        self.shift = shift
+
+    def predict(self, images, *, explain=True) -> Prediction:
+        frame = np.asarray(images["NIR"].array, dtype=np.float32)
+        mask = frame > np.percentile(frame, 97)
+        probability = min(1.0, float(mask.mean()) * 10 + self.shift)
+        prediction = Prediction(family=self.family, variant=self.variant, masks={"tumor": mask.astype(np.uint8)})
+        prediction.set_result("tumor", "tumor" if probability >= 0.2 else "no tumor", probability, 0.2)
+        return prediction
+
+
+@pytest.mark.parametrize("shift, drawn", [(0.0, True), (0.01, False)], ids=["same-result", "different-result"])
+def test_aided_outline_studies_show_the_models_mask(store, tmp_path, monkeypatch, shift, drawn):
+    """The store keeps only summaries; the aided reader of an outline study still gets the model's mask (its
+    contour is drawn on the frame), from a run again that must reproduce the frozen probability."""
+    from engine.cases.bundle import write_bundle as write
+    from engine.cases.kinds import get_kind
+    from engine.phantoms.fluoro_frames import frame_to_case, make_frame
+    from engine.studies import AIDED, ReadingSession, add_reader
+
+    ids = []
+    for i in range(2):
+        case = frame_to_case(make_frame(np.random.default_rng(i), "C", 96, tumor_free=bool(i)), f"fr-{i}")
+        store.add_case(case, write(case, tmp_path / case.id))
+        store.add_prediction(case.id, ThresholdSegmenter().predict(case.images))
+        ids.append(case.id)
+    monkeypatch.setattr(get_kind("fluoro_frame"), "make_predictor",
+                        lambda modalities, method=None: ThresholdSegmenter(shift))
+    create_study(store, Study(id="outline", name="O", task_label="tumor", case_ids=tuple(ids),
+                              modalities=("NIR",), arms=(AIDED,), contours=True))
+    add_reader(store, "outline", "r1", "R1", "482913")
+    aid = ReadingSession.open(store, "outline", "r1", "482913").current_case().aid
+    assert aid is not None and aid.model == "fluoro_seg[fake]"
+    assert ("tumor" in aid.masks) is drawn
