@@ -244,7 +244,7 @@ class Store(AuditTrail):
         if record is None:
             raise StoreError(
                 f"No case {case_id!r} in the store {self._shown_url}. "
-                "Add it first (Store.add_case or Store.import_bundles)."
+                "Add it first: open its bundle in OncoLens (File ▸ Open case bundle…)."
             )
         return record
 
@@ -316,7 +316,7 @@ class Store(AuditTrail):
         if not folder.is_dir():
             raise StoreError(
                 f"Case {case_id}: its bundle folder {folder} is missing (moved or deleted). "
-                "Re-import the bundle from where it is now (Store.import_bundles or Store.add_case)."
+                "Open the bundle again from where it is now (File ▸ Open case bundle…)."
             )
         try:
             case = read_bundle(folder)

@@ -316,7 +316,7 @@ def create_study(store: Store, study: Study, actor: str = "admin") -> Study:
         unknown = [c for c in ids if c not in records]
         if unknown:
             raise StudyError(f"Study {study.id!r}: {len(unknown)} case id(s) are not in the store: "
-                             f"{_listed(unknown)}. Import the cases first (oncolens import / Store.add_case).")
+                             f"{_listed(unknown)}. Add them first: open their bundles in OncoLens (File ▸ Open case bundle…).")
         kinds = sorted({r.kind for r in records.values()})
         if len(kinds) > 1:
             raise StudyError(f"Study {study.id!r}: all cases must be of one kind, got {', '.join(kinds)}.")
