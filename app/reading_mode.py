@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QDockWidget, QMessageBox
 
 from app.reading import OpenedSession, ReadingController, aid_to_prediction, blinded_to_case, open_session
 from app.widgets.study_dialogs import AddReaderDialog, NewStudyDialog, StartReadingDialog
+from engine.data.words import count_of
 from engine.studies import BlindedCase, Study, StudyError, list_studies
 
 
@@ -171,7 +172,7 @@ class ReadingModeMixin:
             return
         dialog = NewStudyDialog(self.store, self.case_browser.selected_id(), self)
         self._open_study_dialog(dialog, lambda: self.statusBar().showMessage(
-            f"Created study {dialog.created.id} ({len(dialog.created.case_ids)} cases).", 8000))
+            f"Created study {dialog.created.id} ({count_of(len(dialog.created.case_ids), 'case')}).", 8000))
 
     def add_reader_dialog(self) -> None:
         if self._refuse_while_reading():

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 
 from app.workers import submit
 from engine.cases.kinds import case_kinds, find_kind
+from engine.data.words import count_of
 from engine.store import CaseSummary
 
 COLUMNS = ("Case", "Patient", "Images", "Truth")
@@ -116,7 +117,7 @@ class CaseBrowser(QWidget):
                 self.table.setItem(row, col, item)
         self.table.blockSignals(False)
         self.fit_columns()
-        self.count_label.setText(f"{len(self._summaries)} case{'s' if len(self._summaries) != 1 else ''}")
+        self.count_label.setText(count_of(len(self._summaries), "case"))
         if keep is not None:
             if asked:
                 self.select(keep, emit=emit, retry=False)
@@ -189,6 +190,6 @@ class CaseBrowser(QWidget):
     @staticmethod
     def _tooltip(summary: CaseSummary) -> str:
         kind = kind_title(summary.kind)
-        results = f"{summary.n_predictions} stored result{'s' if summary.n_predictions != 1 else ''}"
+        results = count_of(summary.n_predictions, "stored result")
         images = f"Images: {'+'.join(summary.modalities) or 'none'}; truth: {'yes' if summary.has_truth else 'no'}"
         return f"{summary.id}\n{kind}\n{images}\n{results}\nAdded {summary.created[:16].replace('T', ' ')}\n{summary.bundle_path}"

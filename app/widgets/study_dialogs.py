@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from app.workers import report_error, submit
 from engine.cases.kinds import CaseKind, KindError, case_kinds, find_kind
 from engine.data import PredictionSummary
+from engine.data.words import count_of
 from engine.store import CaseSummary
 from engine.studies import AIDED, SCALES, UNAIDED, Study, StudyError, add_reader, create_study
 from engine.studies.model import stored_models
@@ -235,7 +236,7 @@ class NewStudyDialog(_EngineDialog):
         for summary in self.summaries:
             if summary.kind != kind:
                 continue
-            results = f"{summary.n_predictions} stored result{'' if summary.n_predictions == 1 else 's'}"
+            results = count_of(summary.n_predictions, "stored result")
             item = QListWidgetItem(f"{summary.id}   {'+'.join(summary.modalities)}   {results}")
             item.setData(Qt.ItemDataRole.UserRole, summary.id)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
@@ -276,7 +277,7 @@ class NewStudyDialog(_EngineDialog):
         for model in models:
             note = " (primary)" if model == primary else ""
             self.model_combo.addItem(f"{_model_title(kind, model)}{note} — results for {counts.get(model, 0)} of "
-                                     f"{n_cases} case{'' if n_cases == 1 else 's'}", model)
+                                     f"{count_of(n_cases, 'case')}", model)
         if primary and not counts.get(primary) and counts:  # the primary model has not run on these cases
             self.model_combo.setCurrentIndex(models.index(max(counts, key=counts.get)))
         else:

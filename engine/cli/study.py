@@ -16,6 +16,7 @@ from getpass import getpass
 from pathlib import Path
 
 from engine.cli.common import Context, check_output_file, check_output_folder
+from engine.data.words import count_of
 
 PROMPT: Callable[[str], str] = getpass  # tests answer the PIN prompt by replacing this
 PIN_VARIABLE = "ONCOLENS_READER_PIN"
@@ -160,7 +161,7 @@ def run_create(args: argparse.Namespace, ctx: Context) -> int:
             contours=bool(args.contours), seed=int(args.seed), repeat_reads=int(args.repeat_reads),
             washout_days=float(args.washout_days), model=args.model, question=args.question or "",
             description=args.description or ""), actor=args.actor)
-    ctx.say(f"created study {study.id}: {len(study.case_ids)} {study.case_kind} cases, arms "
+    ctx.say(f"created study {study.id}: {count_of(len(study.case_ids), study.case_kind + ' case')}, arms "
             f"{', '.join(study.arms)}, model {study.model} at {study.model_threshold:g}")
     return 0
 
