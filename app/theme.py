@@ -81,7 +81,7 @@ DRAWN = COLORS["drawn"]
 
 HEAT_COLORMAP = "inferno"  # Grad-CAM: perceptually uniform, readable on a dark background
 PROBABILITY_COLORMAP = "viridis"  # segmentation probability
-HEAT_FADE = 0.35  # heat layers turn opaque over the lowest 35 % of their scale: weak evidence leaves the image visible
+HEAT_FADE = 1.0  # heat layers' alpha rises with the value over the whole scale: low values never veil the image
 
 _TOKEN = re.compile(r"@([a-z_]+)\b")
 

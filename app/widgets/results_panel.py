@@ -122,6 +122,10 @@ class ResultCell(QWidget):
         layout.addWidget(self.bar)
         layout.addWidget(self.threshold_label)
         layout.addWidget(self.call_label)
+        self.area_label = WrappedLabel()
+        self.area_label.setObjectName("smallPrint")
+        self.area_label.setVisible(False)
+        layout.addWidget(self.area_label)
 
     def set_result(self, probability: float | None, threshold: float | None, call: str) -> None:
         self.probability_label.setText("—" if probability is None else f"{100 * probability:.1f} %")
@@ -136,6 +140,13 @@ class ResultCell(QWidget):
         self.call_label.setProperty("state", "positive" if positive else "negative" if assessed else "gated")
         self.call_label.style().unpolish(self.call_label)
         self.call_label.style().polish(self.call_label)
+
+    def set_area(self, measures) -> None:
+        """The predicted area beside the frame score (segmentations): pixels, and mm² when the spacing is known."""
+        text = area_text(measures)
+        self.area_label.setText(text)
+        self.area_label.setVisible(bool(text))
+        self.area_label.setToolTip("Area of the predicted tumor mask" if text else "")
 
 
 class ResultsPanel(QWidget):
@@ -288,6 +299,7 @@ class ResultsPanel(QWidget):
                 cell = ResultCell()
                 cell.set_result(prediction.probabilities.get(task), prediction.thresholds.get(task),
                                 prediction.calls.get(task, ""))
+                cell.set_area(prediction.measures)
                 self.cells[(task, prediction.model)] = cell
                 self.grid.addWidget(cell, row + 1, col, Qt.AlignmentFlag.AlignTop)
             if self._truth is not None:
@@ -322,6 +334,16 @@ class ResultsPanel(QWidget):
         label = QLabel(text)
         label.setObjectName("columnHeader")
         return label
+
+
+def area_text(measures) -> str:
+    """'area 14905 px (595.9 mm²)' from a prediction's measures; '' when it has no area."""
+    if "area_px" not in measures:
+        return ""
+    text = f"area {int(measures['area_px'])}\u00a0px"
+    if "area_mm2" in measures:
+        text += f" ({measures['area_mm2']:.1f}\u00a0mm²)"
+    return text
 
 
 def _short_time(iso: str) -> str:
