@@ -325,7 +325,7 @@ class Store(AuditTrail):
         if not folder.is_dir():
             raise StoreError(
                 f"Case {case_id}: its bundle folder {folder} is missing (moved or deleted). "
-                "Open the bundle again from where it is now (File ▸ Open case bundle…)."
+                "Re-import the bundle from where it is now (File ▸ Open case bundle…)."
             )
         try:
             case = read_bundle(folder)

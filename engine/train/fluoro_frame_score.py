@@ -4,7 +4,8 @@ The highest pixel probability is 1.0 whenever any pixel is confident (a vessel o
 says little about the frame. Instead a logistic model of two features of the net's probability map, fitted on
 phantom frames with and without tumor, gives P(tumor in the frame):
 
-    logit P = b0 + b1 * logit(mean of the top 1 % pixel probabilities) + b2 * log10(predicted area fraction + 1e-4)
+    logit P = b0 + b1 * logit(max pixel) + b2 * logit(mean of the top 1 % pixel probabilities)
+              + b3 * log10(predicted area fraction + 1e-4)
 
 `fit_frame_score` fits it on one set of phantom frames and measures it against the old max-pixel score on
 another (AUC and Brier score); `write_frame_score` keeps the coefficients and the description of the data in the
@@ -93,9 +94,8 @@ def fit_frame_score(arch: str = "unetplusplus", n_fit: int = 60, n_test: int = 6
     x_fit, y_fit, _ = _features(predictor, n_fit, fit_seed, size, say)
     say(f"{arch}: features of {n_test} held-out frames")
     x_test, y_test, max_test = _features(predictor, n_test, test_seed, size, say)
-    model = LogisticRegression(C=10.0).fit(FrameScore.design(x_fit), y_fit)
-    score = FrameScore(intercept=float(model.intercept_[0]), weight_top=float(model.coef_[0][0]),
-                       weight_area=float(model.coef_[0][1]))
+    model = LogisticRegression(C=1.0).fit(FrameScore.design(x_fit), y_fit)
+    score = FrameScore(float(model.intercept_[0]), *(float(w) for w in model.coef_[0]))
     calibrated = np.array([score.probability_of(*row) for row in x_test])
     return FrameScoreFit(score, arch, n_fit, n_test, size, fit_seed, test_seed,
                          auc(y_test, calibrated), auc(y_test, max_test),
