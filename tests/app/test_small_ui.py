@@ -58,3 +58,16 @@ def test_stop_reading_looks_disabled_in_the_study_menu(qtbot, styled_app):
 def test_counts_are_singular_for_one():
     assert count_of(1, "case") == "1 case" and count_of(0, "case") == "0 cases" and count_of(2, "case") == "2 cases"
     assert count_of(1, "stored result") == "1 stored result"
+
+
+def test_the_demo_opens_on_a_representative_frame(tmp_path):
+    """Not demo-fluoro-01, where UNet++ has Dice 0.27: the frame nearest the median Dice of the demo frames."""
+    from app.main import FIRST_DEMO_CASE, import_demo_cases
+    from engine.store import Store
+
+    store = Store()
+    try:
+        assert import_demo_cases(store) == FIRST_DEMO_CASE == "demo-fluoro-06"
+        assert import_demo_cases(store) is None  # only on the first start
+    finally:
+        store.close()

@@ -52,3 +52,4 @@ def test_the_predictor_reports_the_calibrated_score_and_the_area():
     assert prediction.thresholds["tumor"] == FRAME_THRESHOLD
     assert prediction.calls["tumor"] == ("tumor" if expected >= FRAME_THRESHOLD else "no tumor")
     assert "area_px" in prediction.measures and "area_mm2" in prediction.measures
+
