@@ -105,3 +105,29 @@ def test_aided_outline_studies_show_the_models_mask(store, tmp_path, monkeypatch
     aid = ReadingSession.open(store, "outline", "r1", "482913").current_case().aid
     assert aid is not None and aid.model == "fluoro_seg[fake]"
     assert ("tumor" in aid.masks) is drawn
+
+
+def test_the_next_arm_opens_after_the_washout_without_the_pin_again(store, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from engine.studies import AIDED, UNAIDED, ReadingSession, WashoutError, add_reader
+
+    ids = add_glioma_cases(store, tmp_path)
+    create_study(store, _study(ids, arms=(UNAIDED, AIDED), washout_days=1.0))
+    add_reader(store, "s", "r1", "R1", "482913")
+    now = [datetime(2026, 3, 1, 9, 0, tzinfo=UTC)]
+    session = ReadingSession.open(store, "s", "r1", "482913", clock=lambda: now[0])
+    with pytest.raises(StudyError, match="case\\(s\\) of this session left"):
+        session.next_session()
+    for _ in ids:
+        session.answer(False, 1)
+        session.next()
+    with pytest.raises(WashoutError, match="1-day washout"):
+        session.next_session()
+    now[0] += timedelta(days=1, minutes=1)
+    aided = session.next_session()
+    assert aided is not None and aided.aided and aided.current_case().aid is not None
+    for _ in ids:
+        aided.answer(False, 1)
+        aided.next()
+    assert aided.next_session() is None  # every session of the study is done
