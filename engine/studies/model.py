@@ -221,7 +221,8 @@ def _check_truth(study: Study, records: dict[str, CaseRecord]) -> None:
     classes = {int(v) for v in values.values()}
     if len(classes) < 2:
         which = "positive" if classes == {1} else "negative"
-        raise StudyError(f"Study {study.id!r}: all {len(values)} case(s) are {which} for {study.task_label!r}. "
+        cases = "its only case is" if len(values) == 1 else f"all {len(values)} cases are"
+        raise StudyError(f"Study {study.id!r}: {cases} {which} for {study.task_label!r}. "
                          "A reader study needs positive and negative cases (sensitivity, specificity and ROC "
                          "curves need both); add cases of the other class.")
 

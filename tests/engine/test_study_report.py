@@ -124,7 +124,7 @@ def test_one_reader_is_analysed_with_a_clear_note(store, tmp_path):
 def test_one_class_only_is_refused_when_the_study_is_created(store, tmp_path):
     """Refused at creation (issue 18), not after every reader has read: nothing is saved."""
     ids = [c for c in add_cases(store, tmp_path, 12) if truth_of(c) == 1]
-    with pytest.raises(StudyError, match=r"all 6 case\(s\) are positive for 'tumor'.*add cases of the other class"):
+    with pytest.raises(StudyError, match=r"all 6 cases are positive for 'tumor'.*add cases of the other class"):
         create_study(store, Study(id="pos", name="All positive", task_label="tumor", case_ids=tuple(ids),
                                   modalities=("FL",)))
     with pytest.raises(StudyError, match="No reader study 'pos'"):

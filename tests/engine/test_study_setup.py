@@ -60,7 +60,7 @@ def test_cases_without_truth_are_refused_at_creation(store, tmp_path):
 
 def test_one_class_is_refused_at_creation(store, tmp_path):
     ids = add_glioma_cases(store, tmp_path)
-    with pytest.raises(StudyError, match=r"all 2 case\(s\) are negative for 'tumor'"):
+    with pytest.raises(StudyError, match=r"all 2 cases are negative for 'tumor'"):
         create_study(store, _study(ids[::2]))
 
 
