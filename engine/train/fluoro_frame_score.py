@@ -104,14 +104,17 @@ def fit_frame_score(arch: str = "unetplusplus", n_fit: int = 60, n_test: int = 6
 
 
 def write_frame_score(fit: FrameScoreFit) -> None:
-    """Keep the fitted score in the net's card (config.json, `extra.frame_score`)."""
+    """Keep the fitted score in the net's card (config.json, `extra.frame_score`) and its README."""
     from engine.paths import models_dir
     from engine.predict.fluoro import card_name
+    from engine.registry import load_card, render_card
 
     path = models_dir() / card_name(fit.arch) / "config.json"
     card = json.loads(path.read_text(encoding="utf-8"))
     card.setdefault("extra", {})["frame_score"] = fit.card_entry()
     path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    written = load_card(card_name(fit.arch))
+    (written.folder / "README.md").write_text(render_card(written), encoding="utf-8")
 
 
 def main(argv=None) -> int:
