@@ -90,6 +90,7 @@ def _text_fits(label: QLabel) -> list[str]:
 
 
 @pytest.mark.gui
+@pytest.mark.slow  # about 10 s per size: five kinds laid out and measured
 @pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
 def test_default_layout_fits_the_screen_for_every_still_kind(qtbot, styled_app, demo_folder, size,
                                                              FakeCascade):

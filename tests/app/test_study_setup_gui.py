@@ -57,6 +57,7 @@ def test_a_one_class_study_is_refused_in_the_dialog(qtbot, fl_and_wl_results):
     assert list_studies(store) == []
 
 
+@pytest.mark.slow  # reads a whole arm through the keyboard
 def test_finishing_the_unaided_arm_starts_the_aided_one(qtbot, window, study_cases, message_boxes):  # noqa: F811
     store, probabilities = study_cases
     make_study(store, list(probabilities), arms=(UNAIDED, AIDED))
