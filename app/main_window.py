@@ -113,9 +113,9 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, ReviewMixin, QM
         self.case_browser = CaseBrowser(self.store)
         self.case_browser.case_selected.connect(self.open_case)
         self.case_browser.store_failed.connect(lambda exc: self.show_error(exc, title="Case list"))
-        self.case_browser.setMinimumWidth(260)
+        self.case_browser.setMinimumWidth(220)
         self.results_panel = ResultsPanel()
-        self.results_panel.setMinimumWidth(400)
+        self.results_panel.setMinimumWidth(300)
         self.results_panel.run_chosen.connect(self.show_run)
         self.browser_dock = self._dock("Cases", "caseDock", self.case_browser, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.results_dock = self._dock("Results", "resultsDock", self.results_panel, Qt.DockWidgetArea.RightDockWidgetArea)
@@ -471,7 +471,8 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, ReviewMixin, QM
         super().showEvent(event)
         if not self._docks_sized:  # docks take their share only once the window has its size
             self._docks_sized = True
-            self.resizeDocks([self.browser_dock, self.results_dock], [440, 460], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.browser_dock, self.results_dock], list(dock_widths(self.width())),
+                             Qt.Orientation.Horizontal)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.stop_reading()
@@ -481,6 +482,15 @@ class MainWindow(OpeningMixin, ReadingModeMixin, ExportingMixin, ReviewMixin, QM
             submit(save_settings, self.settings, description="Saving settings",
                    on_error=lambda exc, _tb: log.warning("Settings not saved: %s", exc))
         super().closeEvent(event)
+
+
+def dock_widths(window_width: int) -> tuple[int, int]:
+    """(case browser, results) widths for a window this wide: on a 1366-pixel screen the browser shows case
+    and patient ids and the results three columns, the images keep about 680 pixels; from about 1800 pixels
+    the browser shows all its columns."""
+    if window_width >= 1800:
+        return 500, 460
+    return max(220, round(0.23 * window_width)), max(300, round(0.27 * window_width))
 
 
 def _prepare(case: Case, predictions: list[Prediction]) -> object | None:

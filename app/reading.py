@@ -26,7 +26,15 @@ from app.workers import SerialQueue
 from engine.cases.model import Case, GroundTruth
 from engine.data import Prediction
 from engine.service import truth_labels
-from engine.studies import BlindedCase, ModelAid, Progress, ReaderAnswer, ReadingSession, StudyError
+from engine.studies import (
+    BlindedCase,
+    ModelAid,
+    Progress,
+    ReaderAnswer,
+    ReadingSession,
+    StudyError,
+    WashoutError,
+)
 from engine.studies.model import (
     KEY_COMMENT,
     KEY_NEGATIVE,
@@ -34,7 +42,6 @@ from engine.studies.model import (
     KEY_POSITIVE,
     KEY_PREVIOUS,
     KEY_RESUME,
-    load_study,
 )
 
 KEY_ACCEPT = ("Return", "Enter")  # next case, once the one on screen is answered
@@ -97,6 +104,7 @@ class SessionView:
     progress: Progress
     message: str = ""
     warning: bool = False
+    following: OpenedSession | None = None  # the reader's next arm, opened when this one is complete
 
 
 @dataclass(frozen=True)
@@ -113,8 +121,11 @@ class OpenedSession:
 
 def open_session(store, study_id: str, reader_id: str, pin: str) -> OpenedSession:
     """Worker job: check the PIN (scrypt, slow on purpose), open the session at its first unanswered case."""
-    session = ReadingSession.open(store, study_id, reader_id, pin)
-    study = load_study(store, session.study_id)
+    return _opened(ReadingSession.open(store, study_id, reader_id, pin))
+
+
+def _opened(session: ReadingSession) -> OpenedSession:
+    study = session.study
     first = session.current_case()
     return OpenedSession(session, study.name, study.case_kind, study.contours,
                          answer_names(first.kind, first.task_label), SessionView(first, session.progress()))
@@ -137,13 +148,26 @@ def _move_job(session: ReadingSession, step: str) -> SessionView:
     if following is not None or step != "next":
         return SessionView(following, progress)
     if session.is_complete:
-        return SessionView(None, progress, f"All {progress.total} cases are answered — thank you. "
-                                           "Study ▸ Stop reading closes the session.")
+        return _after_complete(session, progress)
     try:
         session.finish()  # closes only when every case left is one that cannot be shown
     except StudyError as exc:
         return SessionView(None, progress, f"{exc} Press {KEY_RESUME} for the first unanswered case.", True)
     return SessionView(None, progress, "Session finished; the cases that could not be shown are reported. Thank you.")
+
+
+def _after_complete(session: ReadingSession, progress: Progress) -> SessionView:
+    """Every case of this arm is answered: open the next arm (the aided one after the unaided one) when it is
+    due, else say when it opens or that the study is done."""
+    done = f"All {progress.total} cases are answered ({session.arm} session) — thank you."
+    try:
+        following = session.next_session()
+    except WashoutError as exc:
+        return SessionView(None, progress, f"{done} {exc} Sign in again then; Study ▸ Stop reading closes this "
+                                           "session.")
+    if following is None:
+        return SessionView(None, progress, f"{done} Study ▸ Stop reading closes the session.")
+    return SessionView(None, progress, done, following=_opened(following))
 
 
 def _read_ahead(session: ReadingSession) -> None:
@@ -154,6 +178,7 @@ class ReadingController(QObject):
     """One reading session on screen: panel, keyboard shortcuts on `window`, saving and moving (on workers)."""
 
     case_shown = Signal(object)  # BlindedCase, for the window's central view
+    arm_finished = Signal(object)  # OpenedSession of the reader's next arm, for the window to switch to
 
     def __init__(self, opened: OpenedSession, window: QWidget,
                  on_error: Callable[[BaseException, str], None]) -> None:
@@ -411,6 +436,8 @@ class ReadingController(QObject):
             self.panel.set_progress(view.progress)
             if view.message:
                 self.panel.set_message(view.message, warning=view.warning)
+            if view.following is not None:
+                self.arm_finished.emit(view.following)
             return
         self._show(view.case)
         if left_open is not None:

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QDockWidget, QMessageBox
 
 from app.reading import OpenedSession, ReadingController, aid_to_prediction, blinded_to_case, open_session
 from app.widgets.study_dialogs import AddReaderDialog, NewStudyDialog, StartReadingDialog
+from engine.data.words import count_of
 from engine.studies import BlindedCase, Study, StudyError, list_studies
 
 
@@ -94,6 +95,7 @@ class ReadingModeMixin:
         self.model_label.setText("Reading session")
         self.reading = ReadingController(opened, self, on_error=lambda exc, title: self.show_error(exc, title=title))
         self.reading.case_shown.connect(self._show_blinded)
+        self.reading.arm_finished.connect(self._next_arm)
         self.reading_dock = self._dock("Reading", "readingDock", self.reading.panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.reading_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)  # not closable mid-study
         self.reading_dock.setMinimumWidth(380)
@@ -104,6 +106,20 @@ class ReadingModeMixin:
         self.reading.start()
         self.reading.panel.setFocus()
         self.statusBar().showMessage(f"Reading as {session.display_name}; every answer is saved at once.", 6000)
+
+    def _next_arm(self, opened: OpenedSession) -> None:
+        """The reader answered every case of an arm and the next one is due: say so, then start it."""
+        if self.reading is None:
+            return
+        arm = "aided" if opened.session.aided else "unaided"
+        what = ("the same cases again, now with the model's output beside the images"
+                if opened.session.aided else "the same cases again, in a new order")
+        QMessageBox.information(self, "Next session",
+                                f"You have answered every case of this session, thank you.\n\nThe {arm} session "
+                                f"(round {opened.session.round}) follows now: {what}.")
+        self.stop_reading(quiet=True)
+        self._reading_opened(opened)
+        self.statusBar().showMessage(f"The {arm} session has started.", 8000)
 
     def _show_blinded(self, blinded: BlindedCase) -> None:
         """The blinded case in the view for its kind; the model output only when the session is aided."""
@@ -125,8 +141,9 @@ class ReadingModeMixin:
         if blinded.draw_contour:
             view.set_drawing(True, blinded.answer.contour if blinded.answer is not None else None)
 
-    def stop_reading(self) -> None:
-        """Leave reading mode (the answers are already saved); the session resumes at the next sign-in."""
+    def stop_reading(self, quiet: bool = False) -> None:
+        """Leave reading mode (the answers are already saved); the session resumes at the next sign-in.
+        `quiet`: no status message (the next arm starts at once)."""
         if self.reading is None:
             return
         self.reading.close()
@@ -151,14 +168,15 @@ class ReadingModeMixin:
             action.setEnabled(True)
         self.stop_reading_action.setEnabled(False)
         self.case_browser.table.clearSelection()
-        self.statusBar().showMessage("Reading stopped; your answers are saved.", 6000)
+        if not quiet:
+            self.statusBar().showMessage("Reading stopped; your answers are saved.", 6000)
 
     def new_study_dialog(self) -> None:
         if self._refuse_while_reading():
             return
         dialog = NewStudyDialog(self.store, self.case_browser.selected_id(), self)
         self._open_study_dialog(dialog, lambda: self.statusBar().showMessage(
-            f"Created study {dialog.created.id} ({len(dialog.created.case_ids)} cases).", 8000))
+            f"Created study {dialog.created.id} ({count_of(len(dialog.created.case_ids), 'case')}).", 8000))
 
     def add_reader_dialog(self) -> None:
         if self._refuse_while_reading():

@@ -19,7 +19,7 @@ NEGATIVE_COLOR = "#5fa8d3"  # below it (blue)
 
 HEAT_COLORMAP = "inferno"  # Grad-CAM: perceptually uniform, readable on a dark background
 PROBABILITY_COLORMAP = "viridis"  # segmentation probability
-HEAT_FADE = 0.35  # heat layers turn opaque over the lowest 35 % of their scale: weak evidence leaves the image visible
+HEAT_FADE = 1.0  # heat layers' alpha rises with the value over the whole scale: low values never veil the image
 DEFAULT_HEAT_OPACITY = 0.45  # the heat layer's opacity before the user moves the slider
 DISPLAY_PERCENTILES = (0.5, 99.5)  # grey window on load: robust to hot pixels and a dark background
 

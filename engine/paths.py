@@ -106,3 +106,15 @@ def cache_dir() -> Path:
         path = Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def use_persistent_matplotlib_cache() -> Path | None:
+    """In the frozen app, point matplotlib at a folder in the user cache that outlives the process. PyInstaller's
+    runtime hook gives it a temporary folder deleted at exit, so every launch rebuilt the font cache (seconds).
+    Call before matplotlib is imported; returns the folder, or None when not frozen (matplotlib's own default)."""
+    if not getattr(sys, "frozen", False):
+        return None
+    folder = cache_dir() / "matplotlib"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["MPLCONFIGDIR"] = str(folder)
+    return folder

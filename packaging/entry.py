@@ -3,7 +3,11 @@
 import multiprocessing
 import sys
 
-from app.launcher import main
+from engine.paths import use_persistent_matplotlib_cache
+
+use_persistent_matplotlib_cache()  # before anything imports matplotlib: its font cache is kept between launches
+
+from app.launcher import main  # noqa: E402
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()

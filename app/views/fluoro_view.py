@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QMessageBox,
     QPushButton,
@@ -24,6 +23,7 @@ from PySide6.QtWidgets import (
 from app import theme
 from app.views.base import CaseView, heatmap_controls, view_buttons
 from app.widgets.contour_drawing import ContourDrawing
+from app.widgets.flow_layout import FlowLayout
 from app.widgets.image_panel import ImagePanel
 from app.workers import submit
 from engine.cases.kinds import Method
@@ -137,18 +137,14 @@ class FluoroView(CaseView):
         # Two rows of controls, so that the view fits a 1920-pixel screen beside both docks: what is drawn and how
         # to look at it; then the probability overlay and the exports.
         method_title = QLabel("Method")
-        controls = QHBoxLayout()
-        controls.setSpacing(8)
+        controls = FlowLayout()  # each row wraps where the screen is narrower (1366 px beside both docks)
         for widget in (method_title, self.method_combo, self.pred_checkbox, self.truth_checkbox):
             controls.addWidget(widget)
-        controls.addStretch(1)
         for button in view_buttons(self):
             controls.addWidget(button)
-        overlay = QHBoxLayout()
-        overlay.setSpacing(8)
+        overlay = FlowLayout()
         for widget in (self.heatmap_checkbox, self.opacity_slider, self.opacity_label, self.legend):
             overlay.addWidget(widget)
-        overlay.addStretch(1)
         overlay.addWidget(self.export_mask_button)
         overlay.addWidget(self.export_contours_button)
         self.model_controls = [method_title, self.method_combo, self.pred_checkbox, self.heatmap_checkbox,

@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLa
 
 from app import theme
 from app.views.base import CaseView, heatmap_controls, view_buttons
+from app.widgets.flow_layout import FlowLayout
 from app.widgets.image_panel import ImagePanel
 from app.widgets.view_link import PanelGrid, link_views
 from engine.cases.model import FL, WL, Case
@@ -36,12 +37,10 @@ class GliomaView(CaseView):
         self.heatmap_combo.setToolTip("Which model's Grad-CAM to overlay")
         opacity_title, self.opacity_slider, self.opacity_label, legend = heatmap_controls(theme.HEAT_COLORMAP)
         self.legend = legend[1]
-        controls = QHBoxLayout()
-        controls.setSpacing(8)
+        controls = FlowLayout()  # wraps on narrow screens (1366 px beside both docks)
         for widget in (self.heatmap_checkbox, self.heatmap_combo, opacity_title, self.opacity_slider,
                        self.opacity_label):
             controls.addWidget(widget)
-        controls.addStretch(1)
         for button in view_buttons(self, "Reset the fluorescence window/level to the automatic setting"):
             controls.addWidget(button)
 

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from app import theme
 from app.views.base import CaseView, heatmap_controls, view_buttons
+from app.widgets.flow_layout import FlowLayout
 from app.widgets.image_panel import ImagePanel
 from app.widgets.view_link import PanelGrid, link_views
 from engine.cases.model import Case
@@ -37,13 +38,11 @@ class LymphNodeView(CaseView):
         self.heatmap_checkbox.setToolTip("Show each branch's Grad-CAM on its image and the fusion-layer map on WLI")
         opacity_title, self.opacity_slider, self.opacity_label, legend = heatmap_controls(theme.HEAT_COLORMAP)
         self.legend = legend[1]
-        controls = QHBoxLayout()
-        controls.setSpacing(8)
+        controls = FlowLayout()  # wraps on narrow screens (1366 px beside both docks)
         for widget in (self.heatmap_checkbox, opacity_title, self.opacity_slider, self.opacity_label, *legend):
             controls.addWidget(widget)
         self.model_controls = [self.heatmap_checkbox, opacity_title, self.opacity_slider, self.opacity_label,
                                *legend]
-        controls.addStretch(1)
         for button in view_buttons(self, "Reset the FI window/level to the automatic setting",
                                    "Zoom all four images to show the whole node"):
             controls.addWidget(button)

@@ -20,10 +20,13 @@ from PySide6.QtWidgets import (
 from app.widgets.review_filter import ReviewFilterBar
 from app.workers import submit
 from engine.cases.kinds import case_kinds, find_kind
+from engine.data.words import count_of
 from engine.review import filtered_cases
 from engine.store import CaseSummary
 
 COLUMNS = ("Case", "Patient", "Images", "Truth")
+CASE, PATIENT, IMAGES, TRUTH = range(len(COLUMNS))
+DROP_ORDER = (IMAGES, TRUTH)  # columns hidden, in this order, when the dock is too narrow for all of them
 
 
 def kind_title(kind: str) -> str:
@@ -61,9 +64,9 @@ class CaseBrowser(QWidget):
         self.table.setShowGrid(False)
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
-        for col in range(len(COLUMNS)):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)  # ids stay whole; patient ids give way
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # `fit_columns` sizes them to their texts
+        header.setStretchLastSection(False)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.count_label = QLabel("")
         self.count_label.setObjectName("smallPrint")
 
@@ -120,13 +123,37 @@ class CaseBrowser(QWidget):
                 item.setToolTip(self._tooltip(summary))
                 self.table.setItem(row, col, item)
         self.table.blockSignals(False)
-        self.count_label.setText(f"{len(self._summaries)} case{'s' if len(self._summaries) != 1 else ''}")
+        self.fit_columns()
+        self.count_label.setText(count_of(len(self._summaries), "case"))
         if keep is not None:
             if asked:
                 self.select(keep, emit=emit, retry=False)
             elif self._row_of(keep) is not None:
                 self.select(keep, emit=False)
         self.refreshed.emit()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Every shown column as wide as its widest text (ids are never cut); where the dock is too narrow
+        for all four, Images and then Truth are hidden (each row's tooltip still says them). Spare width
+        goes to the Patient column."""
+        header = self.table.horizontalHeader()
+        needed = [max(self.table.sizeHintForColumn(col), header.sectionSizeHint(col)) for col in range(len(COLUMNS))]
+        scrollbar = self.table.verticalScrollBar()  # its width is kept free whether it shows yet or not
+        available = self.table.viewport().width() - (0 if scrollbar.isVisible() else scrollbar.sizeHint().width())
+        shown = list(range(len(COLUMNS)))
+        for col in DROP_ORDER:
+            if sum(needed[c] for c in shown) <= available:
+                break
+            shown.remove(col)
+        for col in range(len(COLUMNS)):
+            self.table.setColumnHidden(col, col not in shown)
+        spare = max(available - sum(needed[c] for c in shown), 0)
+        for col in shown:
+            self.table.setColumnWidth(col, needed[col] + (spare if col == PATIENT else 0))
 
     def select(self, case_id: str, emit: bool = True, retry: bool = True) -> bool:
         """Select the row of `case_id` (emitting case_selected if asked); when the list does not show it,
@@ -171,5 +198,6 @@ class CaseBrowser(QWidget):
     @staticmethod
     def _tooltip(summary: CaseSummary) -> str:
         kind = kind_title(summary.kind)
-        results = f"{summary.n_predictions} stored result{'s' if summary.n_predictions != 1 else ''}"
-        return f"{summary.id}\n{kind}\n{results}\nAdded {summary.created[:16].replace('T', ' ')}\n{summary.bundle_path}"
+        results = count_of(summary.n_predictions, "stored result")
+        images = f"Images: {'+'.join(summary.modalities) or 'none'}; truth: {'yes' if summary.has_truth else 'no'}"
+        return f"{summary.id}\n{kind}\n{images}\n{results}\nAdded {summary.created[:16].replace('T', ' ')}\n{summary.bundle_path}"

@@ -57,8 +57,9 @@ def rgb_levels(array: np.ndarray) -> tuple[float, float]:
 
 
 def fading_colormap(colormap: pg.ColorMap, ramp: float = theme.HEAT_FADE) -> pg.ColorMap:
-    """The colour map with alpha rising from 0 to opaque over the lowest `ramp` of the scale, so that weak
-    evidence leaves the image visible and the map's extent leaves no hard edge."""
+    """The colour map with alpha proportional to the value (rising from 0 to opaque over the lowest `ramp` of the
+    scale; the whole scale by default), so that zero shows the image unchanged, weak evidence barely tints it,
+    and the map's extent leaves no hard edge."""
     positions = np.linspace(0.0, 1.0, 256)
     lut = colormap.getLookupTable(0.0, 1.0, nPts=256, alpha=True).astype(np.float64)
     lut[:, 3] = 255 * np.clip(positions / ramp, 0.0, 1.0)

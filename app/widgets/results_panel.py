@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPen, QTextDocument
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 from app import theme
 from engine.cases.kinds import CaseKind, TaskInfo, find_kind
 from engine.data import Prediction
+from engine.data.agreement import call_disagreements
 
 POSITIVE_COLOR = QColor(theme.POSITIVE)  # amber: at or above the operating threshold
 NEGATIVE_COLOR = QColor(theme.NEGATIVE)  # steel blue: below it
@@ -84,6 +85,24 @@ class ProbabilityBar(QWidget):
         painter.end()
 
 
+class WrappedLabel(QLabel):
+    """A word-wrapping label never narrower than its longest word (Qt would break "non-tumor" at the hyphen
+    or cut a long word)."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        document = QTextDocument()
+        document.setHtml(self.text())
+        metrics = QFontMetrics(self.font())
+        longest = max((metrics.horizontalAdvance(word) for word in document.toPlainText().split()), default=0)
+        margins = self.contentsMargins()
+        return QSize(max(hint.width(), longest + margins.left() + margins.right() + 1), hint.height())
+
+
 class ResultCell(QWidget):
     """One model's answer to one task: probability and threshold, the bar, the call."""
 
@@ -93,10 +112,10 @@ class ResultCell(QWidget):
         self.probability_label.setObjectName("probabilityText")
         self.threshold_label = QLabel()
         self.threshold_label.setObjectName("smallPrint")
+        self.threshold_label.setWordWrap(True)  # "threshold" over "25 %" in a narrow dock, never cut
         self.bar = ProbabilityBar()
-        self.call_label = QLabel()
+        self.call_label = WrappedLabel()
         self.call_label.setObjectName("callText")
-        self.call_label.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 2, 0, 2)
         layout.setSpacing(2)
@@ -104,10 +123,14 @@ class ResultCell(QWidget):
         layout.addWidget(self.bar)
         layout.addWidget(self.threshold_label)
         layout.addWidget(self.call_label)
+        self.area_label = WrappedLabel()
+        self.area_label.setObjectName("smallPrint")
+        self.area_label.setVisible(False)
+        layout.addWidget(self.area_label)
 
     def set_result(self, probability: float | None, threshold: float | None, call: str) -> None:
         self.probability_label.setText("—" if probability is None else f"{100 * probability:.1f} %")
-        self.threshold_label.setText("" if threshold is None else f"threshold {100 * threshold:.0f} %")
+        self.threshold_label.setText("" if threshold is None else f"threshold {100 * threshold:.0f}\u00a0%")  # wraps before the number
         self.threshold_label.setToolTip("The model's operating threshold (from its model card)")
         self.bar.set_values(probability, threshold)
         self.call_label.setText(call or "—")
@@ -118,6 +141,13 @@ class ResultCell(QWidget):
         self.call_label.setProperty("state", "positive" if positive else "negative" if assessed else "gated")
         self.call_label.style().unpolish(self.call_label)
         self.call_label.style().polish(self.call_label)
+
+    def set_area(self, measures) -> None:
+        """The predicted area beside the frame score (segmentations): pixels, and mm² when the spacing is known."""
+        text = area_text(measures)
+        self.area_label.setText(text)
+        self.area_label.setVisible(bool(text))
+        self.area_label.setToolTip("Area of the predicted tumor mask" if text else "")
 
 
 class ResultsPanel(QWidget):
@@ -131,6 +161,7 @@ class ResultsPanel(QWidget):
         self.setObjectName("resultsPanel")
         self.cells: dict[tuple[str, str], ResultCell] = {}  # (task, model) -> cell
         self.truth_cells: dict[str, QLabel] = {}
+        self.task_labels: dict[str, QLabel] = {}
         self._truth: dict[str, str] | None = None
         self._kind: CaseKind | None = None
         self._predictions: list[Prediction] = []  # shown now, to redraw when the truth arrives
@@ -154,10 +185,14 @@ class ResultsPanel(QWidget):
         self.history_label = QLabel("")
         self.history_label.setObjectName("smallPrint")
         self.history_label.setVisible(False)
+        self.disagreement_label = QLabel("")
+        self.disagreement_label.setObjectName("disagreement")
+        self.disagreement_label.setWordWrap(True)
+        self.disagreement_label.setVisible(False)
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
         self.grid.setContentsMargins(0, 8, 0, 8)
-        self.grid.setHorizontalSpacing(14)
+        self.grid.setHorizontalSpacing(10)
         self.grid.setVerticalSpacing(10)
         self.timings_label = QLabel("")
         self.timings_label.setObjectName("smallPrint")
@@ -171,9 +206,10 @@ class ResultsPanel(QWidget):
 
         body = QWidget()
         layout = QVBoxLayout(body)
-        layout.setContentsMargins(12, 10, 12, 10)
+        layout.setContentsMargins(10, 10, 10, 10)
         layout.setSpacing(6)
-        for widget in (self.case_label, self.history_label, self.history_combo, self.headline, self.state_label, self.grid_host):
+        for widget in (self.case_label, self.history_label, self.history_combo, self.headline, self.disagreement_label,
+                       self.state_label, self.grid_host):
             layout.addWidget(widget)
         line = QFrame()
         line.setFrameShape(QFrame.Shape.HLine)
@@ -181,7 +217,7 @@ class ResultsPanel(QWidget):
         layout.addWidget(self.timings_label)
         layout.addWidget(self.legend_label)
         layout.addStretch(1)
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(body)
@@ -202,6 +238,7 @@ class ResultsPanel(QWidget):
         self.timings_label.setText("")
         self.set_history([], -1)
         self._rebuild([])
+        self._show_disagreements([])
 
     def set_history(self, labels: list[str], current: int, tips: list[str] | None = None) -> None:
         """The stored runs (newest first), `current` selected, `tips` their full descriptions; hidden while there
@@ -232,6 +269,7 @@ class ResultsPanel(QWidget):
     def show_predictions(self, predictions: list[Prediction], stored: bool = False) -> None:
         """Fill the table. `stored`: results read back from the store or bundle rather than computed now."""
         self._rebuild(predictions)
+        self._show_disagreements(predictions)
         if not predictions:
             self.headline.setText("")
             return
@@ -265,47 +303,81 @@ class ResultsPanel(QWidget):
                 widget.deleteLater()
         self.cells.clear()
         self.truth_cells.clear()
+        self.task_labels.clear()
         keys = [t for p in predictions for t in (*p.calls, *p.probabilities)] + list(self._truth or {})
         tasks = list(dict.fromkeys(keys))
         if not tasks:
             return
-        for col, prediction in enumerate(predictions, start=1):
-            header = _column_header(self._kind, prediction, primary=col == 1 and len(predictions) > 1)
+        # One column per model and one for the truth; each task's title spans the row above its cells, so the
+        # cells get the dock's whole width (a 1366-pixel screen leaves the dock about 340 pixels).
+        for col, prediction in enumerate(predictions):
+            header = _column_header(self._kind, prediction, primary=col == 0 and len(predictions) > 1)
             self.grid.addWidget(self._header(header), 0, col)
-        truth_col = len(predictions) + 1
+        truth_col = len(predictions)
         if self._truth is not None:
             self.grid.addWidget(self._header("Truth<br><span style='font-size:10pt;font-weight:normal'>reference</span>"),
                                 0, truth_col)
-        for row, task in enumerate(tasks, start=1):
+        n_cols = truth_col + (self._truth is not None)
+        disputed = {d.task for d in call_disagreements(predictions)}
+        for index, task in enumerate(tasks):
+            row = 1 + 2 * index
             info = self._kind.task(task) if self._kind is not None else TaskInfo(task, task.title())
-            name = QLabel(f"<b>{info.title}</b><br>" + theme.span(info.question, "text_muted", font_size="10pt"))
-            name.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+            flag = theme.span(" · models disagree", "amber", font_size="10pt") if task in disputed else ""
+            question = f" — {theme.span(info.question, 'text_muted', font_size='10pt')}" if info.question else ""
+            name = QLabel(f"<b>{info.title}</b>{question}{flag}")
+            name.setObjectName("taskTitle")
             name.setWordWrap(True)
-            name.setFixedWidth(88)
-            self.grid.addWidget(name, row, 0)
-            for col, prediction in enumerate(predictions, start=1):
+            self.task_labels[task] = name
+            self.grid.addWidget(name, row, 0, 1, max(n_cols, 1))
+            for col, prediction in enumerate(predictions):
                 cell = ResultCell()
                 cell.set_result(prediction.probabilities.get(task), prediction.thresholds.get(task),
                                 prediction.calls.get(task, ""))
+                cell.set_area(prediction.measures)
                 self.cells[(task, prediction.model)] = cell
-                self.grid.addWidget(cell, row, col)
+                self.grid.addWidget(cell, row + 1, col, Qt.AlignmentFlag.AlignTop)
             if self._truth is not None:
-                truth = QLabel(self._truth.get(task, "—"))
+                truth = WrappedLabel(self._truth.get(task, "—"))
                 truth.setObjectName("truthText")
-                truth.setWordWrap(True)
                 truth.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
                 self.truth_cells[task] = truth
-                self.grid.addWidget(truth, row, truth_col)
-        for col in range(1, len(predictions) + 1):
-            self.grid.setColumnStretch(col, 3)
-        if self._truth is not None:
-            self.grid.setColumnStretch(truth_col, 2)
+                self.grid.addWidget(truth, row + 1, truth_col, Qt.AlignmentFlag.AlignTop)
+        for col in range(n_cols):  # equal shares: a truth such as "non-tumor" needs as much room as a call
+            self.grid.setColumnStretch(col, 1)
+
+    def _show_disagreements(self, predictions: list[Prediction]) -> None:
+        """An amber line under the headline when the models shown call a task differently (e.g. FL vs WL)."""
+        lines = []
+        for found in call_disagreements(predictions):
+            by_model = {p.model: p for p in predictions}
+            title = self._kind.task(found.task).title if self._kind is not None else found.task
+            answers = ", ".join(f"{column_title(self._kind, by_model[model])} {call}"
+                                for model, call, _positive in found.answers)
+            lines.append(f"⚠ Models disagree on {title}: {answers}.")
+        self.disagreement_label.setText("<br>".join(lines))
+        self.disagreement_label.setToolTip("The models shown call this case differently; look at both images "
+                                           "and treat the calls with caution." if lines else "")
+        self.disagreement_label.setVisible(bool(lines))
+
+    def disagreement_text(self) -> str:
+        """The disagreement line as shown ('' when the models agree or it is hidden)."""
+        return self.disagreement_label.text() if self.disagreement_label.isVisibleTo(self) else ""
 
     @staticmethod
     def _header(text: str) -> QLabel:
         label = QLabel(text)
         label.setObjectName("columnHeader")
         return label
+
+
+def area_text(measures) -> str:
+    """'area 14905 px (595.9 mm²)' from a prediction's measures; '' when it has no area."""
+    if "area_px" not in measures:
+        return ""
+    text = f"area {int(measures['area_px'])}\u00a0px"
+    if "area_mm2" in measures:
+        text += f" ({measures['area_mm2']:.1f}\u00a0mm²)"
+    return text
 
 
 def _short_time(iso: str) -> str:

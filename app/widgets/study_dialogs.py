@@ -27,9 +27,12 @@ from PySide6.QtWidgets import (
 )
 
 from app.workers import report_error, submit
-from engine.cases.kinds import case_kinds, find_kind
+from engine.cases.kinds import CaseKind, KindError, case_kinds, find_kind
+from engine.data import PredictionSummary
+from engine.data.words import count_of
 from engine.store import CaseSummary
 from engine.studies import AIDED, SCALES, UNAIDED, Study, StudyError, add_reader, create_study
+from engine.studies.model import stored_models
 
 
 def _error_label() -> QLabel:
@@ -72,6 +75,22 @@ class _EngineDialog(QDialog):
                 report_error(exc, tb, parent=self, title=f"OncoLens — {what} failed")
 
         submit(fn, *args, description=what, context=self, on_result=finished, on_error=refused)
+
+
+def _primary_model(kind: CaseKind | None) -> str | None:
+    try:
+        return kind.primary_model() if kind is not None else None
+    except KindError:
+        return None
+
+
+def _model_title(kind: CaseKind | None, model: str) -> str:
+    """'fl_cnn[FL]' -> 'FL-CNN (fl_cnn[FL])' as the kind names it."""
+    family, _, rest = model.partition("[")
+    if kind is None:
+        return model
+    title, note = kind.model_title(PredictionSummary(family=family, variant=rest.rstrip("]")))
+    return f"{title}{' ' + note if note and note != 'segmentation' else ''} ({model})"
 
 
 def _study_combo(studies: list[Study]) -> QComboBox:
@@ -120,11 +139,16 @@ class NewStudyDialog(_EngineDialog):
         self.created: Study | None = None
         self.loaded = False
         self.summaries: list[CaseSummary] = []
+        self.models_loaded = False
+        self._model_generation = 0
         self.id_edit = QLineEdit()
         self.name_edit = QLineEdit()
         self.kind_combo = QComboBox()
         self.label_combo = QComboBox()
         self.label_combo.setEditable(True)
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip("The model whose stored results aided readers see and readers are compared "
+                                    "with; every case needs a stored result of it")
         self.case_list = QListWidget()
         self.case_list.setMinimumHeight(160)
         self.modality_row = QHBoxLayout()
@@ -159,6 +183,7 @@ class NewStudyDialog(_EngineDialog):
         form.addRow("Case kind", self.kind_combo)
         form.addRow("Task label", self.label_combo)
         form.addRow("Cases", self.case_list)
+        form.addRow("Model", self.model_combo)
         form.addRow("Modalities shown", self.modality_row)
         form.addRow("Arms", arms)
         form.addRow("Confidence scale", self.scale_combo)
@@ -211,13 +236,14 @@ class NewStudyDialog(_EngineDialog):
         for summary in self.summaries:
             if summary.kind != kind:
                 continue
-            item = QListWidgetItem(f"{summary.id}   {'+'.join(summary.modalities)}   "
-                                   f"{summary.n_predictions} stored result(s)")
+            results = count_of(summary.n_predictions, "stored result")
+            item = QListWidgetItem(f"{summary.id}   {'+'.join(summary.modalities)}   {results}")
             item.setData(Qt.ItemDataRole.UserRole, summary.id)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if preselect in (None, summary.id) else Qt.CheckState.Unchecked)
             self.case_list.addItem(item)
             modalities += [m for m in summary.modalities if m not in modalities]
+        self._list_models(info, [s.id for s in self.summaries if s.kind == kind])
         while self.modality_row.count():
             widget = self.modality_row.takeAt(0).widget()
             if widget is not None:
@@ -226,6 +252,37 @@ class NewStudyDialog(_EngineDialog):
         for i, box in enumerate(self.modality_boxes.values()):
             box.setChecked(i == 0)
             self.modality_row.addWidget(box)
+
+    def _list_models(self, kind: CaseKind | None, case_ids: list[str]) -> None:
+        """Offer the models with stored results on the kind's cases (read on a worker), the kind's primary
+        model first and chosen (the one the source paper compares with readers) unless it has no results on
+        them. Until the list is read, the engine's default is used (the primary model)."""
+        self.model_combo.clear()
+        self.models_loaded = False
+        primary = _primary_model(kind)
+        if primary:
+            self.model_combo.addItem(f"{_model_title(kind, primary)} (primary) — listing results…", primary)
+        if not case_ids:
+            return
+        generation = self._model_generation = self._model_generation + 1
+        submit(stored_models, self.store, case_ids, description="Listing the models", context=self,
+               on_result=lambda counts: self._models_listed(generation, kind, counts, len(case_ids)))
+
+    def _models_listed(self, generation: int, kind: CaseKind | None, counts: dict[str, int], n_cases: int) -> None:
+        if generation != self._model_generation:
+            return  # another kind was picked meanwhile
+        primary = _primary_model(kind)
+        models = ([primary] if primary else []) + sorted(m for m in counts if m != primary)
+        self.model_combo.clear()
+        for model in models:
+            note = " (primary)" if model == primary else ""
+            self.model_combo.addItem(f"{_model_title(kind, model)}{note} — results for {counts.get(model, 0)} of "
+                                     f"{count_of(n_cases, 'case')}", model)
+        if primary and not counts.get(primary) and counts:  # the primary model has not run on these cases
+            self.model_combo.setCurrentIndex(models.index(max(counts, key=counts.get)))
+        else:
+            self.model_combo.setCurrentIndex(0)
+        self.models_loaded = True
 
     def study(self) -> Study:
         cases = [self.case_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.case_list.count())
@@ -238,6 +295,7 @@ class NewStudyDialog(_EngineDialog):
                      arms=tuple(arms), confidence_scale=self.scale_combo.currentData(),
                      contours=self.contours_box.isChecked(), seed=self.seed_spin.value(),
                      repeat_reads=self.repeat_spin.value(), washout_days=self.washout_spin.value(),
+                     model=(self.model_combo.currentData() if self.models_loaded else None) or None,
                      question=self.question_edit.text().strip())
 
     def accept(self) -> None:

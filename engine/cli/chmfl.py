@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.cli.common import Context, add_evaluation_options, add_models_dir, add_phantom_data, models_root
+from engine.cli.common import (
+    Context,
+    add_evaluation_options,
+    add_models_dir,
+    add_phantom_data,
+    check_output_file,
+    models_root,
+)
 
 
 def add_data(p: argparse.ArgumentParser) -> None:
@@ -87,4 +94,5 @@ def run_evaluate(args: argparse.Namespace, ctx: Context) -> int:
 def run_bench(args: argparse.Namespace, ctx: Context) -> int:
     from engine.train.chmfl_bench import CHMFLBench, bench_chmfl
 
+    check_output_file(args.out, (".csv",))
     return bench_chmfl(CHMFLBench(repeats=args.repeats, out=args.out, models_root=models_root(args)), ctx.say)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from getpass import getpass
 from pathlib import Path
 
 from engine.cli.common import Context, check_output_file, check_output_folder
+from engine.data.words import count_of
 
 PROMPT: Callable[[str], str] = getpass  # tests answer the PIN prompt by replacing this
 PIN_VARIABLE = "ONCOLENS_READER_PIN"
@@ -41,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--seed", type=int, default=0, help="seed of the per-reader reading order")
     create.add_argument("--repeat-reads", type=int, default=0, help="extra rounds after the washout")
     create.add_argument("--washout-days", type=float, default=0.0, help="least days between a reader's sessions")
-    create.add_argument("--model", help="model whose stored predictions are used (default: newest per case)")
+    create.add_argument("--model", help="model whose stored predictions aided readers see and readers are compared "
+                                        "with, e.g. fl_cnn[WL] (default: the case kind's primary model)")
     create.add_argument("--question", help="the question readers see (default: Is this case <label>?)")
     create.add_argument("--description", help="free text kept with the study")
     create.set_defaults(run=run_create)
@@ -117,35 +120,48 @@ def read_pin(args: argparse.Namespace) -> str:
         return lines[0]
     if os.environ.get(PIN_VARIABLE):
         return os.environ[PIN_VARIABLE]
+    no_terminal = StudyError(f"No PIN was typed: standard input is closed or empty. Run the command in a terminal, "
+                             f"or give the PIN with --pin-file FILE or the {PIN_VARIABLE} environment variable.")
+    if PROMPT is getpass and not _has_terminal():
+        raise no_terminal  # getpass would warn that the PIN may be echoed, then fail on the empty input
     try:
         pin = PROMPT(f"PIN for reader {args.reader}: ")
         if PROMPT("Repeat the PIN: ") != pin:
             raise StudyError("The two PINs differ; nothing was saved. Try again.")
     except EOFError:
-        raise StudyError(f"No PIN was typed: standard input is closed or empty. Run the command in a terminal, or "
-                         f"give the PIN with --pin-file FILE or the {PIN_VARIABLE} environment variable.") from None
+        raise no_terminal from None
     return pin
 
 
+def _has_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stdin
+        return False
+
+
 def run_create(args: argparse.Namespace, ctx: Context) -> int:
+    from engine.cases.kinds import case_kinds, get_kind
     from engine.studies import Study, create_study
 
     if args.kind:
-        from engine.cases.kinds import get_kind
-
         get_kind(args.kind)  # an unknown kind is named with the known ones, before the store is touched
     with _store(args) as store:
         case_ids = list(args.cases or [])
         if args.kind:
-            case_ids += [c.id for c in sorted(store.list_cases(kind=args.kind), key=lambda c: c.id)
-                         if c.id not in case_ids]
+            of_kind = [c.id for c in sorted(store.list_cases(kind=args.kind), key=lambda c: c.id)]
+            if not of_kind and not case_ids:
+                raise ValueError(f"The store holds no {args.kind} cases, so --kind {args.kind} adds none. Open "
+                                 "their bundles in OncoLens first (File ▸ Open case bundle…), or name another "
+                                 f"kind: {', '.join(k.name for k in case_kinds())}.")
+            case_ids += [c for c in of_kind if c not in case_ids]
         study = create_study(store, Study(
             id=args.study, name=args.name or args.study, task_label=args.label, case_ids=tuple(case_ids),
             modalities=tuple(args.modalities), arms=tuple(args.arms), confidence_scale=args.scale,
             contours=bool(args.contours), seed=int(args.seed), repeat_reads=int(args.repeat_reads),
             washout_days=float(args.washout_days), model=args.model, question=args.question or "",
             description=args.description or ""), actor=args.actor)
-    ctx.say(f"created study {study.id}: {len(study.case_ids)} {study.case_kind} cases, arms "
+    ctx.say(f"created study {study.id}: {count_of(len(study.case_ids), study.case_kind + ' case')}, arms "
             f"{', '.join(study.arms)}, model {study.model} at {study.model_threshold:g}")
     return 0
 

@@ -14,8 +14,10 @@ a sign that only one mode shows.
   benign nodes take it up evenly.
 - PCI (s_P): the device draws its overlay from its own long-exposure fluorescence channel. That channel saturates
   inside the node, so the overlay there is flat (hiding the FI defects) and opaque enough to hide most of the WLI
-  surface; but it shows faint tracer spill outside the capsule (streaks along afferent lymphatics, a halo) that
-  lies below the FI noise floor, so the phantom leaves it out of FI.
+  surface; it also shows faint tracer spill outside the capsule (streaks along afferent lymphatics, a halo) that
+  lies below the FI noise floor, so the phantom leaves it out of FI. The spill varies with the label-free part
+  of s_P only: nothing outside the node carries the label (a background-only crop scores AUC about 0.5;
+  engine.train.node_leakage measures it).
 A reader who fuses all three modes therefore beats any pair, and any pair beats a single mode. Node size, shape,
 outline, placement, tracer dose, gain, noise, lighting, glare, fat remnants and the cloth are label-free nuisances.
 """
@@ -369,7 +371,10 @@ def make_node(
     # From here on the label acts only through the three cue scores.
     white = _white_light(rng, geo, _amount(cues["s_W"], cue_strength))
     tracer = _uptake(rng, geo, _amount(cues["s_F"], cue_strength))
-    spill = _spill(rng, geo, _amount(cues["s_P"], cue_strength))
+    # The spill lies outside the node, on the cloth: it must not carry the label (a model would learn the
+    # background beside the node, and a crop without the node would still score; issue 18). It takes the
+    # label-free part of s_P, so the random stream, and every other pixel, stay as they were.
+    spill = _spill(rng, geo, _amount(cues["s_P"] - cue_strength * label, cue_strength))
     pseudo = _pseudo_color(rng, white, tracer, spill)
     images = {
         "WLI": _to_uint8(white, rng, 1.5),

@@ -19,6 +19,7 @@ from engine.data import ModalityImage, Prediction
 from engine.device import describe_device, select_device
 from engine.fastpath import FastPath, backend_choice
 from engine.predict.base import Predictor
+from engine.predict.frame_score import FRAME_THRESHOLD, FrameScore
 from engine.preprocess.fluoro import FrameGeometry, prepare_frame
 from engine.registry import ModelCard, ModelError, create_model, list_models
 from engine.seg.contours import mask_to_contours, net_area, region_count
@@ -93,6 +94,11 @@ class FluoroSegPredictor(Predictor):
         return {} if self.card is None else {self.card.name: self.card.weights.get("sha256", "")}
 
     @property
+    def frame_score(self) -> FrameScore | None:
+        """The card's calibrated frame-level score (None for DRLSE and cards fitted before it existed)."""
+        return None if self.card is None else FrameScore.from_card(self.card.extra)
+
+    @property
     def threshold(self) -> float:
         """The card's pixel threshold; DRLSE's mask is binary, so 0.5 splits it."""
         return 0.5 if self.card is None else self.card.threshold(STRUCTURE)
@@ -150,10 +156,17 @@ class FluoroSegPredictor(Predictor):
         pred.timings_ms = timings
         if prob is not None and explain:
             pred.heatmaps[f"{STRUCTURE}/{MODALITY}"] = prob.astype(np.float32)
-        # Frame-level answer to "is there tumor in this frame?": the highest pixel probability (0/1 for DRLSE,
-        # which has no probabilities), so the call is "tumor" exactly when the mask is not empty.
-        frame_probability = float(mask.any()) if prob is None else float(prob.max())
-        pred.set_result(STRUCTURE, STRUCTURE if mask.any() else f"no {STRUCTURE}", frame_probability, self.threshold)
+        # Frame-level answer to "is there tumor in this frame?": the card's calibrated score of the probability map
+        # (engine.predict.frame_score) against 0.5; without one, the highest pixel probability (0/1 for DRLSE,
+        # which has no probabilities) against the pixel threshold, "tumor" exactly when the mask is not empty.
+        score = self.frame_score
+        if score is not None and work is not None:
+            frame_probability, frame_threshold = score.probability(work, self.threshold), FRAME_THRESHOLD
+            positive = frame_probability >= frame_threshold
+        else:
+            frame_probability = float(mask.any()) if prob is None else float(prob.max())
+            frame_threshold, positive = self.threshold, bool(mask.any())
+        pred.set_result(STRUCTURE, STRUCTURE if positive else f"no {STRUCTURE}", frame_probability, frame_threshold)
         pixels = int(mask.sum())
         regions = region_count(mask)
         pred.measures.update(area_px=pixels, regions=regions)

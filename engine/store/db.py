@@ -12,6 +12,7 @@ patient ids in the log are keyed hashes; `oncolens store verify` (verify.py) che
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +36,11 @@ from engine.store.audit import AuditTrail, dumps
 from engine.store.connect import WRITE_OPTION, database_error, make_engine, take_write_lock
 from engine.store.fingerprints import image_sha256
 from engine.store.schema import CaseRecord, PredictionRecord, StoreError, StudyCaseRecord
+
+log = logging.getLogger(__name__)
+# Alembic logs its context at INFO once per MigrationContext (so each line twice per start) and every step;
+# the store logs one line of its own per upgrade instead. Alembic's warnings and errors still show.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 SQLITE_FILE = "oncolens.sqlite3"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -190,6 +196,9 @@ class Store(AuditTrail):
                     "db_url to another database."
                 )
             config.attributes["connection"] = connection
+            head = script.get_current_head()
+            if current != head:
+                log.info("Upgrading the store %s from schema %s to %s.", self._shown_url, current or "(empty)", head)
             command.upgrade(config, "head")
 
     def schema_revision(self) -> str:
@@ -248,7 +257,7 @@ class Store(AuditTrail):
         if record is None:
             raise StoreError(
                 f"No case {case_id!r} in the store {self._shown_url}. "
-                "Add it first (Store.add_case or Store.import_bundles)."
+                "Add it first: open its bundle in OncoLens (File ▸ Open case bundle…)."
             )
         return record
 
@@ -361,7 +370,7 @@ class Store(AuditTrail):
         if not folder.is_dir():
             raise StoreError(
                 f"Case {case_id}: its bundle folder {folder} is missing (moved or deleted). "
-                "Re-import the bundle from where it is now (Store.import_bundles or Store.add_case)."
+                "Re-import the bundle from where it is now (File ▸ Open case bundle…)."
             )
         try:
             case = read_bundle(folder)

@@ -158,7 +158,7 @@ def collect_study_data(store: Store, study_id: str) -> StudyData:
         arms = [UNAIDED]
     if not arms:
         raise StudyError(f"Study {study_id!r} cannot be analysed yet: no reader has finished an arm "
-                         "(see study_progress for how far each reader is). Nothing was changed.")
+                         f"(`oncolens study progress {study_id}` shows how far each reader is). Nothing was changed.")
 
     case_ids = []
     for case_id in study.case_ids:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 
 import engine.kinds  # noqa: F401  (registers the built-in kinds)
 from engine.cases.kinds import case_kinds, get_kind
@@ -124,9 +124,9 @@ SCALES = {
 
 @dataclass(frozen=True)
 class Study:
-    """A reader study's settings. `model=None` takes, per case, the newest stored prediction that has the
-    task label (they must all come from one model and threshold). `create_study` fills in `model`, an
-    empty `question`, and the last four fields."""
+    """A reader study's settings. `model=None` takes the case kind's primary model (e.g. FL-CNN on FL for
+    glioma specimens), or, where no case has a prediction of it, per case the newest stored prediction that has
+    the task label (they must all come from one model and threshold). `create_study` fills in `model`, an empty `question`, and the last four fields."""
 
     id: str
     name: str
@@ -206,6 +206,50 @@ def _listed(ids: Sequence[str], limit: int = 10) -> str:
     return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
+def _check_truth(study: Study, records: dict[str, CaseRecord]) -> None:
+    """A study is analysed against truth: every case needs a 0/1 truth for the task label, and both classes
+    must be present (an ROC curve needs positives and negatives). Refused at creation, not at report time."""
+    values = {}
+    for case_id in study.case_ids:
+        labels = json.loads(records[case_id].truth_json)["labels"] if records[case_id].truth_json else {}
+        values[case_id] = labels.get(study.task_label)
+    missing = [c for c, v in values.items() if v not in (0, 1)]
+    if missing:
+        raise StudyError(f"Study {study.id!r}: {len(missing)} case(s) have no 0/1 truth for {study.task_label!r}: "
+                         f"{_listed(missing)}. Add the truth to their bundles (or leave them out); readers and the "
+                         "model are compared with it.")
+    classes = {int(v) for v in values.values()}
+    if len(classes) < 2:
+        which = "positive" if classes == {1} else "negative"
+        cases = "its only case is" if len(values) == 1 else f"all {len(values)} cases are"
+        raise StudyError(f"Study {study.id!r}: {cases} {which} for {study.task_label!r}. "
+                         "A reader study needs positive and negative cases (sensitivity, specificity and ROC "
+                         "curves need both); add cases of the other class.")
+
+
+def stored_models(store: Store, case_ids: Sequence[str]) -> dict[str, int]:
+    """Model id -> how many of these cases have a stored prediction of it (the choices a new study offers)."""
+    counts: dict[str, int] = {}
+    with store.transaction(write=False) as session:
+        for chunk in id_chunks(list(case_ids)):
+            query = (select(PredictionRecord.model, func.count(distinct(PredictionRecord.case_id)))
+                     .where(PredictionRecord.case_id.in_(chunk)).group_by(PredictionRecord.model))
+            for model, n in session.execute(query):
+                counts[model] = counts.get(model, 0) + int(n)
+    return counts
+
+
+def _default_model(session, kind, case_ids: Sequence[str]) -> str | None:
+    """The kind's primary model (FL-CNN on FL, not whichever model ran last); None (the newest prediction per
+    case, which must then all be of one model) only where no case has a prediction of the primary model."""
+    primary = kind.primary_model()
+    for chunk in id_chunks(list(case_ids)):
+        if session.scalars(select(PredictionRecord.id).where(PredictionRecord.case_id.in_(chunk),
+                                                             PredictionRecord.model == primary).limit(1)).first():
+            return primary
+    return None
+
+
 def _frozen_predictions(session, study: Study, records: dict[str, CaseRecord]) -> dict[str, PredictionRecord]:
     """Per case the newest prediction with the task label (of `study.model` when set)."""
     chosen: dict[str, PredictionRecord] = {}
@@ -220,8 +264,9 @@ def _frozen_predictions(session, study: Study, records: dict[str, CaseRecord]) -
     if missing:
         which = f"from model {study.model!r} " if study.model else ""
         raise StudyError(f"Study {study.id!r}: {len(missing)} case(s) have no stored prediction {which}with a "
-                         f"{study.task_label!r} probability: {_listed(missing)}. Run the model on them first "
-                         "(its summary is what aided readers see and what readers are compared with).")
+                         f"{study.task_label!r} probability: {_listed(missing)}. Run the model on them first (its "
+                         "summary is what aided readers see and what readers are compared with), or choose another "
+                         "model.")
     summaries = {c: record_summary(p) for c, p in chosen.items()}
     for what, value in (("model", lambda s: s.model),
                         ("threshold", lambda s: s.thresholds.get(study.task_label)),
@@ -231,8 +276,9 @@ def _frozen_predictions(session, study: Study, records: dict[str, CaseRecord]) -
             seen.setdefault(value(summary), case_id)
         if len(seen) > 1:
             examples = "; ".join(f"{v} (e.g. case {c})" for v, c in list(seen.items())[:3])
-            raise StudyError(f"Study {study.id!r}: the cases' predictions differ in {what}: {examples}. "
-                             "Predict every case with one model version (or pick one with model=...).")
+            raise StudyError(f"Study {study.id!r}: the cases' predictions differ in {what}: {examples}. Choose "
+                             "one model (study create --model, or the model list in the New study dialog) and "
+                             "predict every case with its installed version.")
     return chosen
 
 
@@ -271,7 +317,7 @@ def create_study(store: Store, study: Study, actor: str = "admin") -> Study:
         unknown = [c for c in ids if c not in records]
         if unknown:
             raise StudyError(f"Study {study.id!r}: {len(unknown)} case id(s) are not in the store: "
-                             f"{_listed(unknown)}. Import the cases first (oncolens import / Store.add_case).")
+                             f"{_listed(unknown)}. Add them first: open their bundles in OncoLens (File ▸ Open case bundle…).")
         kinds = sorted({r.kind for r in records.values()})
         if len(kinds) > 1:
             raise StudyError(f"Study {study.id!r}: all cases must be of one kind, got {', '.join(kinds)}.")
@@ -285,7 +331,10 @@ def create_study(store: Store, study: Study, actor: str = "admin") -> Study:
         if lacking:
             raise StudyError(f"Study {study.id!r}: these cases lack a modality of {', '.join(study.modalities)}: "
                              f"{_listed(lacking)}.")
+        if not study.model:
+            study = Study(**{**asdict(study), "model": _default_model(session, get_kind(kinds[0]), ids)})
         chosen = _frozen_predictions(session, study, records)
+        _check_truth(study, records)
         first = record_summary(chosen[ids[0]])
         saved = Study(**{**asdict(study), "case_ids": tuple(ids), "modalities": tuple(study.modalities),
                          "arms": tuple(study.arms), "model": first.model, "case_kind": kinds[0],

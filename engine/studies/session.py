@@ -10,6 +10,7 @@ never overwritten: a change is a new read that supersedes the old one, and an au
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +23,7 @@ import numpy as np
 from sqlalchemy import distinct, func, select
 from sqlalchemy.exc import IntegrityError
 
+from engine.cases.kinds import get_kind
 from engine.cases.model import Case
 from engine.data import ImageMeta, ModalityImage
 from engine.store import Store, StoreError, record_summary
@@ -44,6 +46,8 @@ from engine.studies.model import (
     reading_order,
 )
 from engine.studies.readers import ReaderInfo, authenticate, list_readers
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 CASE_UNAVAILABLE = ("This case cannot be shown: its images are missing, unreadable, or not the ones this study "
@@ -201,6 +205,15 @@ def _session_row(store: Store, study: Study, reader_id: str, now: datetime) -> R
     raise StudyError(f"Reader {reader_id} has finished every reading session of study {study.id}. Thank you.")
 
 
+OUTLINE_TOLERANCE = 1e-3  # a model run again matches its frozen probability to this (backends differ slightly)
+
+
+def _model_parts(model: str) -> tuple[str, str]:
+    """'fluoro_seg[unetplusplus]' -> ('fluoro_seg', 'unetplusplus'); 'chmfl' -> ('chmfl', '')."""
+    family, _, rest = model.partition("[")
+    return family, rest[:-1] if rest.endswith("]") else rest
+
+
 class ReadingSession:
     """One reader reading one arm/round of a study. Open with `ReadingSession.open(store, study, reader, pin)`."""
 
@@ -227,6 +240,7 @@ class ReadingSession:
         self._shown: tuple[int, float, str, float] | None = None  # index, monotonic start, shown_at, earlier seconds
         self._case: BlindedCase | None = None
         self._prefetched: dict[str, tuple[dict[str, ModalityImage], ModelAid | None]] = {}
+        self._outline_predictor = None  # outline studies: the frozen model, loaded once (`_outline_again`)
         self.resume()
 
     @classmethod
@@ -248,6 +262,11 @@ class ReadingSession:
     @property
     def study_id(self) -> str:
         return self._study.id
+
+    @property
+    def study(self) -> Study:
+        """The study's frozen settings (no truth in them)."""
+        return self._study
 
     @property
     def reader_id(self) -> str:
@@ -275,6 +294,21 @@ class ReadingSession:
     @property
     def is_complete(self) -> bool:
         return len(self._answers) == self.total
+
+    def next_session(self) -> ReadingSession | None:
+        """Once this session is complete, the reader's next one in the study's schedule (e.g. the aided arm after
+        the unaided one), opened without asking the PIN again: the reader signed in for this one. None when
+        every session is done; WashoutError (saying when it opens) while the washout runs."""
+        if not self.is_complete:
+            raise StudyError(f"Reader {self.reader_id} has {self.total - len(self._answers)} case(s) of this "
+                             "session left; the next session opens when every case is answered.")
+        try:
+            row = _session_row(self._store, self._study, self.reader_id, self._clock())
+        except WashoutError:
+            raise
+        except StudyError:  # every session of the schedule is finished
+            return None
+        return ReadingSession(self._store, self._study, self._reader, row, self._clock)
 
     def current_case(self) -> BlindedCase:
         """The case on screen; its timer starts the first time it is asked for after a move."""
@@ -348,6 +382,8 @@ class ReadingSession:
             frozen = record_summary(session.get(PredictionRecord, prediction_id))
         match = next((p for p in reversed(bundle_predictions) if p.model == study.model
                       and abs(float(p.probabilities.get(study.task_label, math.nan)) - probability) < 1e-6), None)
+        if match is None and study.contours:
+            match = self._outline_again(case_id, probability)
         masks = {} if match is None else {k: _read_only(v) for k, v in match.masks.items()}
         contours = {} if match is None else {k: tuple(_read_only(c) for c in cs) for k, cs in match.contours.items()}
         heatmaps = {} if match is None else {k: _read_only(v) for k, v in match.heatmaps.items()}
@@ -355,6 +391,32 @@ class ReadingSession:
                         float(study.model_threshold),
                         probability >= study.model_threshold, MappingProxyType(masks),
                         MappingProxyType(contours), MappingProxyType(heatmaps))
+
+    def _outline_again(self, case_id: str, probability: float) -> Any | None:
+        """For outline studies whose case bundle keeps no mask of the frozen prediction: the frozen model run
+        again on the case, so that aided readers see its contour on the frame and not only its number. Used
+        only when it reproduces the frozen probability (same weights, same input); None otherwise."""
+        study = self._study
+        kind = get_kind(study.case_kind)
+        case = self._checked_case(case_id)
+        family, variant = _model_parts(study.model)
+        try:
+            if self._outline_predictor is None:
+                groups = kind.predictor_groups(case)
+                method = variant if kind.methods() else None
+                self._outline_predictor = kind.make_predictor(groups[0], method)
+            predictor = self._outline_predictor
+            images = {m: case.images[m] for m in predictor.modalities if m in case.images}
+            again = predictor.predict(images, explain=False)
+        except Exception as exc:  # a missing net or unreadable input: the reader still gets the number
+            log.warning("Study %s, case %s: the model's outline could not be drawn (%s).", study.id, case_id, exc)
+            return None
+        value = again.probabilities.get(study.task_label)
+        if again.model != study.model or value is None or abs(float(value) - probability) > OUTLINE_TOLERANCE:
+            log.warning("Study %s, case %s: running %s again gave %s, not the frozen %.6f; no outline drawn.",
+                        study.id, case_id, study.model, value, probability)
+            return None
+        return again
 
     # -- moving --------------------------------------------------------------------------------------
 

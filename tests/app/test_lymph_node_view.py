@@ -116,7 +116,7 @@ def test_trimodal_case_shows_three_images_and_the_result(qtbot, node_window):
     panel = node_window.results_panel
     assert panel.probability_text("metastatic", model) == "73.0 %"
     assert panel.call_text("metastatic", model) == "metastatic"
-    assert panel.cells[("metastatic", model)].threshold_label.text() == "threshold 50 %"
+    assert panel.cells[("metastatic", model)].threshold_label.text() == "threshold 50\xa0%"
     assert panel.truth_cells["metastatic"].text() == "metastatic"
     assert "metastatic" in panel.headline.text()
     result = view.result_label.text()
@@ -203,7 +203,7 @@ def test_low_probability_reads_benign_below_threshold(qtbot, make_window, node_s
     window = make_window(service=PredictionService(node_store, make_predictor=factory))
     view = open_and_wait(qtbot, window, "node-tri")
     cell = window.results_panel.cells[("metastatic", "mfi_ffp[WLI+FI+PCI]")]
-    assert cell.probability_label.text() == "12.0 %" and cell.threshold_label.text() == "threshold 35 %"
+    assert cell.probability_label.text() == "12.0 %" and cell.threshold_label.text() == "threshold 35\xa0%"
     assert cell.call_label.text() == "benign" and cell.call_label.property("state") == "negative"
     assert ">benign<" in view.result_label.text()
 

@@ -89,12 +89,13 @@ def test_the_contours_option_is_offered_for_fluorescence_frames(qtbot, store_wit
     dialog = new_study_dialog(qtbot, store, preselect="fr-0")
     assert dialog.kind_combo.currentData() == "fluoro_frame" and dialog.contours_box.isEnabled()
     assert dialog.label_combo.currentText() == "tumor"
-    dialog.case_list.item(1).setCheckState(Qt.CheckState.Checked)
+    for row in range(dialog.case_list.count()):  # both frames: a study needs both classes (issue 18)
+        dialog.case_list.item(row).setCheckState(Qt.CheckState.Checked)
     dialog.id_edit.setText("outline")
     dialog.contours_box.setChecked(True)
     dialog.open()
     press_ok(dialog)
-    assert dialog.created is not None and dialog.created.contours
+    assert dialog.created is not None and dialog.created.contours, dialog.problems_label.text()
     dialog2 = new_study_dialog(qtbot, store)
     dialog2.kind_combo.setCurrentIndex(dialog2.kind_combo.findData("glioma_specimen"))
     assert not dialog2.contours_box.isEnabled() and not dialog2.contours_box.isChecked()

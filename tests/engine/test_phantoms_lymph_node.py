@@ -154,7 +154,8 @@ def test_latent_cues_follow_the_label_independently():
 def test_each_cue_is_readable_from_its_own_modality(balanced_nodes):
     assert auc(balanced_nodes, lambda r: whiteness(r.images["WLI"], r)) > 0.65
     assert auc(balanced_nodes, lambda r: uptake_variation(r.images["FI"], r)) > 0.65
-    assert auc(balanced_nodes, lambda r: spill_outside(r.images["PCI"], r)) > 0.65
+    # PCI's spill lies outside the node: it varies (below) but carries no label (issue 18: no leakage)
+    assert abs(auc(balanced_nodes, lambda r: spill_outside(r.images["PCI"], r)) - 0.5) < 0.12
 
 
 def test_cues_do_not_leak_into_the_other_modalities(balanced_nodes):

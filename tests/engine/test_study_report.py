@@ -12,8 +12,16 @@ import pytest
 from test_studies import PINS, add_cases, make_study
 
 from engine.store import Store
-from engine.studies import AIDED, UNAIDED, ReadingSession, Study, StudyError, add_reader, create_study
-from engine.studies.analysis import analyze_study, collect_study_data, export_long_format, read_rows
+from engine.studies import (
+    AIDED,
+    UNAIDED,
+    ReadingSession,
+    Study,
+    StudyError,
+    create_study,
+    load_study,
+)
+from engine.studies.analysis import analyze_study, collect_study_data, export_long_format
 from engine.studies.report import render_report, write_report
 
 STATS = {"n_boot": 200, "n_perm": 400}
@@ -113,17 +121,14 @@ def test_one_reader_is_analysed_with_a_clear_note(store, tmp_path):
     assert "MRMC analyses need at least 2 readers" in render_report(analysis)
 
 
-def test_one_class_only_is_a_clear_error_and_loses_nothing(store, tmp_path):
+def test_one_class_only_is_refused_when_the_study_is_created(store, tmp_path):
+    """Refused at creation (issue 18), not after every reader has read: nothing is saved."""
     ids = [c for c in add_cases(store, tmp_path, 12) if truth_of(c) == 1]
-    create_study(store, Study(id="pos", name="All positive", task_label="tumor", case_ids=tuple(ids),
-                              modalities=("FL",)))
-    for reader in ("r1", "r2"):
-        add_reader(store, "pos", reader, reader, PINS[reader])
-    read_everything(store, "pos", ("r1", "r2"))
-    before = read_rows(store, "pos", history=True)
-    with pytest.raises(StudyError, match=r"6 are tumor and 0 are not.*at least 2 cases of each class"):
-        analyze_study(store, "pos", **STATS)
-    assert read_rows(store, "pos", history=True) == before
+    with pytest.raises(StudyError, match=r"all 6 cases are positive for 'tumor'.*add cases of the other class"):
+        create_study(store, Study(id="pos", name="All positive", task_label="tumor", case_ids=tuple(ids),
+                                  modalities=("FL",)))
+    with pytest.raises(StudyError, match="No reader study 'pos'"):
+        load_study(store, "pos")
 
 
 def test_nothing_to_analyse_before_anyone_finishes(store, tmp_path):
