@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from app import theme
 from app.views.base import CaseView, heatmap_controls, view_buttons
+from app.widgets.flow_layout import FlowLayout
 from app.widgets.fused_plane import TUMOUR, FusedPlane
 from app.widgets.image_panel import fading_colormap
 from app.widgets.mip_panel import RotatingMIPPanel
@@ -138,12 +139,13 @@ class PetCtView(CaseView):
         self.fusion_slider.setToolTip("Opacity of the PET over the CT in the fused view")
         self.fusion_value = QLabel("60 %")
         self.fusion_value.setMinimumWidth(40)
-        controls = QHBoxLayout()
-        controls.setSpacing(8)
-        controls.addLayout(mode_row)
+        mode_box = QWidget()
+        mode_box.setLayout(mode_row)
+        mode_row.setContentsMargins(0, 0, 0, 0)
+        controls = FlowLayout()  # wraps on narrow screens (1366 px beside both docks)
+        controls.addWidget(mode_box)
         for widget in (self.preset_combo, self.width_spin, self.level_spin):
             controls.addWidget(widget)
-        controls.addStretch(1)
         for button in view_buttons(self, "Back to the soft-tissue window and SUV 0-6",
                                    "Zoom to show the whole plane in every panel"):
             controls.addWidget(button)
@@ -155,14 +157,12 @@ class PetCtView(CaseView):
         self.heatmap_checkbox = QCheckBox("Grad-CAM (H)")
         self.heatmap_checkbox.setToolTip("The 3-D Grad-CAM of CHMFL's classification head")
         _title, self.opacity_slider, self.opacity_label, legend = heatmap_controls(theme.HEAT_COLORMAP)
-        overlay_row = QHBoxLayout()
-        overlay_row.setSpacing(8)
+        overlay_row = FlowLayout()
         self.opacity_slider.setFixedWidth(90)
         self.legend = legend[1]  # the colour strip alone (its tooltip says low to high): the row fits beside the docks
         for widget in (self.suv_spin, self.fusion_title, self.fusion_slider, self.fusion_value, self.contour_checkbox,
                        self.heatmap_checkbox, self.opacity_slider, self.opacity_label, self.legend):
             overlay_row.addWidget(widget)
-        overlay_row.addStretch(1)
         self.note = QLabel(NOTE_BEFORE_PREDICTION)
         self.note.setObjectName("viewNote")
         self.note.setWordWrap(True)

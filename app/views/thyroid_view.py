@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from app import theme
 from app.views.base import CaseView, colormap_legend, heatmap_controls, view_buttons
+from app.widgets.flow_layout import FlowLayout
 from app.widgets.image_panel import ImagePanel, heat_colormap
 from app.widgets.nodule_box import NoduleBoxEditor
 from app.widgets.site_results import SiteResults
@@ -102,22 +103,18 @@ class ThyroidView(CaseView):
         self.contours_checkbox = QCheckBox("Contours")
         self.contours_checkbox.setChecked(True)
         self.contours_checkbox.setToolTip("Predicted nodule (yellow) and boundary band / CT tissue edges (orange)")
-        controls = QHBoxLayout()
-        controls.setSpacing(8)
+        controls = FlowLayout()  # wraps on narrow screens (1366 px beside both docks)
         heat_widgets = [QLabel("Heat:"), self.layer_combo, QLabel("Site:"), self.site_combo, self.heatmap_checkbox,
                         self.contours_checkbox]
         for widget in (self.predict_button, *heat_widgets):
             controls.addWidget(widget)
-        controls.addStretch(1)
         for button in view_buttons(self, "Reset the US to its automatic window and the CT to the soft-tissue window "
                                          "(L 50 / W 350 HU)", "Zoom both images to show them whole"):
             controls.addWidget(button)
-        opacity_row = QHBoxLayout()
-        opacity_row.setSpacing(8)
+        opacity_row = FlowLayout()
         opacity_widgets = [opacity_title, self.opacity_slider, self.opacity_label, *legend]
         for widget in opacity_widgets:
             opacity_row.addWidget(widget)
-        opacity_row.addStretch(1)
         heat_widgets += opacity_widgets
 
         self.results_widget = SiteResults({site: f"{SITE_WORDS[site]} LNM" for site in SITES}, MODALITIES,

@@ -18,6 +18,7 @@ from app.views import view_class
 from app.views.petct_view import MODE_CT, MODE_FUSED, MODE_PET, PetCtView
 from app.workers import wait_for_workers
 from engine.cases.bundle import read_bundle, write_bundle
+from engine.cases.model import GroundTruth
 from engine.data import Prediction, TaskResult
 from engine.explain.petct_display import CT_PRESETS, window_to_levels
 from engine.metrics.pet import pet_measures
@@ -242,25 +243,39 @@ def test_missing_weight_asks_the_user_and_shows_the_factor_with_its_inputs(qtbot
 
 def test_a_petct_case_is_read_on_the_fused_viewer_unaided_then_aided(qtbot, window, phantom_store, tmp_path):
     store, _ = phantom_store
-    case = read_bundle(DEMO)
-    prediction = demo_prediction(case)
-    case.predictions = [prediction]
-    store.add_case(case, write_bundle(case, tmp_path / "read" / case.id))
-    store.add_prediction(case.id, prediction)
-    create_study(store, Study(id="pet", name="PET-CT study", task_label=TASK, case_ids=(case.id,),
+    ids = []
+    for copy in (False, True):  # a study needs both classes: the demo case and a copy with the other truth
+        case = read_bundle(DEMO)
+        if copy:
+            case.id = f"{case.id}-other"
+            case.truth = GroundTruth({TASK: 1 - int(case.truth.labels[TASK])}, case.truth.masks, case.truth.source)
+        prediction = demo_prediction(case)
+        case.predictions = [prediction]
+        store.add_case(case, write_bundle(case, tmp_path / "read" / case.id))
+        store.add_prediction(case.id, prediction)
+        ids.append(case.id)
+    create_study(store, Study(id="pet", name="PET-CT study", task_label=TASK, case_ids=tuple(ids),
                               modalities=("PET", "CT"), arms=(UNAIDED, AIDED), seed=1))
     add_reader(store, "pet", "r1", "Dr One", PIN)
     reading = sign_in(qtbot, window, "pet")
-    view = window.current_view()
-    assert isinstance(view, PetCtView)
-    qtbot.waitUntil(lambda: view.volumes is not None, timeout=30_000)
-    assert view.mode == MODE_FUSED and view.planes["axial"].pet.isVisible()
-    assert not view.measures_label.isVisibleTo(window) and not view.heatmap_checkbox.isVisibleTo(window)
-    reading.choose_call(True)
-    reading.rate(4)
-    settle()
-    (answer,) = reading.session.my_answers()
-    assert answer.positive and answer.confidence == 4
+    unaided = reading.session  # the aided arm may start on its own when this one is done
+    seen = []
+    for call, confidence in ((True, 4), (False, 2)):
+        qtbot.waitUntil(lambda: window.reading is not None and window.reading.case is not None
+                        and window.reading.case.case_id not in seen, timeout=30_000)  # the next case is shown
+        seen.append(window.reading.case.case_id)
+        view = window.current_view()
+        assert isinstance(view, PetCtView)
+        qtbot.waitUntil(lambda view=view: view.volumes is not None, timeout=30_000)
+        assert view.mode == MODE_FUSED and view.planes["axial"].pet.isVisible()
+        assert not view.measures_label.isVisibleTo(window) and not view.heatmap_checkbox.isVisibleTo(window)
+        reading.choose_call(call)
+        reading.rate(confidence)
+        settle()
+        reading.next()
+        settle()
+    answers = unaided.my_answers()
+    assert sorted((a.positive, a.confidence) for a in answers) == [(False, 2), (True, 4)]
     window.stop_reading()
 
     reading = sign_in(qtbot, window, "pet")  # the aided arm: the stored CHMFL output on the same viewer

@@ -72,12 +72,15 @@ def test_alt_down_and_alt_up_open_the_next_and_previous_case(qtbot, make_window,
     assert nexts == [window.next_case_action]
     assert QKeySequence("Alt+Up") in window.previous_case_action.shortcuts()
     window.next_case_action.trigger()  # nothing open: the first case of the list
+    idle = lambda: not window._busy_jobs and not window._predicting  # noqa: E731
     qtbot.waitUntil(lambda: window.current_case is not None and window.current_case.id == listed[0], timeout=WAIT_MS)
+    qtbot.waitUntil(idle, timeout=WAIT_MS)  # the case is on screen before the next key
     window.next_case_action.trigger()
     qtbot.waitUntil(lambda: window.current_case.id == listed[1], timeout=WAIT_MS)
+    qtbot.waitUntil(idle, timeout=WAIT_MS)
     window.previous_case_action.trigger()
     qtbot.waitUntil(lambda: window.current_case.id == listed[0], timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: not window._busy_jobs and not window._predicting, timeout=WAIT_MS)
+    qtbot.waitUntil(idle, timeout=WAIT_MS)
     window.previous_case_action.trigger()
     assert "First case" in window.statusBar().currentMessage()
     assert window.current_case.id == listed[0]

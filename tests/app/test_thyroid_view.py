@@ -248,7 +248,9 @@ def test_a_dropped_us_ct_pair_without_boxes_asks_for_them_then_predicts(qtbot, t
 
     window = thyroid_window
     demo = read_bundle(thyroid_demo[2])
-    write_image(tmp_path / "nodule_us.png", demo.images[US].array)
+    us = demo.images[US].array.copy()
+    us[0, 0] ^= 1  # one corner pixel, far from the nodule: a new case, not the stored demo found by its content hash
+    write_image(tmp_path / "nodule_us.png", us)
     write_ct(tmp_path / "nodule_ct.dcm", demo.images[CT].array)
     window.open_paths([tmp_path / "nodule_us.png", tmp_path / "nodule_ct.dcm"])
     qtbot.waitUntil(lambda: window.current_case is not None and window.current_case.kind == KIND, timeout=WAIT_MS)

@@ -68,7 +68,7 @@ def test_a_reader_who_did_not_outline_counts_as_an_empty_mask(outline_study):
 def test_unknown_case_and_study_without_contours_are_refused(outline_study):
     with pytest.raises(StudyError, match="not in study 'outl'"):
         case_outlines(outline_study, "outl", "nope")
-    create_study(outline_study, Study(id="plain", name="Plain", task_label=TASK, case_ids=("toy-1", "toy-2"),
+    create_study(outline_study, Study(id="plain", name="Plain", task_label=TASK, case_ids=("toy-0", "toy-1"),
                                       modalities=("TOY",)))
     with pytest.raises(StudyError, match="without contours"):
         case_outlines(outline_study, "plain", "toy-1")
