@@ -20,7 +20,7 @@ from engine.cases.model import Case
 from engine.data import Prediction, PredictionSummary, utc_now
 from engine.metrics.image_quality import not_assessable_reason
 from engine.paths import resources_dir
-from engine.predict.base import EXPLAIN_CLASSES, Predictor
+from engine.predict.base import ExplainClassChoice, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def model_label(prediction: PredictionSummary) -> str:
     return f"{prediction.model} {short_fingerprint(prediction.weights_sha256)}"
 
 
-class PredictionService:
+class PredictionService(ExplainClassChoice):
     """Runs every predictor a case calls for and stores each new result's summary."""
 
     def __init__(self, store: Any = None, make_predictor: PredictorFactory | None = None,
@@ -54,18 +54,6 @@ class PredictionService:
         self._lock = threading.Lock()  # one inference at a time; predictors are built once
         self.actor = actor
         self._explain_class = "predicted"
-
-    @property
-    def explain_class(self) -> str:
-        """Which class the Grad-CAM maps of the next predictions explain: 'predicted' (the call), 'positive' or
-        'negative'; each prediction records it per heatmap (`engine.predict.base.heatmap_class`)."""
-        return self._explain_class
-
-    @explain_class.setter
-    def explain_class(self, value: str) -> None:
-        if value not in EXPLAIN_CLASSES:
-            raise ValueError(f"explain_class must be one of {', '.join(EXPLAIN_CLASSES)}, got {value!r}.")
-        self._explain_class = value
 
     # -- methods (kinds whose user picks the model) ---------------------------------------------
 

@@ -51,18 +51,11 @@ def write_dicom_seg(mask: np.ndarray, reference: ModalityImage, path: str | Path
                     algorithm: str = "CHMFL", version: str = "1") -> Path:
     """A binary DICOM SEG of `mask` (ZYX on `reference`'s grid) referencing the reference's DICOM series."""
     import highdicom as hd
-    from pydicom.sr.codedict import codes
 
     sources = _source_datasets(reference)
     if mask.shape != reference.array.shape:
         raise ExportError(f"The mask {mask.shape} is not on the {reference.modality} grid {reference.array.shape}.")
-    description = hd.seg.SegmentDescription(
-        segment_number=1, segment_label=label,
-        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.Neoplasm,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=hd.AlgorithmIdentificationSequence(
-            name=algorithm, version=version, family=codes.DCM.ArtificialIntelligence))
+    description = _tumour_segment(label, algorithm, version)
     seg = hd.seg.Segmentation(
         source_images=sources, pixel_array=mask.astype(np.uint8),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[description],
@@ -81,7 +74,6 @@ def write_slice_dicom_seg(mask: np.ndarray, source: str | Path, path: str | Path
     """A binary DICOM SEG of a 2-D `mask` on one source DICOM image (e.g. the CT slice a nodule was read on)."""
     import highdicom as hd
     import pydicom
-    from pydicom.sr.codedict import codes
 
     try:
         ds = pydicom.dcmread(str(source))
@@ -94,13 +86,7 @@ def write_slice_dicom_seg(mask: np.ndarray, source: str | Path, path: str | Path
                     "ReferringPhysicianName", "StudyID", "AccessionNumber"):
         if keyword not in ds:
             setattr(ds, keyword, "")
-    description = hd.seg.SegmentDescription(
-        segment_number=1, segment_label=label,
-        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.Neoplasm,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=hd.AlgorithmIdentificationSequence(
-            name=algorithm, version=version, family=codes.DCM.ArtificialIntelligence))
+    description = _tumour_segment(label, algorithm, version)
     try:
         seg = hd.seg.Segmentation(
             source_images=[ds], pixel_array=mask.astype(np.uint8)[None],
@@ -153,3 +139,17 @@ def write_measures_csv(rows: Sequence[Mapping[str, object]], path: str | Path) -
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def _tumour_segment(label: str, algorithm: str, version: str):
+    """The one segment OncoLens writes: a neoplasm found automatically by the named AI algorithm."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    return hd.seg.SegmentDescription(
+        segment_number=1, segment_label=label,
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Neoplasm,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=hd.AlgorithmIdentificationSequence(
+            name=algorithm, version=version, family=codes.DCM.ArtificialIntelligence))

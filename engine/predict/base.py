@@ -22,7 +22,24 @@ def heatmap_class(prediction: Prediction | PredictionSummary, key: str) -> int |
     return None if value is None else int(value)
 
 
-class Predictor(ABC):
+class ExplainClassChoice:
+    """Which class Grad-CAM maps explain: 'predicted' (the call, default), 'positive' or 'negative'. Predictors
+    without class heatmaps (segmentation) ignore it; the service passes it on to its predictors."""
+
+    _explain_class: str = "predicted"
+
+    @property
+    def explain_class(self) -> str:
+        return self._explain_class
+
+    @explain_class.setter
+    def explain_class(self, value: str) -> None:
+        if value not in EXPLAIN_CLASSES:
+            raise ValueError(f"explain_class must be one of {', '.join(EXPLAIN_CLASSES)}, got {value!r}.")
+        self._explain_class = value
+
+
+class Predictor(ExplainClassChoice, ABC):
     """One model's inference: reads its card(s), preprocesses, runs on the chosen device.
 
     `family` and `variant` name what runs (they become the Prediction's); `modalities` are the images it
@@ -31,19 +48,6 @@ class Predictor(ABC):
     family: str
     variant: str = ""
     modalities: tuple[str, ...]
-    _explain_class: str = "predicted"
-
-    @property
-    def explain_class(self) -> str:
-        """Which class Grad-CAM maps explain: 'predicted' (the call, default), 'positive' or 'negative'.
-        Predictors without class heatmaps (segmentation) ignore it."""
-        return self._explain_class
-
-    @explain_class.setter
-    def explain_class(self, value: str) -> None:
-        if value not in EXPLAIN_CLASSES:
-            raise ValueError(f"explain_class must be one of {', '.join(EXPLAIN_CLASSES)}, got {value!r}.")
-        self._explain_class = value
 
     @property
     def name(self) -> str:
