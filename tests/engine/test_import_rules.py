@@ -73,3 +73,14 @@ def test_import_linter_contracts_are_kept():
                          cwd=ENGINE.parent)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "2 kept, 0 broken" in out.stdout
+
+
+def test_importing_engine_nets_registers_the_family_of_every_shipped_card():
+    """The self-test (and the bundle's) builds every shipped net right after `import engine.nets`: a family
+    registered only by its predictor module would be missing there."""
+    code = ("import engine.nets\nfrom engine.registry import families, list_models\n"
+            "print(sorted({c.family for c in list_models()} - set(families())))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
