@@ -32,7 +32,7 @@ bundle: $(STAMP)
 demo-data: $(STAMP)
 	$(BIN)/oncolens make-demo-data
 
-# Retrain the shipped demo weights on phantoms (CPU, about 2.5 h on 2 cores); each card records its command.
+# Retrain the shipped demo weights on phantoms (CPU: several hours on 2 cores); each card records its command.
 # WL nets get 30 epochs: with 10 the from-scratch WL tumor net stayed near chance (AUC 0.61 vs 0.83).
 # MFI-FFP: the 7 modality variants are installed; the ablation table goes into the tri-modal card.
 # Segmentation: UNet++ and UNet, encoder pretrained on phantom dataset A and frozen, decoder fine-tuned on B,
@@ -42,9 +42,10 @@ demo-data: $(STAMP)
 models: $(STAMP)
 	$(BIN)/oncolens train fl_cnn --modality FL --task all --data phantom
 	$(BIN)/oncolens train fl_cnn --modality WL --task all --data phantom --epochs 30
-	$(BIN)/oncolens train mfi_ffp --variants all --ablation modalities --runs 3 --epochs 24 --phantom-patients 50
+	$(BIN)/oncolens train mfi_ffp --variants all --ablation modalities --runs 1 --epochs 24 --phantom-patients 50
 	$(BIN)/oncolens train fluoro_seg --nets unetplusplus,unet --epochs 25
 	$(BIN)/oncolens train chmfl --ablation all
+	$(BIN)/oncolens train dgfnet
 
 # The segmentation paper's whole protocol on the phantoms (4 nets x 2 methods x 5 folds x 2 targets, DRLSE):
 # about 6 minutes on one H100 with 14 workers, many hours on 2 CPU cores. models/fluoro_seg_tables came from it.
