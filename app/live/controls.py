@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.live.jobs import SOURCE_KINDS, SourceChoice
+from app.live.jobs import SOURCE_TYPES, SourceChoice
 from engine.live.sources import GENTL_ENV, Control
 
 PHANTOM_SIZES = (256, 512, 1024)
@@ -52,9 +52,9 @@ class SourcePicker(QGroupBox):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Source", parent)
-        self.kind_combo = QComboBox()
-        for kind, title in SOURCE_KINDS.items():
-            self.kind_combo.addItem(title, kind)
+        self.type_combo = QComboBox()
+        for source_type, title in SOURCE_TYPES.items():
+            self.type_combo.addItem(title, source_type)
         self.phantom_size = QComboBox()
         for size in PHANTOM_SIZES:
             self.phantom_size.addItem(f"{size} × {size} px", size)
@@ -81,11 +81,11 @@ class SourcePicker(QGroupBox):
                      ("", self.file_loop)],
             "genicam": [("Producer", _path_row(self.producer_edit, self.producer_button))],
         }
-        for kind in SOURCE_KINDS:
+        for source_type in SOURCE_TYPES:
             page = QWidget()
             form = QFormLayout(page)
             form.setContentsMargins(0, 0, 0, 0)
-            for label, widget in pages[kind]:
+            for label, widget in pages[source_type]:
                 form.addRow(label, widget)
             self.pages.addWidget(page)
         self.start_button = QPushButton("Start")
@@ -95,12 +95,12 @@ class SourcePicker(QGroupBox):
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.kind_combo)
+        layout.addWidget(self.type_combo)
         layout.addWidget(self.pages)
         layout.addLayout(buttons)
         _no_focus(self.start_button, self.stop_button, self.file_button, self.producer_button, self.camera_raw,
                   self.file_realtime, self.file_loop)
-        self.kind_combo.currentIndexChanged.connect(self.pages.setCurrentIndex)
+        self.type_combo.currentIndexChanged.connect(self.pages.setCurrentIndex)
         self.file_button.clicked.connect(self._browse_file)
         self.producer_button.clicked.connect(self._browse_producer)
 
@@ -111,25 +111,25 @@ class SourcePicker(QGroupBox):
         if current:
             self.camera_combo.setCurrentText(current)
 
-    def set_kind(self, kind: str) -> None:
-        self.kind_combo.setCurrentIndex(max(0, self.kind_combo.findData(kind)))
+    def set_source_type(self, source_type: str) -> None:
+        self.type_combo.setCurrentIndex(max(0, self.type_combo.findData(source_type)))
 
     def choice(self) -> SourceChoice:
-        kind = self.kind_combo.currentData()
-        if kind == "phantom":
-            return SourceChoice(kind, str(self.phantom_size.currentData()))
-        if kind == "camera":
-            return SourceChoice(kind, self.camera_combo.currentText().strip() or "0",
+        source_type = self.type_combo.currentData()
+        if source_type == "phantom":
+            return SourceChoice(source_type, str(self.phantom_size.currentData()))
+        if source_type == "camera":
+            return SourceChoice(source_type, self.camera_combo.currentText().strip() or "0",
                                 {"raw": True} if self.camera_raw.isChecked() else {})
-        if kind == "file":
-            return SourceChoice(kind, self.file_edit.text().strip(),
+        if source_type == "file":
+            return SourceChoice(source_type, self.file_edit.text().strip(),
                                 {"realtime": self.file_realtime.isChecked(), "loop": self.file_loop.isChecked()})
-        return SourceChoice(kind, self.producer_edit.text().strip() or None)
+        return SourceChoice(source_type, self.producer_edit.text().strip() or None)
 
     def set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
-        for widget in (self.kind_combo, self.pages):
+        for widget in (self.type_combo, self.pages):
             widget.setEnabled(not running)
 
     def _browse_file(self) -> None:

@@ -22,21 +22,21 @@ from engine.live.sources import FrameSource, SourceError, list_cameras, open_sou
 from engine.paths import user_data_dir
 
 ACTOR = "oncolens-live"
-SOURCE_KINDS = {"phantom": "Phantom NIR video", "camera": "Camera / capture card", "file": "Video file",
+SOURCE_TYPES = {"phantom": "Phantom NIR video", "camera": "Camera / capture card", "file": "Video file",
                 "genicam": "GenICam camera (GenTL producer)"}
 LIVE_UNSUITABLE = {"drlse": "DRLSE takes seconds a frame: offered for still frames, not for live video"}
 
 
 @dataclass
 class SourceChoice:
-    """What the source picker says: a kind of `engine.live.sources.open_source`, its target and options."""
+    """What the source picker says: a source type of `engine.live.sources.open_source`, its target and options."""
 
-    kind: str
+    source_type: str
     target: str | None = None
     options: dict = field(default_factory=dict)
 
     def describe(self) -> str:
-        return f"{SOURCE_KINDS.get(self.kind, self.kind)}" + (f" {self.target}" if self.target else "")
+        return f"{SOURCE_TYPES.get(self.source_type, self.source_type)}" + (f" {self.target}" if self.target else "")
 
 
 def cases_root() -> Path:
@@ -68,12 +68,12 @@ def make_segmenter(method: str):
 def check_source(choice: SourceChoice) -> FrameSource:
     """The source of `choice`, opened once and closed again, so that a wrong path, a missing producer or a busy
     camera is said now (SourceError) instead of as a lost signal; the phantom renders (and caches) its clip."""
-    if choice.kind == "file" and not choice.target:
+    if choice.source_type == "file" and not choice.target:
         raise SourceError("Choose a video file (any format OpenCV or PyAV reads, or an OncoLens .npy frame stack).")
-    if choice.kind == "file" and not Path(choice.target).is_file():
+    if choice.source_type == "file" and not Path(choice.target).is_file():
         raise SourceError(f"Video file {choice.target} does not exist: check the path, or pick the file with "
                           "Browse….")
-    source = open_source(choice.kind, choice.target, **choice.options)
+    source = open_source(choice.source_type, choice.target, **choice.options)
     source.open()
     source.close()
     return source

@@ -45,10 +45,10 @@ def decode_array(stored: np.ndarray, encoding: dict[str, Any] | None, what: str)
     encoding is unknown or does not fit the stored data."""
     if not encoding:
         return stored
-    kind = encoding.get("encoding")
-    if kind == BOOL_PLANE:
+    method = encoding.get("encoding")
+    if method == BOOL_PLANE:
         return np.asarray(stored) != 0
-    if kind == PACKED_BITS:
+    if method == PACKED_BITS:
         shape = tuple(int(n) for n in encoding.get("shape") or ())
         count = int(np.prod(shape)) if shape else 0
         bits = np.unpackbits(np.asarray(stored, dtype=np.uint8).ravel(), count=count)
@@ -56,12 +56,12 @@ def decode_array(stored: np.ndarray, encoding: dict[str, Any] | None, what: str)
             raise ValueError(f"{what}: packed bits hold {bits.size} values, the recorded shape {list(shape)} needs "
                              f"{count}. Re-save the prediction (F5 in the app).")
         return bits.reshape(shape).astype(bool)
-    if kind == QUANTISED:
+    if method == QUANTISED:
         try:
             offset, scale = float(encoding["offset"]), float(encoding["scale"])
             dtype = np.dtype(encoding.get("dtype") or "float32")
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{what}: the 8-bit encoding lacks a valid offset, scale or dtype ({exc}).") from None
         return (offset + scale * np.asarray(stored, dtype=np.float64)).astype(dtype)
-    raise ValueError(f"{what}: unknown array encoding {kind!r} (known: {QUANTISED}, {PACKED_BITS}, {BOOL_PLANE}). "
+    raise ValueError(f"{what}: unknown array encoding {method!r} (known: {QUANTISED}, {PACKED_BITS}, {BOOL_PLANE}). "
                      "Update OncoLens.")

@@ -558,7 +558,7 @@ class PhantomSource(FrameSource):
         self._pacer = None
 
 
-SOURCE_KINDS = ("camera", "file", "genicam", "phantom")
+SOURCE_TYPES = ("camera", "file", "genicam", "phantom")
 
 
 def open_source(source: str, target: str | None = None, **options) -> FrameSource:
@@ -574,4 +574,4 @@ def open_source(source: str, target: str | None = None, **options) -> FrameSourc
     if source == "phantom":
         size = int(target) if target else 1024
         return PhantomSource(VideoSettings(size=size), **options)
-    raise SourceError(f"Unknown source '{source}': use {', '.join(SOURCE_KINDS)}.")
+    raise SourceError(f"Unknown source '{source}': use {', '.join(SOURCE_TYPES)}.")

@@ -79,7 +79,7 @@ def test_a_video_file_and_a_16_bit_frame_stack_play_to_their_end(qtbot, make_liv
     stack = tmp_path / "stack.npy"
     np.save(stack, np.stack(frames))
     stack.with_suffix(".json").write_text(json.dumps({"fps": 30, "bit_depth": 12}))
-    window.picker.set_kind("file")
+    window.picker.set_source_type("file")
     window.picker.file_edit.setText(str(stack))
     qtbot.waitUntil(lambda: window.method_combo.count() > 0, timeout=WAIT_MS)
     window.start_from_picker()
@@ -92,14 +92,14 @@ def test_a_video_file_and_a_16_bit_frame_stack_play_to_their_end(qtbot, make_liv
 def test_a_source_that_cannot_open_is_said_with_the_fix(qtbot, make_live, tmp_path, message_boxes):
     window = make_live()
     qtbot.waitUntil(lambda: window.method_combo.count() > 0, timeout=WAIT_MS)
-    window.picker.set_kind("file")
+    window.picker.set_source_type("file")
     window.picker.file_edit.setText(str(tmp_path / "missing.avi"))
     window.start_from_picker()
     qtbot.waitUntil(lambda: bool(message_boxes["critical"]), timeout=WAIT_MS)
     title, text = message_boxes["critical"][-1]
     assert "missing.avi" in text and "does not exist" in text and "Browse" in text
     assert not window.session.running and window.picker.start_button.isEnabled()
-    window.picker.set_kind("genicam")
+    window.picker.set_source_type("genicam")
     window.picker.producer_edit.setText("")
     window.start_from_picker()
     qtbot.waitUntil(lambda: len(message_boxes["critical"]) == 2, timeout=WAIT_MS)
@@ -215,7 +215,7 @@ def test_live_opens_from_the_main_window_and_saved_cases_reach_the_browser(qtbot
     assert live is not None and live.isVisible() and live.store is window.store
     assert window.live_action.shortcut().toString() == "Ctrl+Shift+L"
     qtbot.waitUntil(lambda: live.method_combo.count() > 0, timeout=WAIT_MS)
-    live.picker.set_kind("phantom")
+    live.picker.set_source_type("phantom")
     live.picker.phantom_size.setCurrentIndex(0)  # 256 px
     live.start_from_picker()
     qtbot.waitUntil(lambda: live.frames_drawn >= 2, timeout=WAIT_MS)
