@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -78,9 +80,98 @@ def _rows(path: Path) -> list[dict]:
         return [{k: restore_cell(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
+# -- what each kind's exports must hold (one table; the test below reads it) ----------------------------
+
+
+def _image_plane(case: Case, plane: str) -> tuple[int, ...]:
+    """An overlay named after a 2-D image ('FL', 'US-central_lnm', ...): that image's size."""
+    return case.images[plane.split("-")[0]].array.shape[:2]
+
+
+def _axial_plane(case: Case, plane: str) -> tuple[int, ...]:
+    """'PET-axial-z17': one axial slice of that volume."""
+    modality, _z = plane.split("-axial-z")
+    return case.images[modality].array.shape[1:]
+
+
+def _video_frame(case: Case, _plane: str) -> tuple[int, ...]:
+    return case.images["NIR"].array.shape[1:]
+
+
+def _first_image(case: Case, _name: str) -> ModalityImage:
+    return next(iter(case.images.values()))
+
+
+def _named_image(case: Case, name: str) -> ModalityImage:
+    """'demo-thyroid-02_dgfnet[...]_US-nodule': the image the mask was drawn on is named last."""
+    return case.images[name.split("_")[-1].split("-")[0]]
+
+
+def _plane_masks(reference: Callable[[Case, str], ModalityImage]):
+    def check(case, predictions, path, data, zooms):
+        name = path.name[len(case.id) + 1:-len("_mask.nii.gz")]
+        sy, sx = reference(case, name).meta.spacing
+        assert np.allclose(zooms[:2], (sx, sy)) and data.shape[2] == 1
+        png = _png(path.with_name(path.name.replace(".nii.gz", ".png")))
+        assert np.array_equal(png > 0, data[:, :, 0].T > 0)
+        sources = {f"{p.model}|{key}": m for p in predictions for key, m in p.masks.items()}
+        source = next(m for k, m in sources.items() if k.split("|")[1].replace("/", "-") in name)
+        assert np.array_equal(png > 0, np.asarray(source) != 0)
+    return check
+
+
+def _volume_mask(case, predictions, _path, data, zooms):
+    assert np.allclose(zooms, case.images["PET"].meta.spacing[::-1])
+    assert np.array_equal(np.transpose(data, (2, 1, 0)) != 0, np.asarray(predictions[0].masks["tumor"]) != 0)
+
+
+def _frame_contours_equal_the_prediction(predictions, doc, path):
+    contours, shape = read_contours_json(path)
+    assert contours and shape == tuple(doc["shape"])
+    expected = predictions[0].contours["tumor"]
+    assert len(contours) == len(expected)
+    assert all(np.allclose(c.points, e, atol=1e-3) for c, e in zip(contours, expected, strict=True))
+
+
+def _clip_contours_equal_the_prediction(predictions, doc, _path):
+    expected = predictions[0].contours[frame_key(4)][0]
+    got = next(p for p in doc["planes"] if p["plane"] == 4)["contours"][0]["points"]
+    assert np.allclose(got, expected, atol=1e-3)
+
+
+def _clip_frames_table(case, folder, _names):
+    frames = _rows(folder / f"{case.id}_frames.csv")
+    assert [int(r["frame"]) for r in frames] == [0, 2, 4]
+    assert float(frames[0]["area_px"]) == 0 and float(frames[2]["area_px"]) > float(frames[1]["area_px"]) > 0
+
+
+def _petct_measures(case, _folder, names):
+    assert f"{case.id}_measures.csv" in names  # the kind's own export (its DICOM SEG needs a DICOM source)
+
+
+@dataclass(frozen=True)
+class Expected:
+    plane_shape: Callable[[Case, str], tuple[int, ...]]  # overlay plane name -> full-resolution size
+    mask_check: Callable | None = None  # None: the kind's models do not segment, so no NIfTI mask
+    contours: bool = False
+    contour_check: Callable | None = None  # beyond the generic round trip
+    extra_check: Callable | None = None  # the kind's own files
+
+
+EXPECTED = {
+    "glioma_specimen": Expected(_image_plane),
+    "lymph_node": Expected(_image_plane),
+    "fluoro_frame": Expected(_image_plane, _plane_masks(_first_image), True, _frame_contours_equal_the_prediction),
+    "fluoro_video": Expected(_video_frame, None, True, _clip_contours_equal_the_prediction, _clip_frames_table),
+    "sarcoma_petct": Expected(_axial_plane, _volume_mask, True, extra_check=_petct_measures),
+    "thyroid_usct": Expected(_image_plane, _plane_masks(_named_image), True),
+}
+
+
 @pytest.mark.parametrize("kind", [*DEMOS, "fluoro_video"])
 def test_every_kind_exports_every_artefact(kind, predicted, tmp_path):
     case, predictions = predicted[kind]
+    expected_of_kind = EXPECTED[kind]
     what = ("overlay", "masks", "contours", "probabilities", "seg")
     files = export_case(case, tmp_path, ExportOptions(what=what), predictions=predictions)
     folder = tmp_path / case.id
@@ -91,65 +182,29 @@ def test_every_kind_exports_every_artefact(kind, predicted, tmp_path):
     overlays = sorted(f for f in files if "_overlay_" in f.name)
     assert overlays
     for path in overlays:
-        picture = _png(path)
         plane = path.stem.split("_overlay_")[1]
-        if kind == "sarcoma_petct":
-            modality, z = plane.split("-axial-z")
-            expected = case.images[modality].array.shape[1:]
-        elif kind == "fluoro_video":
-            expected = case.images["NIR"].array.shape[1:]
-        else:
-            expected = case.images[plane.split("-")[0]].array.shape[:2]
-        assert picture.shape[:2] == tuple(expected), path.name
+        assert _png(path).shape[:2] == tuple(expected_of_kind.plane_shape(case, plane)), path.name
 
     # masks: PNG (planes) equal to the prediction's mask, NIfTI with the image's spacing
-    mask_sources = {f"{p.model}|{key}": m for p in predictions for key, m in p.masks.items()}
     niftis = [f for f in files if f.name.endswith("_mask.nii.gz")]
-    if kind in ("glioma_specimen", "lymph_node", "fluoro_video"):
-        assert not niftis  # these models do not segment
-    else:
-        assert niftis
+    assert bool(niftis) == (expected_of_kind.mask_check is not None)
     for path in niftis:
         img = nib.load(str(path))
-        data = np.asarray(img.dataobj)
-        zooms = img.header.get_zooms()
-        if kind == "sarcoma_petct":
-            pet = case.images["PET"]
-            assert np.allclose(zooms, pet.meta.spacing[::-1])
-            assert np.array_equal(np.transpose(data, (2, 1, 0)) != 0, np.asarray(predictions[0].masks["tumor"]) != 0)
-        else:
-            name = path.name[len(case.id) + 1:-len("_mask.nii.gz")]
-            reference = case.images[name.split("_")[-1].split("-")[0]] if kind == "thyroid_usct" else \
-                next(iter(case.images.values()))
-            sy, sx = reference.meta.spacing
-            assert np.allclose(zooms[:2], (sx, sy)) and data.shape[2] == 1
-            png = _png(path.with_name(path.name.replace(".nii.gz", ".png")))
-            assert np.array_equal(png > 0, data[:, :, 0].T > 0)
-            source = next(m for k, m in mask_sources.items() if k.split("|")[1].replace("/", "-") in name)
-            assert np.array_equal(png > 0, np.asarray(source) != 0)
+        expected_of_kind.mask_check(case, predictions, path, np.asarray(img.dataobj), img.header.get_zooms())
 
     # contours: JSON round-trips; CSV has px and mm columns where the spacing is known
     jsons = [f for f in files if f.name.endswith("_contours.json")]
-    if kind in ("glioma_specimen", "lymph_node"):
-        assert not jsons
-    else:
-        assert jsons
+    assert bool(jsons) == expected_of_kind.contours
     for path in jsons:
         doc = json.loads(path.read_text())
         assert doc["case_id"] == case.id and doc["format"] == "oncolens-contours"
         if "planes" in doc:  # a clip or a volume: per frame / slice
             assert all(plane["contours"] for plane in doc["planes"] if plane["plane"])
-            if kind == "fluoro_video":
-                expected = predictions[0].contours[frame_key(4)][0]
-                got = next(p for p in doc["planes"] if p["plane"] == 4)["contours"][0]["points"]
-                assert np.allclose(got, expected, atol=1e-3)
         else:
             contours, shape = read_contours_json(path)
             assert contours and shape == tuple(doc["shape"])
-            if kind == "fluoro_frame":
-                expected = predictions[0].contours["tumor"]
-                assert len(contours) == len(expected)
-                assert all(np.allclose(c.points, e, atol=1e-3) for c, e in zip(contours, expected, strict=True))
+        if expected_of_kind.contour_check:
+            expected_of_kind.contour_check(predictions, doc, path)
         rows = _rows(path.with_suffix(".csv"))
         assert rows and {"row", "col", "row_mm", "col_mm"} <= set(rows[0])
         spacing = doc["spacing_mm"]
@@ -175,12 +230,8 @@ def test_every_kind_exports_every_artefact(kind, predicted, tmp_path):
     doc = json.loads((folder / f"{case.id}_probabilities.json").read_text())
     assert doc["case_id"] == case.id and doc["patient_id"] == case.patient_id
     assert [p["model"] for p in doc["predictions"]] == [p.model for p in predictions]
-    if kind == "fluoro_video":
-        frames = _rows(folder / f"{case.id}_frames.csv")
-        assert [int(r["frame"]) for r in frames] == [0, 2, 4]
-        assert float(frames[0]["area_px"]) == 0 and float(frames[2]["area_px"]) > float(frames[1]["area_px"]) > 0
-    if kind == "sarcoma_petct":
-        assert f"{case.id}_measures.csv" in names  # the kind's own export (its DICOM SEG needs a DICOM source)
+    if expected_of_kind.extra_check:
+        expected_of_kind.extra_check(case, folder, names)
 
 
 def test_overlay_uses_the_app_colours_and_the_heat_fade():
