@@ -179,11 +179,12 @@ class ResultsPanel(QWidget):
         self.history_combo.setObjectName("historyCombo")
         self.history_combo.setToolTip("Every stored run on this case (date, models, weights hashes); F5 adds one")
         self.history_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.history_combo.setMinimumContentsLength(20)
+        self.history_combo.setMinimumContentsLength(12)  # the full entry is in its tooltip
         self.history_combo.setVisible(False)
         self.history_combo.activated.connect(self.run_chosen.emit)
         self.history_label = QLabel("")
         self.history_label.setObjectName("smallPrint")
+        self.history_label.setWordWrap(True)
         self.history_label.setVisible(False)
         self.disagreement_label = QLabel("")
         self.disagreement_label.setObjectName("disagreement")

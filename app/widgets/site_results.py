@@ -36,11 +36,13 @@ class SiteResults(QWidget):
         for column, site in enumerate(self.sites):
             label = QLabel("")
             label.setTextFormat(Qt.TextFormat.RichText)
+            label.setWordWrap(True)  # wraps beside both docks on a 1366 px screen instead of widening the window
             bar = ProbabilityBar()
             bar.setToolTip("Probability (filled) against the model's operating threshold (white tick)")
             share = ContributionBar(self.modalities, colors)
             title = QLabel(self.empty_share_title)
             title.setObjectName("smallPrint")
+            title.setWordWrap(True)
             title.setToolTip("Each modality's share of the integrated-gradients attribution of this site's model "
                              "(|sum over its pixels| over all modalities)")
             grid.addWidget(label, 0, 2 * column, 1, 2)
